@@ -1,0 +1,447 @@
+"""The profile: one YAML file per deployment, validated into a frozen `Profile`.
+
+Loading reads like a spec: read bytes -> parse YAML (syntax errors and duplicate keys with
+their lines) -> validate with pydantic (every error at once, dotted key paths, "did you
+mean") -> cross-field checks. Nothing here touches anything but the profile file itself.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from deploy.errors import Problem, UserError
+
+BUILTIN_DIR = Path(__file__).parent / "profiles"
+SCHEMA_URL = "https://vllm-deploy.invalid/profile.schema.json"  # NB: only an $id; the schema ships in schema/
+
+Dtype = Literal["auto", "half", "float16", "bfloat16", "float", "float32"]
+EnvName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
+# DNS-1123 label, for Kubernetes namespaces.
+DnsLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", max_length=63)]
+# A compose project and image name; Kubernetes names take it with "_" turned into "-".
+ProfileName = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$", max_length=40)]
+
+
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
+
+
+class _Section(BaseModel):
+    # NB: keys are kebab-case like vLLM's own flags; unknown keys are errors, never ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=_kebab, validate_default=True)
+
+
+class ModelSource(_Section):
+    """Which weights to serve and where they live."""
+
+    source: str = Field(
+        description="Hugging Face id (org/name) or an absolute path, e.g. /root/ld/ld_model_pretrained/Minicpmv2_6",
+        min_length=1,
+    )
+    storage: Literal["host", "hub", "tiny"] | None = Field(
+        None,
+        description="host: a local directory mounted read-only; hub: downloaded into a cache volume; "
+        "tiny: a random-weight test VLM fabricated into the image at build time (no download). "
+        "Default: host for absolute paths, hub otherwise.",
+    )
+    served_name: str | None = Field(None, description="Name clients pass as `model`. Default: the source, as vLLM does.")
+    revision: str | None = Field(None, description="Hub commit or tag to pin (recommended with trust-remote-code).")
+
+
+class Engine(_Section):
+    """vLLM engine settings. The first four are required: they are the seed's flags."""
+
+    dtype: Dtype
+    max_model_len: int = Field(gt=0)
+    gpu_memory_utilization: float = Field(gt=0, le=1, description="Fraction of each GPU's memory vLLM may use.")
+    trust_remote_code: bool
+    tensor_parallel_size: int = Field(1, ge=1)
+    max_num_seqs: int | None = Field(None, ge=1)
+    enforce_eager: bool = False
+    limit_mm_per_prompt: dict[Literal["image", "video", "audio"], Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict, description="Most items per modality in one prompt, e.g. {image: 2}."
+    )
+    kv_cache_space_gib: int | None = Field(
+        None, ge=1, description="CPU only: KV-cache size (VLLM_CPU_KVCACHE_SPACE). Required on CPU."
+    )
+    extra_args: list[str] = Field(
+        default_factory=list, description="More vLLM flags, e.g. [--enable-prefix-caching]. Not for modelled ones."
+    )
+
+
+class ApiKey(_Section):
+    """Where the API key comes from. The value itself never appears in a profile or a rendered file."""
+
+    env: EnvName = Field("VLLM_API_KEY", description="Environment variable (or .env entry) holding the key.")
+
+
+class Image(_Section):
+    device: Literal["cuda", "cpu"] = "cuda"
+    base: str | None = Field(None, description="Base image, pinned. Default per device from deploy/data/devices.yaml.")
+    extra_pip: list[str] = Field(default_factory=list, description="Extra pip requirements baked into the image.")
+    ca_bundle: str | None = Field(
+        None,
+        description="CPU image: a host CA bundle pip trusts during the build (TLS-intercepting proxies), "
+        "passed as a BuildKit secret, never stored in a layer, e.g. /etc/ssl/certs/ca-certificates.crt.",
+    )
+
+    @field_validator("base")
+    @classmethod
+    def _pinned(cls, value: str | None) -> str | None:
+        if value is not None and (":" not in value.rsplit("/", 1)[-1] or value.endswith(":latest")):
+            raise ValueError(f"expected a pinned image reference like vllm/vllm-openai:v0.32.0, got {value!r}")
+        return value
+
+
+class Resources(_Section):
+    gpus: int | None = Field(None, ge=0, description="GPUs per replica. Default: tensor-parallel-size (cuda), 0 (cpu).")
+    shm_size_gib: int = Field(8, ge=1, description="Shared memory for vLLM's workers (/dev/shm).")
+    memory_gib: int = Field(32, ge=1, description="Memory limit of the container.")
+    cpus: int | None = Field(None, ge=1, description="CPU request/limit. Default: no limit.")
+
+
+class Server(_Section):
+    port: int = Field(8000, ge=1, le=65535)
+    bind_address: str = Field("127.0.0.1", description="Host address compose publishes the port on.")
+    health_interval_seconds: int = Field(10, ge=1, le=300, description="How often compose probes /health.")
+
+
+class Kubernetes(_Section):
+    namespace: DnsLabel = "default"
+    replicas: int = Field(1, ge=0)
+    storage_class: str | None = None
+    storage_size_gib: int = Field(50, ge=1, description="Size of the model cache volume (hub storage).")
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    runtime_class_name: str | None = None
+    load_budget_seconds: int = Field(
+        900, ge=30, description="How long loading the model may take before the pod is restarted (startupProbe)."
+    )
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+
+
+class Smoke(_Section):
+    stop_token_ids: list[int] = Field(default_factory=lambda: [151645, 151643])
+    prompt: str = "请描述这张图片"
+    image_url: str = "https://air-example-data-2.s3.us-west-2.amazonaws.com/vllm_opensource_llava/stop_sign.jpg"
+
+
+class Profile(_Section):
+    """One deployment. Defaults live here and nowhere else."""
+
+    name: ProfileName = Field(description="Names the compose project, the image and the Kubernetes objects.")
+    description: str = ""
+    model: ModelSource
+    engine: Engine
+    api_key: ApiKey
+    image: Image = Image()
+    resources: Resources = Resources()
+    server: Server = Server()
+    kubernetes: Kubernetes = Kubernetes()
+    smoke: Smoke = Smoke()
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _key_by_reference(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(
+                "expected a reference like {env: VLLM_API_KEY}, not the key itself; "
+                "put the value in the environment or a git-ignored .env file"
+            )
+        return value
+
+
+# Flags the profile models; extra-args may not repeat them (two sources of truth disagree silently).
+MODELLED_FLAGS = {
+    "--model": "model.source",
+    "--served-model-name": "model.served-name",
+    "--revision": "model.revision",
+    "--host": "server.bind-address",
+    "--port": "server.port",
+    "--api-key": "api-key.env",
+    "--dtype": "engine.dtype",
+    "--max-model-len": "engine.max-model-len",
+    "--gpu-memory-utilization": "engine.gpu-memory-utilization",
+    "--trust-remote-code": "engine.trust-remote-code",
+    "--tensor-parallel-size": "engine.tensor-parallel-size",
+    "--max-num-seqs": "engine.max-num-seqs",
+    "--enforce-eager": "engine.enforce-eager",
+    "--limit-mm-per-prompt": "engine.limit-mm-per-prompt",
+    "--kv-cache-memory-bytes": "engine.kv-cache-space-gib",
+}
+# vLLM's short aliases for the same flags.
+FLAG_ALIASES = {"-tp": "--tensor-parallel-size", "-q": "--quantization"}
+
+
+def canonical_flag(arg: str) -> str:
+    """`--gpu_memory_utilization=1` -> `--gpu-memory-utilization` (vLLM accepts both spellings)."""
+    flag = arg.split("=", 1)[0]
+    flag = FLAG_ALIASES.get(flag, flag)
+    return "--" + flag[2:].replace("_", "-") if flag.startswith("--") else flag
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading YAML
+
+
+class _Document:
+    """A parsed YAML mapping plus the line of every key path, for messages that point at lines."""
+
+    def __init__(self, data: Any, lines: dict[tuple[str | int, ...], int]):
+        self.data = data
+        self.lines = lines
+
+    def line_of(self, loc: tuple[str | int, ...]) -> int:
+        # Walk up to the nearest located ancestor: a missing key is reported at its parent.
+        while loc and loc not in self.lines:
+            loc = loc[:-1]
+        return self.lines.get(loc, 0)
+
+
+def _parse_yaml(text: str) -> tuple[_Document, list[Problem]]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
+        raise UserError("profile is not valid YAML", [Problem(line, "", f"YAML syntax error: {exc.problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise UserError("profile is not valid YAML", [Problem(0, "", f"YAML error: {exc}")]) from None
+
+    problems: list[Problem] = []
+    lines: dict[tuple[str | int, ...], int] = {}
+
+    def walk(n: yaml.Node, loc: tuple[str | int, ...]) -> None:
+        lines[loc] = n.start_mark.line + 1
+        if isinstance(n, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key_node, value_node in n.value:
+                key = key_node.value
+                here = key_node.start_mark.line + 1
+                if key in seen:
+                    path = ".".join(str(p) for p in (*loc, key))
+                    problems.append(Problem(here, path, f"duplicate key (first defined on line {seen[key]})"))
+                seen.setdefault(key, here)
+                walk(value_node, (*loc, key))
+                lines[(*loc, key)] = here
+        elif isinstance(n, yaml.SequenceNode):
+            for index, item in enumerate(n.value):
+                walk(item, (*loc, index))
+
+    if node is not None:
+        walk(node, ())
+    loader = yaml.SafeLoader("")
+    try:
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.constructor.ConstructorError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+        raise UserError("profile is not valid YAML", [Problem(line, "", f"YAML error: {exc.problem}")]) from None
+    finally:
+        loader.dispose()
+    return _Document(data, lines), problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Turning pydantic errors into sentences
+
+
+def _section_class(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The model class at `loc` (alias path), to list the keys allowed there."""
+    cls: type[BaseModel] = Profile
+    for part in loc:
+        field = next((f for n, f in cls.model_fields.items() if _kebab(n) == part), None)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        cls = annotation
+    return cls
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _sentence(error: dict[str, Any]) -> str:
+    kind, loc, got = error["type"], error["loc"], error.get("input")
+    ctx = error.get("ctx") or {}
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "extra_forbidden":
+        cls = _section_class(loc[:-1])
+        allowed = sorted(_kebab(n) for n in cls.model_fields) if cls else []
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown key{hint}; expected one of: {', '.join(allowed)}"
+    if kind == "literal_error":
+        return f"expected one of {ctx.get('expected')}, got {_show(got)}"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"expected an integer, got {_show(got)}"
+    if kind in ("float_type", "float_parsing"):
+        return f"expected a number, got {_show(got)}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"expected true or false, got {_show(got)}"
+    if kind in ("string_type",):
+        return f"expected a string, got {_show(got)}"
+    if kind in ("list_type",):
+        return f"expected a list, got {_show(got)}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"expected a mapping, got {_show(got)}"
+    if kind == "greater_than":
+        return f"expected a number greater than {ctx['gt']}, got {_show(got)}"
+    if kind == "greater_than_equal":
+        return f"expected a number of at least {ctx['ge']}, got {_show(got)}"
+    if kind == "less_than_equal":
+        return f"expected a number of at most {ctx['le']}, got {_show(got)}"
+    if kind == "string_pattern_mismatch":
+        return f"expected a string matching {ctx['pattern']}, got {_show(got)}"
+    if kind == "string_too_long":
+        return f"expected at most {ctx['max_length']} characters, got {len(got)}"
+    if kind == "string_too_short":
+        return "expected a non-empty string"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    return f"{error['msg'][0].lower()}{error['msg'][1:]}, got {_show(got)}"
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-field checks: only meaningful once every field has the right type.
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _cross_checks(p: Profile) -> list[tuple[tuple[str, ...], str]]:
+    found: list[tuple[tuple[str, ...], str]] = []
+    storage = model_storage(p)
+    absolute = p.model.source.startswith("/")
+    if storage in ("host", "tiny") and not absolute:
+        found.append((("model", "source"), f"storage {storage!r} needs an absolute path, got {p.model.source!r}"))
+    if storage == "hub" and not HUB_ID.match(p.model.source):
+        found.append((("model", "source"), f"expected a Hugging Face id like Qwen/Qwen2.5-VL-7B-Instruct, got {p.model.source!r}"))
+    if p.model.revision and storage != "hub":
+        found.append((("model", "revision"), "a revision pins hub downloads; it needs storage 'hub'"))
+    for index, arg in enumerate(p.engine.extra_args):
+        flag = canonical_flag(arg)
+        if flag in MODELLED_FLAGS:
+            found.append(
+                (("engine", "extra-args", str(index)), f"{arg!r} duplicates a profile field: set {MODELLED_FLAGS[flag]} instead")
+            )
+    gpus = gpu_count(p)
+    if p.image.device == "cuda":
+        if gpus < p.engine.tensor_parallel_size:
+            found.append(
+                (("resources", "gpus"), f"tensor-parallel-size {p.engine.tensor_parallel_size} needs at least as many GPUs, got {gpus}")
+            )
+        if p.engine.kv_cache_space_gib is not None:
+            found.append((("engine", "kv-cache-space-gib"), "only for device cpu; on cuda use gpu-memory-utilization"))
+    else:
+        if gpus:
+            found.append((("resources", "gpus"), f"device cpu takes no GPUs, got {gpus}"))
+        if p.engine.tensor_parallel_size != 1:
+            found.append((("engine", "tensor-parallel-size"), "device cpu serves with tensor-parallel-size 1"))
+        if p.engine.kv_cache_space_gib is None:
+            # NB: on CPU gpu-memory-utilization reserves that share of the machine's RAM (0.92 fails).
+            found.append((("engine", "kv-cache-space-gib"), "required for device cpu, e.g. 1 (GiB)"))
+    if p.resources.shm_size_gib > p.resources.memory_gib and p.image.device == "cpu":
+        found.append((("resources", "shm-size-gib"), "larger than memory-gib"))
+    return found
+
+
+def model_storage(p: Profile) -> str:
+    return p.model.storage or ("host" if p.model.source.startswith("/") else "hub")
+
+
+def gpu_count(p: Profile) -> int:
+    if p.resources.gpus is not None:
+        return p.resources.gpus
+    return p.engine.tensor_parallel_size if p.image.device == "cuda" else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+
+
+def builtin_names() -> list[str]:
+    return sorted(path.stem for path in BUILTIN_DIR.glob("*.yaml"))
+
+
+def locate(ref: str) -> Path:
+    """A built-in profile name or a path to a YAML file."""
+    path = Path(ref)
+    if ref in builtin_names():
+        return BUILTIN_DIR / f"{ref}.yaml"
+    if path.is_dir():
+        raise UserError(f"{ref}: is a directory; expected a profile YAML file or one of: {', '.join(builtin_names())}")
+    if not path.exists():
+        close = difflib.get_close_matches(ref, builtin_names(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UserError(
+            f"{ref}: no such profile file or built-in profile{hint}; built-in profiles: {', '.join(builtin_names())}"
+        )
+    return path
+
+
+def parse_profile(text: str | bytes, source: str) -> Profile:
+    """Validate profile text; raise one UserError listing every problem."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(
+                f"{source}: profile is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8"
+            ) from None
+    try:
+        document, problems = _parse_yaml(text)
+    except UserError as exc:
+        raise UserError(f"{source} is invalid:", exc.problems, source) from None
+    if document.data is None:
+        raise UserError(f"{source} is invalid:", [Problem(0, "", "profile is empty; expected a mapping with at least name, model, engine, api-key")], source)
+    if not isinstance(document.data, dict):
+        raise UserError(f"{source} is invalid:", [Problem(1, "", f"expected a mapping of keys at the top level, got {_show(document.data)}")], source)
+    profile = None
+    try:
+        profile = Profile.model_validate(document.data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            problems.append(Problem(document.line_of(loc), _dotted(loc), _sentence(error)))
+    if profile is not None:
+        for loc, message in _cross_checks(profile):
+            key = tuple(int(p) if p.isdigit() else p for p in loc)
+            problems.append(Problem(document.line_of(key), _dotted(loc), message))
+    if problems:
+        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        raise UserError(f"{source} is invalid ({count}):", problems, source)
+    assert profile is not None
+    return profile
+
+
+def load_profile(ref: str) -> Profile:
+    path = locate(ref)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{ref}: cannot read profile: {exc.strerror}") from None
+    return parse_profile(raw, str(path))
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Profile.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = SCHEMA_URL
+    return schema

@@ -1,0 +1,116 @@
+"""Rendering: a pure function from a Plan to file texts, plus the one place that writes them.
+
+`render(plan)` reads nothing but its templates and never the environment, so the same plan
+always gives the same bytes (golden files depend on it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from deploy.plan import Plan
+
+PACKAGE_DIR = Path(__file__).parent
+# Installed wheels carry the templates inside the package; a source checkout keeps them at the top.
+TEMPLATE_DIRS = [PACKAGE_DIR / "templates", PACKAGE_DIR.parent / "templates"]
+
+
+def _yaml_scalar(value: Any) -> str:
+    """JSON is YAML: every scalar comes out quoted, so "on", "no", "1" and "0.9" stay strings."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _compose_scalar(value: Any) -> str:
+    # NB: compose interpolates $VAR in every string; a literal $ must be written $$.
+    if isinstance(value, str):
+        return _yaml_scalar(value.replace("$", "$$"))
+    if isinstance(value, list):
+        return "[" + ", ".join(_compose_scalar(v) for v in value) + "]"
+    return _yaml_scalar(value)
+
+
+def _flow(value: Any) -> str:
+    """A YAML flow collection with quoted scalars: `{"a": "b"}`, `["x", "y"]`."""
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+def _block(mapping: dict[str, Any], indent: int) -> str:
+    """A block mapping with quoted scalars, its lines indented for the template's nesting."""
+    pad = " " * indent
+    return "".join(f"\n{pad}{_yaml_scalar(k)}: {_yaml_scalar(v)}" for k, v in mapping.items())
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    directory = next(d for d in TEMPLATE_DIRS if d.is_dir())
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directory),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["yaml"] = _flow
+    env.filters["json"] = _yaml_scalar
+    env.filters["compose"] = _compose_scalar
+    env.filters["block"] = _block
+    return env
+
+
+def _tiny_model_source() -> str:
+    return (PACKAGE_DIR / "tiny_model.py").read_text(encoding="utf-8")
+
+
+def render(plan: Plan) -> dict[str, str]:
+    """Every file of one profile, keyed by its path relative to the output root."""
+    env = _environment()
+
+    def text(template: str) -> str:
+        return env.get_template(template).render(plan=plan)
+
+    compose_dir = f"compose/{plan.name}"
+    k8s_dir = f"k8s/{plan.name}"
+    files = {
+        f"{compose_dir}/Dockerfile": text(f"docker/{plan.image.template}"),
+        f"{compose_dir}/compose.yaml": text("compose/compose.yaml.j2"),
+        f"{compose_dir}/.env.example": text("compose/env.example.j2"),
+        f"{k8s_dir}/kustomization.yaml": text("k8s/kustomization.yaml.j2"),
+        f"{k8s_dir}/deployment.yaml": text("k8s/deployment.yaml.j2"),
+        f"{k8s_dir}/service.yaml": text("k8s/service.yaml.j2"),
+        f"{k8s_dir}/secrets.env.example": text("k8s/secrets.env.example.j2"),
+    }
+    if plan.kubernetes.pvc_name:
+        files[f"{k8s_dir}/pvc.yaml"] = text("k8s/pvc.yaml.j2")
+    if plan.storage.kind == "tiny":
+        # The image build fabricates the test model: the build context carries the script.
+        files[f"{compose_dir}/tiny_model.py"] = _tiny_model_source()
+    return files
+
+
+def write_files(files: dict[str, str], out_dir: Path) -> list[Path]:
+    """Write all files or none: stage every file beside its target first, then rename them in."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for relative, content in sorted(files.items()):
+            target = out_dir / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+                handle.write(content)
+            os.chmod(temp, 0o644)
+            staged.append((Path(temp), target))
+    except BaseException:
+        for temp, _ in staged:
+            temp.unlink(missing_ok=True)
+        raise
+    for temp, target in staged:
+        os.replace(temp, target)
+    return [target for _, target in staged]
