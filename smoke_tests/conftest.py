@@ -1,0 +1,198 @@
+"""Options, fixtures and failure reporting of the smoke suite (see settings.py for every option)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+import pytest
+import requests
+
+from smoke_tests.image_server import IMAGE_PATH, ImageServer, generated_jpeg
+from smoke_tests.settings import SmokeConfig, add_options, smoke_config
+from smoke_tests.support import Raw, data_url
+
+LOG_TAIL_LINES = 80
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        smoke_config(config)  # NB: fail at startup, once, with every bad setting listed
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+
+
+# NB: cheapest and most basic first; bad media last, so a server it harms fails nothing else
+MODULE_ORDER = ["test_health", "test_chat", "test_seed_snippets", "test_auth", "test_bad_media"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.stem
+        return MODULE_ORDER.index(name) if name in MODULE_ORDER else len(MODULE_ORDER)
+
+    items.sort(key=rank)  # NB: stable sort keeps the order inside each module
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    s = smoke_config(config)
+    image = f"local server on {s.image_server_host}" if s.local_image_server else s.image_url
+    return [
+        f"smoke: base_url={s.base_url} model={s.model or '(first of /v1/models)'} "
+        f"api_key={'set' if s.api_key else 'none'} profile={s.profile or '-'}",
+        f"smoke: image={image} stop_token_ids={list(s.stop_token_ids)} max_images={s.max_images}",
+    ]
+
+
+def _server_logs(s: SmokeConfig) -> Optional[str]:
+    parts = []
+    if s.server_log:
+        try:
+            lines = Path(s.server_log).read_text(errors="replace").splitlines()
+            parts.append(f"--- tail of {s.server_log} ---\n" + "\n".join(lines[-LOG_TAIL_LINES:]))
+        except OSError as exc:
+            parts.append(f"--- cannot read {s.server_log}: {exc}")
+    if s.server_log_command:
+        try:
+            out = subprocess.run(s.server_log_command, shell=True, capture_output=True, text=True, timeout=30)
+            lines = (out.stdout + out.stderr).splitlines()
+            parts.append(f"--- `{s.server_log_command}` (last {LOG_TAIL_LINES} lines) ---\n"
+                         + "\n".join(lines[-LOG_TAIL_LINES:]))
+        except (OSError, subprocess.SubprocessError) as exc:
+            parts.append(f"--- `{s.server_log_command}` failed: {exc}")
+    return "\n".join(parts) or None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        logs = _server_logs(smoke_config(item.config))
+        if logs:
+            report.sections.append(("vLLM server logs", logs))
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def smoke(pytestconfig: pytest.Config) -> SmokeConfig:
+    return smoke_config(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def raw(smoke: SmokeConfig) -> Raw:
+    return Raw(smoke.base_url, smoke.api_key, smoke.request_timeout)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def server_ready(smoke: SmokeConfig) -> float:
+    """Poll GET /health until 200 or --ready-timeout; returns the seconds waited."""
+    start = time.monotonic()
+    deadline = start + smoke.ready_timeout
+    last = "no attempt"
+    while True:
+        try:
+            resp = requests.get(smoke.base_url + "/health", timeout=min(10.0, smoke.request_timeout))
+            if resp.status_code == 200:
+                return time.monotonic() - start
+            last = f"HTTP {resp.status_code}: {resp.text[:200]}"
+        except requests.RequestException as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() >= deadline:
+            pytest.fail(
+                f"vLLM server at {smoke.base_url} not healthy after {smoke.ready_timeout:.0f} s "
+                f"(GET /health, last answer: {last}). Is it running? Raise --ready-timeout if it is still loading.",
+                pytrace=False,
+            )
+        time.sleep(1.0)
+
+
+@pytest.fixture(scope="session")
+def server_version(raw: Raw) -> Optional[str]:
+    """vLLM's version from the open GET /version, or None for servers without it."""
+    try:
+        resp = raw.get("/version", api_key=None)
+        return resp.json().get("version") if resp.status_code == 200 else None
+    except (requests.RequestException, ValueError):
+        return None
+
+
+@pytest.fixture(scope="session")
+def model(smoke: SmokeConfig, raw: Raw) -> str:
+    if smoke.model:
+        return smoke.model
+    resp = raw.get("/v1/models")
+    assert resp.status_code == 200, (
+        f"cannot pick a default model: GET /v1/models -> {resp.status_code} {resp.text[:300]}; pass --model"
+    )
+    ids = [m["id"] for m in resp.json()["data"]]
+    assert ids, "GET /v1/models lists no model; pass --model"
+    return ids[0]
+
+
+@pytest.fixture(scope="session")
+def image_server(smoke: SmokeConfig) -> Iterator[Optional[ImageServer]]:
+    if not smoke.local_image_server:
+        yield None
+        return
+    with ImageServer(smoke.image_server_bind, smoke.image_server_host, smoke.image_server_port) as server:
+        yield server
+
+
+@dataclass(frozen=True)
+class SmokeImage:
+    url: str  # what the server fetches
+    payload: bytes  # the exact bytes behind url
+    server: Optional[ImageServer]
+
+    @property
+    def data_url(self) -> str:
+        return data_url(self.payload)
+
+
+@pytest.fixture(scope="session")
+def image(smoke: SmokeConfig, image_server: Optional[ImageServer]) -> SmokeImage:
+    if image_server is not None:
+        return SmokeImage(image_server.url(IMAGE_PATH), generated_jpeg(), image_server)
+    try:
+        # NB: the base64 request must carry the same bytes the server fetches by URL, so fetch them here too
+        resp = requests.get(smoke.image_url, timeout=smoke.request_timeout)
+        resp.raise_for_status()
+    except requests.RequestException as exc:
+        pytest.fail(
+            f"cannot download --image-url {smoke.image_url} to build the base64 request ({exc}). "
+            "Pass --local-image-server to serve a generated JPEG from this process instead.",
+            pytrace=False,
+        )
+    return SmokeImage(smoke.image_url, resp.content, None)
+
+
+@pytest.fixture
+def client(smoke: SmokeConfig):
+    """An official openai client per test (fresh connections); no retries so failures are visible."""
+    from openai import OpenAI
+
+    # NB: the openai client insists on a key; "EMPTY" is vLLM's own convention for open servers
+    with OpenAI(api_key=smoke.api_key or "EMPTY", base_url=smoke.api_base,
+                timeout=smoke.request_timeout, max_retries=0) as c:
+        yield c
+
+
+@pytest.fixture
+def chat_kwargs(smoke: SmokeConfig, model: str) -> dict:
+    """Small, deterministic requests: temperature 0, a few tokens, the seed's stop ids."""
+    return {
+        "model": model,
+        "temperature": 0,
+        "max_tokens": smoke.max_tokens,
+        "extra_body": {"stop_token_ids": list(smoke.stop_token_ids)},
+    }

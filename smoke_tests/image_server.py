@@ -1,0 +1,84 @@
+"""A generated, deterministic JPEG and a tiny threaded HTTP server that serves it to the vLLM server."""
+
+from __future__ import annotations
+
+import io
+import threading
+from functools import lru_cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+IMAGE_PATH = "/stop_sign.jpg"
+TEXT_PATH = "/not-an-image.txt"
+MISSING_PATH = "/no-such-image.jpg"
+TEXT_BODY = b"This is plain text, not an image.\n"
+
+
+@lru_cache(maxsize=None)
+def generated_jpeg() -> bytes:
+    """A 224x224 stop-sign-like picture; same bytes on every call (no randomness, no metadata)."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (224, 224), (120, 170, 230))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((106, 150, 118, 224), fill=(110, 110, 110))  # post
+    c, r, k = 112, 80, 0.4142  # octagon around (c, c - 32)
+    cy = c - 32
+    draw.polygon(
+        [(c - r * k, cy - r), (c + r * k, cy - r), (c + r, cy - r * k), (c + r, cy + r * k),
+         (c + r * k, cy + r), (c - r * k, cy + r), (c - r, cy + r * k), (c - r, cy - r * k)],
+        fill=(200, 20, 30), outline=(255, 255, 255), width=4,
+    )
+    draw.rectangle((62, cy - 12, 162, cy + 12), fill=(255, 255, 255))  # where the word STOP would be
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+class ImageServer:
+    """Serves IMAGE_PATH (JPEG), TEXT_PATH (text/plain) and 404 for anything else; records request paths."""
+
+    def __init__(self, bind: str, advertised_host: str, port: int = 0) -> None:
+        self.requests: list[str] = []
+        body = generated_jpeg()
+        hits = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                hits.append(self.path)
+                if self.path == IMAGE_PATH:
+                    self._send(200, "image/jpeg", body)
+                elif self.path == TEXT_PATH:
+                    self._send(200, "text/plain", TEXT_BODY)
+                else:
+                    self._send(404, "text/plain", b"not found\n")
+
+            def _send(self, status: int, ctype: str, payload: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass  # NB: keep pytest's output clean; `requests` keeps the record
+
+        self._httpd = ThreadingHTTPServer((bind, port), Handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        host = f"[{advertised_host}]" if ":" in advertised_host else advertised_host
+        self.root = f"http://{host}:{self.port}"
+        # NB: a short poll interval makes shutdown() at session end take ~50 ms instead of ~0.5 s
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="smoke-image-server", daemon=True)
+
+    def url(self, path: str) -> str:
+        return self.root + path
+
+    def __enter__(self) -> "ImageServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)

@@ -1,0 +1,30 @@
+"""Case 6: the API key is enforced on /v1/* (raw HTTP to see the status)."""
+
+import pytest
+
+from smoke_tests.support import describe, user_message
+
+WRONG_KEY = "definitely-not-the-key"
+
+
+@pytest.fixture(autouse=True)
+def _needs_key(smoke):
+    if not smoke.api_key:
+        pytest.skip("no --api-key given: the server is assumed to run without one")
+
+
+@pytest.mark.parametrize("key", [None, WRONG_KEY], ids=["missing-key", "wrong-key"])
+@pytest.mark.parametrize("method,path", [("GET", "/v1/models"), ("POST", "/v1/chat/completions")],
+                         ids=["models", "chat"])
+def test_rejected_without_the_right_key(raw, model, image, method, path, key):
+    if method == "GET":
+        resp = raw.get(path, api_key=key)
+    else:
+        resp = raw.post(path, {"model": model, "messages": user_message(image.data_url), "max_tokens": 1},
+                        api_key=key)
+    assert resp.status_code == 401, describe(resp)
+    assert resp.json() == {"error": "Unauthorized"}, describe(resp)  # vLLM's auth middleware body
+
+
+def test_open_endpoints_need_no_key(raw):
+    assert raw.get("/health", api_key=None).status_code == 200

@@ -1,0 +1,90 @@
+"""Cases 2-5: the seed's two requests (image by URL, image as base64), streaming, and stop token ids."""
+
+import pytest
+
+from smoke_tests.support import user_message
+
+
+def _assert_one_assistant_choice(resp):
+    assert len(resp.choices) == 1, resp
+    msg = resp.choices[0].message
+    assert msg.role == "assistant", resp
+    assert isinstance(msg.content, str), resp
+    assert resp.choices[0].finish_reason in ("stop", "length"), resp
+    return msg.content
+
+
+def test_image_by_url(client, chat_kwargs, image):
+    """Seed request 1: text + image_url by URL; the image must add prompt tokens over text alone."""
+    hits_before = len(image.server.requests) if image.server else 0
+    with_image = client.chat.completions.create(messages=user_message(image.url), **chat_kwargs)
+    _assert_one_assistant_choice(with_image)
+    if image.server:
+        fetched = image.server.requests[hits_before:]
+        assert fetched, "the server answered without fetching the image from the local image server"
+
+    text_only = client.chat.completions.create(messages=user_message(), **chat_kwargs)
+    _assert_one_assistant_choice(text_only)
+    assert with_image.usage.prompt_tokens > text_only.usage.prompt_tokens, (
+        f"image did not reach the prompt: {with_image.usage.prompt_tokens} prompt tokens with the image, "
+        f"{text_only.usage.prompt_tokens} without"
+    )
+
+
+def test_image_as_base64_matches_url(client, chat_kwargs, image):
+    """Seed request 2: the same bytes as a data: URL give the same prompt as fetching them by URL."""
+    by_data = client.chat.completions.create(messages=user_message(image.data_url), **chat_kwargs)
+    _assert_one_assistant_choice(by_data)
+    by_url = client.chat.completions.create(messages=user_message(image.url), **chat_kwargs)
+    assert by_data.usage.prompt_tokens == by_url.usage.prompt_tokens, (
+        f"base64 prompt has {by_data.usage.prompt_tokens} tokens, URL prompt {by_url.usage.prompt_tokens}"
+    )
+
+
+def test_streaming_joins_into_the_message(client, chat_kwargs, image):
+    stream = client.chat.completions.create(
+        messages=user_message(image.data_url), stream=True, stream_options={"include_usage": True}, **chat_kwargs
+    )
+    chunks = list(stream)
+    with_choices = [c for c in chunks if c.choices]
+    assert with_choices, f"no chunk carried a choice: {chunks}"
+    assert with_choices[0].choices[0].delta.role == "assistant"
+    finished = [c.choices[0].finish_reason for c in with_choices if c.choices[0].finish_reason is not None]
+    assert len(finished) == 1, f"expected exactly one finish_reason, got {finished}"
+    streamed = "".join(c.choices[0].delta.content or "" for c in with_choices)
+
+    usage = [c.usage for c in chunks if c.usage is not None]
+    assert usage and usage[-1].completion_tokens >= 1, f"no usage chunk: {chunks[-1]}"
+
+    # NB: temperature 0 on one request at a time is deterministic, so the non-streamed answer must match
+    whole = client.chat.completions.create(messages=user_message(image.data_url), **chat_kwargs)
+    assert streamed == whole.choices[0].message.content
+    assert finished[0] == whole.choices[0].finish_reason
+    assert usage[-1].completion_tokens == whole.usage.completion_tokens
+
+
+def test_stop_token_ids_are_honoured(client, chat_kwargs, smoke, image):
+    """Force the last stop id with logit_bias: the server must stop at once with finish_reason 'stop'.
+
+    NB: a random-weight test model never emits a stop token by itself, hence the forced token. vLLM's
+    `ignore_eos` makes the model's own EOS ids (generation_config) irrelevant, so only stop_token_ids can stop
+    it; the control request without them must then run to max_tokens.
+    """
+    if not smoke.stop_token_ids:
+        pytest.skip("no --stop-token-ids configured")
+    forced = smoke.stop_token_ids[-1]
+    max_tokens = 16
+    common = {**chat_kwargs, "max_tokens": max_tokens, "logit_bias": {str(forced): 100}}
+    resp = client.chat.completions.create(
+        messages=user_message(image.data_url),
+        **{**common, "extra_body": {"stop_token_ids": list(smoke.stop_token_ids), "ignore_eos": True}},
+    )
+    assert resp.choices[0].finish_reason == "stop", resp
+    assert resp.usage.completion_tokens <= 1, resp
+    assert getattr(resp.choices[0], "stop_reason", forced) == forced, resp  # vLLM reports the stop id here
+
+    control = client.chat.completions.create(
+        messages=user_message(image.data_url), **{**common, "extra_body": {"ignore_eos": True}}
+    )
+    assert control.choices[0].finish_reason == "length", control
+    assert control.usage.completion_tokens == max_tokens, control
