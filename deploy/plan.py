@@ -38,8 +38,7 @@ class ImagePlan(_Frozen):
     vllm_version: str
     python: str
     run_as_user: int | None
-    pip_packages: list[str]
-    pip_remove: list[str]
+    engine_env: list[str]  # NAME=value settings for the engine-venv script (CPU images)
     extra_pip: list[str]
     ca_bundle: str | None  # host file handed to the build as a BuildKit secret
 
@@ -207,8 +206,7 @@ def resolve(profile: Profile) -> Plan:
         "vllm_version": facts["vllm-version"],
         "python": facts["python"],
         "run_as_user": facts["run-as-user"],
-        "pip_packages": facts.get("pip-packages", []),
-        "pip_remove": facts.get("pip-remove", []),
+        "engine_env": [f"{k}={v}" for k, v in facts.get("engine-env", {}).items()],
         "extra_pip": list(profile.image.extra_pip),
     }
     # NB: the CA bundle is a build secret, not an image input: it must not change the tag.

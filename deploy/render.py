@@ -65,8 +65,15 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def _tiny_model_source() -> str:
-    return (PACKAGE_DIR / "tiny_model.py").read_text(encoding="utf-8")
+def _package_file(relative: str) -> str:
+    return (PACKAGE_DIR / relative).read_text(encoding="utf-8")
+
+
+WHEELS_README = """\
+Wheels placed here are installed before the package index is asked (pip --find-links).
+`make up` puts the CPU build of torch here; air-gapped builds put every wheel here.
+Wheel files are git-ignored.
+"""
 
 
 def render(plan: Plan) -> dict[str, str]:
@@ -89,9 +96,12 @@ def render(plan: Plan) -> dict[str, str]:
     }
     if plan.kubernetes.pvc_name:
         files[f"{k8s_dir}/pvc.yaml"] = text("k8s/pvc.yaml.j2")
+    if plan.device == "cpu":
+        # The build context carries the scripts the CPU image build runs, and a wheel folder.
+        files[f"{compose_dir}/engine-venv.sh"] = _package_file("assets/engine-venv.sh")
+        files[f"{compose_dir}/wheels/README"] = WHEELS_README
     if plan.storage.kind == "tiny":
-        # The image build fabricates the test model: the build context carries the script.
-        files[f"{compose_dir}/tiny_model.py"] = _tiny_model_source()
+        files[f"{compose_dir}/tiny_model.py"] = _package_file("tiny_model.py")
     return files
 
 

@@ -1,0 +1,93 @@
+"""The Plan: the vLLM argument list is built once, in Python, with one spelling."""
+
+from __future__ import annotations
+
+from deploy.plan import engine_flags, resolve, serve_argv
+from deploy.profile import load_profile
+
+SEED_MODEL = "/root/ld/ld_model_pretrained/Minicpmv2_6"
+# The seed's `vllm serve` line, with --gpu_memory_utilization in vLLM's canonical spelling and without --api-key.
+SEED_FLAGS = ["--dtype", "auto", "--max-model-len", "2048", "--gpu-memory-utilization", "1.0", "--trust-remote-code"]
+
+
+def test_minicpm_argv_is_the_seeds_command_line():
+    plan = resolve(load_profile("minicpm-v-2_6"))
+    assert plan.entrypoint == ["vllm", "serve"]
+    assert plan.argv == [
+        SEED_MODEL,
+        "--served-model-name", SEED_MODEL,  # the seed's clients pass the path as `model`
+        "--host", "0.0.0.0",
+        "--port", "8000",
+        *SEED_FLAGS,
+    ]
+
+
+def test_the_key_never_goes_on_the_command_line():
+    for name in ("minicpm-v-2_6", "qwen2_5-vl-7b", "tiny-cpu"):
+        plan = resolve(load_profile(name))
+        assert "--api-key" not in plan.argv
+        assert [s.name for s in plan.secrets][0] == "VLLM_API_KEY"
+        assert "VLLM_API_KEY" not in plan.environment
+
+
+def test_flags_use_one_spelling():
+    for name in ("minicpm-v-2_6", "qwen2_5-vl-7b", "tiny-cpu"):
+        flags = [a for a in resolve(load_profile(name)).argv if a.startswith("--")]
+        assert all("_" not in flag for flag in flags), flags
+
+
+def test_optional_flags_appear_only_when_set():
+    plan = resolve(load_profile("qwen2_5-vl-7b"))
+    assert plan.argv[:3] == ["Qwen/Qwen2.5-VL-7B-Instruct", "--served-model-name", "qwen2.5-vl-7b-instruct"]
+    assert plan.engine_flags[plan.engine_flags.index("--limit-mm-per-prompt") + 1] == '{"image":4}'
+    assert plan.engine_flags[plan.engine_flags.index("--max-num-seqs") + 1] == "32"
+    assert plan.engine_flags[-1] == "--enable-prefix-caching"
+    assert "--trust-remote-code" not in plan.argv
+    assert "--tensor-parallel-size" not in plan.argv
+
+
+def test_cpu_profile_sets_kv_cache_explicitly():
+    plan = resolve(load_profile("tiny-cpu"))
+    assert plan.device == "cpu" and plan.gpus == 0
+    assert plan.engine_flags[plan.engine_flags.index("--kv-cache-memory-bytes") + 1] == str(2**30)
+    assert "--enforce-eager" in plan.argv
+
+
+def test_serve_argv_places_model_host_and_port_once():
+    profile = load_profile("tiny-cpu")
+    argv = serve_argv("/tmp/m", "127.0.0.1", 1234, engine_flags(profile, "tiny-vlm"))
+    assert argv[:7] == ["/tmp/m", "--served-model-name", "tiny-vlm", "--host", "127.0.0.1", "--port", "1234"]
+    assert argv.count("--port") == 1
+
+
+def test_hub_storage_gets_a_cache_volume_and_optional_token():
+    plan = resolve(load_profile("qwen2_5-vl-7b"))
+    assert plan.storage.kind == "hub"
+    assert plan.environment["HF_HOME"] == plan.storage.container_path
+    assert {s.name: s.required for s in plan.secrets} == {"VLLM_API_KEY": True, "HF_TOKEN": False}
+    assert plan.kubernetes.pvc_name == "qwen2-5-vl-7b-models"
+
+
+def test_local_storage_is_offline_and_read_only():
+    plan = resolve(load_profile("minicpm-v-2_6"))
+    assert plan.storage.kind == "host"
+    assert plan.storage.host_path == plan.storage.container_path == SEED_MODEL
+    assert plan.environment["HF_HUB_OFFLINE"] == "1"
+    assert plan.kubernetes.pvc_name is None
+
+
+def test_startup_probe_is_sized_from_the_load_budget():
+    plan = resolve(load_profile("qwen2_5-vl-7b"))
+    assert plan.health.startup_period_seconds * plan.health.startup_failure_threshold >= 1200
+    assert plan.health.start_period_seconds == 1200
+
+
+def test_image_tag_ignores_runtime_settings():
+    base = load_profile("tiny-cpu")
+    changed = base.model_copy(
+        update={"engine": base.engine.model_copy(update={"max_model_len": 1024, "dtype": "float32"}),
+                "api_key": base.api_key.model_copy(update={"env": "OTHER_KEY"})}
+    )
+    assert resolve(changed).image.tag == resolve(base).image.tag
+    rebuilt = base.model_copy(update={"image": base.image.model_copy(update={"extra_pip": ["timm==1.0.15"]})})
+    assert resolve(rebuilt).image.tag != resolve(base).image.tag

@@ -1,0 +1,206 @@
+"""Rendering: golden files byte for byte, and structural facts about the parsed manifests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from deploy.plan import resolve
+from deploy.profile import builtin_names, load_profile
+from deploy.render import render, write_files
+from tests.conftest import FIXTURE_PROFILES, GOLDEN, REPO
+
+FIXTURES = sorted(FIXTURE_PROFILES.glob("*.yaml"))
+
+
+def rendered(ref: str) -> dict[str, str]:
+    return render(resolve(load_profile(ref)))
+
+
+@pytest.mark.parametrize("name", builtin_names())
+def test_committed_output_matches_a_fresh_render(name):
+    for path, text in rendered(name).items():
+        committed = REPO / path
+        assert committed.is_file(), f"{path} is not committed: run `make golden`"
+        assert committed.read_text(encoding="utf-8") == text, f"{path} is stale: run `make golden`"
+
+
+@pytest.mark.parametrize("profile", FIXTURES, ids=[p.stem for p in FIXTURES])
+def test_fixture_profiles_match_their_golden_files(profile):
+    files = rendered(str(profile))
+    for path, text in files.items():
+        golden = GOLDEN / path
+        assert golden.is_file(), f"tests/golden/{path} missing: run `make golden`"
+        assert golden.read_text(encoding="utf-8") == text, f"tests/golden/{path} is stale: run `make golden`"
+
+
+def test_no_orphan_files_in_rendered_folders():
+    """Every committed file under compose/<name>/ and k8s/<name>/ is produced by a render (nothing stale)."""
+    expected = {p for name in builtin_names() for p in rendered(name)}
+    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "compose", "k8s"],
+                             cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    assert set(tracked) == expected
+
+
+def test_render_is_pure_and_repeatable(monkeypatch):
+    first = rendered("qwen2_5-vl-7b")
+    monkeypatch.setenv("VLLM_API_KEY", "should-not-matter")
+    monkeypatch.setenv("HF_TOKEN", "should-not-matter")
+    assert rendered("qwen2_5-vl-7b") == first
+
+
+def manifests(name: str) -> dict[str, dict]:
+    docs = {}
+    for path, text in rendered(name).items():
+        if path.endswith(".yaml") and path.startswith("k8s/"):
+            for doc in yaml.safe_load_all(text):
+                docs[doc["kind"]] = doc
+    return docs
+
+
+def container(name: str) -> dict:
+    return manifests(name)["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_deployment_gpu_limit_follows_the_profile():
+    assert container("minicpm-v-2_6")["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert "nvidia.com/gpu" not in container("tiny-cpu")["resources"]["limits"]
+    sink = container(str(FIXTURE_PROFILES / "kitchen-sink.yaml"))
+    assert sink["resources"]["limits"]["nvidia.com/gpu"] == "2"
+
+
+def test_api_key_comes_from_the_generated_secret():
+    docs = manifests("minicpm-v-2_6")
+    env = {e["name"]: e for e in container("minicpm-v-2_6")["env"]}
+    ref = env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"]
+    kustomization = yaml.safe_load(rendered("minicpm-v-2_6")["k8s/minicpm-v-2_6/kustomization.yaml"])
+    generator = kustomization["secretGenerator"][0]
+    assert ref == {"name": generator["name"], "key": "VLLM_API_KEY"}
+    assert generator["envs"] == ["secrets.env"]
+    assert "value" not in env["VLLM_API_KEY"]
+    assert sorted(kustomization["resources"]) == sorted(
+        f"{kind.lower()}.yaml" for kind in docs if kind in ("Deployment", "Service")
+    )
+
+
+def test_probes_give_the_model_its_load_budget():
+    c = container("qwen2_5-vl-7b")
+    startup = c["startupProbe"]
+    assert startup["httpGet"] == {"path": "/health", "port": "http"}
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 1200
+    assert c["readinessProbe"]["httpGet"]["path"] == c["livenessProbe"]["httpGet"]["path"] == "/health"
+
+
+def test_shared_memory_is_a_memory_emptydir():
+    spec = manifests("minicpm-v-2_6")["Deployment"]["spec"]["template"]["spec"]
+    dshm = next(v for v in spec["volumes"] if v["name"] == "dshm")
+    assert dshm["emptyDir"] == {"medium": "Memory", "sizeLimit": "8Gi"}
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in spec["containers"][0]["volumeMounts"]
+
+
+def test_local_model_is_a_read_only_hostpath():
+    spec = manifests("minicpm-v-2_6")["Deployment"]["spec"]["template"]["spec"]
+    models = next(v for v in spec["volumes"] if v["name"] == "models")
+    assert models["hostPath"] == {"path": "/root/ld/ld_model_pretrained/Minicpmv2_6", "type": "Directory"}
+    mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "models")
+    assert mount["readOnly"] is True
+
+
+def test_security_context_is_restrictive():
+    spec = manifests("tiny-cpu")["Deployment"]["spec"]["template"]["spec"]
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["containers"][0]["securityContext"] == {
+        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}
+    }
+    assert spec["automountServiceAccountToken"] is False
+
+
+def test_recommended_labels_and_selector():
+    docs = manifests("qwen2_5-vl-7b")
+    labels = docs["Deployment"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/instance"] == "qwen2-5-vl-7b"
+    assert labels["app.kubernetes.io/managed-by"] == "vllm-deploy"
+    assert docs["Service"]["spec"]["selector"] == docs["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert docs["Deployment"]["spec"]["template"]["metadata"]["labels"] == labels
+
+
+def compose(name: str) -> dict:
+    files = rendered(name)
+    return yaml.safe_load(next(text for path, text in files.items() if path.endswith("compose.yaml")))
+
+
+def test_compose_service_carries_the_plan():
+    service = compose("minicpm-v-2_6")["services"]["vllm"]
+    plan = resolve(load_profile("minicpm-v-2_6"))
+    assert service["command"] == plan.argv
+    assert service["ports"] == ["127.0.0.1:8000:8000"]
+    assert service["environment"]["VLLM_API_KEY"].startswith("${VLLM_API_KEY:?")
+    assert service["deploy"]["resources"]["reservations"]["devices"] == [
+        {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
+    ]
+    assert service["volumes"] == [{"type": "bind", "source": plan.model, "target": plan.model, "read_only": True}]
+    assert service["restart"] == "unless-stopped" and service["init"] is True
+    assert service["healthcheck"]["start_period"] == "900s"
+    assert service["shm_size"] == "8g"
+
+
+def test_compose_escapes_dollar_signs_in_arguments():
+    service = compose(str(FIXTURE_PROFILES / "kitchen-sink.yaml"))["services"]["vllm"]
+    assert '{"note": "$$HOME stays literal"}' in service["command"]
+
+
+def test_yaml_scalars_that_look_like_booleans_stay_strings():
+    text = rendered(str(FIXTURE_PROFILES / "kitchen-sink.yaml"))["compose/kitchen-sink/compose.yaml"]
+    env = yaml.safe_load(text)["services"]["vllm"]["environment"]
+    assert env["VLLM_NO_USAGE_STATS"] == "1"
+
+
+def test_cpu_profile_builds_the_tiny_model_into_the_image():
+    files = rendered("tiny-cpu")
+    assert "compose/tiny-cpu/tiny_model.py" in files
+    assert "COPY tiny_model.py" in files["compose/tiny-cpu/Dockerfile"]
+    service = compose("tiny-cpu")["services"]["vllm"]
+    assert "volumes" not in service and "reservations" not in service["deploy"]["resources"]
+
+
+def test_write_files_writes_all_or_nothing(tmp_path):
+    target = tmp_path / "compose" / "x" / "compose.yaml"
+    target.parent.mkdir(parents=True)
+    target.write_text("old\n")
+    # A second file whose parent is a regular file cannot be created: the first must stay untouched.
+    (tmp_path / "blocker").write_text("")
+    with pytest.raises(OSError):
+        write_files({"compose/x/compose.yaml": "new\n", "blocker/child.yaml": "x\n"}, tmp_path)
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["compose.yaml"]
+
+
+def test_render_cli_is_atomic_across_profiles(cli, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\n")
+    result = cli("render", "tiny-cpu", str(bad), "--out", str(tmp_path / "out"))
+    assert result.code == 2
+    assert "nothing was written" in result.err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_installed_package_reproduces_committed_output(tmp_path):
+    """A non-editable `pip install .` in a fresh venv renders the committed files byte for byte."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-input"]
+    subprocess.run([*pip, str(REPO)], check=True, cwd=tmp_path, timeout=600)
+    out = tmp_path / "X"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([str(venv / "bin" / "vllm-deploy"), "render", "--all", "--out", str(out)], check=True, cwd=tmp_path, env=env)
+    produced = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert produced, "nothing rendered"
+    for path, content in produced.items():
+        assert (REPO / path).read_bytes() == content, path
+    assert set(produced) == {p for name in builtin_names() for p in rendered(name)}
