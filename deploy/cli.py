@@ -100,6 +100,58 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    from deploy import stack
+    from deploy.plan import resolve
+    from deploy.profile import load_profile
+
+    plan = resolve(load_profile(args.profile))
+    _warn(plan.warnings)
+    timings = stack.up(plan, _source_root())
+    print(f"built in {timings['build_seconds']} s, healthy {timings['healthy_seconds']} s after start")
+    print(stack.how_to_call(plan, _source_root()))
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from deploy import stack
+    from deploy.plan import resolve
+    from deploy.profile import load_profile
+
+    stack.down(resolve(load_profile(args.profile)), _source_root())
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from deploy import stack
+    from deploy.plan import resolve
+    from deploy.profile import load_profile
+
+    stack.logs(resolve(load_profile(args.profile)), _source_root(), follow=args.follow)
+    return 0
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    from deploy.smoke import print_table, run_suite, stack_defaults
+
+    options = ["--profile", args.profile] if args.profile else []
+    if args.profile and not args.base_url:
+        # A profile brought up by `up`: its published port, its key from the environment or .env.
+        options += stack_defaults(args.profile, _source_root(), with_key=not args.api_key)
+    for flag, value in (("--base-url", args.base_url), ("--api-key", args.api_key), ("--model", args.model),
+                        ("--image-url", args.image_url)):
+        if value:
+            options += [flag, value]
+    if args.local_image_server:
+        options.append("--local-image-server")
+    extra = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
+    code, cases, output = run_suite(options + extra)
+    print_table(cases)
+    if code != 0:
+        print(output, file=sys.stderr)
+    return 0 if code == 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vllm-deploy",
@@ -126,6 +178,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schema", help="print the profile JSON Schema")
     p.set_defaults(run=cmd_schema)
+
+    for name, run, text in (("up", cmd_up, "render, build and start a profile with Docker Compose; wait until healthy"),
+                            ("down", cmd_down, "stop a profile's containers (volumes are kept)"),
+                            ("logs", cmd_logs, "show the vLLM container's logs")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("profile", help=profile_help)
+        p.set_defaults(run=run)
+        if name == "logs":
+            p.add_argument("-f", "--follow", action="store_true")
+
+    p = sub.add_parser("smoke", help="run the smoke suite against a running server and print a table")
+    p.add_argument("profile", nargs="?", help=profile_help + " (its port, model and smoke settings)")
+    p.add_argument("--base-url", help="server root, e.g. http://127.0.0.1:8000 (env SMOKE_BASE_URL)")
+    p.add_argument("--api-key", help="the server's key (env SMOKE_API_KEY, then VLLM_API_KEY)")
+    p.add_argument("--model", help="model name (default: the first of /v1/models)")
+    p.add_argument("--image-url", help="image to request by URL (default: the guide's stop sign)")
+    p.add_argument("--local-image-server", action="store_true", help="serve a generated JPEG from this machine")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: more pytest or suite options")
+    p.set_defaults(run=cmd_smoke)
 
     p = sub.add_parser("tiny-model", help="fabricate the tiny random-weight test VLM (needs torch)")
     p.add_argument("out_dir", metavar="OUT_DIR")

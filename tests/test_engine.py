@@ -1,0 +1,167 @@
+"""A real vLLM (CPU build) started with the argv of `resolve(tiny-cpu)` answers the whole smoke suite.
+
+The server is a host process from the engine venv (ENGINE_PYTHON, set by `make test`), serving the
+tiny fabricated VLM on a free 127.0.0.1 port with a random key. Its log is printed when a test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from deploy.plan import resolve, serve_argv
+from deploy.profile import load_profile
+from deploy.smoke import run_suite
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+READY_DEADLINE_SECONDS = 300
+FIGURES = REPO / ".work" / "engine-figures.json"
+
+
+def engine_python() -> Path:
+    value = os.environ.get("ENGINE_PYTHON")
+    if not value or not Path(value).exists():
+        pytest.fail("ENGINE_PYTHON must name the engine venv's python: run `make test`, which creates .venv-engine")
+    return Path(value)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    base_url: str
+    api_key: str
+    model: str
+    log: Path
+    pid: int
+    ready_seconds: float
+
+
+def process_tree_peak_rss_mib(pid: int) -> float:
+    """Sum of VmHWM (peak resident memory) over the server and its children (vLLM's engine core)."""
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pending = children.read_text().split()
+        while pending:
+            child = int(pending.pop())
+            pids.append(child)
+            grand = Path(f"/proc/{child}/task/{child}/children")
+            pending += grand.read_text().split() if grand.exists() else []
+    total_kib = 0
+    for each in pids:
+        try:
+            for line in Path(f"/proc/{each}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total_kib += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total_kib / 1024
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("model") / "tiny-vlm"
+    # The same invocation as the CPU image's build step.
+    subprocess.run([str(engine_python()), str(REPO / "deploy" / "tiny_model.py"), str(out)], check=True, timeout=600)
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model, tmp_path_factory):
+    plan = resolve(load_profile("tiny-cpu"))
+    port = free_port()
+    scratch = tmp_path_factory.mktemp("vllm")
+    log = scratch / "vllm.log"
+    key = "sk-" + secrets.token_hex(16)
+    # NB: the plan's engine flags with the host's model path, host and port; nothing else changes.
+    argv = serve_argv(str(tiny_model), "127.0.0.1", port, plan.engine_flags)
+    entrypoint = [str(engine_python().parent / plan.entrypoint[0]), *plan.entrypoint[1:]]
+    env = {
+        "PATH": f"{engine_python().parent}:/usr/bin:/bin",
+        "HOME": str(scratch),
+        **plan.environment,
+        "VLLM_API_KEY": key,
+        "VLLM_CACHE_ROOT": str(scratch / "vllm-cache"),
+        "TORCHINDUCTOR_CACHE_DIR": str(scratch / "inductor-cache"),
+    }
+    started = time.monotonic()
+    with log.open("wb") as sink:
+        process = subprocess.Popen([*entrypoint, *argv], stdout=sink, stderr=subprocess.STDOUT, env=env,
+                                   start_new_session=True)
+    base_url = f"http://127.0.0.1:{port}"
+    ready = None
+    try:
+        while time.monotonic() - started < READY_DEADLINE_SECONDS:
+            if process.poll() is not None:
+                pytest.fail(f"vLLM exited with {process.returncode} before it was ready:\n{log.read_text()[-6000:]}")
+            try:
+                if requests.get(f"{base_url}/health", timeout=2).status_code == 200:
+                    ready = time.monotonic() - started
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.25)
+        if ready is None:
+            pytest.fail(f"vLLM not healthy within {READY_DEADLINE_SECONDS} s:\n{log.read_text()[-6000:]}")
+        yield Server(base_url, key, plan.served_model_name, log, process.pid, ready)
+    finally:
+        process.terminate()  # only the process we started, by its handle
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_server_argv_carries_no_key(server):
+    cmdline = Path(f"/proc/{server.pid}/cmdline").read_bytes().split(b"\0")
+    assert server.api_key.encode() not in b" ".join(cmdline)
+    assert b"--api-key" not in cmdline
+    assert server.api_key not in server.log.read_text(errors="replace")
+
+
+def test_smoke_suite_passes_against_the_real_server(server):
+    """The whole suite against the real server: every case passes, none skipped; figures recorded."""
+    started = time.monotonic()
+    code, cases, output = run_suite(["--base-url", server.base_url, "--api-key", server.api_key,
+                                     "--local-image-server", "--server-log", str(server.log)])
+    wall = time.monotonic() - started
+    assert code == 0, output[-6000:] + server.log.read_text(errors="replace")[-6000:]
+    assert len(cases) >= 18
+    assert {c.status for c in cases} == {"passed"}
+    names = " ".join(c.name for c in cases)
+    for expected in ("health", "models", "url", "base64", "stream", "stop", "key", "seed_snippet", "model"):
+        assert expected in names, expected
+    figures = {
+        "time_to_ready_seconds": round(server.ready_seconds, 2),
+        "suite_wall_seconds": round(wall, 2),
+        "peak_rss_mib": round(process_tree_peak_rss_mib(server.pid), 1),
+        "cases": {c.name: round(c.seconds, 3) for c in cases},
+    }
+    FIGURES.parent.mkdir(exist_ok=True)
+    FIGURES.write_text(json.dumps(figures, indent=2))
+    print("\nengine figures:", json.dumps(figures, indent=2))
+
+
+def test_smoke_command_prints_a_table(server, cli):
+    """`vllm-deploy smoke --base-url … --api-key …` against the running server."""
+    result = cli("smoke", "--base-url", server.base_url, "--api-key", server.api_key, "--", "-k", "health or models")
+    assert result.code == 0, result.err
+    assert "test_health" in result.out and "passed" in result.out and "failed" not in result.out
+    wrong = cli("smoke", "--base-url", server.base_url, "--api-key", "wrong-key", "--", "-k", "models")
+    assert wrong.code == 1
