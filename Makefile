@@ -11,7 +11,7 @@ TEST_ARGS ?=
 
 COMPOSE_BINARY = $(shell $(PY) -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')
 
-.PHONY: help venv engine docker up down logs smoke render golden lint test test-fast
+.PHONY: help venv engine docker podman up down logs smoke render golden lint test test-fast
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ engine: $(ENGINE_VENV)/.installed ## the vLLM CPU engine venv (.venv-engine) for
 
 docker: venv ## install Docker and Compose v2 if missing; start dockerd if no daemon answers
 	scripts/docker-up.sh $(COMPOSE_BINARY)
+
+podman: ## install podman for `podman kube play` tests and write its configuration
+	scripts/podman-up.sh .work/containers.conf
 
 up: venv docker ## bring PROFILE (default tiny-cpu) up with Docker Compose and wait until healthy
 	$(PY) -m deploy up $(PROFILE)
@@ -50,7 +53,7 @@ golden: venv ## regenerate every golden file: compose/, k8s/, tests/golden/ and 
 lint: venv ## the real validators over every rendered file (hadolint, kubernetes-validate, compose v2)
 	$(PY) -m pytest -m static -q
 
-test: venv engine docker ## set up and run every test, slow ones included (what CI runs)
+test: venv engine docker podman ## set up and run every test, slow ones included (what CI runs)
 	ENGINE_PYTHON=$(CURDIR)/$(ENGINE_VENV)/bin/python $(PY) -m pytest $(TEST_ARGS)
 
 test-fast: venv ## the tests that need no vLLM engine

@@ -144,8 +144,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
             options += [flag, value]
     if args.local_image_server:
         options.append("--local-image-server")
-    extra = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
-    code, cases, output = run_suite(options + extra)
+    code, cases, output = run_suite(options + args.passthrough)
     print_table(cases)
     if code != 0:
         print(output, file=sys.stderr)
@@ -195,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model name (default: the first of /v1/models)")
     p.add_argument("--image-url", help="image to request by URL (default: the guide's stop sign)")
     p.add_argument("--local-image-server", action="store_true", help="serve a generated JPEG from this machine")
-    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: more pytest or suite options")
+    p.epilog = "Arguments after -- go to pytest and the suite, e.g. -- -k chat --max-images 2"
     p.set_defaults(run=cmd_smoke)
 
     p = sub.add_parser("tiny-model", help="fabricate the tiny random-weight test VLM (needs torch)")
@@ -206,7 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after a bare -- is passed through untouched (to pytest, for `smoke`).
+    passthrough = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = build_parser().parse_args(argv[: len(argv) - len(passthrough) - (1 if "--" in argv else 0)])
+    args.passthrough = passthrough
     try:
         return args.run(args)
     except UserError as exc:

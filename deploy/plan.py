@@ -147,6 +147,8 @@ def engine_flags(profile: Profile, served_model_name: str) -> list[str]:
         flags.append("--enforce-eager")
     if e.limit_mm_per_prompt:
         flags += ["--limit-mm-per-prompt", json.dumps(e.limit_mm_per_prompt, separators=(",", ":"), sort_keys=True)]
+    if profile.media.allowed_domains:
+        flags += ["--allowed-media-domains", *profile.media.allowed_domains]
     if e.kv_cache_space_gib is not None:
         # NB: an explicit KV cache size makes gpu-memory-utilization irrelevant (on CPU it would reserve RAM).
         flags += ["--kv-cache-memory-bytes", str(e.kv_cache_space_gib * 2**30)]
@@ -159,7 +161,13 @@ def serve_argv(model: str, host: str, port: int, flags: list[str]) -> list[str]:
 
 
 def _environment(profile: Profile, storage: StoragePlan) -> dict[str, str]:
-    env = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+    env = {
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+        # A client-supplied URL must not hold a request (and a worker) for minutes.
+        "VLLM_IMAGE_FETCH_TIMEOUT": str(profile.media.fetch_timeout_seconds),
+        "VLLM_MEDIA_FETCH_MAX_RETRIES": str(profile.media.fetch_max_retries),
+    }
     if storage.kind == "hub":
         env["HF_HOME"] = HUB_CACHE_DIR
     else:

@@ -54,6 +54,7 @@ MODELLED_FLAGS = {
     "--enforce-eager": "engine.enforce-eager",
     "--limit-mm-per-prompt": "engine.limit-mm-per-prompt",
     "--kv-cache-memory-bytes": "engine.kv-cache-space-gib",
+    "--allowed-media-domains": "media.allowed-domains",
 }
 # vLLM's short aliases for the same flags.
 FLAG_ALIASES = {"-tp": "--tensor-parallel-size", "-q": "--quantization"}
@@ -173,6 +174,23 @@ class Kubernetes(_Section):
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
 
 
+class Media(_Section):
+    """Image URLs are fetched by the server: bound where it may fetch from and for how long."""
+
+    allowed_domains: list[str] = Field(
+        default_factory=list,
+        description="Hosts image URLs may point at (vLLM --allowed-media-domains). Empty: any host.",
+    )
+    fetch_timeout_seconds: int = Field(
+        5, ge=1, le=600, description="Per-attempt timeout fetching an image URL (VLLM_IMAGE_FETCH_TIMEOUT)."
+    )
+    fetch_max_retries: int = Field(
+        1, ge=0, le=10,
+        description="Retries of a failed image fetch (VLLM_MEDIA_FETCH_MAX_RETRIES). vLLM's default 3 "
+        "lets one unreachable URL hold a request for about two minutes.",
+    )
+
+
 class Smoke(_Section):
     stop_token_ids: list[int] = Field(default_factory=lambda: [151645, 151643])
     prompt: str = "请描述这张图片"
@@ -191,6 +209,7 @@ class Profile(_Section):
     resources: Resources = Resources()
     server: Server = Server()
     kubernetes: Kubernetes = Kubernetes()
+    media: Media = Media()
     smoke: Smoke = Smoke()
 
     @field_validator("api_key", mode="before")

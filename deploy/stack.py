@@ -33,7 +33,8 @@ def docker_cli() -> str:
 
 
 def _docker_env() -> dict[str, str]:
-    return {**os.environ, "DOCKER_BUILDKIT": "1", "COMPOSE_DOCKER_CLI_BUILD": "1"}
+    # NB: compose would try buildx bake first; the classic BuildKit path needs no buildx plugin.
+    return {**os.environ, "DOCKER_BUILDKIT": "1", "COMPOSE_BAKE": "false"}
 
 
 def _run(args: list[str], cwd: Path | None = None, check: bool = True, capture: bool = True,
@@ -183,8 +184,17 @@ def compose_gateway(stack: Stack) -> str | None:
 # Commands
 
 
-def build(stack: Stack) -> None:
+def prepare_image(plan: Plan, root: Path) -> Stack:
+    """Render the profile, make sure a key exists, and build its image (a cache hit when unchanged)."""
+    stack = stack_for(plan, root)
+    write_files(render(plan), root)
+    note = ensure_key(stack)
+    if note:
+        print(note)
+    ensure_base_image(plan)
+    fill_wheelhouse(stack)
     _run(stack.compose("build", "vllm"), capture=False)
+    return stack
 
 
 def image_id(tag: str) -> str | None:
@@ -242,14 +252,8 @@ def up(plan: Plan, root: Path) -> dict[str, float | str]:
         raise UserError(f"port {plan.port} on {plan.bind_address} is already in use: stop what listens there, "
                         "or set server.port in the profile")
     timings: dict[str, float | str] = {}
-    write_files(render(plan), root)
-    note = ensure_key(stack)
-    if note:
-        print(note)
     started = time.monotonic()
-    ensure_base_image(plan)
-    fill_wheelhouse(stack)
-    build(stack)
+    prepare_image(plan, root)
     timings["build_seconds"] = round(time.monotonic() - started, 1)
     started = time.monotonic()
     _run(stack.compose("up", "-d", "--no-build", "vllm"), capture=False)

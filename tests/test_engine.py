@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import requests
 from deploy.plan import resolve, serve_argv
 from deploy.profile import load_profile
 from deploy.smoke import run_suite
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 READY_DEADLINE_SECONDS = 300
@@ -33,12 +32,6 @@ def engine_python() -> Path:
     if not value or not Path(value).exists():
         pytest.fail("ENGINE_PYTHON must name the engine venv's python: run `make test`, which creates .venv-engine")
     return Path(value)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

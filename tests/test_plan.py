@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from deploy.plan import engine_flags, resolve, serve_argv
 from deploy.profile import load_profile
+from tests.conftest import FIXTURE_PROFILES
 
 SEED_MODEL = "/root/ld/ld_model_pretrained/Minicpmv2_6"
 # The seed's `vllm serve` line, with --gpu_memory_utilization in vLLM's canonical spelling and without --api-key.
@@ -91,3 +92,14 @@ def test_image_tag_ignores_runtime_settings():
     assert resolve(changed).image.tag == resolve(base).image.tag
     rebuilt = base.model_copy(update={"image": base.image.model_copy(update={"extra_pip": ["timm==1.0.15"]})})
     assert resolve(rebuilt).image.tag != resolve(base).image.tag
+
+
+def test_media_fetches_are_bounded_and_restrictable():
+    plan = resolve(load_profile("minicpm-v-2_6"))
+    assert plan.environment["VLLM_IMAGE_FETCH_TIMEOUT"] == "5"
+    assert plan.environment["VLLM_MEDIA_FETCH_MAX_RETRIES"] == "1"
+    assert "--allowed-media-domains" not in plan.argv
+    sink = resolve(load_profile(str(FIXTURE_PROFILES / "kitchen-sink.yaml")))
+    at = sink.argv.index("--allowed-media-domains")
+    assert sink.argv[at + 1:at + 3] == ["images.internal.example", "upload.example.org"]
+    assert sink.environment["VLLM_MEDIA_FETCH_MAX_RETRIES"] == "0"

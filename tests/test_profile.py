@@ -61,10 +61,10 @@ MALFORMED = [
       "max-num-seqs, tensor-parallel-size, trust-remote-code"]),
     ("misspelt-top-key", VALID + "resorces:\n  gpus: 1\n",
      ["p.yaml:11: resorces: unknown key (did you mean 'resources'?); expected one of: api-key, description, engine, "
-      "image, kubernetes, model, name, resources, server, smoke"]),
+      "image, kubernetes, media, model, name, resources, server, smoke"]),
     ("unknown-key-no-suggestion", VALID + "zzz: 1\n",
-     ["p.yaml:11: zzz: unknown key; expected one of: api-key, description, engine, image, kubernetes, model, name, "
-      "resources, server, smoke"]),
+     ["p.yaml:11: zzz: unknown key; expected one of: api-key, description, engine, image, kubernetes, media, model, "
+      "name, resources, server, smoke"]),
     ("snake-case-key", edit("max-model-len: 2048", "max_model_len: 2048"),
      ["p.yaml:4: engine.max-model-len: required key is missing; expected an integer",
       "p.yaml:6: engine.max_model_len: unknown key (did you mean 'max-model-len'?); expected one of: dtype, "
@@ -130,6 +130,11 @@ MALFORMED = [
      ["p.yaml:12: kubernetes.load-budget-seconds: expected a number of at least 30, got 5 (int)"]),
     ("stop-token-ids-text", VALID + "smoke:\n  stop-token-ids: [151645, eos]\n",
      ["p.yaml:12: smoke.stop-token-ids.1: expected an integer, got 'eos' (str)"]),
+    ("media-retries-too-many", VALID + "media:\n  fetch-max-retries: 50\n",
+     ["p.yaml:12: media.fetch-max-retries: expected a number of at most 10, got 50 (int)"]),
+    ("media-domains-in-extra-args", add("  trust-remote-code: false\n", "  extra-args: [--allowed-media-domains, a.example]\n"),
+     ["p.yaml:9: engine.extra-args: '--allowed-media-domains' duplicates media.allowed-domains: set the profile "
+      "field instead"]),
     ("duplicate-keys", VALID + "name: other\n",
      ["p.yaml:11: name: duplicate key (first defined on line 1)"]),
     ("duplicate-nested-key", edit("  dtype: auto\n", "  dtype: auto\n  dtype: half\n"),
@@ -137,7 +142,7 @@ MALFORMED = [
     ("many-problems-at-once", edit("dtype: auto", "dtype: fp8").replace("max-model-len: 2048", "max-model-len: -1")
      .replace("name: demo", "nam: demo"),
      ["p.yaml:1: nam: unknown key (did you mean 'name'?); expected one of: api-key, description, engine, image, "
-      "kubernetes, model, name, resources, server, smoke",
+      "kubernetes, media, model, name, resources, server, smoke",
       "p.yaml:1: name: required key is missing; expected a string",
       "p.yaml:5: engine.dtype: expected one of 'auto', 'half', 'float16', 'bfloat16', 'float' or 'float32', got 'fp8' (str)",
       "p.yaml:6: engine.max-model-len: expected a number greater than 0, got -1 (int)"]),
