@@ -153,8 +153,11 @@ def test_smoke_suite_passes_against_the_real_server(server):
 
 def test_smoke_command_prints_a_table(server, cli):
     """`vllm-deploy smoke --base-url … --api-key …` against the running server."""
-    result = cli("smoke", "--base-url", server.base_url, "--api-key", server.api_key, "--", "-k", "health or models")
+    # NB: --local-image-server: without it the suite fetches the guide's internet image.
+    result = cli("smoke", "--base-url", server.base_url, "--api-key", server.api_key, "--local-image-server",
+                 "--", "-k", "health or models")
     assert result.code == 0, result.err
     assert "test_health" in result.out and "passed" in result.out and "failed" not in result.out
-    wrong = cli("smoke", "--base-url", server.base_url, "--api-key", "wrong-key", "--", "-k", "models")
+    wrong = cli("smoke", "--base-url", server.base_url, "--api-key", "wrong-key", "--local-image-server",
+                "--", "-k", "models")
     assert wrong.code == 1
