@@ -11,13 +11,13 @@ TEST_ARGS ?=
 
 COMPOSE_BINARY = $(shell $(PY) -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')
 
-.PHONY: help venv engine docker podman up down logs smoke render golden lint test test-fast
+.PHONY: help venv engine docker podman up down logs smoke bench render golden lint test test-fast
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q -e '.[test]' && touch $@
+	$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q -e '.[test,bench]' && touch $@
 
 venv: $(VENV)/.installed ## the tool's venv (.venv): vllm-deploy plus test tools; no torch
 
@@ -43,6 +43,9 @@ logs: venv ## follow PROFILE's vLLM logs
 
 smoke: venv ## run the smoke suite against PROFILE's running stack
 	$(PY) -m deploy smoke $(PROFILE)
+
+bench: venv engine docker ## measure start time, rebuilds, latency, throughput; writes BENCHMARKS.md
+	$(PY) -m deploy bench --engine-python $(ENGINE_VENV)/bin/python
 
 render: venv ## render compose/ and k8s/ for every built-in profile
 	$(PY) -m deploy render --all

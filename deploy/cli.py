@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -108,9 +109,22 @@ def cmd_up(args: argparse.Namespace) -> int:
     plan = resolve(load_profile(args.profile))
     _warn(plan.warnings)
     timings = stack.up(plan, _source_root())
-    print(f"built in {timings['build_seconds']} s, healthy {timings['healthy_seconds']} s after start")
+    print(f"image ready in {timings['build_seconds']} s ({timings['build_steps_run']} build steps run), "
+          f"healthy {timings['healthy_seconds']} s after start")
     print(stack.how_to_call(plan, _source_root()))
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from deploy.doctor import checks, failures, print_checks
+    from deploy.plan import resolve
+    from deploy.profile import load_profile
+
+    plan = resolve(load_profile(args.profile))
+    _warn(plan.warnings)
+    found = checks(plan, _source_root())
+    print_checks(found)
+    return 1 if failures(found) else 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -151,6 +165,23 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return 0 if code == 0 else 1
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.base_url is None:
+        from deploy import benchsuite
+
+        return benchsuite.main(Path(args.engine_python).absolute(), _source_root())
+    from deploy import bench
+
+    levels = [int(level) for level in args.concurrency.split(",")]
+    with bench.image_server(args.image_server_host) as url:
+        results = bench.load_levels(args.base_url.rstrip("/"), args.api_key, args.model, levels, args.requests,
+                                    bench.image_urls_for(url))
+    bench.print_results(results, f"{args.base_url}: {args.requests} image requests per level")
+    if args.json:
+        bench.dump(Path(args.json), {"base_url": args.base_url, "results": bench.results_json(results)})
+    return 1 if any(r.errors for r in results) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vllm-deploy",
@@ -180,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, run, text in (("up", cmd_up, "render, build and start a profile with Docker Compose; wait until healthy"),
                             ("down", cmd_down, "stop a profile's containers (volumes are kept)"),
+                            ("doctor", cmd_doctor, "preflight: Docker, Compose v2, NVIDIA runtime, port, model, memory"),
                             ("logs", cmd_logs, "show the vLLM container's logs")):
         p = sub.add_parser(name, help=text)
         p.add_argument("profile", help=profile_help)
@@ -196,6 +228,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local-image-server", action="store_true", help="serve a generated JPEG from this machine")
     p.epilog = "Arguments after -- go to pytest and the suite, e.g. -- -k chat --max-images 2"
     p.set_defaults(run=cmd_smoke)
+
+    p = sub.add_parser("bench", help="multimodal load against an endpoint; without --base-url the full benchmark")
+    p.add_argument("--base-url", help="server root, e.g. http://127.0.0.1:8000; omit for `make bench`")
+    p.add_argument("--api-key", default=os.environ.get("VLLM_API_KEY"), help="default: $VLLM_API_KEY")
+    p.add_argument("--model", help="default: the first of /v1/models")
+    p.add_argument("--concurrency", default="1,4,8", help="levels, comma-separated (default 1,4,8)")
+    p.add_argument("--requests", type=int, default=100, help="requests per level (default 100)")
+    p.add_argument("--image-server-host", help="serve the URL images from this address of this machine "
+                   "(one the server can reach); default: base64 images only")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.add_argument("--engine-python", default=".venv-engine/bin/python",
+                   help="full benchmark: the engine venv's python, for the bare-process baseline")
+    p.set_defaults(run=cmd_bench)
 
     p = sub.add_parser("tiny-model", help="fabricate the tiny random-weight test VLM (needs torch)")
     p.add_argument("out_dir", metavar="OUT_DIR")

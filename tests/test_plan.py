@@ -94,6 +94,14 @@ def test_image_tag_ignores_runtime_settings():
     assert resolve(rebuilt).image.tag != resolve(base).image.tag
 
 
+def test_image_tag_follows_the_build_recipe(monkeypatch):
+    import deploy.plan
+
+    before = resolve(load_profile("tiny-cpu")).image.tag
+    monkeypatch.setattr(deploy.plan, "build_recipe_digest", lambda: "a-changed-dockerfile-template")
+    assert resolve(load_profile("tiny-cpu")).image.tag != before
+
+
 def test_media_fetches_are_bounded_and_restrictable():
     plan = resolve(load_profile("minicpm-v-2_6"))
     assert plan.environment["VLLM_IMAGE_FETCH_TIMEOUT"] == "5"
@@ -103,3 +111,14 @@ def test_media_fetches_are_bounded_and_restrictable():
     at = sink.argv.index("--allowed-media-domains")
     assert sink.argv[at + 1:at + 3] == ["images.internal.example", "upload.example.org"]
     assert sink.environment["VLLM_MEDIA_FETCH_MAX_RETRIES"] == "0"
+
+
+def test_memory_estimate_from_a_config():
+    from deploy.doctor import estimate_gib
+
+    # Qwen2-7B-like text model: 28 layers, hidden 3584, 28 heads, 4 KV heads, vocab 152064.
+    config = {"hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
+              "intermediate_size": 18944, "vocab_size": 152064}
+    weights, kv = estimate_gib(config, "bfloat16", 2048, 1)
+    assert 13.5 < weights < 15.5  # ~7.6 B parameters at 2 bytes
+    assert kv == 2 * 28 * 4 * 128 * 2 * 2048 / 2**30  # K and V, per layer, per KV head, per token

@@ -115,9 +115,24 @@ def test_security_context_is_restrictive():
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["containers"][0]["securityContext"] == {
-        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}
     }
     assert spec["automountServiceAccountToken"] is False
+    # A read-only root needs writable scratch space where vLLM, torch and triton write.
+    mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes[mounts["/tmp"]]["emptyDir"] == {}
+    env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+    assert volumes[mounts[env["XDG_CACHE_HOME"]]]["emptyDir"] == {}
+
+
+def test_network_policy_is_optional_and_admits_only_the_named_clients():
+    assert "NetworkPolicy" not in manifests("qwen2_5-vl-7b")
+    docs = manifests(str(FIXTURE_PROFILES / "kitchen-sink.yaml"))
+    policy = docs["NetworkPolicy"]["spec"]
+    assert policy["podSelector"]["matchLabels"] == docs["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert policy["ingress"] == [{"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "api-gateway"}}}],
+                                  "ports": [{"port": "http", "protocol": "TCP"}]}]
 
 
 def test_recommended_labels_and_selector():

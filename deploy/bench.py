@@ -1,0 +1,155 @@
+"""Benchmarks: multimodal load against any endpoint, and the full `make bench` run on tiny-cpu.
+
+Figures are ratios measured in one run against a baseline (the bare vLLM process with the same argv
+and model on the same machine), or counts: timings on a shared 2-core machine are noisy.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import requests
+
+PROMPT = "请描述这张图片"
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    concurrency: int
+    requests: int
+    errors: int
+    seconds: float
+    requests_per_second: float
+    p50_ms: float
+    p95_ms: float
+
+
+def _percentile(sorted_values: list[float], fraction: float) -> float:
+    index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+def load(base_url: str, api_key: str | None, model: str, concurrency: int, count: int, image_urls: list[str],
+         advance: Callable[[], None] = lambda: None) -> LoadResult:
+    """`count` chat requests, each with one image, cycling through `image_urls` (URLs and data URLs)."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    local = threading.local()
+
+    def one(index: int) -> tuple[bool, float]:
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        body = {"model": model, "max_tokens": 8, "temperature": 0,
+                "messages": [{"role": "user", "content": [
+                    {"type": "text", "text": PROMPT},
+                    {"type": "image_url", "image_url": {"url": image_urls[index % len(image_urls)]}}]}]}
+        started = time.monotonic()
+        try:
+            ok = session.post(f"{base_url}/v1/chat/completions", json=body, headers=headers, timeout=300).ok
+        except requests.RequestException:
+            ok, local.session = False, None
+        advance()
+        return ok, time.monotonic() - started
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(one, range(count)))
+    seconds = time.monotonic() - started
+    latencies = sorted(t for _, t in results)
+    return LoadResult(concurrency, count, sum(not ok for ok, _ in results), round(seconds, 2),
+                      round(count / seconds, 2), round(_percentile(latencies, 0.5) * 1000, 1),
+                      round(_percentile(latencies, 0.95) * 1000, 1))
+
+
+def load_levels(base_url: str, api_key: str | None, model: str | None, levels: list[int], count: int,
+                image_urls: list[str]) -> list[LoadResult]:
+    """Load at each concurrency level with a rich progress bar; the model defaults to the first served."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if model is None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        model = requests.get(f"{base_url}/v1/models", headers=headers, timeout=30).json()["data"][0]["id"]
+    results = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=True) as progress:
+        for level in levels:
+            task = progress.add_task(f"concurrency {level}", total=count)
+            results.append(load(base_url, api_key, model, level, count, image_urls,
+                                lambda task=task: progress.advance(task)))
+    return results
+
+
+def image_urls_for(server_url: str | None) -> list[str]:
+    """Half by URL (a server the vLLM server can reach), half as a base64 data URL."""
+    from smoke_tests.image_server import generated_jpeg
+
+    data_url = "data:image/jpeg;base64," + base64.b64encode(generated_jpeg()).decode()
+    return [server_url, data_url] if server_url else [data_url]
+
+
+@contextmanager
+def image_server(host: str | None) -> Iterator[str | None]:
+    if host is None:
+        yield None
+        return
+    from smoke_tests.image_server import IMAGE_PATH, ImageServer
+
+    with ImageServer(host, host, 0) as server:
+        yield server.url(IMAGE_PATH)
+
+
+def machine() -> dict[str, str]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem_kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                       if line.startswith("MemTotal")))
+    import os
+
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory_gib": f"{mem_kib / 2**20:.1f}",
+            "kernel": platform.release(), "python": sys.version.split()[0]}
+
+
+def results_json(results: list[LoadResult]) -> list[dict]:
+    return [asdict(r) for r in results]
+
+
+def print_results(results: list[LoadResult], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("concurrency", "requests", "errors", "req/s", "p50 ms", "p95 ms"):
+        table.add_column(column, justify="right")
+    for r in results:
+        table.add_row(str(r.concurrency), str(r.requests), str(r.errors), f"{r.requests_per_second:.1f}",
+                      f"{r.p50_ms:.0f}", f"{r.p95_ms:.0f}")
+    Console().print(table)
+
+
+def median(values: list[float]) -> float:
+    return round(statistics.median(values), 2)
+
+
+def timed(command: list[str], repeat: int = 5, **kwargs) -> float:
+    """Median wall seconds of a command."""
+    runs = []
+    for _ in range(repeat):
+        started = time.monotonic()
+        subprocess.run(command, check=True, capture_output=True, **kwargs)
+        runs.append(time.monotonic() - started)
+    return round(statistics.median(runs), 3)
+
+
+def dump(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

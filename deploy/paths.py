@@ -1,0 +1,12 @@
+"""Where the package's own files live, installed or in a source checkout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).parent
+# Installed wheels carry the templates inside the package; a source checkout keeps them at the top.
+TEMPLATE_DIR = next((d for d in (PACKAGE_DIR / "templates", PACKAGE_DIR.parent / "templates") if d.is_dir()),
+                    PACKAGE_DIR / "templates")
+# Files an image build copies into its context, beside the rendered Dockerfile.
+BUILD_ASSETS = {"engine-venv.sh": PACKAGE_DIR / "assets" / "engine-venv.sh", "tiny_model.py": PACKAGE_DIR / "tiny_model.py"}

@@ -1,0 +1,56 @@
+"""Preflight checks against the real Docker daemon of this machine (no GPU here)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from deploy.doctor import checks, failures
+from deploy.plan import resolve
+from deploy.profile import BUILTIN_DIR, load_profile
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.docker
+
+
+def by_name(found):
+    return {c.name: c for c in found}
+
+
+def test_cuda_profile_on_a_host_without_gpu_or_model(cli, tmp_path):
+    result = cli("doctor", "minicpm-v-2_6")
+    assert result.code == 1
+    assert "✓ docker daemon: engine" in result.out
+    assert "✓ compose v2: 2." in result.out
+    assert "✗ nvidia runtime: no NVIDIA container runtime" in result.out
+    assert "✗ model path: /root/ld/ld_model_pretrained/Minicpmv2_6 does not exist on this host" in result.out
+    assert "fix: copy the model there, or point model.source at it" in result.out
+
+
+def test_memory_estimate_reads_the_models_config(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(
+        {"hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
+         "intermediate_size": 18944, "vocab_size": 151666}))
+    data = yaml.safe_load((BUILTIN_DIR / "minicpm-v-2_6.yaml").read_text(encoding="utf-8"))
+    data["model"]["source"] = str(model)
+    profile = tmp_path / "p.yaml"
+    profile.write_text(yaml.safe_dump(data))
+    found = by_name(checks(resolve(load_profile(str(profile))), tmp_path))
+    assert found["model path"].verdict == "ok"
+    memory = found["gpu memory"]
+    assert memory.verdict == "warn" and memory.detail.startswith("needs ~14.")
+    assert "no GPU visible" in memory.detail
+
+
+def test_cpu_profile_passes_preflight_here(tmp_path):
+    data = yaml.safe_load((BUILTIN_DIR / "tiny-cpu.yaml").read_text(encoding="utf-8"))
+    data["server"]["port"] = free_port()  # a developer's own `make up` may hold 8000
+    profile = tmp_path / "p.yaml"
+    profile.write_text(yaml.safe_dump(data, allow_unicode=True))
+    found = checks(resolve(load_profile(str(profile))), tmp_path)
+    assert set(by_name(found)) == {"docker daemon", "compose v2", "port"}
+    assert failures(found) == []
