@@ -38,14 +38,6 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def write_profile(work: Path, port: int, **engine_changes) -> Path:
     data = yaml.safe_load((BUILTIN_DIR / "tiny-cpu.yaml").read_text(encoding="utf-8"))
     data["name"], data["server"]["port"] = NAME, port
@@ -80,7 +72,7 @@ class BareServer:
     """`vllm serve` on the host with the plan's flags: the baseline."""
 
     def __init__(self, engine_python: Path, plan: Plan, model_dir: Path, work: Path, key: str):
-        self.port = free_port()
+        self.port = stack.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = [str(engine_python.parent / plan.entrypoint[0]), *plan.entrypoint[1:],
                         *serve_argv(str(model_dir), "127.0.0.1", self.port, plan.engine_flags)]
@@ -157,7 +149,7 @@ def run(engine_python: Path, repo: Path) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     figures: dict = {"machine": bench.machine(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-    profile = write_profile(work, free_port())
+    profile = write_profile(work, stack.free_port())
     plan = resolve(load_profile(str(profile)))
     s = stack.stack_for(plan, work)
     docker = stack.docker_cli()

@@ -74,6 +74,13 @@ def stack_for(plan: Plan, root: Path) -> Stack:
 # Preflight: cheap checks that fail before anything is built
 
 
+def free_port() -> int:
+    """A port no one listens on at 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def port_in_use(address: str, port: int) -> bool:
     host = "127.0.0.1" if address in ("0.0.0.0", "") else address
     with socket.socket() as sock:

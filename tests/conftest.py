@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,12 +54,6 @@ def compose_binary() -> str:
     binary = Path(compose.__file__).parent / "docker-compose"
     assert os.access(binary, os.X_OK), binary
     return str(binary)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

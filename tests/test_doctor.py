@@ -10,7 +10,7 @@ import yaml
 from deploy.doctor import checks, failures
 from deploy.plan import resolve
 from deploy.profile import BUILTIN_DIR, load_profile
-from tests.conftest import free_port
+from deploy.stack import free_port
 
 pytestmark = pytest.mark.docker
 

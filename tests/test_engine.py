@@ -20,7 +20,8 @@ import requests
 from deploy.plan import resolve, serve_argv
 from deploy.profile import load_profile
 from deploy.smoke import run_suite
-from tests.conftest import REPO, free_port
+from deploy.stack import free_port
+from tests.conftest import REPO
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 READY_DEADLINE_SECONDS = 300

@@ -26,7 +26,8 @@ from deploy import stack
 from deploy.plan import resolve
 from deploy.profile import load_profile
 from deploy.smoke import run_suite
-from tests.conftest import REPO, free_port
+from deploy.stack import free_port
+from tests.conftest import REPO
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 CONF = REPO / ".work" / "containers.conf"

@@ -20,7 +20,8 @@ from deploy import stack
 from deploy.plan import Plan, resolve
 from deploy.profile import BUILTIN_DIR, load_profile
 from deploy.smoke import run_suite, stack_defaults
-from tests.conftest import REPO, free_port
+from deploy.stack import free_port
+from tests.conftest import REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 NAME = "tiny-cpu-stack-test"
