@@ -80,6 +80,8 @@ def load_levels(base_url: str, api_key: str | None, model: str | None, levels: l
     if model is None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         model = requests.get(f"{base_url}/v1/models", headers=headers, timeout=30).json()["data"][0]["id"]
+    # NB: a few untimed requests first, so the first level does not pay for warming caches.
+    load(base_url, api_key, model, 1, 5, image_urls)
     results = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   transient=True) as progress:
@@ -118,6 +120,18 @@ def machine() -> dict[str, str]:
 
     return {"cpu": cpu, "cores": str(os.cpu_count()), "memory_gib": f"{mem_kib / 2**20:.1f}",
             "kernel": platform.release(), "python": sys.version.split()[0]}
+
+
+def median_results(rounds: list[list[LoadResult]]) -> list[LoadResult]:
+    """Per concurrency level, the median of each figure over rounds."""
+    combined = []
+    for level in zip(*rounds):
+        combined.append(LoadResult(
+            level[0].concurrency, sum(r.requests for r in level), sum(r.errors for r in level),
+            round(statistics.median(r.seconds for r in level), 2),
+            round(statistics.median(r.requests_per_second for r in level), 2),
+            round(statistics.median(r.p50_ms for r in level), 1), round(statistics.median(r.p95_ms for r in level), 1)))
+    return combined
 
 
 def results_json(results: list[LoadResult]) -> list[dict]:

@@ -100,7 +100,7 @@ class BareServer:
 
 def container_start(s: stack.Stack) -> float:
     started = time.monotonic()
-    stack._run(s.compose("up", "-d", "--no-build", "vllm"))
+    stack.run_command(s.compose("up", "-d", "--no-build", "vllm"))
     return wait_health(s.endpoint, started)
 
 
@@ -191,47 +191,49 @@ def run(engine_python: Path, repo: Path) -> dict:
     figures["cold"]["total_s"] = round(venv_seconds + base_seconds + build_seconds + healthy + first, 1)
     figures["image"] = image_breakdown(plan.image.tag)
 
-    # 1. Warm start: container (image cached) vs bare process, alternating, median of REPEATS.
-    log("warm start: container vs bare process, alternating")
+    # 1 + 4 (+ 3). Rounds alternating container (image cached) and bare process: each round measures
+    # time-to-healthy, then load at every concurrency level. Medians over rounds: this machine is noisy.
     stack.down(plan, work)
     model_dir = work / "tiny-vlm"
     subprocess.run([str(engine_python), str(BUILD_ASSETS["tiny_model.py"]), str(model_dir), "--warm-vllm-cache"],
                    check=True, capture_output=True,
                    env={**os.environ, "VLLM_CACHE_ROOT": str(work / "bare-vllm-cache"), "HF_HUB_OFFLINE": "1"})
     bare = BareServer(engine_python, plan, model_dir, work, key)
-    container_runs, bare_runs = [], []
-    for _ in range(REPEATS):
-        container_runs.append(container_start(s))
-        stack._run(s.compose("down"))
-        bare_runs.append(bare.start())
+    container_starts, bare_starts = [], []
+    container_rounds, bare_rounds = [], []
+    for round_number in range(1, REPEATS + 1):
+        log(f"round {round_number}/{REPEATS}: container start and load")
+        container_starts.append(container_start(s))
+        with bench.image_server(stack.compose_gateway(s)) as url:
+            container_rounds.append(bench.load_levels(s.endpoint, key, plan.served_model_name, LEVELS,
+                                                      REQUESTS_PER_LEVEL, bench.image_urls_for(url)))
+        if round_number == 1:
+            log("smoke suite against the warm container")
+            started = time.monotonic()
+            code, cases, _ = run_suite(stack_defaults(str(profile), work, with_key=True))
+            figures["smoke"] = {"wall_s": round(time.monotonic() - started, 2), "cases": len(cases),
+                                "passed": sum(c.status == "passed" for c in cases), "exit": code}
+        stack.run_command(s.compose("down"))
+        log(f"round {round_number}/{REPEATS}: bare process start and load")
+        bare_starts.append(bare.start())
+        with bench.image_server("127.0.0.1") as url:
+            bare_rounds.append(bench.load_levels(bare.url, key, plan.served_model_name, LEVELS, REQUESTS_PER_LEVEL,
+                                                 bench.image_urls_for(url)))
         bare.stop()
     figures["warm_start"] = {
-        "container_s": [round(x, 2) for x in container_runs], "bare_s": [round(x, 2) for x in bare_runs],
-        "ratio": round(bench.median(container_runs) / bench.median(bare_runs), 3),
+        "container_s": [round(x, 2) for x in container_starts], "bare_s": [round(x, 2) for x in bare_starts],
+        "ratio": round(bench.median(container_starts) / bench.median(bare_starts), 3),
     }
-
-    # 4 + 3. Load through the container vs the bare process; the smoke suite against the warm container.
-    log("load: container")
-    container_start(s)
-    with bench.image_server(stack.compose_gateway(s)) as url:
-        through_container = bench.load_levels(s.endpoint, key, plan.served_model_name, LEVELS, REQUESTS_PER_LEVEL,
-                                              bench.image_urls_for(url))
-    log("smoke suite against the warm container")
-    started = time.monotonic()
-    code, cases, _ = run_suite(stack_defaults(str(profile), work, with_key=True))
-    figures["smoke"] = {"wall_s": round(time.monotonic() - started, 2), "cases": len(cases),
-                        "passed": sum(c.status == "passed" for c in cases), "exit": code}
-    stack._run(s.compose("down"))
-    log("load: bare process")
-    bare.start()
-    with bench.image_server("127.0.0.1") as url:
-        through_bare = bench.load_levels(bare.url, key, plan.served_model_name, LEVELS, REQUESTS_PER_LEVEL,
-                                         bench.image_urls_for(url))
-    bare.stop()
+    through_container, through_bare = bench.median_results(container_rounds), bench.median_results(bare_rounds)
     figures["load"] = {
+        "rounds": REPEATS,
         "container": bench.results_json(through_container), "bare": bench.results_json(through_bare),
         "rps_ratio": {str(c.concurrency): round(c.requests_per_second / b.requests_per_second, 3)
                       for c, b in zip(through_container, through_bare)},
+        "rps_by_round": {
+            "container": [[r.requests_per_second for r in levels] for levels in container_rounds],
+            "bare": [[r.requests_per_second for r in levels] for levels in bare_rounds],
+        },
     }
     plot(repo / "BENCHMARKS-latency.png", through_container, through_bare)
 
@@ -248,12 +250,12 @@ def run(engine_python: Path, repo: Path) -> dict:
         started = time.monotonic()
         write_files(render(changed), work)
         run_steps, total_steps = stack.executed_steps(stack.build_log(s))
-        stack._run(s.compose("up", "-d", "--no-build", "vllm"))
+        stack.run_command(s.compose("up", "-d", "--no-build", "vllm"))
         wait_health(s.endpoint, started)
         rebuilds[label] = {"layers_rebuilt": run_steps, "steps": total_steps, "same_tag": changed.image.tag == plan.image.tag,
                            "up_s": round(time.monotonic() - started, 1)}
     figures["runtime_changes"] = rebuilds
-    stack._run(s.compose("down"))
+    stack.run_command(s.compose("down"))
 
     # 5. CLI start-up and render --all.
     log("CLI timings")
@@ -314,7 +316,7 @@ def report(f: dict) -> str:
         "",
         "## 1. Warm time-to-healthy: container ÷ bare process",
         "",
-        "Alternating runs; the container's image is cached; both poll `/health` every 0.1 s.",
+        "Alternating runs (the rounds of section 4); the container's image is cached; both poll `/health` every 0.1 s.",
         "",
         f"- container: {f['warm_start']['container_s']} s",
         f"- bare `vllm serve`: {f['warm_start']['bare_s']} s",
@@ -333,7 +335,11 @@ def report(f: dict) -> str:
         "",
         f"{sm['passed']} of {sm['cases']} cases passed in **{sm['wall_s']} s** (wall, including pytest start-up).",
         "",
-        "## 4. Load: one image per request, URL and base64 alternating, 100 requests per level",
+        f"## 4. Load: one image per request, URL and base64 alternating, {REQUESTS_PER_LEVEL} requests per level",
+        "",
+        f"Medians over {f['load']['rounds']} rounds; each round starts the container, loads it, stops it, then does "
+        "the same with the bare process. Requests/s by round (levels 1, 4, 8): container "
+        f"{f['load']['rps_by_round']['container']}, bare {f['load']['rps_by_round']['bare']}.",
         "",
         "| concurrency | container req/s | bare req/s | ratio | container p50 / p95 ms | bare p50 / p95 ms |",
         "|---|---|---|---|---|---|",

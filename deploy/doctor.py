@@ -30,20 +30,20 @@ class Check:
 def _docker_checks() -> tuple[list[Check], list[str]]:
     """Daemon and Compose v2 checks, and the daemon's container runtimes."""
     from deploy.errors import UserError
-    from deploy.stack import _run, docker_cli
+    from deploy.stack import docker_cli, run_command
 
     try:
         docker = docker_cli()
     except UserError as exc:
         return [Check("docker client", "fail", str(exc), "install Docker (Debian: apt-get install docker.io)")], []
-    info = _run([docker, "info", "--format", "{{json .}}"], check=False)
+    info = run_command([docker, "info", "--format", "{{json .}}"], check=False)
     # NB: with --format, an unreachable daemon can still exit 0: its error is in ServerErrors.
     if info.returncode != 0 or not info.stdout.strip() or json.loads(info.stdout).get("ServerErrors"):
         return [Check("docker daemon", "fail", "the Docker daemon does not answer",
                       "start it: `sudo systemctl start docker`, or `sudo dockerd &` without systemd (`make up` does)")], []
     facts = json.loads(info.stdout)
     checks = [Check("docker daemon", "ok", f"engine {facts.get('ServerVersion')}")]
-    compose = _run([docker, "compose", "version", "--short"], check=False)
+    compose = run_command([docker, "compose", "version", "--short"], check=False)
     if compose.returncode == 0 and compose.stdout.strip().lstrip("v").startswith("2"):
         checks.append(Check("compose v2", "ok", compose.stdout.strip()))
     else:

@@ -38,7 +38,7 @@ def _docker_env() -> dict[str, str]:
     return {**os.environ, "DOCKER_BUILDKIT": "1", "COMPOSE_BAKE": "false"}
 
 
-def _run(args: list[str], cwd: Path | None = None, check: bool = True, capture: bool = True,
+def run_command(args: list[str], cwd: Path | None = None, check: bool = True, capture: bool = True,
          timeout: float | None = None) -> subprocess.CompletedProcess:
     completed = subprocess.run(args, cwd=cwd, env=_docker_env(), text=True, timeout=timeout,
                                capture_output=capture)
@@ -89,7 +89,7 @@ def port_in_use(address: str, port: int) -> bool:
 
 
 def running_container(stack: Stack) -> str | None:
-    completed = _run(stack.compose("ps", "-q", "vllm"), check=False)
+    completed = run_command(stack.compose("ps", "-q", "vllm"), check=False)
     return completed.stdout.strip() or None
 
 
@@ -122,12 +122,12 @@ def ensure_key(stack: Stack) -> str | None:
 
 def ensure_base_image(plan: Plan) -> None:
     """The CPU base is built from Debian packages when missing: no registry is needed."""
-    if _run([docker_cli(), "image", "inspect", plan.image.base], check=False).returncode == 0:
+    if run_command([docker_cli(), "image", "inspect", plan.image.base], check=False).returncode == 0:
         return
     if plan.image.base != device_facts()["cpu"]["base-image"]:
         return  # someone else's base: the build pulls it
     print(f"building the base image {plan.image.base} from Debian packages (about a minute, once)", flush=True)
-    _run(["bash", str(ASSETS / "base-image.sh"), plan.image.base], capture=False)
+    run_command(["bash", str(ASSETS / "base-image.sh"), plan.image.base], capture=False)
 
 
 def fill_wheelhouse(stack: Stack) -> None:
@@ -170,7 +170,7 @@ def compose_gateway(stack: Stack) -> str | None:
     container = running_container(stack)
     if not container:
         return None
-    completed = _run([docker_cli(), "inspect", "-f",
+    completed = run_command([docker_cli(), "inspect", "-f",
                       "{{range .NetworkSettings.Networks}}{{.Gateway}} {{end}}", container], check=False)
     gateways = completed.stdout.split()
     return gateways[0] if gateways else None
@@ -218,25 +218,25 @@ def executed_steps(log_text: str) -> tuple[int, int]:
 
 
 def image_id(tag: str) -> str | None:
-    completed = _run([docker_cli(), "image", "inspect", "-f", "{{.Id}}", tag], check=False)
+    completed = run_command([docker_cli(), "image", "inspect", "-f", "{{.Id}}", tag], check=False)
     return completed.stdout.strip() or None
 
 
 def _health(container: str) -> tuple[str, str]:
-    completed = _run([docker_cli(), "inspect", "-f", "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
+    completed = run_command([docker_cli(), "inspect", "-f", "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
                       container], check=False)
     parts = (completed.stdout.strip() + " ").split(" ", 1)
     return parts[0], parts[1].strip()
 
 
 def last_log_line(container: str) -> str:
-    completed = _run([docker_cli(), "logs", "--tail", "1", container], check=False)
+    completed = run_command([docker_cli(), "logs", "--tail", "1", container], check=False)
     lines = (completed.stdout + completed.stderr).strip().splitlines()
     return lines[-1][:100] if lines else ""
 
 
 def logs_tail(container: str, lines: int = LOG_TAIL) -> str:
-    completed = _run([docker_cli(), "logs", "--tail", str(lines), container], check=False)
+    completed = run_command([docker_cli(), "logs", "--tail", str(lines), container], check=False)
     return (completed.stdout + completed.stderr).rstrip()
 
 
@@ -277,7 +277,7 @@ def up(plan: Plan, root: Path) -> dict[str, float | str]:
     timings["build_steps_run"] = prepare_image(plan, root)
     timings["build_seconds"] = round(time.monotonic() - started, 1)
     started = time.monotonic()
-    _run(stack.compose("up", "-d", "--no-build", "vllm"), capture=False)
+    run_command(stack.compose("up", "-d", "--no-build", "vllm"), capture=False)
     container = running_container(stack)
     if not container:
         raise UserError("compose reported no container for the vllm service")
@@ -288,11 +288,11 @@ def up(plan: Plan, root: Path) -> dict[str, float | str]:
 
 def down(plan: Plan, root: Path) -> None:
     # NB: never `down -v`: the model and cache volumes outlive the containers.
-    _run(stack_for(plan, root).compose("down"), capture=False)
+    run_command(stack_for(plan, root).compose("down"), capture=False)
 
 
 def logs(plan: Plan, root: Path, follow: bool) -> None:
-    _run(stack_for(plan, root).compose("logs", *(["-f"] if follow else []), "--tail", "200", "vllm"), capture=False,
+    run_command(stack_for(plan, root).compose("logs", *(["-f"] if follow else []), "--tail", "200", "vllm"), capture=False,
          check=False)
 
 
