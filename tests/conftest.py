@@ -62,3 +62,19 @@ def pytest_runtest_makereport(item, call):
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+MEASURED: dict[str, str] = {}
+
+
+@pytest.fixture
+def measured():
+    """Record a figure (time-to-ready, latency, …) for the summary at the end of the run. Not an assertion."""
+    return MEASURED
+
+
+def pytest_terminal_summary(terminalreporter):
+    if MEASURED:
+        terminalreporter.section("measured (figures, not assertions)")
+        for name, value in MEASURED.items():
+            terminalreporter.write_line(f"{name}: {value}")

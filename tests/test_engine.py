@@ -129,7 +129,7 @@ def test_server_argv_carries_no_key(server):
     assert server.api_key not in server.log.read_text(errors="replace")
 
 
-def test_smoke_suite_passes_against_the_real_server(server):
+def test_smoke_suite_passes_against_the_real_server(server, measured):
     """The whole suite against the real server: every case passes, none skipped; figures recorded."""
     started = time.monotonic()
     code, cases, output = run_suite(["--base-url", server.base_url, "--api-key", server.api_key,
@@ -149,7 +149,10 @@ def test_smoke_suite_passes_against_the_real_server(server):
     }
     FIGURES.parent.mkdir(exist_ok=True)
     FIGURES.write_text(json.dumps(figures, indent=2))
-    print("\nengine figures:", json.dumps(figures, indent=2))
+    measured["host vLLM time-to-ready (s)"] = figures["time_to_ready_seconds"]
+    measured["host vLLM peak RSS, server + engine core (MiB)"] = figures["peak_rss_mib"]
+    measured["smoke suite wall against the host vLLM (s)"] = figures["suite_wall_seconds"]
+    measured["smoke case latencies (s)"] = json.dumps(figures["cases"])
 
 
 def test_smoke_command_prints_a_table(server, cli):

@@ -81,8 +81,10 @@ def models(plan: Plan, root) -> dict:
     return response.json()["data"][0]
 
 
-def test_up_is_healthy_on_loopback_with_a_generated_key(running, root):
+def test_up_is_healthy_on_loopback_with_a_generated_key(running, root, measured):
     plan, timings, _ = running
+    measured["compose up: build (s), steps run, start to healthy (s)"] = (
+        f"{timings['build_seconds']}, {timings['build_steps_run']}, {timings['healthy_seconds']}")
     s = stack.stack_for(plan, root)
     container = stack.running_container(s)
     state = json.loads(docker("inspect", container))[0]
@@ -152,7 +154,7 @@ def test_up_refuses_a_busy_port_before_building(root, tmp_path):
 # Secrets, load and faults against the running container
 
 
-def test_key_appears_nowhere_but_the_env_file(running, root, capsys):
+def test_key_appears_nowhere_but_the_env_file(running, root, measured):
     plan, _, profile = running
     s = stack.stack_for(plan, root)
     key = stack.read_key(s)
@@ -176,7 +178,7 @@ def test_key_appears_nowhere_but_the_env_file(running, root, capsys):
     assert "[0-9]" not in places["/proc/*/cmdline in the container"] and "vllm" in places["/proc/*/cmdline in the container"]
     leaked = [where for where, text in places.items() if key in text]
     assert not leaked
-    print(f"\nkey checked absent in {len(places)} places (+ image layers below)")
+    measured["places checked for the API key"] = ", ".join(places) + ", every image layer (next test)"
 
 
 def test_key_is_not_in_any_image_layer(running):
@@ -198,7 +200,7 @@ def test_env_file_is_git_ignored():
     assert ignored.stdout.split() == paths
 
 
-def test_load_of_500_image_requests_at_concurrency_8(running, root):
+def test_load_of_500_image_requests_at_concurrency_8(running, root, measured):
     """URL and base64 images mixed: no errors, /health 200 throughout, latency percentiles printed."""
     import base64
     import statistics
@@ -248,10 +250,12 @@ def test_load_of_500_image_requests_at_concurrency_8(running, root):
     assert statuses.count(200) == 500, {code: statuses.count(code) for code in set(statuses)}
     assert not health_failures
     p50, p95 = statistics.median(latencies), latencies[int(0.95 * len(latencies)) - 1]
-    print(f"\n500 requests at concurrency 8: {500 / wall:.1f} req/s, p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms")
+    measured["500 image requests at concurrency 8 (container)"] = (
+        f"{500 / wall:.1f} req/s, p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, 0 errors, "
+        f"/health polled every 0.5 s: 0 failures")
 
 
-def test_killed_vllm_is_restarted_healthy(running, root):
+def test_killed_vllm_is_restarted_healthy(running, root, measured):
     plan, _, _ = running
     s = stack.stack_for(plan, root)
     container = stack.running_container(s)
@@ -271,7 +275,7 @@ def test_killed_vllm_is_restarted_healthy(running, root):
         time.sleep(1)
     else:
         pytest.fail(f"not restarted healthy within 180 s:\n{stack.logs_tail(container)}")
-    print(f"\nrestart policy brought vLLM back healthy in {time.monotonic() - started:.1f} s")
+    measured["kill -9 of vLLM to healthy again via restart: unless-stopped (s)"] = round(time.monotonic() - started, 1)
     assert models(plan, root)["id"] == plan.served_model_name
 
 
