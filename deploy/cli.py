@@ -28,12 +28,19 @@ def _warn(messages: list[str]) -> None:
         print(f"warning: {message}", file=sys.stderr)
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def _plan(ref: str, warn: bool = True):
+    """The resolved plan of a profile reference; its warnings go to stderr."""
     from deploy.plan import resolve
     from deploy.profile import load_profile
 
-    plan = resolve(load_profile(args.profile))
-    _warn(plan.warnings)
+    plan = resolve(load_profile(ref))
+    if warn:
+        _warn(plan.warnings)
+    return plan
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    _plan(args.profile)
     print(f"{args.profile}: valid")
     return 0
 
@@ -41,11 +48,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     import yaml
 
-    from deploy.plan import resolve
-    from deploy.profile import load_profile
-
-    plan = resolve(load_profile(args.profile))
-    _warn(plan.warnings)
+    plan = _plan(args.profile)
     # NB: the plan holds no secret values at all, only the names of the variables that carry them.
     print(yaml.safe_dump(plan.model_dump(mode="json"), sort_keys=False, allow_unicode=True), end="")
     return 0
@@ -103,11 +106,7 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from deploy import stack
-    from deploy.plan import resolve
-    from deploy.profile import load_profile
-
-    plan = resolve(load_profile(args.profile))
-    _warn(plan.warnings)
+    plan = _plan(args.profile)
     timings = stack.up(plan, _source_root())
     print(f"image ready in {timings['build_seconds']} s ({timings['build_steps_run']} build steps run), "
           f"healthy {timings['healthy_seconds']} s after start")
@@ -117,11 +116,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from deploy.doctor import checks, failures, print_checks
-    from deploy.plan import resolve
-    from deploy.profile import load_profile
-
-    plan = resolve(load_profile(args.profile))
-    _warn(plan.warnings)
+    plan = _plan(args.profile)
     found = checks(plan, _source_root())
     print_checks(found)
     return 1 if failures(found) else 0
@@ -129,19 +124,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     from deploy import stack
-    from deploy.plan import resolve
-    from deploy.profile import load_profile
 
-    stack.down(resolve(load_profile(args.profile)), _source_root())
+    stack.down(_plan(args.profile, warn=False), _source_root())
     return 0
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
     from deploy import stack
-    from deploy.plan import resolve
-    from deploy.profile import load_profile
 
-    stack.logs(resolve(load_profile(args.profile)), _source_root(), follow=args.follow)
+    stack.logs(_plan(args.profile, warn=False), _source_root(), follow=args.follow)
     return 0
 
 
