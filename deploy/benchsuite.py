@@ -18,12 +18,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import requests
-import yaml
 
 from deploy import bench, stack
 from deploy.paths import BUILD_ASSETS
 from deploy.plan import Plan, resolve, serve_argv
-from deploy.profile import BUILTIN_DIR, load_profile
+from deploy.profile import load_profile, write_variant
 from deploy.render import render, write_files
 from deploy.smoke import run_suite, stack_defaults
 
@@ -39,12 +38,8 @@ def log(message: str) -> None:
 
 
 def write_profile(work: Path, port: int, **engine_changes) -> Path:
-    data = yaml.safe_load((BUILTIN_DIR / "tiny-cpu.yaml").read_text(encoding="utf-8"))
-    data["name"], data["server"]["port"] = NAME, port
-    data["engine"].update(engine_changes)
-    path = work / "profile.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return path
+    changes = {"name": NAME, "server": {"port": port}, "engine": engine_changes}
+    return write_variant("tiny-cpu", work / "profile.yaml", changes)
 
 
 def wait_health(base_url: str, started: float, alive=lambda: True) -> float:

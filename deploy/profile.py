@@ -449,6 +449,25 @@ def locate(ref: str) -> Path:
     return path
 
 
+def write_variant(builtin: str, path: Path, changes: dict[str, Any]) -> Path:
+    """Write a copy of a built-in profile with some keys changed (nested mappings merge) to `path`.
+
+    For runs that must not collide with the built-in's own stack: another name, another port.
+    """
+    data = yaml.safe_load((BUILTIN_DIR / f"{builtin}.yaml").read_text(encoding="utf-8"))
+
+    def merge(into: dict[str, Any], new: dict[str, Any]) -> None:
+        for key, value in new.items():
+            if isinstance(value, dict) and isinstance(into.get(key), dict):
+                merge(into[key], value)
+            else:
+                into[key] = value
+
+    merge(data, changes)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
 def parse_profile(text: str | bytes, source: str) -> Profile:
     """Validate profile text; raise one UserError listing every problem."""
     if isinstance(text, bytes):

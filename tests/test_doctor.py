@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
 from deploy.doctor import checks, failures
 from deploy.plan import resolve
-from deploy.profile import BUILTIN_DIR, load_profile
+from deploy.profile import load_profile, write_variant
 from deploy.stack import free_port
 
 pytestmark = pytest.mark.docker
@@ -35,10 +34,7 @@ def test_memory_estimate_reads_the_models_config(tmp_path):
     (model / "config.json").write_text(json.dumps(
         {"hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
          "intermediate_size": 18944, "vocab_size": 151666}))
-    data = yaml.safe_load((BUILTIN_DIR / "minicpm-v-2_6.yaml").read_text(encoding="utf-8"))
-    data["model"]["source"] = str(model)
-    profile = tmp_path / "p.yaml"
-    profile.write_text(yaml.safe_dump(data))
+    profile = write_variant("minicpm-v-2_6", tmp_path / "p.yaml", {"model": {"source": str(model)}})
     found = by_name(checks(resolve(load_profile(str(profile))), tmp_path))
     assert found["model path"].verdict == "ok"
     memory = found["gpu memory"]
@@ -47,10 +43,8 @@ def test_memory_estimate_reads_the_models_config(tmp_path):
 
 
 def test_cpu_profile_passes_preflight_here(tmp_path):
-    data = yaml.safe_load((BUILTIN_DIR / "tiny-cpu.yaml").read_text(encoding="utf-8"))
-    data["server"]["port"] = free_port()  # a developer's own `make up` may hold 8000
-    profile = tmp_path / "p.yaml"
-    profile.write_text(yaml.safe_dump(data, allow_unicode=True))
+    # A free port: a developer's own `make up` may hold 8000.
+    profile = write_variant("tiny-cpu", tmp_path / "p.yaml", {"server": {"port": free_port()}})
     found = checks(resolve(load_profile(str(profile))), tmp_path)
     assert set(by_name(found)) == {"docker daemon", "compose v2", "port"}
     assert failures(found) == []

@@ -245,3 +245,15 @@ def test_trust_remote_code_on_unpinned_hub_model_warns(cli, tmp_path):
     pinned = text.replace("source: openbmb/MiniCPM-V-2_6", "source: openbmb/MiniCPM-V-2_6\n  revision: 0123abc")
     (tmp_path / "p.yaml").write_text(pinned, encoding="utf-8")
     assert "trust-remote-code" not in cli("validate", "p.yaml", cwd=tmp_path).err
+
+
+def test_write_variant_merges_nested_changes(tmp_path):
+    from deploy.profile import write_variant
+
+    path = write_variant("tiny-cpu", tmp_path / "v.yaml", {"name": "v", "server": {"port": 9100},
+                                                           "engine": {"max-model-len": 1024}})
+    variant, original = load_profile(str(path)), load_profile("tiny-cpu")
+    assert (variant.name, variant.server.port, variant.engine.max_model_len) == ("v", 9100, 1024)
+    # Untouched keys of a changed section survive the merge.
+    assert variant.server.health_interval_seconds == original.server.health_interval_seconds
+    assert variant.engine.kv_cache_space_gib == original.engine.kv_cache_space_gib

@@ -14,28 +14,16 @@ import time
 
 import pytest
 import requests
-import yaml
 
 from deploy import stack
 from deploy.plan import Plan, resolve
-from deploy.profile import BUILTIN_DIR, load_profile
+from deploy.profile import load_profile, write_variant
 from deploy.smoke import run_suite, stack_defaults
 from deploy.stack import free_port
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 NAME = "tiny-cpu-stack-test"
-
-
-def write_profile(path, **engine_changes) -> None:
-    data = yaml.safe_load((BUILTIN_DIR / "tiny-cpu.yaml").read_text(encoding="utf-8"))
-    data["name"] = NAME
-    data["server"]["port"] = write_profile.port
-    data["engine"].update(engine_changes)
-    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
-
-
-write_profile.port = 0
 
 
 def docker(*args: str) -> str:
@@ -49,9 +37,7 @@ def root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def running(root):
-    write_profile.port = free_port()
-    profile = root / "profile.yaml"
-    write_profile(profile)
+    profile = write_variant("tiny-cpu", root / "profile.yaml", {"name": NAME, "server": {"port": free_port()}})
     plan = resolve(load_profile(str(profile)))
     try:
         timings = stack.up(plan, root)
@@ -111,7 +97,9 @@ def test_smoke_suite_passes_against_the_container(running, root):
 def test_runtime_only_changes_rebuild_nothing(running, root):
     plan, timings, profile = running
     # max-model-len, dtype, gpu-memory-utilization and the key change; the image must not.
-    write_profile(profile, **{"max-model-len": 1024, "dtype": "float32", "gpu-memory-utilization": 0.5})
+    write_variant("tiny-cpu", profile, {"name": NAME, "server": {"port": plan.port},
+                                        "engine": {"max-model-len": 1024, "dtype": "float32",
+                                                   "gpu-memory-utilization": 0.5}})
     s = stack.stack_for(plan, root)
     s.env_file.write_text(s.env_file.read_text().replace("VLLM_API_KEY=sk-", "VLLM_API_KEY=sk-changed-"))
     changed = resolve(load_profile(str(profile)))
@@ -141,10 +129,8 @@ def test_up_refuses_a_busy_port_before_building(root, tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        data = yaml.safe_load((BUILTIN_DIR / "tiny-cpu.yaml").read_text(encoding="utf-8"))
-        data["name"], data["server"]["port"] = "busy-port-test", busy.getsockname()[1]
-        profile = tmp_path / "busy.yaml"
-        profile.write_text(yaml.safe_dump(data, allow_unicode=True))
+        profile = write_variant("tiny-cpu", tmp_path / "busy.yaml",
+                                {"name": "busy-port-test", "server": {"port": busy.getsockname()[1]}})
         with pytest.raises(stack.UserError, match=r"port: 127.0.0.1:\d+ is already in use"):
             stack.up(resolve(load_profile(str(profile))), tmp_path)
     assert not (tmp_path / "compose").exists()  # nothing rendered, nothing built
