@@ -11,15 +11,20 @@ TEST_ARGS ?=
 
 COMPOSE_BINARY = $(shell $(PY) -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')
 
-.PHONY: help venv engine docker podman up down logs smoke bench render golden lint test test-fast
+.PHONY: help venv test-venv engine docker podman registry up down push logs smoke bench render golden lint test test-fast
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q -e '.[test,bench]' && touch $@
+	$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q -e '.[smoke,compose]' && touch $@
 
-venv: $(VENV)/.installed ## the tool's venv (.venv): vllm-deploy plus test tools; no torch
+$(VENV)/.test-installed: $(VENV)/.installed
+	$(VENV)/bin/pip install -q -e '.[test,bench]' && touch $@
+
+venv: $(VENV)/.installed ## the tool's venv (.venv): vllm-deploy, the smoke suite and Compose v2; no torch
+
+test-venv: $(VENV)/.test-installed ## the tool's venv plus the test tools and validators
 
 $(ENGINE_VENV)/.installed: deploy/assets/engine-venv.sh
 	deploy/assets/engine-venv.sh $(ENGINE_VENV) && touch $@
@@ -29,11 +34,17 @@ engine: $(ENGINE_VENV)/.installed ## the vLLM CPU engine venv (.venv-engine) for
 docker: venv ## install Docker and Compose v2 if missing; start dockerd if no daemon answers
 	scripts/docker-up.sh $(COMPOSE_BINARY)
 
+registry: ## unpack Debian's docker-registry into .work/ (the push test runs it on loopback)
+	scripts/registry-up.sh .work/registry
+
 podman: ## install podman for `podman kube play` tests and write its configuration
 	scripts/podman-up.sh .work/containers.conf
 
 up: venv docker ## bring PROFILE (default tiny-cpu) up with Docker Compose and wait until healthy
 	$(PY) -m deploy up $(PROFILE)
+
+push: venv docker ## build PROFILE's image and push it to the profile's image.registry (docker login first)
+	$(PY) -m deploy push $(PROFILE)
 
 down: venv ## stop PROFILE's containers; model and cache volumes are kept
 	$(PY) -m deploy down $(PROFILE)
@@ -44,20 +55,20 @@ logs: venv ## follow PROFILE's vLLM logs
 smoke: venv ## run the smoke suite against PROFILE's running stack
 	$(PY) -m deploy smoke $(PROFILE)
 
-bench: venv engine docker ## measure start time, rebuilds, latency, throughput; writes BENCHMARKS.md
+bench: test-venv engine docker ## measure start time, rebuilds, latency, throughput; writes BENCHMARKS.md
 	$(PY) -m deploy bench --engine-python $(ENGINE_VENV)/bin/python
 
 render: venv ## render compose/ and k8s/ for every built-in profile
 	$(PY) -m deploy render --all
 
-golden: venv ## regenerate every golden file: compose/, k8s/, tests/golden/ and schema/
+golden: test-venv ## regenerate every golden file: compose/, k8s/, tests/golden/ and schema/
 	scripts/golden.sh $(PY)
 
-lint: venv ## the real validators over every rendered file (hadolint, kubernetes-validate, compose v2)
+lint: test-venv ## the real validators over every rendered file (hadolint, kubernetes-validate, compose v2, kustomize, checkov)
 	$(PY) -m pytest -m static -q
 
-test: venv engine docker podman ## set up and run every test, slow ones included (what CI runs)
+test: test-venv engine docker podman registry ## set up and run every test, slow ones included (what CI runs)
 	ENGINE_PYTHON=$(CURDIR)/$(ENGINE_VENV)/bin/python $(PY) -m pytest $(TEST_ARGS)
 
-test-fast: venv ## the tests that need no vLLM engine
+test-fast: test-venv ## the tests that need no vLLM engine
 	$(PY) -m pytest -m "not engine and not slow" -q

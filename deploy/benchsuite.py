@@ -21,7 +21,7 @@ import requests
 
 from deploy import bench, stack
 from deploy.paths import BUILD_ASSETS
-from deploy.plan import Plan, resolve, serve_argv
+from deploy.plan import Plan, host_command, host_environment, resolve
 from deploy.profile import load_profile, write_variant
 from deploy.render import render, write_files
 from deploy.smoke import run_suite, stack_defaults
@@ -69,9 +69,8 @@ class BareServer:
     def __init__(self, engine_python: Path, plan: Plan, model_dir: Path, work: Path, key: str):
         self.port = stack.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.command = [str(engine_python.parent / plan.entrypoint[0]), *plan.entrypoint[1:],
-                        *serve_argv(str(model_dir), "127.0.0.1", self.port, plan.engine_flags)]
-        self.env = {"PATH": f"{engine_python.parent}:/usr/bin:/bin", "HOME": str(work), **plan.environment,
+        self.command = host_command(plan, str(engine_python.parent / "vllm"), str(model_dir), "127.0.0.1", self.port)
+        self.env = {"PATH": f"{engine_python.parent}:/usr/bin:/bin", **host_environment(plan, str(work)),
                     "VLLM_API_KEY": key, "VLLM_CACHE_ROOT": str(work / "bare-vllm-cache")}
         self.log = work / "bare.log"
         self.process: subprocess.Popen | None = None
@@ -165,7 +164,7 @@ def run(engine_python: Path, repo: Path) -> dict:
     base_seconds = time.monotonic() - started
     subprocess.run([docker, "image", "rm", cold_base], capture_output=True)
     log("cold: image build with an empty build cache")
-    subprocess.run([docker, "image", "rm", plan.image.tag], capture_output=True)
+    subprocess.run([docker, "image", "rm", plan.image.reference], capture_output=True)
     subprocess.run([docker, "builder", "prune", "-af"], check=True, capture_output=True)
     started = time.monotonic()
     write_files(render(plan), work)
@@ -184,7 +183,7 @@ def run(engine_python: Path, repo: Path) -> dict:
         "first_image_request_s": round(first, 2), "build_steps_run": stack.executed_steps(cold_log)[0],
     }
     figures["cold"]["total_s"] = round(venv_seconds + base_seconds + build_seconds + healthy + first, 1)
-    figures["image"] = image_breakdown(plan.image.tag)
+    figures["image"] = image_breakdown(plan.image.reference)
 
     # 1 + 4 (+ 3). Rounds alternating container (image cached) and bare process: each round measures
     # time-to-healthy, then load at every concurrency level. Medians over rounds: this machine is noisy.
@@ -247,7 +246,7 @@ def run(engine_python: Path, repo: Path) -> dict:
         run_steps, total_steps = stack.executed_steps(stack.build_log(s))
         stack.run_command(s.compose("up", "-d", "--no-build", "vllm"))
         wait_health(s.endpoint, started)
-        rebuilds[label] = {"layers_rebuilt": run_steps, "steps": total_steps, "same_tag": changed.image.tag == plan.image.tag,
+        rebuilds[label] = {"layers_rebuilt": run_steps, "steps": total_steps, "same_tag": changed.image.reference == plan.image.reference,
                            "up_s": round(time.monotonic() - started, 1)}
     figures["runtime_changes"] = rebuilds
     stack.run_command(s.compose("down"))

@@ -114,6 +114,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from deploy import stack
+
+    reference = stack.push(_plan(args.profile), _source_root())
+    print(f"pushed {reference}; the Kubernetes manifests under k8s/ already name it")
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from deploy.doctor import checks, failures, print_checks
     plan = _plan(args.profile)
@@ -202,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, run, text in (("up", cmd_up, "render, build and start a profile with Docker Compose; wait until healthy"),
                             ("down", cmd_down, "stop a profile's containers (volumes are kept)"),
+                            ("push", cmd_push, "build a profile's image and push it to its image.registry"),
                             ("doctor", cmd_doctor, "preflight: Docker, Compose v2, NVIDIA runtime, port, model, memory"),
                             ("logs", cmd_logs, "show the vLLM container's logs")):
         p = sub.add_parser(name, help=text)

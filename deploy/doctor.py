@@ -7,11 +7,12 @@ when one fails.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 from deploy.plan import Plan
 
@@ -59,12 +60,66 @@ def _nvidia_check(runtimes: list[str]) -> Check:
                  "install the NVIDIA Container Toolkit and run `nvidia-ctk runtime configure --runtime=docker`")
 
 
-def gpu_memory_gib() -> list[float]:
-    if not shutil.which("nvidia-smi"):
-        return []
-    out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                         capture_output=True, text=True, check=False)
-    return [int(line) / 1024 for line in out.stdout.split() if line.strip().isdigit()]
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    total_mib: int
+    free_mib: int
+    driver: str
+
+
+def read_gpus(run: Callable[[list[str]], str] | None = None) -> list[Gpu]:
+    """What nvidia-smi reports per GPU; [] without nvidia-smi. `run` returns a command's stdout (tests pass a fake)."""
+    if run is None:
+        if not shutil.which("nvidia-smi"):
+            return []
+        run = lambda cmd: subprocess.run(cmd, capture_output=True, text=True, check=False).stdout  # noqa: E731
+    out = run(["nvidia-smi", "--query-gpu=index,memory.total,memory.free,driver_version",
+               "--format=csv,noheader,nounits"])
+    gpus = []
+    for line in out.splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) == 4 and fields[0].isdigit() and fields[1].isdigit() and fields[2].isdigit():
+            gpus.append(Gpu(int(fields[0]), int(fields[1]), int(fields[2]), fields[3]))
+    return gpus
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
+
+
+def driver_check(plan: Plan, gpus: list[Gpu]) -> Check:
+    """The host's driver against the CUDA build of the image (deploy/data/devices.yaml)."""
+    driver = gpus[0].driver
+    cuda = plan.image.cuda
+    if cuda is None:
+        return Check("nvidia driver", "warn", f"driver {driver}; the CUDA build of {plan.image.base} is not on record",
+                     "check the image's CUDA version against NVIDIA's driver table")
+    if _version(driver) >= _version(cuda.min_driver):
+        return Check("nvidia driver", "ok", f"driver {driver} runs {cuda.image} (CUDA {cuda.cuda} needs ≥ {cuda.min_driver})")
+    fits = next((t for t in plan.image.cuda_tags if _version(driver) >= _version(t.min_driver)), None)
+    fix = (f"set image.base: {fits.image} (CUDA {fits.cuda}, driver ≥ {fits.min_driver}) in the profile" if fits else
+           f"upgrade the NVIDIA driver to {cuda.min_driver} or newer")
+    return Check("nvidia driver", "fail", f"driver {driver} is older than {cuda.min_driver}, which {cuda.image} "
+                 f"(CUDA {cuda.cuda}) needs", fix)
+
+
+def free_memory_check(plan: Plan, gpus: list[Gpu]) -> Check:
+    """vLLM refuses to start when utilization × total exceeds the free memory (v1/worker/utils.py, request_memory)."""
+    gmu = plan.engine.gpu_memory_utilization
+    used = gpus[: max(plan.gpus, 1)]
+    short = [g for g in used if gmu * g.total_mib > g.free_mib]
+    if not short:
+        worst = min(used, key=lambda g: g.free_mib)
+        return Check("gpu free memory", "ok", f"{gmu} × {worst.total_mib / 1024:.1f} GiB fits the "
+                     f"{worst.free_mib / 1024:.1f} GiB free on GPU {worst.index}")
+    g = short[0]
+    fits = math.floor(g.free_mib / g.total_mib * 100) / 100 - 0.01
+    return Check("gpu free memory", "fail",
+                 f"vLLM would refuse to start: gpu-memory-utilization {gmu} × {g.total_mib / 1024:.1f} GiB = "
+                 f"{gmu * g.total_mib / 1024:.1f} GiB, but GPU {g.index} has {g.free_mib / 1024:.1f} GiB free "
+                 f"({(g.total_mib - g.free_mib) / 1024:.1f} GiB in use by other processes)",
+                 f"stop what uses GPU {g.index}, or lower engine.gpu-memory-utilization to {fits:.2f}")
 
 
 def estimate_gib(config: dict, dtype: str, max_model_len: int, max_num_seqs: int) -> tuple[float, float]:
@@ -85,26 +140,25 @@ def estimate_gib(config: dict, dtype: str, max_model_len: int, max_num_seqs: int
     return params * width / 2**30, kv_per_token * max_model_len * max_num_seqs / 2**30
 
 
-def _memory_check(plan: Plan) -> Check:
+def memory_check(plan: Plan, gpus: list[Gpu]) -> Check:
     config_file = Path(plan.model) / "config.json"
     if plan.storage.kind != "host" or not config_file.is_file():
         return Check("gpu memory", "warn", "model config.json not on this host: no estimate",
                      "check the model card's memory needs against gpu-memory-utilization × card memory")
     config = json.loads(config_file.read_text(encoding="utf-8"))
-    dtype = plan.engine_flags[plan.engine_flags.index("--dtype") + 1]
+    e = plan.engine
     # NB: one full-length sequence is what vLLM itself must fit at start-up.
-    weights, kv = estimate_gib(config, dtype, int(plan.engine_flags[plan.engine_flags.index("--max-model-len") + 1]), 1)
-    need = weights / max(plan.gpus, 1) + kv / max(plan.gpus, 1)
-    cards = gpu_memory_gib()
-    gmu = float(plan.engine_flags[plan.engine_flags.index("--gpu-memory-utilization") + 1])
-    if not cards:
+    weights, kv = estimate_gib(config, e.dtype, e.max_model_len, 1)
+    need = (weights + kv) / max(plan.gpus, 1)
+    if not gpus:
         return Check("gpu memory", "warn", f"needs ~{need:.1f} GiB per GPU (weights {weights:.1f} + KV {kv:.1f}); "
                      "no GPU visible to measure against", "")
-    budget = gmu * min(cards)
+    card = min(g.total_mib for g in gpus) / 1024
+    budget = e.gpu_memory_utilization * card
     verdict: Verdict = "ok" if need <= budget else "fail"
     return Check("gpu memory", verdict,
                  f"needs ~{need:.1f} GiB per GPU (weights {weights:.1f} + KV at max-model-len {kv:.1f}); "
-                 f"budget {budget:.1f} GiB = {gmu} × {min(cards):.1f} GiB",
+                 f"budget {budget:.1f} GiB = {e.gpu_memory_utilization} × {card:.1f} GiB",
                  "" if verdict == "ok" else "lower max-model-len, raise tensor-parallel-size, or use a larger GPU")
 
 
@@ -129,7 +183,10 @@ def checks(plan: Plan, root: Path) -> list[Check]:
             found.append(Check("model path", "fail", f"{path} does not exist on this host",
                                "copy the model there, or point model.source at it"))
     if plan.gpus:
-        found.append(_memory_check(plan))
+        gpus = read_gpus()
+        if gpus:
+            found += [driver_check(plan, gpus), free_memory_check(plan, gpus)]
+        found.append(memory_check(plan, gpus))
     return found
 
 

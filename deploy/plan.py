@@ -10,39 +10,56 @@ import hashlib
 import json
 import math
 from functools import cache
-from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, computed_field
+from pydantic import BaseModel, ConfigDict
 
 from deploy.paths import BUILD_ASSETS, TEMPLATE_DIR
-from deploy.profile import Profile, gpu_count, model_storage
+from deploy.profile import DEVICES_FILE, Profile, gpu_count, model_storage
 
-DEVICES_FILE = Path(__file__).parent / "data" / "devices.yaml"
 CONTAINER_PORT = 8000  # NB: fixed inside the container; the profile's port is the published one
 HUB_CACHE_DIR = "/models/hf-cache"
 WRITABLE_CACHE_DIR = "/var/cache/vllm"
 HEALTH_PATH = "/health"
 STARTUP_PROBE_PERIOD_SECONDS = 10
-# The vLLM container's own command words; the Plan's argv follows them.
-ENTRYPOINT = ("vllm", "serve")
+CPUS_PER_GPU = 4  # Kubernetes CPU request per GPU when the profile names none: tokenizing, images, the API server
+CPUS_WITHOUT_GPU = 2
+API_KEY_VARIABLE = "VLLM_API_KEY"  # vLLM reads its key from this variable, so the key never sits in argv
+SERVE = ("vllm", "serve")  # the official image's entrypoint
+# vLLM serves every /v1 route without authentication when its key variable is empty (it filters out
+# empty keys). The entrypoint refuses to start instead, with one clear log line, then runs `vllm serve`.
+KEY_GUARD_SCRIPT = (
+    f'[ -n "${{{API_KEY_VARIABLE}}}" ] || {{ echo "vllm-deploy: {API_KEY_VARIABLE} is empty or unset; refusing to '
+    'start: vLLM would serve every /v1 route without authentication" >&2; exit 78; }; exec "$@"'
+)
+ENTRYPOINT = ("/bin/sh", "-c", KEY_GUARD_SCRIPT, "key-guard", *SERVE)
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class CudaTag(_Frozen):
+    image: str
+    cuda: str
+    min_driver: str
+
+
 class ImagePlan(_Frozen):
-    tag: str  # local tag; its suffix hashes only the image inputs, so runtime changes reuse the image
+    reference: str  # what compose and Kubernetes run: a built image's name, or the official image unchanged
+    build: bool  # False: the profile adds nothing to the pinned official image, so nothing is built
     base: str
     template: str
     vllm_version: str
     python: str
     run_as_user: int | None
-    engine_env: list[str]  # NAME=value settings for the engine-venv script (CPU images)
+    engine_env: dict[str, str]  # settings for the engine-venv script (CPU images)
     extra_pip: list[str]
     ca_bundle: str | None  # host file handed to the build as a BuildKit secret
+    registry: str | None  # where `push` sends a built image
+    cuda: CudaTag | None  # the CUDA build of the base image, when it is an official tag
+    cuda_tags: list[CudaTag]  # every official tag of this release, for doctor's driver advice
 
 
 class StoragePlan(_Frozen):
@@ -67,6 +84,17 @@ class HealthPlan(_Frozen):
     startup_failure_threshold: int
 
 
+class EngineSettings(_Frozen):
+    """The engine settings downstream code reasons about (doctor's memory estimate), typed."""
+
+    dtype: str
+    max_model_len: int
+    gpu_memory_utilization: float
+    tensor_parallel_size: int
+    max_num_seqs: int | None
+    trust_remote_code: bool
+
+
 class KubernetesPlan(_Frozen):
     object_name: str
     namespace: str
@@ -78,17 +106,17 @@ class KubernetesPlan(_Frozen):
     storage_class: str | None
     storage_size: str
     node_selector: dict[str, str]
+    affinity: dict[str, Any] | None
     tolerations: list[dict[str, Any]]
     runtime_class_name: str | None
     service_type: str
     network_policy_from: dict[str, str] | None
-    # NB: the root filesystem is read-only; vLLM, torch and triton write only under these.
-    writable_dirs: dict[str, str]  # volume name -> mount path (emptyDir)
-    cache_env: dict[str, str]
+    create_namespace: bool
     memory_request: str
     memory_limit: str
     shm_size: str
-    cpus: int | None
+    cpu_request: str
+    cpu_limit: str | None  # NB: none unless the profile caps cpus: a CFS quota throttles vLLM's busy loop
 
 
 class SmokePlan(_Frozen):
@@ -105,10 +133,16 @@ class Plan(_Frozen):
     image: ImagePlan
     model: str  # what vLLM loads: a path inside the container or a hub id
     served_model_name: str
-    entrypoint: list[str]
-    engine_flags: list[str]  # every flag but model, host and port
+    engine: EngineSettings
+    engine_flags: list[str]  # every vLLM flag but the model, its served name, host and port
+    entrypoint: list[str]  # the key guard, which then execs `vllm serve`
+    argv: list[str]  # `vllm serve` arguments: MODEL --served-model-name … --host 0.0.0.0 --port 8000 FLAGS…
+    api_key_variable: str  # the variable vLLM reads its key from, inside the container
     environment: dict[str, str]  # non-secret
     secrets: list[SecretEnv]
+    # NB: the root filesystem is read-only (compose and Kubernetes); vLLM, torch, triton, FlashInfer
+    # and CUDA write only under these, and HOME points into the cache one.
+    writable_dirs: dict[str, str]  # name -> mount path
     bind_address: str
     port: int
     container_port: int
@@ -123,11 +157,10 @@ class Plan(_Frozen):
     smoke: SmokePlan
     warnings: list[str]
 
-    @computed_field  # type: ignore[prop-decorator]
     @property
-    def argv(self) -> list[str]:
-        """The container's arguments after the entrypoint: `vllm serve <argv>`."""
-        return serve_argv(self.model, "0.0.0.0", self.container_port, self.engine_flags)
+    def api_key_source(self) -> str:
+        """The variable in the user's environment, .env or Secret file that holds the key."""
+        return next(s.source for s in self.secrets if s.name == self.api_key_variable)
 
 
 @cache
@@ -135,10 +168,10 @@ def device_facts() -> dict[str, Any]:
     return yaml.safe_load(DEVICES_FILE.read_text(encoding="utf-8"))
 
 
-def engine_flags(profile: Profile, served_model_name: str) -> list[str]:
+def engine_flags(profile: Profile) -> list[str]:
     """The vLLM flags a profile sets, one spelling (kebab case), only where they differ from vLLM's defaults."""
     e = profile.engine
-    flags = ["--served-model-name", served_model_name]
+    flags = []
     if profile.model.revision:
         flags += ["--revision", profile.model.revision]
     flags += ["--dtype", e.dtype, "--max-model-len", str(e.max_model_len)]
@@ -161,18 +194,40 @@ def engine_flags(profile: Profile, served_model_name: str) -> list[str]:
     return flags + list(e.extra_args)
 
 
-def serve_argv(model: str, host: str, port: int, flags: list[str]) -> list[str]:
-    """`vllm serve` arguments. The one place the positional model, host and port are placed."""
-    return [model, flags[0], flags[1], "--host", host, "--port", str(port), *flags[2:]]
+def serve_args(model: str, served_model_name: str, host: str, port: int, flags: list[str]) -> list[str]:
+    """`vllm serve` arguments. The one place the positional model, its name, host and port are placed."""
+    return [model, "--served-model-name", served_model_name, "--host", host, "--port", str(port), *flags]
+
+
+def host_command(plan: Plan, vllm: str, model: str, host: str, port: int) -> list[str]:
+    """The plan's `vllm serve` as a host process (tests and the bench baseline): its model path, host and port."""
+    return [vllm, *SERVE[1:], *serve_args(model, plan.served_model_name, host, port, plan.engine_flags)]
+
+
+def host_environment(plan: Plan, scratch: str) -> dict[str, str]:
+    """The plan's environment for a host process: the container's cache paths moved under `scratch`."""
+    cache = plan.writable_dirs["cache"]
+    return {name: scratch + value[len(cache):] if value.startswith(cache) else value
+            for name, value in plan.environment.items()}
 
 
 def _environment(profile: Profile, storage: StoragePlan) -> dict[str, str]:
+    cache = WRITABLE_CACHE_DIR
     env = {
         "VLLM_NO_USAGE_STATS": "1",
         "DO_NOT_TRACK": "1",
         # A client-supplied URL must not hold a request (and a worker) for minutes.
         "VLLM_IMAGE_FETCH_TIMEOUT": str(profile.media.fetch_timeout_seconds),
         "VLLM_MEDIA_FETCH_MAX_RETRIES": str(profile.media.fetch_max_retries),
+        # The root filesystem is read-only. FlashInfer (vLLM's CUDA sampler) ignores XDG_CACHE_HOME and
+        # creates ~/.cache/flashinfer at import; triton, CUDA and vLLM's config use ~ too: HOME and
+        # every cache point into the writable cache volume.
+        "HOME": cache,
+        "XDG_CACHE_HOME": cache,  # vLLM's cache root and Hugging Face's default follow it
+        "FLASHINFER_WORKSPACE_BASE": cache,
+        "TRITON_CACHE_DIR": f"{cache}/triton",
+        "CUDA_CACHE_PATH": f"{cache}/nv/ComputeCache",
+        "TORCHINDUCTOR_CACHE_DIR": f"{cache}/torchinductor",
     }
     if storage.kind == "hub":
         env["HF_HOME"] = HUB_CACHE_DIR
@@ -185,12 +240,6 @@ def _environment(profile: Profile, storage: StoragePlan) -> dict[str, str]:
 
 def _warnings(profile: Profile, storage: str) -> list[str]:
     found = []
-    gmu = profile.engine.gpu_memory_utilization
-    if profile.image.device == "cuda" and gmu >= 0.95:
-        found.append(
-            f"engine.gpu-memory-utilization {gmu} leaves no headroom for activations, CUDA graphs or other "
-            "processes on the GPU: out-of-memory at start-up is likely; 0.9 is a safer value"
-        )
     if profile.engine.trust_remote_code and storage == "hub" and not profile.model.revision:
         found.append(
             "engine.trust-remote-code runs Python code from the model repository, and model.revision is not "
@@ -208,9 +257,30 @@ def build_recipe_digest() -> str:
     return digest.hexdigest()[:16]
 
 
-def _image_tag(name: str, inputs: dict[str, Any]) -> str:
-    payload = json.dumps({**inputs, "recipe": build_recipe_digest()}, sort_keys=True).encode()
-    return f"vllm-deploy/{name}:{hashlib.sha256(payload).hexdigest()[:12]}"
+def _image(profile: Profile) -> ImagePlan:
+    facts = device_facts()[profile.image.device]
+    inputs = {
+        "base": profile.image.base or facts["base-image"],
+        "template": facts["template"],
+        "vllm_version": facts["vllm-version"],
+        "python": facts["python"],
+        "run_as_user": facts["run-as-user"],
+        "engine_env": {k: str(v) for k, v in facts.get("engine-env", {}).items()},
+        "extra_pip": list(profile.image.extra_pip),
+    }
+    cuda_tags = [CudaTag(image=t["image"], cuda=t["cuda"], min_driver=t["min-driver"]) for t in facts.get("cuda-tags", [])]
+    # NB: the official image needs no build when the profile adds nothing to it: clusters pull it as it is.
+    build = profile.image.device == "cpu" or bool(profile.image.extra_pip) or inputs["base"] not in {t.image for t in cuda_tags}
+    if build:
+        payload = json.dumps({**inputs, "entrypoint": ENTRYPOINT, "recipe": build_recipe_digest()}, sort_keys=True).encode()
+        repository = profile.image.registry or device_facts()["local-registry"]
+        reference = f"{repository}/{profile.name}:{hashlib.sha256(payload).hexdigest()[:12]}"
+    else:
+        reference = inputs["base"]
+    return ImagePlan(
+        reference=reference, build=build, ca_bundle=profile.image.ca_bundle, registry=profile.image.registry,
+        cuda=next((t for t in cuda_tags if t.image == inputs["base"]), None), cuda_tags=cuda_tags, **inputs,
+    )
 
 
 def resolve(profile: Profile) -> Plan:
@@ -222,22 +292,10 @@ def resolve(profile: Profile) -> Plan:
         storage = StoragePlan(kind=kind, host_path=None, container_path=HUB_CACHE_DIR)
     else:
         storage = StoragePlan(kind=kind, host_path=None, container_path=None)
-
-    image_inputs = {
-        "base": profile.image.base or facts["base-image"],
-        "template": facts["template"],
-        "vllm_version": facts["vllm-version"],
-        "python": facts["python"],
-        "run_as_user": facts["run-as-user"],
-        "engine_env": [f"{k}={v}" for k, v in facts.get("engine-env", {}).items()],
-        "extra_pip": list(profile.image.extra_pip),
-    }
-    # NB: the CA bundle is a build secret, not an image input: it must not change the tag.
-    image = ImagePlan(tag=_image_tag(profile.name, image_inputs), ca_bundle=profile.image.ca_bundle, **image_inputs)
-
+    image = _image(profile)
     served = profile.model.served_name or profile.model.source
 
-    secrets = [SecretEnv(name="VLLM_API_KEY", source=profile.api_key.env, required=True)]
+    secrets = [SecretEnv(name=API_KEY_VARIABLE, source=profile.api_key.env, required=True)]
     if kind == "hub":
         secrets.append(SecretEnv(name="HF_TOKEN", source="HF_TOKEN", required=False))
 
@@ -263,6 +321,7 @@ def resolve(profile: Profile) -> Plan:
     }
     k = profile.kubernetes
     r = profile.resources
+    e = profile.engine
     kubernetes = KubernetesPlan(
         namespace=k.namespace,
         replicas=k.replicas,
@@ -274,27 +333,26 @@ def resolve(profile: Profile) -> Plan:
         storage_class=k.storage_class,
         storage_size=f"{k.storage_size_gib}Gi",
         node_selector=dict(k.node_selector),
+        affinity=dict(k.affinity) if k.affinity is not None else None,
         tolerations=list(k.tolerations),
         runtime_class_name=k.runtime_class_name,
         service_type=k.service_type,
         network_policy_from=dict(k.network_policy_from) if k.network_policy_from is not None else None,
-        writable_dirs={"tmp": "/tmp", "cache": WRITABLE_CACHE_DIR},
-        cache_env={
-            "XDG_CACHE_HOME": WRITABLE_CACHE_DIR,  # vLLM's cache root and other ~/.cache users follow it
-            "TRITON_CACHE_DIR": f"{WRITABLE_CACHE_DIR}/triton",
-        },
         # NB: request = limit makes the pod Guaranteed for memory: vLLM's footprint is fixed once loaded.
         memory_request=f"{r.memory_gib}Gi",
         memory_limit=f"{r.memory_gib}Gi",
         shm_size=f"{r.shm_size_gib}Gi",
-        cpus=r.cpus,
+        cpu_request=str(r.cpus or (CPUS_PER_GPU * gpu_count(profile) or CPUS_WITHOUT_GPU)),
+        cpu_limit=str(r.cpus) if r.cpus else None,
+        create_namespace=k.create_namespace,
     )
     smoke = SmokePlan(
         stop_token_ids=list(profile.smoke.stop_token_ids),
         prompt=profile.smoke.prompt,
         image_url=profile.smoke.image_url,
-        max_images=profile.engine.limit_mm_per_prompt.get("image"),
+        max_images=e.limit_mm_per_prompt.get("image"),
     )
+    flags = engine_flags(profile)
     return Plan(
         name=profile.name,
         description=profile.description,
@@ -302,10 +360,17 @@ def resolve(profile: Profile) -> Plan:
         image=image,
         model=profile.model.source,
         served_model_name=served,
+        engine=EngineSettings(dtype=e.dtype, max_model_len=e.max_model_len,
+                              gpu_memory_utilization=e.gpu_memory_utilization,
+                              tensor_parallel_size=e.tensor_parallel_size, max_num_seqs=e.max_num_seqs,
+                              trust_remote_code=e.trust_remote_code),
+        engine_flags=flags,
         entrypoint=list(ENTRYPOINT),
-        engine_flags=engine_flags(profile, served),
+        argv=serve_args(profile.model.source, served, "0.0.0.0", CONTAINER_PORT, flags),
+        api_key_variable=API_KEY_VARIABLE,
         environment=_environment(profile, storage),
         secrets=secrets,
+        writable_dirs={"tmp": "/tmp", "cache": WRITABLE_CACHE_DIR},
         bind_address=profile.server.bind_address,
         port=profile.server.port,
         container_port=CONTAINER_PORT,

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from deploy.errors import Problem, UserError
 
 BUILTIN_DIR = Path(__file__).parent / "profiles"
+DEVICES_FILE = Path(__file__).parent / "data" / "devices.yaml"
 SCHEMA_URL = "https://vllm-deploy.invalid/profile.schema.json"  # NB: only an $id; the schema ships in schema/
 
 Dtype = Literal["auto", "half", "float16", "bfloat16", "float", "float32"]
@@ -28,12 +29,16 @@ DnsLabel = Annotated[str, Field(pattern=DNS_LABEL, max_length=63)]
 PROFILE_NAME = r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$"
 ProfileName = Annotated[str, Field(pattern=PROFILE_NAME, max_length=40)]
 ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
+# A registry host (with an optional port) and path, lowercase, as image references require.
+REGISTRY_PATH = r"^[a-z0-9]+([.-][a-z0-9]+)*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
 EnvName = Annotated[str, Field(pattern=ENV_NAME)]
+RegistryPath = Annotated[str, Field(pattern=REGISTRY_PATH, max_length=200)]
 # What each pattern means, in words, for error messages.
 PATTERN_WORDS = {
     DNS_LABEL: "lowercase letters, digits and '-', starting and ending with a letter or digit",
     PROFILE_NAME: "lowercase letters, digits, '-' and '_', starting and ending with a letter or digit",
     ENV_NAME: "an environment variable name: capital letters, digits and '_', e.g. VLLM_API_KEY",
+    REGISTRY_PATH: "a registry host and path in lowercase, e.g. registry.example.com/ml or 127.0.0.1:5000/team",
 }
 
 
@@ -138,6 +143,12 @@ class Image(_Section):
         description="CPU image: a host CA bundle pip trusts during the build (TLS-intercepting proxies), "
         "passed as a BuildKit secret, never stored in a layer, e.g. /etc/ssl/certs/ca-certificates.crt.",
     )
+    registry: RegistryPath | None = Field(
+        None,
+        description="Registry and path clusters pull built images from, e.g. registry.example.com/ml. Built "
+        "images are named <registry>/<name>:<hash> (`vllm-deploy push` pushes them); without it "
+        "localhost/vllm-deploy/<name>:<hash>, which never resolves to Docker Hub.",
+    )
 
     @field_validator("base")
     @classmethod
@@ -151,7 +162,11 @@ class Resources(_Section):
     gpus: int | None = Field(None, ge=0, description="GPUs per replica. Default: tensor-parallel-size (cuda), 0 (cpu).")
     shm_size_gib: int = Field(8, ge=1, description="Shared memory for vLLM's workers (/dev/shm).")
     memory_gib: int = Field(32, ge=1, description="Memory limit of the container.")
-    cpus: int | None = Field(None, ge=1, description="CPU request/limit. Default: no limit.")
+    cpus: int | None = Field(
+        None, ge=1,
+        description="CPU cores, reserved and capped (compose cpus, Kubernetes request and limit). Default: no cap; "
+        "Kubernetes still requests 4 cores per GPU (2 on cpu), and sets no limit, which would throttle vLLM.",
+    )
 
 
 class Server(_Section):
@@ -161,13 +176,30 @@ class Server(_Section):
 
 
 class Kubernetes(_Section):
-    namespace: DnsLabel = "default"
+    namespace: DnsLabel = Field("vllm", description="Namespace of every object (not `default`: keep workloads apart).")
+    create_namespace: bool = Field(
+        True, description="Render the Namespace object too; false where it exists and you may not create namespaces."
+    )
     replicas: int = Field(1, ge=0)
     storage_class: str | None = None
     storage_size_gib: int = Field(50, ge=1, description="Size of the model cache volume (hub storage).")
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[dict[str, Any]] = Field(default_factory=list)
-    runtime_class_name: str | None = None
+    node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="Node labels the pod needs. Required with host storage (the model is only on some nodes), "
+        "e.g. {vllm-deploy/model: minicpm-v-2_6} after `kubectl label node NODE vllm-deploy/model=minicpm-v-2_6`.",
+    )
+    affinity: dict[str, Any] | None = Field(
+        None, description="A pod affinity block (Kubernetes' own schema), an alternative to node-selector."
+    )
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="e.g. [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}] for tainted GPU nodes.",
+    )
+    runtime_class_name: str | None = Field(
+        None,
+        description="RuntimeClass of the pod, e.g. nvidia where the GPU operator installs one and the "
+        "container runtime's default is not NVIDIA's.",
+    )
     load_budget_seconds: int = Field(
         900, ge=30, description="How long loading the model may take before the pod is restarted (startupProbe)."
     )
@@ -395,7 +427,19 @@ def _cross_checks(p: Profile) -> list[tuple[tuple[str, ...], str]]:
     if p.model.revision and storage != "hub":
         found.append((("model", "revision"), "a revision pins hub downloads; it needs storage 'hub'"))
     gpus = gpu_count(p)
+    if storage == "host" and not (p.kubernetes.node_selector or p.kubernetes.affinity):
+        found.append((("kubernetes", "node-selector"),
+                      f"required with host storage: {p.model.source} exists only on the nodes you copied it to, and "
+                      "a pod scheduled elsewhere fails to start; label those nodes and select them, e.g. "
+                      f"{{vllm-deploy/model: {p.name}}} (or set kubernetes.affinity)"))
     if p.image.device == "cuda":
+        most = device_limits()["max-gpu-memory-utilization"]
+        if p.engine.gpu_memory_utilization > most:
+            found.append((("engine", "gpu-memory-utilization"),
+                          f"at most {most} on cuda, got {p.engine.gpu_memory_utilization}: vLLM refuses to start when "
+                          "total memory × utilization exceeds the memory free at start-up, and the CUDA context "
+                          "alone takes some, so 1 (the guide's value) never starts; use "
+                          f"{most} for a GPU of its own, less if other processes share it"))
         if gpus < p.engine.tensor_parallel_size:
             found.append(
                 (("resources", "gpus"), f"tensor-parallel-size {p.engine.tensor_parallel_size} needs at least as many GPUs, got {gpus}")
@@ -413,6 +457,11 @@ def _cross_checks(p: Profile) -> list[tuple[tuple[str, ...], str]]:
     if p.resources.shm_size_gib > p.resources.memory_gib and p.image.device == "cpu":
         found.append((("resources", "shm-size-gib"), "larger than memory-gib"))
     return found
+
+
+def device_limits() -> dict[str, Any]:
+    """The CUDA facts profile validation needs (deploy/data/devices.yaml)."""
+    return yaml.safe_load(DEVICES_FILE.read_text(encoding="utf-8"))["cuda"]
 
 
 def model_storage(p: Profile) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -38,6 +40,29 @@ def _flow(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
+# Kubernetes expands `$(VAR)` in command, args and env values and reads `$$` as a literal `$`; any
+# other `$` passes through. Doubling exactly the `$` before `$` or `(` keeps every string literal,
+# and leaves the rest as written (podman kube play, which expands nothing, then reads it the same).
+_KUBERNETES_EXPANSION = re.compile(r"\$(?=[$(])")
+
+
+def kubernetes_literal(value: Any) -> Any:
+    if isinstance(value, str):
+        return _KUBERNETES_EXPANSION.sub("$$", value)
+    if isinstance(value, list):
+        return [kubernetes_literal(v) for v in value]
+    return value
+
+
+def _kubernetes_flow(value: Any) -> str:
+    return _flow(kubernetes_literal(value))
+
+
+def _shell(value: Any) -> str:
+    """One shell word (Dockerfile RUN lines run in a shell)."""
+    return shlex.quote(str(value))
+
+
 def _block(mapping: dict[str, Any], indent: int) -> str:
     """A block mapping with quoted scalars, its lines indented for the template's nesting."""
     pad = " " * indent
@@ -58,6 +83,8 @@ def _environment() -> jinja2.Environment:
     env.filters["json"] = _yaml_scalar
     env.filters["compose"] = _compose_scalar
     env.filters["block"] = _block
+    env.filters["k8s"] = _kubernetes_flow
+    env.filters["shell"] = _shell
     return env
 
 
@@ -78,7 +105,6 @@ def render(plan: Plan) -> dict[str, str]:
     compose_dir = f"compose/{plan.name}"
     k8s_dir = f"k8s/{plan.name}"
     files = {
-        f"{compose_dir}/Dockerfile": text(f"docker/{plan.image.template}"),
         f"{compose_dir}/compose.yaml": text("compose/compose.yaml.j2"),
         f"{compose_dir}/.env.example": text("compose/env.example.j2"),
         f"{k8s_dir}/kustomization.yaml": text("k8s/kustomization.yaml.j2"),
@@ -86,10 +112,13 @@ def render(plan: Plan) -> dict[str, str]:
         f"{k8s_dir}/service.yaml": text("k8s/service.yaml.j2"),
         f"{k8s_dir}/secrets.env.example": text("k8s/secrets.env.example.j2"),
     }
+    if plan.image.build:
+        files[f"{compose_dir}/Dockerfile"] = text(f"docker/{plan.image.template}")
     if plan.kubernetes.pvc_name:
         files[f"{k8s_dir}/pvc.yaml"] = text("k8s/pvc.yaml.j2")
-    if plan.kubernetes.network_policy_from is not None:
-        files[f"{k8s_dir}/networkpolicy.yaml"] = text("k8s/networkpolicy.yaml.j2")
+    files[f"{k8s_dir}/networkpolicy.yaml"] = text("k8s/networkpolicy.yaml.j2")
+    if plan.kubernetes.create_namespace:
+        files[f"{k8s_dir}/namespace.yaml"] = text("k8s/namespace.yaml.j2")
     if plan.device == "cpu":
         # The build context carries the scripts the CPU image build runs, and a wheel folder.
         files[f"{compose_dir}/engine-venv.sh"] = BUILD_ASSETS["engine-venv.sh"].read_text(encoding="utf-8")

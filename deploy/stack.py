@@ -102,7 +102,7 @@ def ensure_key(stack: Stack) -> str | None:
 
     Returns a sentence for the user when a key was generated, else None. The key is never printed.
     """
-    source = stack.plan.secrets[0].source
+    source = stack.plan.api_key_source
     if os.environ.get(source):
         return None
     existing = stack.env_file.read_text(encoding="utf-8") if stack.env_file.exists() else ""
@@ -138,7 +138,7 @@ def fill_wheelhouse(stack: Stack) -> None:
     """
     if stack.plan.device != "cpu":
         return
-    wanted = dict(item.split("=", 1) for item in stack.plan.image.engine_env).get("TORCH_VERSION")
+    wanted = stack.plan.image.engine_env.get("TORCH_VERSION")
     wheels = stack.directory / "wheels"
     if not wanted or any(wheels.glob(f"torch-{wanted}-*.whl")):
         return
@@ -154,7 +154,7 @@ def fill_wheelhouse(stack: Stack) -> None:
 
 def read_key(stack: Stack) -> str | None:
     """The API key as compose sees it: the environment first, then the stack's .env."""
-    source = stack.plan.secrets[0].source
+    source = stack.plan.api_key_source
     if os.environ.get(source):
         return os.environ[source]
     if stack.env_file.exists():
@@ -190,6 +190,8 @@ def prepare_image(plan: Plan, root: Path) -> int:
     note = ensure_key(stack)
     if note:
         print(note)
+    if not plan.image.build:
+        return 0  # the official image as it is: compose pulls it
     ensure_base_image(plan)
     fill_wheelhouse(stack)
     return executed_steps(build_log(stack, echo=True))[0]
@@ -206,7 +208,7 @@ def build_log(stack: Stack, echo: bool = False) -> str:
             if echo:
                 print(line, end="", flush=True)
     if process.returncode != 0:
-        raise UserError(f"building {stack.plan.image.tag} failed (exit {process.returncode}):\n" + "".join(lines[-30:]))
+        raise UserError(f"building {stack.plan.image.reference} failed (exit {process.returncode}):\n" + "".join(lines[-30:]))
     return "".join(lines)
 
 
@@ -282,8 +284,22 @@ def up(plan: Plan, root: Path) -> dict[str, float | str]:
     if not container:
         raise UserError("compose reported no container for the vllm service")
     timings["healthy_seconds"] = round(wait_healthy(stack, container, plan.health.start_period_seconds), 1)
-    timings["image"] = image_id(plan.image.tag) or ""
+    timings["image"] = image_id(plan.image.reference) or ""
     return timings
+
+
+def push(plan: Plan, root: Path) -> str:
+    """Build the profile's image (a cache hit when unchanged) and push it to the profile's registry."""
+    if not plan.image.build:
+        raise UserError(f"{plan.name} runs the official image {plan.image.reference} unchanged: nothing to push; "
+                        "clusters pull it from Docker Hub as it is")
+    if not plan.image.registry:
+        raise UserError(f"{plan.name} has no image.registry: set it to where your cluster pulls from, e.g. "
+                        "image: {registry: registry.example.com/ml}, then push again")
+    prepare_image(plan, root)
+    # NB: the docker CLI, not the SDK: it uses the user's registry logins (docker login) as they are.
+    run_command([docker_cli(), "push", plan.image.reference], capture=False)
+    return plan.image.reference
 
 
 def down(plan: Plan, root: Path) -> None:
@@ -298,7 +314,7 @@ def logs(plan: Plan, root: Path, follow: bool) -> None:
 
 def how_to_call(plan: Plan, root: Path) -> str:
     stack = stack_for(plan, root)
-    source = plan.secrets[0].source
+    source = plan.api_key_source
     kept = f"${source} in your environment" if os.environ.get(source) else f"{stack.env_file} ({source}=…)"
     return (
         f"✅ {plan.name} is healthy at {stack.endpoint}/v1 (model {plan.served_model_name!r})\n"

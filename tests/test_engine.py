@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from deploy.plan import resolve, serve_argv
+from deploy.plan import host_command, host_environment, resolve
 from deploy.profile import load_profile
 from deploy.smoke import run_suite
 from deploy.stack import free_port
@@ -83,19 +83,15 @@ def server(tiny_model, tmp_path_factory):
     log = scratch / "vllm.log"
     key = "sk-" + secrets.token_hex(16)
     # NB: the plan's engine flags with the host's model path, host and port; nothing else changes.
-    argv = serve_argv(str(tiny_model), "127.0.0.1", port, plan.engine_flags)
-    entrypoint = [str(engine_python().parent / plan.entrypoint[0]), *plan.entrypoint[1:]]
+    command = host_command(plan, str(engine_python().parent / "vllm"), str(tiny_model), "127.0.0.1", port)
     env = {
         "PATH": f"{engine_python().parent}:/usr/bin:/bin",
-        "HOME": str(scratch),
-        **plan.environment,
+        **host_environment(plan, str(scratch)),
         "VLLM_API_KEY": key,
-        "VLLM_CACHE_ROOT": str(scratch / "vllm-cache"),
-        "TORCHINDUCTOR_CACHE_DIR": str(scratch / "inductor-cache"),
     }
     started = time.monotonic()
     with log.open("wb") as sink:
-        process = subprocess.Popen([*entrypoint, *argv], stdout=sink, stderr=subprocess.STDOUT, env=env,
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env,
                                    start_new_session=True)
     base_url = f"http://127.0.0.1:{port}"
     ready = None

@@ -2,32 +2,50 @@
 
 from __future__ import annotations
 
-from deploy.plan import engine_flags, resolve, serve_argv
+from deploy.plan import API_KEY_VARIABLE, ENTRYPOINT, engine_flags, host_command, host_environment, resolve, serve_args
 from deploy.profile import load_profile
 from tests.conftest import FIXTURE_PROFILES
 
 SEED_MODEL = "/root/ld/ld_model_pretrained/Minicpmv2_6"
-# The seed's `vllm serve` line, with --gpu_memory_utilization in vLLM's canonical spelling and without --api-key.
-SEED_FLAGS = ["--dtype", "auto", "--max-model-len", "2048", "--gpu-memory-utilization", "1.0", "--trust-remote-code"]
+# The seed's `vllm serve` line, with --gpu_memory_utilization in vLLM's canonical spelling, without --api-key,
+# and with the highest utilization vLLM starts with on CUDA instead of the guide's 1.
+SEED_FLAGS = ["--dtype", "auto", "--max-model-len", "2048", "--gpu-memory-utilization", "0.95", "--trust-remote-code"]
 
 
 def test_minicpm_argv_is_the_seeds_command_line():
     plan = resolve(load_profile("minicpm-v-2_6"))
-    assert plan.entrypoint == ["vllm", "serve"]
+    assert plan.entrypoint[-2:] == ["vllm", "serve"]
     assert plan.argv == [
         SEED_MODEL,
         "--served-model-name", SEED_MODEL,  # the seed's clients pass the path as `model`
         "--host", "0.0.0.0",
         "--port", "8000",
         *SEED_FLAGS,
+        "--limit-mm-per-prompt", '{"image":2,"video":0}',  # the guide's one image plus headroom; no video
     ]
+
+
+def test_the_entrypoint_refuses_an_empty_key_before_running_vllm(tmp_path):
+    """The guard script, run by a real /bin/sh: empty or unset key -> exit 78 and one line; a key -> exec."""
+    import subprocess
+
+    shell, dash_c, script, name = ENTRYPOINT[:4]
+    for env in ({}, {API_KEY_VARIABLE: ""}):
+        done = subprocess.run([shell, dash_c, script, name, "echo", "served"], env={"PATH": "/usr/bin:/bin", **env},
+                              capture_output=True, text=True)
+        assert (done.returncode, done.stdout) == (78, "")
+        assert done.stderr == ("vllm-deploy: VLLM_API_KEY is empty or unset; refusing to start: vLLM would serve "
+                               "every /v1 route without authentication\n")
+    done = subprocess.run([shell, dash_c, script, name, "echo", "served", "$HOME"], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", API_KEY_VARIABLE: "sk-1"})
+    assert (done.returncode, done.stdout) == (0, "served $HOME\n")  # arguments pass through untouched
 
 
 def test_the_key_never_goes_on_the_command_line():
     for name in ("minicpm-v-2_6", "qwen2_5-vl-7b", "tiny-cpu"):
         plan = resolve(load_profile(name))
         assert "--api-key" not in plan.argv
-        assert [s.name for s in plan.secrets][0] == "VLLM_API_KEY"
+        assert plan.api_key_variable == "VLLM_API_KEY" and plan.api_key_source == "VLLM_API_KEY"
         assert "VLLM_API_KEY" not in plan.environment
 
 
@@ -40,7 +58,7 @@ def test_flags_use_one_spelling():
 def test_optional_flags_appear_only_when_set():
     plan = resolve(load_profile("qwen2_5-vl-7b"))
     assert plan.argv[:3] == ["Qwen/Qwen2.5-VL-7B-Instruct", "--served-model-name", "qwen2.5-vl-7b-instruct"]
-    assert plan.engine_flags[plan.engine_flags.index("--limit-mm-per-prompt") + 1] == '{"image":4}'
+    assert plan.engine_flags[plan.engine_flags.index("--limit-mm-per-prompt") + 1] == '{"image":4,"video":0}'
     assert plan.engine_flags[plan.engine_flags.index("--max-num-seqs") + 1] == "32"
     assert plan.engine_flags[-1] == "--enable-prefix-caching"
     assert "--trust-remote-code" not in plan.argv
@@ -54,11 +72,31 @@ def test_cpu_profile_sets_kv_cache_explicitly():
     assert "--enforce-eager" in plan.argv
 
 
-def test_serve_argv_places_model_host_and_port_once():
+def test_serve_args_place_model_host_and_port_once():
     profile = load_profile("tiny-cpu")
-    argv = serve_argv("/tmp/m", "127.0.0.1", 1234, engine_flags(profile, "tiny-vlm"))
+    argv = serve_args("/tmp/m", "tiny-vlm", "127.0.0.1", 1234, engine_flags(profile))
     assert argv[:7] == ["/tmp/m", "--served-model-name", "tiny-vlm", "--host", "127.0.0.1", "--port", "1234"]
     assert argv.count("--port") == 1
+    plan = resolve(profile)
+    assert host_command(plan, "/v/bin/vllm", "/tmp/m", "127.0.0.1", 1234) == ["/v/bin/vllm", "serve", *argv]
+
+
+def test_host_runs_move_the_container_caches_into_scratch():
+    plan = resolve(load_profile("tiny-cpu"))
+    env = host_environment(plan, "/tmp/scratch")
+    assert env["HOME"] == "/tmp/scratch" and env["TRITON_CACHE_DIR"] == "/tmp/scratch/triton"
+    assert env["VLLM_IMAGE_FETCH_TIMEOUT"] == plan.environment["VLLM_IMAGE_FETCH_TIMEOUT"]
+
+
+def test_home_and_every_cache_point_into_the_writable_cache():
+    """FlashInfer ignores XDG_CACHE_HOME and writes under ~; triton, CUDA and vLLM use ~ too (read-only root)."""
+    for name in ("minicpm-v-2_6", "tiny-cpu"):
+        plan = resolve(load_profile(name))
+        cache = plan.writable_dirs["cache"]
+        for variable in ("HOME", "XDG_CACHE_HOME", "FLASHINFER_WORKSPACE_BASE", "TRITON_CACHE_DIR", "CUDA_CACHE_PATH",
+                         "TORCHINDUCTOR_CACHE_DIR"):
+            assert plan.environment[variable].startswith(cache), variable
+        assert plan.writable_dirs["tmp"] == "/tmp"
 
 
 def test_hub_storage_gets_a_cache_volume_and_optional_token():
@@ -89,17 +127,34 @@ def test_image_tag_ignores_runtime_settings():
         update={"engine": base.engine.model_copy(update={"max_model_len": 1024, "dtype": "float32"}),
                 "api_key": base.api_key.model_copy(update={"env": "OTHER_KEY"})}
     )
-    assert resolve(changed).image.tag == resolve(base).image.tag
+    assert resolve(changed).image.reference == resolve(base).image.reference
     rebuilt = base.model_copy(update={"image": base.image.model_copy(update={"extra_pip": ["timm==1.0.15"]})})
-    assert resolve(rebuilt).image.tag != resolve(base).image.tag
+    assert resolve(rebuilt).image.reference != resolve(base).image.reference
 
 
 def test_image_tag_follows_the_build_recipe(monkeypatch):
     import deploy.plan
 
-    before = resolve(load_profile("tiny-cpu")).image.tag
+    before = resolve(load_profile("tiny-cpu")).image.reference
     monkeypatch.setattr(deploy.plan, "build_recipe_digest", lambda: "a-changed-dockerfile-template")
-    assert resolve(load_profile("tiny-cpu")).image.tag != before
+    assert resolve(load_profile("tiny-cpu")).image.reference != before
+
+
+def test_the_official_image_is_used_as_it_is_when_the_profile_adds_nothing():
+    for name in ("minicpm-v-2_6", "qwen2_5-vl-7b"):
+        image = resolve(load_profile(name)).image
+        assert (image.build, image.reference) == (False, "vllm/vllm-openai:v0.32.0")
+        assert image.cuda is not None and image.cuda.cuda == "13.0"
+
+
+def test_built_images_never_resolve_to_docker_hub():
+    """A name without a registry host means docker.io: built images are localhost/… or the profile's registry."""
+    tiny = resolve(load_profile("tiny-cpu")).image
+    assert tiny.build and tiny.reference.startswith("localhost/vllm-deploy/tiny-cpu:")
+    assert tiny.base.startswith("localhost/")
+    sink = resolve(load_profile(str(FIXTURE_PROFILES / "kitchen-sink.yaml"))).image
+    assert sink.build and sink.reference.startswith("registry.example.com/ml-team/kitchen-sink:")
+    assert sink.cuda is not None  # its base is the official tag: the driver table still applies
 
 
 def test_media_fetches_are_bounded_and_restrictable():

@@ -1,17 +1,20 @@
-"""The rendered Kubernetes Deployment of tiny-cpu runs for real under `podman kube play`, and the
-smoke suite passes against the pod.
+"""The rendered Kubernetes objects of tiny-cpu, as `kubectl kustomize` builds them, run for real
+under `podman kube play`, with a read-only root, and the smoke suite passes against the pod.
 
-No kube-apiserver can run here; podman plays Deployments. Two adaptations, both made to a copy in
-the test and both podman limitations rather than manifest faults (see shared FACTS):
-- podman turns a Memory emptyDir at /dev/shm into a root-owned disk volume, so the copy mounts
-  the host's /dev/shm (hostPath) instead;
-- podman has no Service, so the copy publishes the container port on 127.0.0.1 with hostPort.
-The Secret comes from `podman secret create` (a Secret in the YAML hits a podman bug).
+No kube-apiserver can run here; podman plays Deployments. What podman cannot take, and what the test
+does instead (podman limitations, not manifest faults; see shared FACTS):
+- the Secret (a podman bug with Secrets in the YAML): its data, as kustomize generated it under its
+  hashed name, goes to `podman secret create` with that same name;
+- Namespace, Service and NetworkPolicy: podman has no such objects; the Deployment alone is played;
+- /dev/shm: podman turns a Memory emptyDir into a root-owned disk volume, so the host's /dev/shm is
+  mounted instead (hostPath);
+- no Service: the container port is published on 127.0.0.1 with hostPort.
 """
 
 from __future__ import annotations
 
-import base64
+import tempfile
+from pathlib import Path
 import json
 import os
 import secrets
@@ -54,6 +57,27 @@ def pod_gateway() -> str:
     return next(iter(networks.values()))["Gateway"]
 
 
+def kustomize_build(plan, root, key: str) -> dict[str, dict]:
+    """Render the profile into `root`, fill secrets.env as a user would, build it with the real kustomize."""
+    from deploy.render import render, write_files
+    from tests.test_kustomize import kubectl
+
+    write_files(render(plan), root)
+    directory = root / "k8s" / plan.name
+    (directory / "secrets.env").write_text(f"{plan.api_key_variable}={key}\n")
+    built = subprocess.run([kubectl(), "kustomize", str(directory)], capture_output=True, text=True, check=True)
+    return {o["kind"]: o for o in yaml.safe_load_all(built.stdout) if o}
+
+
+def create_podman_secret(secret: dict) -> None:
+    """The kustomize-built Secret (hashed name, base64 data) as a podman secret of the same name."""
+    with tempfile.TemporaryDirectory() as scratch:
+        data = Path(scratch) / "secret.json"
+        data.write_text(json.dumps(secret["data"]))
+        podman("secret", "rm", secret["metadata"]["name"], check=False)
+        podman("secret", "create", secret["metadata"]["name"], str(data))
+
+
 def adapt_for_podman(deployment: dict, port: int) -> dict:
     spec = deployment["spec"]["template"]["spec"]
     for volume in spec["volumes"]:
@@ -71,22 +95,18 @@ def pod(tmp_path_factory):
     root = tmp_path_factory.mktemp("pod")
     plan = resolve(load_profile("tiny-cpu"))
     stack.prepare_image(plan, root)  # the image the committed manifest names; a cache hit after `up`
-    if podman("image", "exists", plan.image.tag, check=False).returncode != 0:
-        save = subprocess.Popen([stack.docker_cli(), "save", plan.image.tag], stdout=subprocess.PIPE)
+    if podman("image", "exists", plan.image.reference, check=False).returncode != 0:
+        save = subprocess.Popen([stack.docker_cli(), "save", plan.image.reference], stdout=subprocess.PIPE)
         podman("load", stdin=save.stdout, timeout=900)
         assert save.wait() == 0
 
     key = "sk-" + secrets.token_hex(16)
-    secret_file = root / "secret.json"
-    secret_file.write_text(json.dumps({"VLLM_API_KEY": base64.b64encode(key.encode()).decode()}))
-    secret_file.chmod(0o600)
-    podman("secret", "rm", plan.kubernetes.secret_name, check=False)
-    podman("secret", "create", plan.kubernetes.secret_name, str(secret_file))
+    objects = kustomize_build(plan, root / "rendered", key)
+    create_podman_secret(objects["Secret"])
 
     port = free_port()
-    committed = yaml.safe_load((REPO / "k8s" / "tiny-cpu" / "deployment.yaml").read_text(encoding="utf-8"))
     manifest = root / "deployment.yaml"
-    manifest.write_text(yaml.safe_dump(adapt_for_podman(committed, port)))
+    manifest.write_text(yaml.safe_dump(adapt_for_podman(objects["Deployment"], port)))
     podman("kube", "play", "--replace", str(manifest))
     base_url = f"http://127.0.0.1:{port}"
     started = time.monotonic()
@@ -103,7 +123,7 @@ def pod(tmp_path_factory):
         yield plan, base_url, key, time.monotonic() - started
     finally:
         podman("kube", "down", str(manifest), check=False)
-        podman("secret", "rm", plan.kubernetes.secret_name, check=False)
+        podman("secret", "rm", objects["Secret"]["metadata"]["name"], check=False)
 
 
 def pod_logs(plan) -> str:
@@ -123,11 +143,43 @@ def test_pod_serves_the_smoke_suite(pod, measured):
     measured["smoke suite against the pod, sum of cases (s)"] = round(sum(c.seconds for c in cases), 2)
 
 
-def test_pod_runs_as_non_root_with_the_key_from_the_secret(pod):
+def test_pod_runs_as_non_root_with_a_read_only_root_and_the_key_from_the_secret(pod):
     plan, base_url, key, _ = pod
     container = vllm_container()
-    assert podman("exec", container, "id", "-u").stdout.strip() == "1000"
+    assert podman("exec", container, "id", "-u").stdout.strip() == str(plan.image.run_as_user)
+    write = podman("exec", container, "sh", "-c", 'touch /opt/x; echo "root $?"; touch "$HOME/x" && echo "home 0"',
+                   check=False)
+    assert "root 1" in write.stdout and "home 0" in write.stdout, write.stdout + write.stderr
     assert requests.get(f"{base_url}/v1/models", timeout=5).status_code == 401
     assert requests.get(f"{base_url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=5).ok
     inspect = json.loads(podman("inspect", container).stdout)[0]
+    assert inspect["HostConfig"]["ReadonlyRootfs"] is True
     assert key not in json.dumps(inspect["Config"].get("Cmd")) + json.dumps(inspect.get("Args"))
+
+
+def test_a_pod_with_an_empty_key_in_its_secret_exits_at_once(pod, tmp_path, measured):
+    """secrets.env copied from the example holds `VLLM_API_KEY=`: the container must refuse to start."""
+    plan, _, _, _ = pod
+    empty = plan.model_copy(update={"name": "tiny-cpu-empty-key", "kubernetes": plan.kubernetes.model_copy(
+        update={"object_name": "tiny-cpu-empty-key", "secret_name": "tiny-cpu-empty-key-secrets"})})
+    objects = kustomize_build(empty, tmp_path, "")
+    assert objects["Secret"]["data"] == {"VLLM_API_KEY": ""}
+    create_podman_secret(objects["Secret"])
+    manifest = tmp_path / "empty.yaml"
+    manifest.write_text(yaml.safe_dump(adapt_for_podman(objects["Deployment"], free_port())))
+    started = time.monotonic()
+    podman("kube", "play", "--replace", str(manifest))
+    try:
+        while time.monotonic() - started < 60:
+            names = podman("ps", "-a", "--format", "{{.Names}}").stdout.split()
+            name = next((n for n in names if n.startswith("tiny-cpu-empty-key-") and n.endswith("-vllm")), "none")
+            logs = podman("logs", name, check=False)
+            if "refusing to start" in logs.stdout + logs.stderr:
+                break
+            time.sleep(0.5)
+        measured["pod with an empty key: play to refusal (s)"] = round(time.monotonic() - started, 1)
+        assert "vllm-deploy: VLLM_API_KEY is empty or unset; refusing to start" in logs.stdout + logs.stderr
+        assert "Application startup complete" not in logs.stdout + logs.stderr  # vLLM never ran
+    finally:
+        podman("kube", "down", str(manifest), check=False)
+        podman("secret", "rm", objects["Secret"]["metadata"]["name"], check=False)

@@ -19,6 +19,7 @@ engine:
   trust-remote-code: false
 api-key:
   env: VLLM_API_KEY
+kubernetes: {node-selector: {vllm-deploy/model: demo}}
 """
 
 
@@ -60,10 +61,10 @@ MALFORMED = [
       "enforce-eager, extra-args, gpu-memory-utilization, kv-cache-space-gib, limit-mm-per-prompt, max-model-len, "
       "max-num-seqs, tensor-parallel-size, trust-remote-code"]),
     ("misspelt-top-key", VALID + "resorces:\n  gpus: 1\n",
-     ["p.yaml:11: resorces: unknown key (did you mean 'resources'?); expected one of: api-key, description, engine, "
+     ["p.yaml:12: resorces: unknown key (did you mean 'resources'?); expected one of: api-key, description, engine, "
       "image, kubernetes, media, model, name, resources, server, smoke"]),
     ("unknown-key-no-suggestion", VALID + "zzz: 1\n",
-     ["p.yaml:11: zzz: unknown key; expected one of: api-key, description, engine, image, kubernetes, media, model, "
+     ["p.yaml:12: zzz: unknown key; expected one of: api-key, description, engine, image, kubernetes, media, model, "
       "name, resources, server, smoke"]),
     ("snake-case-key", edit("max-model-len: 2048", "max_model_len: 2048"),
      ["p.yaml:4: engine.max-model-len: required key is missing; expected an integer",
@@ -100,45 +101,56 @@ MALFORMED = [
     ("extra-args-not-list", add("  trust-remote-code: false\n", "  extra-args: --enable-prefix-caching\n"),
      ["p.yaml:9: engine.extra-args: expected a list, got '--enable-prefix-caching' (str)"]),
     ("tp-larger-than-gpus", add("  trust-remote-code: false\n", "  tensor-parallel-size: 4\n") + "resources:\n  gpus: 2\n",
-     ["p.yaml:13: resources.gpus: tensor-parallel-size 4 needs at least as many GPUs, got 2"]),
+     ["p.yaml:14: resources.gpus: tensor-parallel-size 4 needs at least as many GPUs, got 2"]),
     ("device-unknown", VALID + "image:\n  device: tpu\n",
-     ["p.yaml:12: image.device: expected one of 'cuda' or 'cpu', got 'tpu' (str)"]),
+     ["p.yaml:13: image.device: expected one of 'cuda' or 'cpu', got 'tpu' (str)"]),
     ("base-image-latest", VALID + "image:\n  base: vllm/vllm-openai:latest\n",
-     ["p.yaml:12: image.base: expected a pinned image reference like vllm/vllm-openai:v0.32.0, got "
+     ["p.yaml:13: image.base: expected a pinned image reference like vllm/vllm-openai:v0.32.0, got "
       "'vllm/vllm-openai:latest'"]),
     ("base-image-untagged", VALID + "image:\n  base: vllm/vllm-openai\n",
-     ["p.yaml:12: image.base: expected a pinned image reference like vllm/vllm-openai:v0.32.0, got 'vllm/vllm-openai'"]),
+     ["p.yaml:13: image.base: expected a pinned image reference like vllm/vllm-openai:v0.32.0, got 'vllm/vllm-openai'"]),
     ("cpu-without-kv-cache", VALID + "image:\n  device: cpu\n",
      ["p.yaml:4: engine.kv-cache-space-gib: required for device cpu, e.g. 1 (GiB)"]),
     ("cpu-with-gpus", CPU + "resources:\n  gpus: 1\n",
-     ["p.yaml:15: resources.gpus: device cpu takes no GPUs, got 1"]),
+     ["p.yaml:16: resources.gpus: device cpu takes no GPUs, got 1"]),
     ("kv-cache-on-cuda", add("  trust-remote-code: false\n", "  kv-cache-space-gib: 4\n"),
      ["p.yaml:9: engine.kv-cache-space-gib: only for device cpu; on cuda use gpu-memory-utilization"]),
     ("port-out-of-range", VALID + "server:\n  port: 70000\n",
-     ["p.yaml:12: server.port: expected a number of at most 65535, got 70000 (int)"]),
+     ["p.yaml:13: server.port: expected a number of at most 65535, got 70000 (int)"]),
     ("port-negative-and-gpus-text", VALID + "server:\n  port: -1\nresources:\n  gpus: two\n",
-     ["p.yaml:12: server.port: expected a number of at least 1, got -1 (int)",
-      "p.yaml:14: resources.gpus: expected an integer, got 'two' (str)"]),
+     ["p.yaml:13: server.port: expected a number of at least 1, got -1 (int)",
+      "p.yaml:15: resources.gpus: expected an integer, got 'two' (str)"]),
     ("limit-mm-unknown-modality", add("  trust-remote-code: false\n", "  limit-mm-per-prompt: {imgs: 2}\n"),
      ["p.yaml:9: engine.limit-mm-per-prompt.imgs: expected one of 'image', 'video' or 'audio', got 'imgs' (str)"]),
     ("limit-mm-negative", add("  trust-remote-code: false\n", "  limit-mm-per-prompt: {image: -1}\n"),
      ["p.yaml:9: engine.limit-mm-per-prompt.image: expected a number of at least 0, got -1 (int)"]),
-    ("namespace-invalid", VALID + "kubernetes:\n  namespace: My_NS\n",
-     ["p.yaml:12: kubernetes.namespace: expected lowercase letters, digits and '-', starting and ending with a letter "
+    ("namespace-invalid", edit("node-selector:", "namespace: My_NS, node-selector:"),
+     ["p.yaml:11: kubernetes.namespace: expected lowercase letters, digits and '-', starting and ending with a letter "
       "or digit, got 'My_NS' (str)"]),
-    ("load-budget-too-small", VALID + "kubernetes:\n  load-budget-seconds: 5\n",
-     ["p.yaml:12: kubernetes.load-budget-seconds: expected a number of at least 30, got 5 (int)"]),
+    ("load-budget-too-small", edit("node-selector:", "load-budget-seconds: 5, node-selector:"),
+     ["p.yaml:11: kubernetes.load-budget-seconds: expected a number of at least 30, got 5 (int)"]),
     ("stop-token-ids-text", VALID + "smoke:\n  stop-token-ids: [151645, eos]\n",
-     ["p.yaml:12: smoke.stop-token-ids.1: expected an integer, got 'eos' (str)"]),
+     ["p.yaml:13: smoke.stop-token-ids.1: expected an integer, got 'eos' (str)"]),
     ("media-retries-too-many", VALID + "media:\n  fetch-max-retries: 50\n",
-     ["p.yaml:12: media.fetch-max-retries: expected a number of at most 10, got 50 (int)"]),
+     ["p.yaml:13: media.fetch-max-retries: expected a number of at most 10, got 50 (int)"]),
     ("media-domains-in-extra-args", add("  trust-remote-code: false\n", "  extra-args: [--allowed-media-domains, a.example]\n"),
      ["p.yaml:9: engine.extra-args: '--allowed-media-domains' duplicates media.allowed-domains: set the profile "
       "field instead"]),
     ("duplicate-keys", VALID + "name: other\n",
-     ["p.yaml:11: name: duplicate key (first defined on line 1)"]),
+     ["p.yaml:12: name: duplicate key (first defined on line 1)"]),
     ("duplicate-nested-key", edit("  dtype: auto\n", "  dtype: auto\n  dtype: half\n"),
      ["p.yaml:6: engine.dtype: duplicate key (first defined on line 5)"]),
+    ("gmu-1-on-cuda", edit("gpu-memory-utilization: 0.9", "gpu-memory-utilization: 1"),
+     ["p.yaml:7: engine.gpu-memory-utilization: at most 0.95 on cuda, got 1.0: vLLM refuses to start when total "
+      "memory × utilization exceeds the memory free at start-up, and the CUDA context alone takes some, so 1 (the "
+      "guide's value) never starts; use 0.95 for a GPU of its own, less if other processes share it"]),
+    ("host-storage-without-node-selection", edit("kubernetes: {node-selector: {vllm-deploy/model: demo}}\n", ""),
+     ["p.yaml:1: kubernetes.node-selector: required with host storage: /models/demo exists only on the nodes you "
+      "copied it to, and a pod scheduled elsewhere fails to start; label those nodes and select them, e.g. "
+      "{vllm-deploy/model: demo} (or set kubernetes.affinity)"]),
+    ("registry-with-scheme", VALID + "image:\n  registry: https://Registry.example.com\n",
+     ["p.yaml:13: image.registry: expected a registry host and path in lowercase, e.g. registry.example.com/ml or "
+      "127.0.0.1:5000/team, got 'https://Registry.example.com' (str)"]),
     ("many-problems-at-once", edit("dtype: auto", "dtype: fp8").replace("max-model-len: 2048", "max-model-len: -1")
      .replace("name: demo", "nam: demo"),
      ["p.yaml:1: nam: unknown key (did you mean 'name'?); expected one of: api-key, description, engine, image, "
@@ -224,15 +236,21 @@ def test_builtin_profiles_are_valid_and_named_after_their_file(name):
 
 
 def test_profile_is_frozen():
+    from pydantic import ValidationError
+
     profile = load_profile("minicpm-v-2_6")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         profile.engine.dtype = "half"  # type: ignore[misc]
 
 
-def test_warnings_for_risky_but_legal_values(cli):
+def test_the_builtin_minicpm_profile_validates_without_warnings(cli):
     result = cli("validate", "minicpm-v-2_6")
-    assert result.code == 0
-    assert "warning: engine.gpu-memory-utilization 1.0 leaves no headroom" in result.err
+    assert (result.code, result.err) == (0, "")
+
+
+def test_utilization_1_is_legal_on_cpu_where_the_kv_cache_is_sized_explicitly(cli, tmp_path):
+    (tmp_path / "p.yaml").write_text(CPU.replace("gpu-memory-utilization: 0.9", "gpu-memory-utilization: 1"))
+    assert cli("validate", "p.yaml", cwd=tmp_path).code == 0
 
 
 def test_trust_remote_code_on_unpinned_hub_model_warns(cli, tmp_path):

@@ -12,7 +12,7 @@ import yaml
 from deploy.plan import resolve
 from deploy.profile import builtin_names, load_profile
 from deploy.render import render, write_files
-from tests.conftest import FIXTURE_PROFILES, GOLDEN, REPO
+from tests.conftest import FIXTURE_PROFILES, GOLDEN, REPO, kubernetes_expand
 
 FIXTURES = sorted(FIXTURE_PROFILES.glob("*.yaml"))
 
@@ -82,9 +82,7 @@ def test_api_key_comes_from_the_generated_secret():
     assert ref == {"name": generator["name"], "key": "VLLM_API_KEY"}
     assert generator["envs"] == ["secrets.env"]
     assert "value" not in env["VLLM_API_KEY"]
-    assert sorted(kustomization["resources"]) == sorted(
-        f"{kind.lower()}.yaml" for kind in docs if kind in ("Deployment", "Service")
-    )
+    assert sorted(kustomization["resources"]) == sorted(f"{kind.lower()}.yaml" for kind in docs if kind != "Kustomization")
 
 
 def test_probes_give_the_model_its_load_budget():
@@ -126,8 +124,9 @@ def test_security_context_is_restrictive():
     assert volumes[mounts[env["XDG_CACHE_HOME"]]]["emptyDir"] == {}
 
 
-def test_network_policy_is_optional_and_admits_only_the_named_clients():
-    assert "NetworkPolicy" not in manifests("qwen2_5-vl-7b")
+def test_network_policy_opens_only_the_server_port_and_admits_only_the_named_clients():
+    open_policy = manifests("qwen2_5-vl-7b")["NetworkPolicy"]["spec"]
+    assert open_policy["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
     docs = manifests(str(FIXTURE_PROFILES / "kitchen-sink.yaml"))
     policy = docs["NetworkPolicy"]["spec"]
     assert policy["podSelector"]["matchLabels"] == docs["Deployment"]["spec"]["selector"]["matchLabels"]
@@ -158,7 +157,9 @@ def test_compose_service_carries_the_plan():
     assert service["deploy"]["resources"]["reservations"]["devices"] == [
         {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
     ]
-    assert service["volumes"] == [{"type": "bind", "source": plan.model, "target": plan.model, "read_only": True}]
+    assert service["volumes"][-1] == {"type": "bind", "source": plan.model, "target": plan.model, "read_only": True}
+    assert service["entrypoint"] == [part.replace("$", "$$") for part in plan.entrypoint]
+    assert service["image"] == "vllm/vllm-openai:v0.32.0" and "build" not in service  # the official image as it is
     assert service["restart"] == "unless-stopped" and service["init"] is True
     assert service["healthcheck"]["start_period"] == "900s"
     assert service["shm_size"] == "8g"
@@ -180,7 +181,51 @@ def test_cpu_profile_builds_the_tiny_model_into_the_image():
     assert "compose/tiny-cpu/tiny_model.py" in files
     assert "COPY tiny_model.py" in files["compose/tiny-cpu/Dockerfile"]
     service = compose("tiny-cpu")["services"]["vllm"]
-    assert "volumes" not in service and "reservations" not in service["deploy"]["resources"]
+    assert "reservations" not in service["deploy"]["resources"]
+    assert not [v for v in service["volumes"] if v["type"] == "bind"]  # nothing from the host
+    assert service["pull_policy"] == "build"  # built here, never pulled
+
+
+def test_compose_root_is_read_only_with_a_tmpfs_and_a_cache_volume_like_kubernetes():
+    for name in ("minicpm-v-2_6", "tiny-cpu", str(FIXTURE_PROFILES / "kitchen-sink.yaml")):
+        document = compose(name)
+        service = document["services"]["vllm"]
+        plan = resolve(load_profile(name))
+        assert service["read_only"] is True
+        mounts = {v["target"]: v for v in service["volumes"]}
+        assert mounts[plan.writable_dirs["tmp"]]["type"] == "tmpfs"
+        assert mounts[plan.writable_dirs["cache"]] == {"type": "volume", "source": "cache",
+                                                       "target": plan.writable_dirs["cache"]}
+        assert "cache" in document["volumes"]
+        assert service["environment"]["HOME"] == plan.writable_dirs["cache"]
+
+
+@pytest.mark.parametrize("literal", ["$(VLLM_API_KEY)", "$$(VLLM_API_KEY)", "a$$b", "$HOME", "${HOME}", "$", "x$",
+                                     "$(", "$(unclosed", '"$@"', "$$$(A)$", "plain"])
+def test_kubernetes_literals_survive_kubernetes_expansion(literal):
+    from deploy.render import kubernetes_literal
+
+    assert kubernetes_expand(kubernetes_literal(literal), {"VLLM_API_KEY": "sk-secret", "A": "x"}) == literal
+
+
+def test_kubernetes_args_are_what_vllm_receives():
+    """Kubernetes expands $(VAR) in command, args and env: what it hands the container is the plan's argv."""
+    plan = resolve(load_profile(str(FIXTURE_PROFILES / "kitchen-sink.yaml")))
+    c = container(str(FIXTURE_PROFILES / "kitchen-sink.yaml"))
+    env = {"VLLM_API_KEY": "sk-secret", "HOME": "/root"}
+    assert [kubernetes_expand(a, env) for a in c["args"]] == plan.argv
+    assert [kubernetes_expand(a, env) for a in c["command"]] == plan.entrypoint
+
+
+def test_cpu_profile_without_a_ca_bundle_renders_no_build_secret():
+    from deploy.profile import write_variant
+
+    import tempfile, pathlib
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = write_variant("tiny-cpu", pathlib.Path(scratch) / "p.yaml", {"image": {"ca-bundle": None}})
+        document = compose(str(path))
+    assert "secrets" not in document and "secrets" not in document["services"]["vllm"]["build"]
 
 
 def test_write_files_writes_all_or_nothing(tmp_path):

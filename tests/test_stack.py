@@ -83,8 +83,36 @@ def test_up_is_healthy_on_loopback_with_a_generated_key(running, root, measured)
     # The key reaches vLLM through its environment only: not in the command line or entrypoint.
     config = state["Config"]
     assert key not in json.dumps([config["Cmd"], config["Entrypoint"], state["Args"], state["Path"]])
-    assert config["Cmd"] == plan.argv
+    assert config["Cmd"] == plan.argv and config["Entrypoint"] == plan.entrypoint
     assert models(plan, root)["id"] == plan.served_model_name
+
+
+def test_the_container_runs_with_a_read_only_root(running, root):
+    plan, _, _ = running
+    container = stack.running_container(stack.stack_for(plan, root))
+    assert json.loads(docker("inspect", container))[0]["HostConfig"]["ReadonlyRootfs"] is True
+    write = subprocess.run([stack.docker_cli(), "exec", container, "sh", "-c",
+                            'touch /opt/x; echo "root $?"; touch "$HOME/x" /tmp/x && echo "home and tmp 0"'],
+                           capture_output=True, text=True)
+    assert "root 1" in write.stdout and "home and tmp 0" in write.stdout, write.stdout + write.stderr
+    assert "Read-only file system" in write.stderr
+
+
+@pytest.mark.parametrize("how", ["compose-run", "docker-run-image"])
+def test_an_empty_key_stops_the_container_within_seconds(running, root, how, measured):
+    """vLLM would serve /v1 without auth on an empty key; the entrypoint refuses to start instead."""
+    plan, _, _ = running
+    s = stack.stack_for(plan, root)
+    if how == "compose-run":  # the compose file's own entrypoint and command
+        command = s.compose("run", "--rm", "--no-deps", "-e", "VLLM_API_KEY=", "vllm")
+    else:  # the image's ENTRYPOINT, as `docker run` by hand would use it
+        command = [stack.docker_cli(), "run", "--rm", "-e", "VLLM_API_KEY=", plan.image.reference]
+    started = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    seconds = time.monotonic() - started
+    assert done.returncode == 78, done.stdout + done.stderr
+    assert "vllm-deploy: VLLM_API_KEY is empty or unset; refusing to start" in done.stderr
+    measured[f"empty key to exit 78 ({how}) (s)"] = round(seconds, 1)
 
 
 def test_smoke_suite_passes_against_the_container(running, root):
@@ -103,7 +131,7 @@ def test_runtime_only_changes_rebuild_nothing(running, root):
     s = stack.stack_for(plan, root)
     s.env_file.write_text(s.env_file.read_text().replace("VLLM_API_KEY=sk-", "VLLM_API_KEY=sk-changed-"))
     changed = resolve(load_profile(str(profile)))
-    assert changed.image.tag == plan.image.tag
+    assert changed.image.reference == plan.image.reference
     again = stack.up(changed, root)
     assert again["build_steps_run"] == 0
     assert again["image"] == timings["image"]
@@ -152,8 +180,8 @@ def test_key_appears_nowhere_but_the_env_file(running, root, measured):
         "/proc/*/cmdline in the container": subprocess.run(
             [stack.docker_cli(), "exec", container, "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\\\0' ' '"],
             capture_output=True, text=True).stdout,
-        "image history": docker("history", "--no-trunc", plan.image.tag),
-        "image config": docker("image", "inspect", plan.image.tag),
+        "image history": docker("history", "--no-trunc", plan.image.reference),
+        "image config": docker("image", "inspect", plan.image.reference),
         "vLLM's log": stack.logs_tail(container, 100000),
         "rendered files": "\n".join(p.read_text(errors="replace") for p in root.rglob("*")
                                     if p.is_file() and p.name != ".env" and p.suffix != ".whl"),
@@ -170,7 +198,7 @@ def test_key_appears_nowhere_but_the_env_file(running, root, measured):
 def test_key_is_not_in_any_image_layer(running):
     plan, _, _ = running
     key = stack.read_key(stack.stack_for(plan, running[2].parent)).encode()
-    saved = subprocess.Popen([stack.docker_cli(), "save", plan.image.tag], stdout=subprocess.PIPE)
+    saved = subprocess.Popen([stack.docker_cli(), "save", plan.image.reference], stdout=subprocess.PIPE)
     tail, found, total = b"", False, 0
     for chunk in iter(lambda: saved.stdout.read(1 << 22), b""):
         total += len(chunk)

