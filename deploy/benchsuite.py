@@ -22,7 +22,8 @@ import requests
 from deploy import bench, stack
 from deploy.paths import BUILD_ASSETS
 from deploy.plan import Plan, host_command, host_environment, resolve
-from deploy.profile import load_profile, write_variant
+from deploy.spec import load_profile
+from deploy.spec.variant import write_variant
 from deploy.render import render, write_files
 from deploy.smoke import run_suite, stack_defaults
 
@@ -249,7 +250,7 @@ def run(engine_python: Path, repo: Path) -> dict:
         rebuilds[label] = {"layers_rebuilt": run_steps, "steps": total_steps, "same_tag": changed.image.reference == plan.image.reference,
                            "up_s": round(time.monotonic() - started, 1)}
     figures["runtime_changes"] = rebuilds
-    stack.run_command(s.compose("down"))
+    stack.run_command(s.compose("down", "--volumes"))
 
     # 5. CLI start-up and render --all.
     log("CLI timings")

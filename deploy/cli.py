@@ -31,7 +31,7 @@ def _warn(messages: list[str]) -> None:
 def _plan(ref: str, warn: bool = True):
     """The resolved plan of a profile reference; its warnings go to stderr."""
     from deploy.plan import resolve
-    from deploy.profile import load_profile
+    from deploy.spec import load_profile
 
     plan = resolve(load_profile(ref))
     if warn:
@@ -56,20 +56,30 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from deploy.plan import resolve
-    from deploy.profile import builtin_names, load_profile
+    from deploy.spec import builtin_names, load_profile
     from deploy.render import render, write_files
 
+    if args.all and args.profiles:
+        raise UserError("render: name profiles or pass --all, not both")
+    if args.out is not None and not args.out.strip():
+        raise UserError("render: --out needs a directory (it was empty)")
     refs = builtin_names() if args.all else args.profiles
     if not refs:
         raise UserError("render: name at least one profile, or pass --all")
     files: dict[str, str] = {}
     problems: list[str] = []
+    names: dict[str, str] = {}
     for ref in refs:  # every profile is checked before anything is written
         try:
             plan = resolve(load_profile(ref))
         except UserError as exc:
             problems.append(str(exc))
             continue
+        if plan.name in names:
+            problems.append(f"{ref} and {names[plan.name]} are both named {plan.name!r}: their files would overwrite "
+                            "each other; rename one")
+            continue
+        names[plan.name] = ref
         _warn(plan.warnings)
         files.update(render(plan))
     if problems:
@@ -90,7 +100,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from deploy.profile import json_schema
+    from deploy.spec import json_schema
 
     print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
     return 0
@@ -255,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     passthrough = argv[argv.index("--") + 1:] if "--" in argv else []
     args = build_parser().parse_args(argv[: len(argv) - len(passthrough) - (1 if "--" in argv else 0)])
     args.passthrough = passthrough
+    if "--" in argv and args.command != "smoke":
+        print(f"error: arguments after -- go to the smoke suite's pytest; `{args.command}` takes none", file=sys.stderr)
+        return EXIT_USER_ERROR
     try:
         return args.run(args)
     except UserError as exc:

@@ -7,22 +7,24 @@ setting to a flag or picks a default.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import math
 from functools import cache
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict
 
 from deploy.paths import BUILD_ASSETS, TEMPLATE_DIR
-from deploy.profile import DEVICES_FILE, Profile, gpu_count, model_storage
+from deploy.spec import Profile, device_facts, gpu_count, model_storage
 
 CONTAINER_PORT = 8000  # NB: fixed inside the container; the profile's port is the published one
 HUB_CACHE_DIR = "/models/hf-cache"
 WRITABLE_CACHE_DIR = "/var/cache/vllm"
 HEALTH_PATH = "/health"
 STARTUP_PROBE_PERIOD_SECONDS = 10
+# Never reachable from a pod with the egress policy: link-local holds the cloud metadata endpoint.
+LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
 CPUS_PER_GPU = 4  # Kubernetes CPU request per GPU when the profile names none: tokenizing, images, the API server
 CPUS_WITHOUT_GPU = 2
 API_KEY_VARIABLE = "VLLM_API_KEY"  # vLLM reads its key from this variable, so the key never sits in argv
@@ -95,6 +97,13 @@ class EngineSettings(_Frozen):
     trust_remote_code: bool
 
 
+class EgressPlan(_Frozen):
+    """Where the pod may connect: DNS, and everything but the blocked networks."""
+
+    blocked_ipv4: list[str]
+    blocked_ipv6: list[str]
+
+
 class KubernetesPlan(_Frozen):
     object_name: str
     namespace: str
@@ -106,11 +115,12 @@ class KubernetesPlan(_Frozen):
     storage_class: str | None
     storage_size: str
     node_selector: dict[str, str]
-    affinity: dict[str, Any] | None
+    node_affinity: dict[str, list[str]]  # label -> values, any of which a node must have
     tolerations: list[dict[str, Any]]
     runtime_class_name: str | None
     service_type: str
     network_policy_from: dict[str, str] | None
+    egress: EgressPlan | None
     create_namespace: bool
     memory_request: str
     memory_limit: str
@@ -144,6 +154,8 @@ class Plan(_Frozen):
     # and CUDA write only under these, and HOME points into the cache one.
     writable_dirs: dict[str, str]  # name -> mount path
     bind_address: str
+    published_port: str  # compose's ports entry, HOST_IP:PORT:CONTAINER_PORT (IPv6 in brackets)
+    local_endpoint: str  # where a client on this host reaches the published port, e.g. http://127.0.0.1:8000
     port: int
     container_port: int
     gpus: int
@@ -161,11 +173,6 @@ class Plan(_Frozen):
     def api_key_source(self) -> str:
         """The variable in the user's environment, .env or Secret file that holds the key."""
         return next(s.source for s in self.secrets if s.name == self.api_key_variable)
-
-
-@cache
-def device_facts() -> dict[str, Any]:
-    return yaml.safe_load(DEVICES_FILE.read_text(encoding="utf-8"))
 
 
 def engine_flags(profile: Profile) -> list[str]:
@@ -219,6 +226,9 @@ def _environment(profile: Profile, storage: StoragePlan) -> dict[str, str]:
         # A client-supplied URL must not hold a request (and a worker) for minutes.
         "VLLM_IMAGE_FETCH_TIMEOUT": str(profile.media.fetch_timeout_seconds),
         "VLLM_MEDIA_FETCH_MAX_RETRIES": str(profile.media.fetch_max_retries),
+        # vLLM checks allowed-media-domains against the first URL only: a redirect from an allowed host
+        # would reach any address (the cloud metadata endpoint included). Off with an allowlist.
+        "VLLM_MEDIA_URL_ALLOW_REDIRECTS": "1" if _follows_redirects(profile) else "0",
         # The root filesystem is read-only. FlashInfer (vLLM's CUDA sampler) ignores XDG_CACHE_HOME and
         # creates ~/.cache/flashinfer at import; triton, CUDA and vLLM's config use ~ too: HOME and
         # every cache point into the writable cache volume.
@@ -236,6 +246,29 @@ def _environment(profile: Profile, storage: StoragePlan) -> dict[str, str]:
         env["HF_HUB_OFFLINE"] = "1"
         env["TRANSFORMERS_OFFLINE"] = "1"
     return env
+
+
+def _follows_redirects(profile: Profile) -> bool:
+    media = profile.media
+    return media.allow_redirects if media.allow_redirects is not None else not media.allowed_domains
+
+
+def _egress(profile: Profile) -> EgressPlan | None:
+    if not profile.kubernetes.egress_policy:
+        return None
+    blocked = [*LINK_LOCAL, *profile.media.blocked_networks]
+    return EgressPlan(blocked_ipv4=[str(n) for n in blocked if n.version == 4],
+                      blocked_ipv6=[str(n) for n in blocked if n.version == 6])
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
+
+
+def _local_endpoint(address: str, port: int) -> str:
+    # NB: a server on every interface is reached on loopback from this host.
+    loopback = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address, address)
+    return f"http://{_host(loopback)}:{port}"
 
 
 def _warnings(profile: Profile, storage: str) -> list[str]:
@@ -333,11 +366,12 @@ def resolve(profile: Profile) -> Plan:
         storage_class=k.storage_class,
         storage_size=f"{k.storage_size_gib}Gi",
         node_selector=dict(k.node_selector),
-        affinity=dict(k.affinity) if k.affinity is not None else None,
-        tolerations=list(k.tolerations),
+        node_affinity={label: list(values) for label, values in k.node_affinity.items()},
+        tolerations=[t.model_dump(exclude_none=True) for t in k.tolerations],
         runtime_class_name=k.runtime_class_name,
         service_type=k.service_type,
         network_policy_from=dict(k.network_policy_from) if k.network_policy_from is not None else None,
+        egress=_egress(profile),
         # NB: request = limit makes the pod Guaranteed for memory: vLLM's footprint is fixed once loaded.
         memory_request=f"{r.memory_gib}Gi",
         memory_limit=f"{r.memory_gib}Gi",
@@ -372,6 +406,8 @@ def resolve(profile: Profile) -> Plan:
         secrets=secrets,
         writable_dirs={"tmp": "/tmp", "cache": WRITABLE_CACHE_DIR},
         bind_address=profile.server.bind_address,
+        published_port=f"{_host(profile.server.bind_address)}:{profile.server.port}:{CONTAINER_PORT}",
+        local_endpoint=_local_endpoint(profile.server.bind_address, profile.server.port),
         port=profile.server.port,
         container_port=CONTAINER_PORT,
         gpus=gpu_count(profile),

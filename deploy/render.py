@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import jinja2
 
 from deploy.paths import BUILD_ASSETS, TEMPLATE_DIR
+from deploy.errors import UserError
 from deploy.plan import Plan
 
 
@@ -128,22 +130,45 @@ def render(plan: Plan) -> dict[str, str]:
     return files
 
 
+def _unwritable(out_dir: Path, relative: str) -> str | None:
+    """Why `relative` cannot be written under `out_dir`, or None."""
+    path = Path(relative)
+    if path.is_absolute() or ".." in path.parts:
+        return f"{relative}: not a path inside the output directory"
+    target = out_dir / path
+    for parent in reversed(target.parents):
+        if parent == out_dir or out_dir not in parent.parents:
+            continue
+        if parent.exists() and not parent.is_dir():
+            return f"{parent}: is a file where a directory is needed"
+    if target.is_dir():
+        return f"{target}: is a directory where a file is needed"
+    return None
+
+
 def write_files(files: dict[str, str], out_dir: Path) -> list[Path]:
-    """Write all files or none: stage every file beside its target first, then rename them in."""
-    staged: list[tuple[Path, Path]] = []
+    """Write all files or none: check every target can take a file, stage every file in a temporary
+    directory beside them, then move them in. On any failure nothing changes and nothing is left."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: is not a directory; the output root must be a directory")
+    blocked = [reason for relative in sorted(files) if (reason := _unwritable(out_dir, relative))]
+    if blocked:
+        raise UserError("nothing was written:\n" + "\n".join(f"  - {reason}" for reason in blocked))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".vllm-deploy-render-", dir=out_dir))
     try:
         for relative, content in sorted(files.items()):
+            staged = staging / relative
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            staged.write_text(content, encoding="utf-8", newline="\n")
+            staged.chmod(0o644)
+        targets = []
+        for relative in sorted(files):
             target = out_dir / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                handle.write(content)
-            os.chmod(temp, 0o644)
-            staged.append((Path(temp), target))
-    except BaseException:
-        for temp, _ in staged:
-            temp.unlink(missing_ok=True)
-        raise
-    for temp, target in staged:
-        os.replace(temp, target)
-    return [target for _, target in staged]
+            os.replace(staging / relative, target)
+            targets.append(target)
+        return targets
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -75,7 +75,7 @@ def stack_defaults(ref: str, root: Path, with_key: bool) -> list[str]:
     """Suite options for a profile started by `vllm-deploy up`: endpoint, key, and an image server
     on the compose network's gateway, so the container can fetch the image without the internet."""
     from deploy.plan import resolve
-    from deploy.profile import load_profile
+    from deploy.spec import load_profile
     from deploy.stack import compose_gateway, read_key, stack_for
 
     stack = stack_for(resolve(load_profile(ref)), root)

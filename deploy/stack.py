@@ -6,8 +6,10 @@ the container as command and environment only, so runtime-only profile changes r
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import secrets
 import shutil
 import socket
@@ -62,8 +64,7 @@ class Stack:
 
     @property
     def endpoint(self) -> str:
-        host = "127.0.0.1" if self.plan.bind_address in ("0.0.0.0", "::") else self.plan.bind_address
-        return f"http://{host}:{self.plan.port}"
+        return self.plan.local_endpoint
 
 
 def stack_for(plan: Plan, root: Path) -> Stack:
@@ -82,8 +83,8 @@ def free_port() -> int:
 
 
 def port_in_use(address: str, port: int) -> bool:
-    host = "127.0.0.1" if address in ("0.0.0.0", "") else address
-    with socket.socket() as sock:
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address, address)
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
 
@@ -302,9 +303,9 @@ def push(plan: Plan, root: Path) -> str:
     return plan.image.reference
 
 
-def down(plan: Plan, root: Path) -> None:
-    # NB: never `down -v`: the model and cache volumes outlive the containers.
-    run_command(stack_for(plan, root).compose("down"), capture=False)
+def down(plan: Plan, root: Path, remove_volumes: bool = False) -> None:
+    # NB: `make down` keeps the model and cache volumes; only throwaway stacks (tests, bench) remove them.
+    run_command(stack_for(plan, root).compose("down", *(["--volumes"] if remove_volumes else [])), capture=False)
 
 
 def logs(plan: Plan, root: Path, follow: bool) -> None:
@@ -313,17 +314,19 @@ def logs(plan: Plan, root: Path, follow: bool) -> None:
 
 
 def how_to_call(plan: Plan, root: Path) -> str:
+    """What to tell the user once the stack is healthy, with a request they can paste into a shell."""
     stack = stack_for(plan, root)
     source = plan.api_key_source
     kept = f"${source} in your environment" if os.environ.get(source) else f"{stack.env_file} ({source}=…)"
+    body = {"model": plan.served_model_name, "max_tokens": 16, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": plan.smoke.prompt}, {"type": "image_url", "image_url": {"url": plan.smoke.image_url}}]}]}
+    # NB: JSON built as data and quoted as one shell word: a prompt with quotes cannot break out.
     return (
         f"✅ {plan.name} is healthy at {stack.endpoint}/v1 (model {plan.served_model_name!r})\n"
         f"   API key: {kept}\n"
         f"   try it:\n"
-        f"     set -a; . {stack.env_file}; set +a\n"
+        f"     set -a; . {shlex.quote(str(stack.env_file))}; set +a\n"
         f"     curl -s {stack.endpoint}/v1/chat/completions -H \"Authorization: Bearer ${source}\" \\\n"
-        f"       -H 'Content-Type: application/json' -d '{{\"model\": \"{plan.served_model_name}\", \"max_tokens\": 16, "
-        f"\"messages\": [{{\"role\": \"user\", \"content\": [{{\"type\": \"text\", \"text\": \"{plan.smoke.prompt}\"}}, "
-        f"{{\"type\": \"image_url\", \"image_url\": {{\"url\": \"{plan.smoke.image_url}\"}}}}]}}]}}'\n"
+        f"       -H 'Content-Type: application/json' -d {shlex.quote(json.dumps(body, ensure_ascii=False))}\n"
         f"   smoke test: make smoke PROFILE={plan.name}    stop: make down PROFILE={plan.name}"
     )

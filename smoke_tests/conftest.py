@@ -33,7 +33,17 @@ def pytest_configure(config: pytest.Config) -> None:
 MODULE_ORDER = ["test_health", "test_chat", "test_seed_snippets", "test_auth", "test_bad_media"]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+# Cases that need a server configured for them, and the option that says it is.
+NEEDS_OPTION = {"test_a_redirect_off_the_media_allowlist_is_not_followed": "redirect_host"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    settings = smoke_config(config)
+    unconfigured = [i for i in items if getattr(settings, NEEDS_OPTION.get(i.originalname, ""), True) is None]
+    if unconfigured:  # NB: deselected, not skipped: they do not apply to this server (the header says so)
+        config.hook.pytest_deselected(items=unconfigured)
+        items[:] = [i for i in items if i not in unconfigured]
+
     def rank(item: pytest.Item) -> int:
         name = item.path.stem
         return MODULE_ORDER.index(name) if name in MODULE_ORDER else len(MODULE_ORDER)
@@ -48,6 +58,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"smoke: base_url={s.base_url} model={s.model or '(first of /v1/models)'} "
         f"api_key={'set' if s.api_key else 'none'} profile={s.profile or '-'}",
         f"smoke: image={image} stop_token_ids={list(s.stop_token_ids)} max_images={s.max_images}",
+        "smoke: media allowlist case " + (f"on (redirect via {s.redirect_host})" if s.redirect_host else
+                                          "not run (no --redirect-host)"),
     ]
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import threading
+import urllib.parse
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 IMAGE_PATH = "/stop_sign.jpg"
 TEXT_PATH = "/not-an-image.txt"
 MISSING_PATH = "/no-such-image.jpg"
+REDIRECT_PATH = "/redirect"  # /redirect?to=URL answers 302 to URL
 TEXT_BODY = b"This is plain text, not an image.\n"
 
 
@@ -45,8 +47,13 @@ class ImageServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 hits.append(self.path)
-                if self.path == IMAGE_PATH:
+                if self.path.split("?", 1)[0] == IMAGE_PATH:
                     self._send(200, "image/jpeg", body)
+                elif self.path.startswith(REDIRECT_PATH + "?to="):
+                    self.send_response(302)
+                    self.send_header("Location", urllib.parse.unquote(self.path.split("?to=", 1)[1]))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                 elif self.path == TEXT_PATH:
                     self._send(200, "text/plain", TEXT_BODY)
                 else:

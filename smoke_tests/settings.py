@@ -24,6 +24,7 @@ class SmokeConfig:
     image_server_bind: str  # the address the local image server binds to
     image_server_port: int  # 0: any free port
     missing_image_url: Optional[str]  # a URL that answers 404, for the bad-media case
+    redirect_host: Optional[str]  # another name of the image server's host, outside the server's media allowlist
     stop_token_ids: tuple[int, ...]
     max_images: int  # the server's --limit-mm-per-prompt image count
     ready_timeout: float  # seconds to wait for GET /health == 200
@@ -89,6 +90,9 @@ OPTIONS: tuple[Option, ...] = (
            "port of the local image server (default: any free port)"),
     Option("missing_image_url", "--missing-image-url", ("SMOKE_MISSING_IMAGE_URL",), None, _str,
            "an image URL that answers 404 (default: one on the local image server)"),
+    Option("redirect_host", "--redirect-host", ("SMOKE_REDIRECT_HOST",), None, _str,
+           "another name for the local image server's host that the server's --allowed-media-domains leaves out "
+           "(e.g. localhost): adds the case that a redirect off the allowlist is not followed"),
     Option("stop_token_ids", "--stop-token-ids", ("SMOKE_STOP_TOKEN_IDS",), "151645,151643", _ids,
            "comma-separated stop token ids sent as extra_body (the seed's Qwen2 ids)"),
     Option("max_images", "--max-images", ("SMOKE_MAX_IMAGES",), 2, int,
@@ -137,10 +141,10 @@ def defaults_from_profile(ref: str) -> dict[str, Any]:
     """Smoke defaults derived from a deploy profile (the lead's ``deploy`` package; imported lazily)."""
     try:
         from deploy.plan import resolve
-        from deploy.profile import load_profile
+        from deploy.spec import load_profile
     except ImportError as exc:
         raise ValueError(
-            f"--profile {ref!r} needs the deploy package (deploy.profile.load_profile, deploy.plan.resolve), "
+            f"--profile {ref!r} needs the deploy package (deploy.spec.load_profile, deploy.plan.resolve), "
             f"which failed to import: {exc}. Run from the repository root or pass the settings explicitly."
         ) from exc
     try:

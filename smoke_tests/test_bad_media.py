@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from smoke_tests.image_server import MISSING_PATH, TEXT_PATH, generated_jpeg
+import urllib.parse
+
+from smoke_tests.image_server import IMAGE_PATH, MISSING_PATH, REDIRECT_PATH, TEXT_PATH, generated_jpeg
 from smoke_tests.support import data_url, describe, user_message
 
 # Exact statuses measured per vLLM minor version (shared/FACTS.md, "How vLLM 0.32 answers"). Other versions
@@ -78,3 +80,21 @@ def test_still_serves_after_bad_requests(raw, model):
     assert resp.status_code == 200, describe(resp)
     assert resp.json()["choices"][0]["message"]["role"] == "assistant"
 
+
+
+def test_a_redirect_off_the_media_allowlist_is_not_followed(raw, smoke, model, image_server):
+    """An allowed host answers 302 to a host the allowlist leaves out (which would serve the image):
+    the server must not follow it. vLLM checks only the first URL's host, so it must not redirect."""
+    if image_server is None:
+        pytest.fail("--redirect-host needs --local-image-server", pytrace=False)
+    target = f"http://{smoke.redirect_host}:{image_server.port}{IMAGE_PATH}?via-redirect"
+    start = len(image_server.requests)
+    url = image_server.url(f"{REDIRECT_PATH}?to={urllib.parse.quote(target, safe='')}")
+    body = {"model": model, "messages": user_message(url), "max_tokens": 1, "temperature": 0}
+    resp = raw.post("/v1/chat/completions", body)
+    fetched = image_server.requests[start:]
+    followed = [path for path in fetched if path.startswith(IMAGE_PATH) and "via-redirect" in path]
+    assert not followed, f"the redirect was followed: {fetched}"
+    assert any(path.startswith(REDIRECT_PATH) for path in fetched), "the allowed URL was not even fetched"
+    assert 400 <= resp.status_code < 500, describe(resp)
+    assert raw.get("/health", api_key=None).status_code == 200

@@ -10,7 +10,7 @@ import sys
 import yaml
 
 from deploy.plan import resolve
-from deploy.profile import builtin_names, json_schema, load_profile
+from deploy.spec import builtin_names, json_schema, load_profile
 from tests.conftest import REPO, venv_tool
 
 

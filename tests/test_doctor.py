@@ -8,7 +8,8 @@ import pytest
 
 from deploy.doctor import checks, failures
 from deploy.plan import resolve
-from deploy.profile import load_profile, write_variant
+from deploy.spec import load_profile
+from deploy.spec.variant import write_variant
 from deploy.stack import free_port
 
 pytestmark = pytest.mark.docker

@@ -18,7 +18,8 @@ import pytest
 import requests
 
 from deploy.plan import host_command, host_environment, resolve
-from deploy.profile import load_profile
+from deploy.spec import load_profile
+from deploy.spec.variant import write_variant
 from deploy.smoke import run_suite
 from deploy.stack import free_port
 from tests.conftest import REPO
@@ -77,9 +78,12 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tiny_model, tmp_path_factory):
-    plan = resolve(load_profile("tiny-cpu"))
-    port = free_port()
     scratch = tmp_path_factory.mktemp("vllm")
+    # tiny-cpu with a media allowlist (the local image server's address): redirects are then off.
+    variant = write_variant("tiny-cpu", scratch / "profile.yaml", {"media": {"allowed-domains": ["127.0.0.1"]}})
+    plan = resolve(load_profile(str(variant)))
+    assert plan.environment["VLLM_MEDIA_URL_ALLOW_REDIRECTS"] == "0"
+    port = free_port()
     log = scratch / "vllm.log"
     key = "sk-" + secrets.token_hex(16)
     # NB: the plan's engine flags with the host's model path, host and port; nothing else changes.
@@ -128,14 +132,16 @@ def test_server_argv_carries_no_key(server):
 def test_smoke_suite_passes_against_the_real_server(server, measured):
     """The whole suite against the real server: every case passes, none skipped; figures recorded."""
     started = time.monotonic()
-    code, cases, output = run_suite(["--base-url", server.base_url, "--api-key", server.api_key,
+    code, cases, output = run_suite(["--base-url", server.base_url, "--api-key", server.api_key, "--redirect-host",
+                                     "localhost",
                                      "--local-image-server", "--server-log", str(server.log)])
     wall = time.monotonic() - started
     assert code == 0, output[-6000:] + server.log.read_text(errors="replace")[-6000:]
     assert len(cases) >= 18
     assert {c.status for c in cases} == {"passed"}
     names = " ".join(c.name for c in cases)
-    for expected in ("health", "models", "url", "base64", "stream", "stop", "key", "seed_snippet", "model"):
+    for expected in ("health", "models", "url", "base64", "stream", "stop", "key", "seed_snippet", "model",
+                     "redirect_off_the_media_allowlist"):
         assert expected in names, expected
     figures = {
         "time_to_ready_seconds": round(server.ready_seconds, 2),

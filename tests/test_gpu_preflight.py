@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from deploy.doctor import driver_check, free_memory_check, read_gpus
 from deploy.plan import resolve
-from deploy.profile import load_profile, write_variant
+from deploy.spec import load_profile
+from deploy.spec.variant import write_variant
 
 
 def smi(*rows: str):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from deploy.plan import API_KEY_VARIABLE, ENTRYPOINT, engine_flags, host_command, host_environment, resolve, serve_args
-from deploy.profile import load_profile
+from deploy.spec import load_profile
 from tests.conftest import FIXTURE_PROFILES
 
 SEED_MODEL = "/root/ld/ld_model_pretrained/Minicpmv2_6"

@@ -27,7 +27,7 @@ import yaml
 
 from deploy import stack
 from deploy.plan import resolve
-from deploy.profile import load_profile
+from deploy.spec import load_profile
 from deploy.smoke import run_suite
 from deploy.stack import free_port
 from tests.conftest import REPO

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from deploy.profile import Profile, builtin_names, load_profile
+from deploy.spec import Profile, builtin_names, load_profile
 
 VALID = """\
 name: demo
@@ -76,7 +76,7 @@ MALFORMED = [
       "environment or a git-ignored .env file"]),
     ("api-key-env-lowercase", edit("env: VLLM_API_KEY", "env: vllm-key"),
      ["p.yaml:10: api-key.env: expected an environment variable name: capital letters, digits and '_', e.g. "
-      "VLLM_API_KEY, got 'vllm-key' (str)"]),
+      "VLLM_API_KEY, got a string of 8 characters (not shown: it may be a secret)"]),
     ("api-key-missing", edit("api-key:\n  env: VLLM_API_KEY\n", ""),
      ["p.yaml:1: api-key: required key is missing; expected a mapping"]),
     ("name-uppercase", edit("name: demo", "name: Demo"),
@@ -85,19 +85,20 @@ MALFORMED = [
     ("model-not-mapping", edit("model:\n  source: /models/demo\n", "model: /models/demo\n"),
      ["p.yaml:2: model: expected a mapping, got '/models/demo' (str)"]),
     ("relative-model-path", edit("source: /models/demo", "source: models/demo\n  storage: host"),
-     ["p.yaml:3: model.source: storage 'host' needs an absolute path, got 'models/demo'"]),
+     ["p.yaml:3: model.source: storage 'host' needs an absolute path of plain characters (letters, digits, '.', "
+      "'_', '+', '-'), got 'models/demo' (str)"]),
     ("hub-id-malformed", edit("source: /models/demo", "source: not a hub id"),
-     ["p.yaml:3: model.source: expected a Hugging Face id like Qwen/Qwen2.5-VL-7B-Instruct, got 'not a hub id'"]),
+     ["p.yaml:3: model.source: expected a Hugging Face id like Qwen/Qwen2.5-VL-7B-Instruct, got 'not a hub id' (str)"]),
     ("revision-on-local-path", edit("source: /models/demo", "source: /models/demo\n  revision: main"),
      ["p.yaml:4: model.revision: a revision pins hub downloads; it needs storage 'hub'"]),
     ("extra-args-duplicate-flag", add("  trust-remote-code: false\n", "  extra-args: [--max-model-len=4096, --enforce-eager]\n"),
-     ["p.yaml:9: engine.extra-args: '--max-model-len=4096' duplicates engine.max-model-len; '--enforce-eager' "
-      "duplicates engine.enforce-eager: set the profile field instead"]),
+     ["p.yaml:9: engine.extra-args: item 0: '--max-model-len' duplicates engine.max-model-len: set the profile field "
+      "instead; item 1: '--enforce-eager' duplicates engine.enforce-eager: set the profile field instead"]),
     ("extra-args-underscore-spelling", add("  trust-remote-code: false\n", "  extra-args: [--gpu_memory_utilization, '1']\n"),
-     ["p.yaml:9: engine.extra-args: '--gpu_memory_utilization' duplicates engine.gpu-memory-utilization: set the "
-      "profile field instead"]),
+     ["p.yaml:9: engine.extra-args: item 0: '--gpu_memory_utilization' (read by vLLM as --gpu-memory-utilization) "
+      "duplicates engine.gpu-memory-utilization: set the profile field instead"]),
     ("extra-args-api-key", add("  trust-remote-code: false\n", "  extra-args: [--api-key, token-abc123]\n"),
-     ["p.yaml:9: engine.extra-args: '--api-key' duplicates api-key.env: set the profile field instead"]),
+     ["p.yaml:9: engine.extra-args: item 0: '--api-key' duplicates api-key.env: set the profile field instead"]),
     ("extra-args-not-list", add("  trust-remote-code: false\n", "  extra-args: --enable-prefix-caching\n"),
      ["p.yaml:9: engine.extra-args: expected a list, got '--enable-prefix-caching' (str)"]),
     ("tp-larger-than-gpus", add("  trust-remote-code: false\n", "  tensor-parallel-size: 4\n") + "resources:\n  gpus: 2\n",
@@ -105,10 +106,11 @@ MALFORMED = [
     ("device-unknown", VALID + "image:\n  device: tpu\n",
      ["p.yaml:13: image.device: expected one of 'cuda' or 'cpu', got 'tpu' (str)"]),
     ("base-image-latest", VALID + "image:\n  base: vllm/vllm-openai:latest\n",
-     ["p.yaml:13: image.base: expected a pinned image reference like vllm/vllm-openai:v0.32.0, got "
-      "'vllm/vllm-openai:latest'"]),
+     ["p.yaml:13: image.base: expected a pinned image reference (a tag other than latest, or a digest) like "
+      "vllm/vllm-openai:v0.32.0"]),
     ("base-image-untagged", VALID + "image:\n  base: vllm/vllm-openai\n",
-     ["p.yaml:13: image.base: expected a pinned image reference like vllm/vllm-openai:v0.32.0, got 'vllm/vllm-openai'"]),
+     ["p.yaml:13: image.base: expected a pinned image reference (a tag other than latest, or a digest) like "
+      "vllm/vllm-openai:v0.32.0"]),
     ("cpu-without-kv-cache", VALID + "image:\n  device: cpu\n",
      ["p.yaml:4: engine.kv-cache-space-gib: required for device cpu, e.g. 1 (GiB)"]),
     ("cpu-with-gpus", CPU + "resources:\n  gpus: 1\n",
@@ -134,8 +136,8 @@ MALFORMED = [
     ("media-retries-too-many", VALID + "media:\n  fetch-max-retries: 50\n",
      ["p.yaml:13: media.fetch-max-retries: expected a number of at most 10, got 50 (int)"]),
     ("media-domains-in-extra-args", add("  trust-remote-code: false\n", "  extra-args: [--allowed-media-domains, a.example]\n"),
-     ["p.yaml:9: engine.extra-args: '--allowed-media-domains' duplicates media.allowed-domains: set the profile "
-      "field instead"]),
+     ["p.yaml:9: engine.extra-args: item 0: '--allowed-media-domains' duplicates media.allowed-domains: set the "
+      "profile field instead"]),
     ("duplicate-keys", VALID + "name: other\n",
      ["p.yaml:12: name: duplicate key (first defined on line 1)"]),
     ("duplicate-nested-key", edit("  dtype: auto\n", "  dtype: auto\n  dtype: half\n"),
@@ -147,7 +149,7 @@ MALFORMED = [
     ("host-storage-without-node-selection", edit("kubernetes: {node-selector: {vllm-deploy/model: demo}}\n", ""),
      ["p.yaml:1: kubernetes.node-selector: required with host storage: /models/demo exists only on the nodes you "
       "copied it to, and a pod scheduled elsewhere fails to start; label those nodes and select them, e.g. "
-      "{vllm-deploy/model: demo} (or set kubernetes.affinity)"]),
+      "{vllm-deploy/model: demo} (or set kubernetes.node-affinity)"]),
     ("registry-with-scheme", VALID + "image:\n  registry: https://Registry.example.com\n",
      ["p.yaml:13: image.registry: expected a registry host and path in lowercase, e.g. registry.example.com/ml or "
       "127.0.0.1:5000/team, got 'https://Registry.example.com' (str)"]),
@@ -266,7 +268,7 @@ def test_trust_remote_code_on_unpinned_hub_model_warns(cli, tmp_path):
 
 
 def test_write_variant_merges_nested_changes(tmp_path):
-    from deploy.profile import write_variant
+    from deploy.spec.variant import write_variant
 
     path = write_variant("tiny-cpu", tmp_path / "v.yaml", {"name": "v", "server": {"port": 9100},
                                                            "engine": {"max-model-len": 1024}})

@@ -14,7 +14,8 @@ import pytest
 import requests
 
 from deploy.plan import resolve
-from deploy.profile import load_profile, write_variant
+from deploy.spec import load_profile
+from deploy.spec.variant import write_variant
 from deploy.stack import free_port
 from tests.conftest import REPO
 

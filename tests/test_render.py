@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from deploy.plan import resolve
-from deploy.profile import builtin_names, load_profile
+from deploy.spec import builtin_names, load_profile
+from deploy.errors import UserError
 from deploy.render import render, write_files
 from tests.conftest import FIXTURE_PROFILES, GOLDEN, REPO, kubernetes_expand
 
@@ -218,7 +219,7 @@ def test_kubernetes_args_are_what_vllm_receives():
 
 
 def test_cpu_profile_without_a_ca_bundle_renders_no_build_secret():
-    from deploy.profile import write_variant
+    from deploy.spec.variant import write_variant
 
     import tempfile, pathlib
 
@@ -234,10 +235,20 @@ def test_write_files_writes_all_or_nothing(tmp_path):
     target.write_text("old\n")
     # A second file whose parent is a regular file cannot be created: the first must stay untouched.
     (tmp_path / "blocker").write_text("")
-    with pytest.raises(OSError):
+    with pytest.raises(UserError, match=r"blocker: is a file where a directory is needed"):
         write_files({"compose/x/compose.yaml": "new\n", "blocker/child.yaml": "x\n"}, tmp_path)
     assert target.read_text() == "old\n"
     assert sorted(p.name for p in target.parent.iterdir()) == ["compose.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "compose"]  # no staging left behind
+
+
+def test_write_files_refuses_a_directory_where_a_file_goes(tmp_path):
+    (tmp_path / "compose" / "x" / "compose.yaml").mkdir(parents=True)
+    (tmp_path / "compose" / "x" / "Dockerfile").write_text("old\n")
+    with pytest.raises(UserError, match=r"compose.yaml: is a directory where a file is needed"):
+        write_files({"compose/x/Dockerfile": "new\n", "compose/x/compose.yaml": "x\n"}, tmp_path)
+    assert (tmp_path / "compose" / "x" / "Dockerfile").read_text() == "old\n"
+    assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.glob(".vllm-deploy-render-*"))
 
 
 def test_render_cli_is_atomic_across_profiles(cli, tmp_path):

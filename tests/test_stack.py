@@ -17,7 +17,8 @@ import requests
 
 from deploy import stack
 from deploy.plan import Plan, resolve
-from deploy.profile import load_profile, write_variant
+from deploy.spec import load_profile
+from deploy.spec.variant import write_variant
 from deploy.smoke import run_suite, stack_defaults
 from deploy.stack import free_port
 from tests.conftest import REPO
@@ -39,11 +40,13 @@ def root(tmp_path_factory):
 def running(root):
     profile = write_variant("tiny-cpu", root / "profile.yaml", {"name": NAME, "server": {"port": free_port()}})
     plan = resolve(load_profile(str(profile)))
+    # NB: a throwaway stack: volumes left by an earlier run (another image, another uid) must not leak in.
+    subprocess.run([stack.docker_cli(), "volume", "rm", "-f", f"{NAME}_cache"], capture_output=True)
     try:
         timings = stack.up(plan, root)
         yield plan, timings, profile
     finally:
-        stack.down(plan, root)
+        stack.down(plan, root, remove_volumes=True)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from deploy.plan import Plan, resolve
-from deploy.profile import builtin_names, load_profile
+from deploy.spec import builtin_names, load_profile
 from deploy.render import render
 from tests.conftest import FIXTURE_PROFILES, REPO, kubernetes_expand
 

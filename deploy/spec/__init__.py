@@ -1,0 +1,12 @@
+"""The profile: one YAML file per deployment, validated into a frozen `Profile`.
+
+schema (the model, defaults, bounds) · flags (the extra-args guard) · yaml_lines (bounded YAML with
+lines) · messages (errors as sentences, secrets never echoed) · checks (cross-field) · load (entry points)
+"""
+
+from deploy.spec.checks import device_facts, gpu_count, model_storage
+from deploy.spec.load import builtin_names, json_schema, load_profile, locate, parse_profile
+from deploy.spec.schema import Profile
+
+__all__ = ["Profile", "builtin_names", "device_facts", "gpu_count", "json_schema", "load_profile", "locate",
+           "model_storage", "parse_profile"]

@@ -1,0 +1,80 @@
+"""Cross-field checks: only meaningful once every field has the right type."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deploy.spec.redact import show
+from deploy.spec.schema import ABSOLUTE_PATH, Profile, is_hub_id
+
+DEVICES_FILE = Path(__file__).resolve().parent.parent / "data" / "devices.yaml"
+
+
+@cache
+def device_facts() -> dict[str, Any]:
+    """Compatibility facts per device (deploy/data/devices.yaml)."""
+    return yaml.safe_load(DEVICES_FILE.read_text(encoding="utf-8"))
+
+
+def model_storage(p: Profile) -> str:
+    return p.model.storage or ("host" if p.model.source.startswith("/") else "hub")
+
+
+def gpu_count(p: Profile) -> int:
+    if p.resources.gpus is not None:
+        return p.resources.gpus
+    return p.engine.tensor_parallel_size if p.image.device == "cuda" else 0
+
+
+def cross_checks(p: Profile) -> list[tuple[tuple[str, ...], str]]:
+    found: list[tuple[tuple[str, ...], str]] = []
+    storage = model_storage(p)
+    if storage in ("host", "tiny") and not re.fullmatch(ABSOLUTE_PATH[1:-1], p.model.source):
+        found.append((("model", "source"), f"storage {storage!r} needs an absolute path of plain characters "
+                      f"(letters, digits, '.', '_', '+', '-'), got {show(p.model.source)}"))
+    if storage == "hub" and not is_hub_id(p.model.source):
+        found.append((("model", "source"), "expected a Hugging Face id like Qwen/Qwen2.5-VL-7B-Instruct, "
+                      f"got {show(p.model.source)}"))
+    if p.model.revision and storage != "hub":
+        found.append((("model", "revision"), "a revision pins hub downloads; it needs storage 'hub'"))
+    if storage == "host" and not (p.kubernetes.node_selector or p.kubernetes.node_affinity):
+        found.append((("kubernetes", "node-selector"),
+                      f"required with host storage: {p.model.source} exists only on the nodes you copied it to, and "
+                      "a pod scheduled elsewhere fails to start; label those nodes and select them, e.g. "
+                      f"{{vllm-deploy/model: {p.name}}} (or set kubernetes.node-affinity)"))
+    gpus = gpu_count(p)
+    if p.image.device == "cuda":
+        most = device_facts()["cuda"]["max-gpu-memory-utilization"]
+        if p.engine.gpu_memory_utilization > most:
+            found.append((("engine", "gpu-memory-utilization"),
+                          f"at most {most} on cuda, got {p.engine.gpu_memory_utilization}: vLLM refuses to start when "
+                          "total memory × utilization exceeds the memory free at start-up, and the CUDA context "
+                          "alone takes some, so 1 (the guide's value) never starts; use "
+                          f"{most} for a GPU of its own, less if other processes share it"))
+        if gpus < p.engine.tensor_parallel_size:
+            found.append((("resources", "gpus"),
+                          f"tensor-parallel-size {p.engine.tensor_parallel_size} needs at least as many GPUs, got {gpus}"))
+        if p.engine.kv_cache_space_gib is not None:
+            found.append((("engine", "kv-cache-space-gib"), "only for device cpu; on cuda use gpu-memory-utilization"))
+    else:
+        if gpus:
+            found.append((("resources", "gpus"), f"device cpu takes no GPUs, got {gpus}"))
+        if p.engine.tensor_parallel_size != 1:
+            found.append((("engine", "tensor-parallel-size"), "device cpu serves with tensor-parallel-size 1"))
+        if p.engine.kv_cache_space_gib is None:
+            # NB: on CPU gpu-memory-utilization reserves that share of the machine's RAM (0.92 fails).
+            found.append((("engine", "kv-cache-space-gib"), "required for device cpu, e.g. 1 (GiB)"))
+        if p.resources.shm_size_gib > p.resources.memory_gib:
+            found.append((("resources", "shm-size-gib"), "larger than memory-gib"))
+    if p.media.blocked_networks and not p.kubernetes.egress_policy:
+        found.append((("media", "blocked-networks"), "takes effect through the egress NetworkPolicy: set "
+                      "kubernetes.egress-policy: true"))
+    if p.media.allow_redirects and p.media.allowed_domains:
+        found.append((("media", "allow-redirects"), "cannot be true with allowed-domains: vLLM checks only the "
+                      "first URL's host, so a redirect from an allowed host reaches any address"))
+    return found

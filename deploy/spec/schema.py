@@ -1,0 +1,382 @@
+"""The profile's schema: frozen pydantic models, the one place for defaults, bounds and descriptions.
+
+Every value that reaches a Dockerfile, a shell, a command line or a manifest is validated here as
+what it is (an image reference, a PEP 508 requirement, an IP address, a Kubernetes name or label),
+strictly: YAML gives real types, so `port: yes` or `port: "8000"` are errors, not 1 or 8000.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
+
+from packaging.requirements import InvalidRequirement, Requirement
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from deploy.spec.flags import extra_args_problems
+
+Dtype = Literal["auto", "half", "float16", "bfloat16", "float", "float32"]
+Modality = Literal["image", "video", "audio"]
+
+# DNS-1123 label, for Kubernetes namespaces.
+DNS_LABEL = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+# A compose project and image name; Kubernetes names take it with "_" turned into "-".
+PROFILE_NAME = r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$"
+ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
+# A registry host (with an optional port) and path, lowercase, as image references require.
+REGISTRY_PATH = r"^[a-z0-9]+([.-][a-z0-9]+)*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
+# An image reference as Docker's reference grammar has it, with a tag or a digest.
+IMAGE_REFERENCE = (
+    r"^([a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*(:[0-9]{1,5})?/)?"
+    r"[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+)
+# Kubernetes label keys ([prefix/]name) and values.
+LABEL_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+# A Hugging Face repository id.
+HUB_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+$"
+# A host name as allowed-media-domains compares it (vLLM matches the URL's hostname exactly).
+HOST_NAME = r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$"
+# An absolute path of plain characters: it is mounted, written into manifests and passed to a shell.
+ABSOLUTE_PATH = r"^(/[A-Za-z0-9._+-]+)+/?$"
+
+# What each pattern means, in words, for error messages.
+PATTERN_WORDS = {
+    DNS_LABEL: "lowercase letters, digits and '-', starting and ending with a letter or digit",
+    PROFILE_NAME: "lowercase letters, digits, '-' and '_', starting and ending with a letter or digit",
+    ENV_NAME: "an environment variable name: capital letters, digits and '_', e.g. VLLM_API_KEY",
+    REGISTRY_PATH: "a registry host and path in lowercase, e.g. registry.example.com/ml or 127.0.0.1:5000/team",
+    IMAGE_REFERENCE: "an image reference like vllm/vllm-openai:v0.32.0 or registry.example.com/vllm@sha256:…",
+    LABEL_KEY: "a Kubernetes label key like app.kubernetes.io/name or gpu-type",
+    LABEL_VALUE: "a Kubernetes label value: up to 63 letters, digits, '-', '_' or '.', starting and ending "
+                 "with a letter or digit",
+    HUB_ID: "a Hugging Face id like Qwen/Qwen2.5-VL-7B-Instruct",
+    HOST_NAME: "a host name like images.example.com (no scheme, port or path)",
+    ABSOLUTE_PATH: "an absolute path of letters, digits and '.', '_', '+', '-', e.g. /models/minicpm-v-2_6",
+}
+
+
+def _pattern(pattern: str, max_length: int) -> Any:
+    # NB: pydantic's regex engine anchors `$` at the very end, so a trailing newline never passes.
+    return Field(pattern=pattern, max_length=max_length)
+
+
+DnsLabel = Annotated[str, _pattern(DNS_LABEL, 63)]
+ProfileName = Annotated[str, _pattern(PROFILE_NAME, 40)]
+EnvName = Annotated[str, _pattern(ENV_NAME, 100)]
+RegistryPath = Annotated[str, _pattern(REGISTRY_PATH, 200)]
+ImageReference = Annotated[str, _pattern(IMAGE_REFERENCE, 255)]
+LabelKey = Annotated[str, _pattern(LABEL_KEY, 253)]
+LabelValue = Annotated[str, _pattern(LABEL_VALUE, 63)]
+HostName = Annotated[str, _pattern(HOST_NAME, 253)]
+AbsolutePath = Annotated[str, _pattern(ABSOLUTE_PATH, 1024)]
+Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=64)]
+# Prose that ends up in comments, smoke prompts and descriptions: one line, no control characters.
+Line = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$", max_length=2000)]
+
+# Variables the key must not be read from: the container or vLLM use them for something else, so
+# naming one would either break the server or hand its value to every client as the key.
+RESERVED_VARIABLES = frozenset({
+    "PATH", "HOME", "USER", "SHELL", "PWD", "TMPDIR", "HOSTNAME", "LANG", "TERM", "IFS", "ENV", "BASH_ENV",
+    "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "LD_PRELOAD", "LD_LIBRARY_PATH", "HF_TOKEN", "HF_HOME",
+    "HUGGING_FACE_HUB_TOKEN", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "TRANSFORMERS_OFFLINE", "HF_HUB_OFFLINE",
+    "DO_NOT_TRACK", "FLASHINFER_WORKSPACE_BASE", "TRITON_CACHE_DIR", "CUDA_CACHE_PATH", "TORCHINDUCTOR_CACHE_DIR",
+})
+RESERVED_PREFIXES = ("LC_", "LD_", "PYTHON", "NVIDIA_", "CUDA_", "NCCL_", "TORCH", "OMP_", "KMP_", "MKL_")
+
+
+def _not_reserved(name: str) -> str:
+    if name != "VLLM_API_KEY" and (name in RESERVED_VARIABLES or name.startswith(RESERVED_PREFIXES)
+                                   or name.startswith("VLLM_")):
+        raise ValueError(f"{name} is a variable the container or vLLM reads for something else; "
+                         "name one of your own, e.g. VLLM_API_KEY or MY_MODEL_KEY")
+    return name
+
+
+def _requirement(text: str) -> str:
+    """A PEP 508 requirement: what pip reads from a requirements line, never a pip option."""
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement:
+        raise ValueError("expected a PEP 508 requirement like timm==1.0.15 (no pip options, no spaces around "
+                         "a URL)") from None
+    if requirement.url and not requirement.url.startswith("https://"):
+        raise ValueError("a requirement by URL must use https://")
+    return text
+
+
+def _ip_address(text: str) -> str:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError("expected an IP address of this host, e.g. 127.0.0.1 (loopback), 0.0.0.0 (every "
+                         "interface) or ::1") from None
+    return text
+
+
+def _pinned(reference: str) -> str:
+    tag = reference.rsplit("/", 1)[-1]
+    if "@sha256:" not in reference and (":" not in tag or tag.endswith(":latest")):
+        raise ValueError("expected a pinned image reference (a tag other than latest, or a digest) like "
+                         "vllm/vllm-openai:v0.32.0")
+    return reference
+
+
+Requirement508 = Annotated[str, Field(max_length=500), AfterValidator(_requirement)]
+
+
+class _Section(BaseModel):
+    # NB: keys are kebab-case like vLLM's own flags; unknown keys are errors, never ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, alias_generator=lambda n: n.replace("_", "-"),
+                              validate_default=True)
+
+
+class ModelSource(_Section):
+    """Which weights to serve and where they live."""
+
+    source: Annotated[str, Field(min_length=1, max_length=1024)] = Field(
+        description="Hugging Face id (org/name) or an absolute path, e.g. /root/ld/ld_model_pretrained/Minicpmv2_6",
+    )
+    storage: Literal["host", "hub", "tiny"] | None = Field(
+        None,
+        description="host: a local directory mounted read-only; hub: downloaded into a cache volume; "
+        "tiny: a random-weight test VLM fabricated into the image at build time (no download). "
+        "Default: host for absolute paths, hub otherwise.",
+    )
+    served_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9/._:+-]+$", max_length=256)] | None = Field(
+        None, description="Name clients pass as `model`. Default: the source, as vLLM does."
+    )
+    revision: Annotated[str, Field(pattern=r"^[A-Za-z0-9._/-]+$", max_length=256)] | None = Field(
+        None, description="Hub commit or tag to pin (recommended with trust-remote-code)."
+    )
+
+
+class Engine(_Section):
+    """vLLM engine settings. The first four are required: they are the seed's flags."""
+
+    dtype: Dtype
+    max_model_len: int = Field(gt=0, le=10_000_000)
+    gpu_memory_utilization: float = Field(gt=0, le=1, description="Fraction of each GPU's memory vLLM may use.")
+    trust_remote_code: bool
+    tensor_parallel_size: int = Field(1, ge=1, le=64)
+    max_num_seqs: int | None = Field(None, ge=1, le=100_000)
+    enforce_eager: bool = False
+    limit_mm_per_prompt: dict[Modality, Annotated[int, Field(ge=0, le=1000)]] = Field(
+        default_factory=dict, description="Most items per modality in one prompt, e.g. {image: 2}."
+    )
+    kv_cache_space_gib: int | None = Field(
+        None, ge=1, le=4096, description="CPU only: KV-cache size (VLLM_CPU_KVCACHE_SPACE). Required on CPU."
+    )
+    extra_args: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=200)] = Field(
+        default_factory=list,
+        description="More vLLM flags, e.g. [--enable-prefix-caching]. Checked against vLLM's own option list; "
+        "flags the profile models and --config are refused.",
+    )
+
+    @field_validator("extra_args")
+    @classmethod
+    def _guarded(cls, args: list[str]) -> list[str]:
+        problems = extra_args_problems(args)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return args
+
+
+class ApiKey(_Section):
+    """Where the API key comes from. The value itself never appears in a profile or a rendered file."""
+
+    env: Annotated[EnvName, AfterValidator(_not_reserved)] = Field(
+        "VLLM_API_KEY", description="Environment variable (or .env entry) holding the key."
+    )
+
+
+class Image(_Section):
+    device: Literal["cuda", "cpu"] = "cuda"
+    base: Annotated[ImageReference, AfterValidator(_pinned)] | None = Field(
+        None, description="Base image, pinned. Default per device from deploy/data/devices.yaml."
+    )
+    extra_pip: Annotated[list[Requirement508], Field(max_length=100)] = Field(
+        default_factory=list, description="Extra PEP 508 requirements baked into the image, e.g. timm==1.0.15."
+    )
+    ca_bundle: AbsolutePath | None = Field(
+        None,
+        description="CPU image: a host CA bundle pip trusts during the build (TLS-intercepting proxies), "
+        "passed as a BuildKit secret, never stored in a layer, e.g. /etc/ssl/certs/ca-certificates.crt.",
+    )
+    registry: RegistryPath | None = Field(
+        None,
+        description="Registry and path clusters pull built images from, e.g. registry.example.com/ml. Built "
+        "images are named <registry>/<name>:<hash> (`vllm-deploy push` pushes them); without it "
+        "localhost/vllm-deploy/<name>:<hash>, which never resolves to Docker Hub.",
+    )
+
+
+class Resources(_Section):
+    gpus: int | None = Field(None, ge=0, le=64, description="GPUs per replica. Default: tensor-parallel-size (cuda), 0 (cpu).")
+    shm_size_gib: int = Field(8, ge=1, le=4096, description="Shared memory for vLLM's workers (/dev/shm).")
+    memory_gib: int = Field(32, ge=1, le=16384, description="Memory limit of the container.")
+    cpus: int | None = Field(
+        None, ge=1, le=1024,
+        description="CPU cores, reserved and capped (compose cpus, Kubernetes request and limit). Default: no cap; "
+        "Kubernetes still requests 4 cores per GPU (2 on cpu), and sets no limit, which would throttle vLLM.",
+    )
+
+
+class Server(_Section):
+    port: int = Field(8000, ge=1, le=65535)
+    bind_address: Annotated[str, Field(max_length=64), AfterValidator(_ip_address)] = Field(
+        "127.0.0.1", description="Host address compose publishes the port on: 127.0.0.1, or 0.0.0.0 for every interface."
+    )
+    health_interval_seconds: int = Field(10, ge=1, le=300, description="How often compose probes /health.")
+
+
+class Toleration(BaseModel):
+    """A Kubernetes toleration, in Kubernetes' own spelling."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    key: LabelKey | None = None
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: LabelValue | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    tolerationSeconds: int | None = Field(None, ge=0, le=10**9)  # noqa: N815 (Kubernetes' spelling)
+
+
+class Kubernetes(_Section):
+    namespace: DnsLabel = Field("vllm", description="Namespace of every object (not `default`: keep workloads apart).")
+    create_namespace: bool = Field(
+        True, description="Render the Namespace object too; false where it exists and you may not create namespaces."
+    )
+    replicas: int = Field(1, ge=0, le=1000)
+    storage_class: DnsLabel | None = None
+    storage_size_gib: int = Field(50, ge=1, le=1_000_000, description="Size of the model cache volume (hub storage).")
+    node_selector: Labels = Field(
+        default_factory=dict,
+        description="Node labels the pod needs. Required with host storage (the model is only on some nodes), "
+        "e.g. {vllm-deploy/model: minicpm-v-2_6} after `kubectl label node NODE vllm-deploy/model=minicpm-v-2_6`.",
+    )
+    node_affinity: Annotated[dict[LabelKey, Annotated[list[LabelValue], Field(min_length=1, max_length=64)]],
+                             Field(max_length=16)] = Field(
+        default_factory=dict,
+        description="Node labels and the values any of which a node must have (required node affinity, operator "
+        "In), an alternative to node-selector, e.g. {nvidia.com/gpu.product: [NVIDIA-A100-SXM4-80GB, NVIDIA-H100-80GB-HBM3]}.",
+    )
+    tolerations: Annotated[list[Toleration], Field(max_length=64)] = Field(
+        default_factory=list,
+        description="e.g. [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}] for tainted GPU nodes.",
+    )
+    runtime_class_name: DnsLabel | None = Field(
+        None,
+        description="RuntimeClass of the pod, e.g. nvidia where the GPU operator installs one and the "
+        "container runtime's default is not NVIDIA's.",
+    )
+    load_budget_seconds: int = Field(
+        900, ge=30, le=86_400, description="How long loading the model may take before the pod is restarted (startupProbe)."
+    )
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    network_policy_from: Annotated[Labels, Field(min_length=1)] | None = Field(
+        None,
+        description="If set, only pods with these labels (same namespace) reach the server port, e.g. "
+        "{app.kubernetes.io/name: gateway}. Without it the NetworkPolicy opens the port to every pod.",
+    )
+    egress_policy: bool = Field(
+        False,
+        description="Also restrict the pod's outgoing traffic: DNS, and the internet except link-local "
+        "(169.254.0.0/16, the cloud metadata endpoint) and media.blocked-networks.",
+    )
+
+
+class Media(_Section):
+    """Image URLs are fetched by the server: bound where it may fetch from and for how long."""
+
+    allowed_domains: Annotated[list[HostName], Field(max_length=100)] = Field(
+        default_factory=list,
+        description="Hosts image URLs may point at (vLLM --allowed-media-domains). Empty: any host. Setting it "
+        "turns redirects off, since vLLM checks only the first URL's host.",
+    )
+    allow_redirects: bool | None = Field(
+        None,
+        description="Whether image fetches follow HTTP redirects (VLLM_MEDIA_URL_ALLOW_REDIRECTS). Default: "
+        "off with allowed-domains (an allowed host could bounce the server anywhere), on without.",
+    )
+    blocked_networks: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], Field(max_length=100)] = Field(
+        default_factory=list,
+        description="Networks the pod must never reach (with kubernetes.egress-policy), e.g. [10.0.0.0/8, "
+        "172.16.0.0/12, 192.168.0.0/16]; link-local is always blocked there.",
+    )
+    fetch_timeout_seconds: int = Field(
+        5, ge=1, le=600, description="Per-attempt timeout fetching an image URL (VLLM_IMAGE_FETCH_TIMEOUT)."
+    )
+    fetch_max_retries: int = Field(
+        1, ge=0, le=10,
+        description="Retries of a failed image fetch (VLLM_MEDIA_FETCH_MAX_RETRIES). vLLM's default 3 "
+        "lets one unreachable URL hold a request for about two minutes.",
+    )
+
+    @field_validator("blocked_networks", mode="before")
+    @classmethod
+    def _networks_from_text(cls, value: Any) -> Any:
+        # NB: strict mode takes no strings for networks; CIDR text is what users write.
+        if isinstance(value, list):
+            return [_network(v) if isinstance(v, str) else v for v in value]
+        return value
+
+
+def _network(text: str) -> Any:
+    try:
+        return ipaddress.ip_network(text)
+    except ValueError:
+        raise ValueError("expected a network like 10.0.0.0/8 (host bits zero)") from None
+
+
+class Smoke(_Section):
+    stop_token_ids: Annotated[list[Annotated[int, Field(ge=0, le=10_000_000)]], Field(max_length=32)] = Field(
+        default_factory=lambda: [151645, 151643]
+    )
+    prompt: Line = "请描述这张图片"
+    image_url: Annotated[str, Field(pattern=r"^https?://[^\s\x00-\x1f\x7f]+$", max_length=2000)] = (
+        "https://air-example-data-2.s3.us-west-2.amazonaws.com/vllm_opensource_llava/stop_sign.jpg"
+    )
+
+
+class Profile(_Section):
+    """One deployment. Defaults live here and nowhere else."""
+
+    name: ProfileName = Field(description="Names the compose project, the image and the Kubernetes objects.")
+    description: Line = ""
+    model: ModelSource
+    engine: Engine
+    api_key: ApiKey
+    image: Image = Image()
+    resources: Resources = Resources()
+    server: Server = Server()
+    kubernetes: Kubernetes = Kubernetes()
+    media: Media = Media()
+    smoke: Smoke = Smoke()
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _key_by_reference(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(
+                "expected a reference like {env: VLLM_API_KEY}, not the key itself; "
+                "put the value in the environment or a git-ignored .env file"
+            )
+        return value
+
+
+def section_class(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The model class at `loc` (alias path), to list the keys allowed there."""
+    cls: type[BaseModel] = Profile
+    for part in loc:
+        field = next((f for n, f in cls.model_fields.items() if n.replace("_", "-") == part), None)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        cls = annotation
+    return cls
+
+
+def is_hub_id(text: str) -> bool:
+    return re.fullmatch(HUB_ID[1:-1], text) is not None
