@@ -11,7 +11,7 @@ TEST_ARGS ?=
 
 COMPOSE_BINARY = $(shell $(PY) -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')
 
-.PHONY: help venv test-venv engine docker podman registry up down push logs smoke bench render golden lint test test-fast
+.PHONY: help venv test-venv engine docker podman registry up down push logs smoke bench load render golden lint test test-fast vllm-options
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -70,5 +70,8 @@ lint: test-venv ## the real validators over every rendered file (hadolint, kuber
 test: test-venv engine docker podman registry ## set up and run every test, slow ones included (what CI runs)
 	ENGINE_PYTHON=$(CURDIR)/$(ENGINE_VENV)/bin/python $(PY) -m pytest $(TEST_ARGS)
 
-test-fast: test-venv ## the tests that need no vLLM engine
-	$(PY) -m pytest -m "not engine and not slow" -q
+test-fast: test-venv ## unit tests and the quick validators: no Docker, no vLLM engine
+	$(PY) -m pytest -m "not engine and not docker and not podman and not slow" -q
+
+vllm-options: engine ## regenerate vLLM's option table (deploy/data/vllm-serve-options.json) from the engine venv
+	$(ENGINE_VENV)/bin/python scripts/vllm_serve_options.py > deploy/data/vllm-serve-options.json.tmp && mv deploy/data/vllm-serve-options.json.tmp deploy/data/vllm-serve-options.json

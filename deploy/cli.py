@@ -55,9 +55,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from deploy.plan import resolve
-    from deploy.spec import builtin_names, load_profile
-    from deploy.render import render, write_files
+    from deploy.render import render_profiles, stale_files, write_files
+    from deploy.spec import builtin_names
 
     if args.all and args.profiles:
         raise UserError("render: name profiles or pass --all, not both")
@@ -66,27 +65,11 @@ def cmd_render(args: argparse.Namespace) -> int:
     refs = builtin_names() if args.all else args.profiles
     if not refs:
         raise UserError("render: name at least one profile, or pass --all")
-    files: dict[str, str] = {}
-    problems: list[str] = []
-    names: dict[str, str] = {}
-    for ref in refs:  # every profile is checked before anything is written
-        try:
-            plan = resolve(load_profile(ref))
-        except UserError as exc:
-            problems.append(str(exc))
-            continue
-        if plan.name in names:
-            problems.append(f"{ref} and {names[plan.name]} are both named {plan.name!r}: their files would overwrite "
-                            "each other; rename one")
-            continue
-        names[plan.name] = ref
-        _warn(plan.warnings)
-        files.update(render(plan))
-    if problems:
-        raise UserError("nothing was written:\n" + "\n".join(problems))
+    files, warnings = render_profiles(refs)
+    _warn(warnings)
     out = Path(args.out) if args.out else _source_root()
     if args.check:
-        stale = [p for p, text in sorted(files.items()) if not (out / p).is_file() or (out / p).read_text("utf-8") != text]
+        stale = stale_files(files, out)
         for path in stale:
             print(f"out of date: {path}", file=sys.stderr)
         if stale:
@@ -107,60 +90,71 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_tiny_model(args: argparse.Namespace) -> int:
-    from deploy.tiny_model import build_tiny_model
+    from deploy.assets.tiny_model import build_tiny_model
 
     path = build_tiny_model(Path(args.out_dir), seed=args.seed)
     print(f"tiny VLM written to {path}")
     return 0
 
 
+def _stack(ref: str, warn: bool = True):
+    from deploy.runtime.stack import Stack
+
+    return Stack(_plan(ref, warn), _source_root())
+
+
 def cmd_up(args: argparse.Namespace) -> int:
-    from deploy import stack
-    plan = _plan(args.profile)
-    timings = stack.up(plan, _source_root())
-    print(f"image ready in {timings['build_seconds']} s ({timings['build_steps_run']} build steps run), "
-          f"healthy {timings['healthy_seconds']} s after start")
-    print(stack.how_to_call(plan, _source_root()))
+    from deploy.runtime.stack import how_to_call, up
+
+    stack = _stack(args.profile)
+    result = up(stack)
+    print(f"image ready in {result.build_seconds} s ({result.build_steps_run} build steps run), "
+          f"healthy {result.healthy_seconds} s after start")
+    print(how_to_call(stack))
     return 0
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from deploy import stack
+    from deploy.runtime.stack import push
 
-    reference = stack.push(_plan(args.profile), _source_root())
+    reference = push(_stack(args.profile))
     print(f"pushed {reference}; the Kubernetes manifests under k8s/ already name it")
     return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from deploy.doctor import checks, failures, print_checks
-    plan = _plan(args.profile)
-    found = checks(plan, _source_root())
+    from deploy.runtime.preflight import failures, gather, judge, print_checks
+
+    stack = _stack(args.profile)
+    found = judge(stack.plan, gather(stack.plan, stack.compose, stack.engine))
     print_checks(found)
     return 1 if failures(found) else 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from deploy import stack
+    from deploy.runtime.stack import down
 
-    stack.down(_plan(args.profile, warn=False), _source_root())
+    down(_stack(args.profile, warn=False))
     return 0
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from deploy import stack
+    from deploy.runtime.stack import logs
 
-    stack.logs(_plan(args.profile, warn=False), _source_root(), follow=args.follow)
+    logs(_stack(args.profile, warn=False), follow=args.follow)
     return 0
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
-    from deploy.smoke import print_table, run_suite, stack_defaults
+    from deploy.runtime.smoke import plan_options, print_table, run_suite
 
-    options = ["--profile", args.profile] if args.profile else []
+    options: list[str] = []
     if args.profile and not args.base_url:
-        # A profile brought up by `up`: its published port, its key from the environment or .env.
-        options += stack_defaults(args.profile, _source_root(), with_key=not args.api_key)
+        # A profile brought up by `up`: its published port, its key, an image server on its network's gateway.
+        stack = _stack(args.profile, warn=False)
+        container = stack.container()
+        options = plan_options(stack.plan, stack.endpoint, None if args.api_key else stack.key(),
+                               stack.engine.gateway(container) if container else None)
     for flag, value in (("--base-url", args.base_url), ("--api-key", args.api_key), ("--model", args.model),
                         ("--image-url", args.image_url)):
         if value:
@@ -175,19 +169,21 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    if args.base_url is None:
-        from deploy import benchsuite
+    from deploy.bench.suite import main
 
-        return benchsuite.main(Path(args.engine_python).absolute(), _source_root())
-    from deploy import bench
+    return main(Path(args.engine_python).absolute(), _source_root())
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from deploy.bench.load import image_server, image_urls_for, load_levels, print_results, write_json
 
     levels = [int(level) for level in args.concurrency.split(",")]
-    with bench.image_server(args.image_server_host) as url:
-        results = bench.load_levels(args.base_url.rstrip("/"), args.api_key, args.model, levels, args.requests,
-                                    bench.image_urls_for(url))
-    bench.print_results(results, f"{args.base_url}: {args.requests} image requests per level")
+    with image_server(args.image_server_host) as url:
+        results = load_levels(args.base_url.rstrip("/"), args.api_key, args.model, levels, args.requests,
+                              image_urls_for(url))
+    print_results(results, f"{args.base_url}: {args.requests} image requests per level")
     if args.json:
-        bench.dump(Path(args.json), {"base_url": args.base_url, "results": bench.results_json(results)})
+        write_json(Path(args.json), {"base_url": args.base_url, "results": results})
     return 1 if any(r.errors for r in results) else 0
 
 
@@ -239,8 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.epilog = "Arguments after -- go to pytest and the suite, e.g. -- -k chat --max-images 2"
     p.set_defaults(run=cmd_smoke)
 
-    p = sub.add_parser("bench", help="multimodal load against an endpoint; without --base-url the full benchmark")
-    p.add_argument("--base-url", help="server root, e.g. http://127.0.0.1:8000; omit for `make bench`")
+    p = sub.add_parser("bench", help="every figure of BENCHMARKS.md on tiny-cpu (what `make bench` runs)")
+    p.add_argument("--engine-python", default=".venv-engine/bin/python",
+                   help="the engine venv's python, for the bare-process baseline")
+    p.set_defaults(run=cmd_bench)
+
+    p = sub.add_parser("load", help="multimodal load against any endpoint: req/s and latency per concurrency")
+    p.add_argument("--base-url", required=True, help="server root, e.g. http://127.0.0.1:8000")
     p.add_argument("--api-key", default=os.environ.get("VLLM_API_KEY"), help="default: $VLLM_API_KEY")
     p.add_argument("--model", help="default: the first of /v1/models")
     p.add_argument("--concurrency", default="1,4,8", help="levels, comma-separated (default 1,4,8)")
@@ -248,9 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-server-host", help="serve the URL images from this address of this machine "
                    "(one the server can reach); default: base64 images only")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
-    p.add_argument("--engine-python", default=".venv-engine/bin/python",
-                   help="full benchmark: the engine venv's python, for the bare-process baseline")
-    p.set_defaults(run=cmd_bench)
+    p.set_defaults(run=cmd_load)
 
     p = sub.add_parser("tiny-model", help="fabricate the tiny random-weight test VLM (needs torch)")
     p.add_argument("out_dir", metavar="OUT_DIR")

@@ -9,4 +9,5 @@ PACKAGE_DIR = Path(__file__).parent
 TEMPLATE_DIR = next((d for d in (PACKAGE_DIR / "templates", PACKAGE_DIR.parent / "templates") if d.is_dir()),
                     PACKAGE_DIR / "templates")
 # Files an image build copies into its context, beside the rendered Dockerfile.
-BUILD_ASSETS = {"engine-venv.sh": PACKAGE_DIR / "assets" / "engine-venv.sh", "tiny_model.py": PACKAGE_DIR / "tiny_model.py"}
+ASSETS_DIR = PACKAGE_DIR / "assets"
+BUILD_ASSETS = {"engine-venv.sh": ASSETS_DIR / "engine-venv.sh", "tiny_model.py": ASSETS_DIR / "tiny_model.py"}

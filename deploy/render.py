@@ -97,6 +97,16 @@ Wheel files are git-ignored.
 """
 
 
+def asset_copy(name: str) -> str:
+    """A build asset as copied into a build context, marked as a copy (after the shebang, if any)."""
+    text = BUILD_ASSETS[name].read_text(encoding="utf-8")
+    note = f"# Copied by vllm-deploy from deploy/assets/{name} for the image build. Do not edit: change the original.\n"
+    if text.startswith("#!"):
+        shebang, rest = text.split("\n", 1)
+        return f"{shebang}\n{note}{rest}"
+    return note + text
+
+
 def render(plan: Plan) -> dict[str, str]:
     """Every file of one profile, keyed by its path relative to the output root."""
     env = _environment()
@@ -123,11 +133,45 @@ def render(plan: Plan) -> dict[str, str]:
         files[f"{k8s_dir}/namespace.yaml"] = text("k8s/namespace.yaml.j2")
     if plan.device == "cpu":
         # The build context carries the scripts the CPU image build runs, and a wheel folder.
-        files[f"{compose_dir}/engine-venv.sh"] = BUILD_ASSETS["engine-venv.sh"].read_text(encoding="utf-8")
+        files[f"{compose_dir}/engine-venv.sh"] = asset_copy("engine-venv.sh")
         files[f"{compose_dir}/wheels/README"] = WHEELS_README
     if plan.storage.kind == "tiny":
-        files[f"{compose_dir}/tiny_model.py"] = BUILD_ASSETS["tiny_model.py"].read_text(encoding="utf-8")
+        files[f"{compose_dir}/tiny_model.py"] = asset_copy("tiny_model.py")
     return files
+
+
+def render_profiles(refs: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Every file of several profiles and their warnings; one UserError listing every profile's problems
+    (and any two profiles sharing a name, whose files would overwrite each other)."""
+    from deploy.plan import resolve
+    from deploy.spec import load_profile
+
+    files: dict[str, str] = {}
+    warnings: list[str] = []
+    problems: list[str] = []
+    names: dict[str, str] = {}
+    for ref in refs:  # every profile is checked before anything is written
+        try:
+            plan = resolve(load_profile(ref))
+        except UserError as exc:
+            problems.append(str(exc))
+            continue
+        if plan.name in names:
+            problems.append(f"{ref} and {names[plan.name]} are both named {plan.name!r}: their files would overwrite "
+                            "each other; rename one")
+            continue
+        names[plan.name] = ref
+        warnings += plan.warnings
+        files.update(render(plan))
+    if problems:
+        raise UserError("nothing was written:\n" + "\n".join(problems))
+    return files, warnings
+
+
+def stale_files(files: dict[str, str], out_dir: Path) -> list[str]:
+    """The files whose copy under `out_dir` is missing or differs (drift from a hand edit or a template change)."""
+    return [path for path, text in sorted(files.items())
+            if not (out_dir / path).is_file() or (out_dir / path).read_text(encoding="utf-8") != text]
 
 
 def _unwritable(out_dir: Path, relative: str) -> str | None:

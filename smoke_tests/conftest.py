@@ -56,7 +56,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     image = f"local server on {s.image_server_host}" if s.local_image_server else s.image_url
     return [
         f"smoke: base_url={s.base_url} model={s.model or '(first of /v1/models)'} "
-        f"api_key={'set' if s.api_key else 'none'} profile={s.profile or '-'}",
+        f"api_key={'set' if s.api_key else 'none'}",
         f"smoke: image={image} stop_token_ids={list(s.stop_token_ids)} max_images={s.max_images}",
         "smoke: media allowlist case " + (f"on (redirect via {s.redirect_host})" if s.redirect_host else
                                           "not run (no --redirect-host)"),

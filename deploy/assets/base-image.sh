@@ -2,7 +2,7 @@
 # Build a Debian bookworm base image with Python from Debian's packages alone: no container
 # registry needed (docker pull is impossible on air-gapped hosts and on this project's CI).
 #
-#   scripts/base-image.sh IMAGE_TAG
+#   deploy/assets/base-image.sh IMAGE_TAG
 #
 # Skips the build when the tag already exists. Needs root (debootstrap) and a running Docker engine.
 set -euo pipefail

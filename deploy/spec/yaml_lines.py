@@ -68,9 +68,23 @@ def _problem(exc: yaml.YAMLError, what: str) -> Problem:
     return Problem(mark.line + 1 if mark else 0, "", f"{what}: {detail}")
 
 
+def _check_depth(text: str) -> None:
+    """Refuse deep nesting before composing: PyYAML composes recursively, and a recursion error is slow."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):  # NB: the parser itself keeps a stack, no recursion
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise UserError("profile is not valid YAML", [Problem(event.start_mark.line + 1, "",
+                                                                      f"nested deeper than {MAX_DEPTH} levels")])
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
 def parse(text: str) -> tuple[Document, list[Problem]]:
     """Parse YAML text; raise UserError for text that is not a usable document, return key problems too."""
     try:
+        _check_depth(text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         raise UserError("profile is not valid YAML", [_problem(exc, "YAML syntax error")]) from None

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
+# Copied by vllm-deploy from deploy/assets/engine-venv.sh for the image build. Do not edit: change the original.
 # Create (or refresh) a Python venv holding the vLLM CPU engine.
 #
-#   scripts/engine-venv.sh VENV_DIR
+#   deploy/assets/engine-venv.sh VENV_DIR
 #
 # Idempotent: a stamp inside the venv records the hash of this script, so a second
 # run with an unchanged script only checks the stamp and exits.

@@ -1,3 +1,4 @@
+# Copied by vllm-deploy from deploy/assets/tiny_model.py for the image build. Do not edit: change the original.
 """Fabricate a tiny, random-weight vision-language model that vLLM serves natively.
 
 No model can be downloaded on the machines this project is built and tested on, yet the
@@ -97,7 +98,7 @@ MODEL_CARD = """\
 A fabricated Idefics3ForConditionalGeneration for testing deployments offline: random
 bf16 weights, a byte-level BPE tokenizer trained on local text, Qwen2 control
 token ids ({special}), vocab size {vocab}, {seq} image tokens per {size}px tile.
-Built by deploy/tiny_model.py with seed {seed}. Its output is meaningless by design.
+Built by deploy/assets/tiny_model.py with seed {seed}. Its output is meaningless by design.
 """
 
 

@@ -1,4 +1,4 @@
-"""Tests for deploy/tiny_model.py, the offline random-weight Idefics3 VLM.
+"""Tests for deploy/assets/tiny_model.py, the offline random-weight Idefics3 VLM.
 
 Building the model needs torch, transformers and tokenizers, which live in the engine
 venv (scripts/engine-venv.sh), not necessarily in the interpreter running pytest. So the
@@ -21,9 +21,9 @@ import textwrap
 import pytest
 
 # Two builds plus a transformers import take ~15 s on 2 cores.
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
-MODULE = pathlib.Path(__file__).resolve().parents[1] / "deploy" / "tiny_model.py"
+MODULE = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "assets" / "tiny_model.py"
 MAX_BYTES = 30 * 1024 * 1024
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -40,7 +40,7 @@ def _engine_python() -> str:
 
 
 def _run(code: str, *args: str) -> dict:
-    """Run CODE with the engine interpreter; it gets `mod` (deploy/tiny_model.py) and
+    """Run CODE with the engine interpreter; it gets `mod` (deploy/assets/tiny_model.py) and
     `argv`, and must print one JSON document as its last line of output."""
     prelude = textwrap.dedent(f"""
         import importlib.util, json, pathlib, sys

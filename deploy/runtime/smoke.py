@@ -1,7 +1,12 @@
-"""Run the smoke suite (smoke_tests/, real pytest) against an endpoint and summarise it as a table."""
+"""Run the smoke suite (smoke_tests/, real pytest) against an endpoint and summarise it as a table.
+
+The suite knows only an endpoint and plain options; everything it needs from a profile is handed over
+here, derived from the Plan (the one place smoke defaults come from).
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import tempfile
@@ -10,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.errors import UserError
+from deploy.plan import Plan
 
 
 @dataclass(frozen=True)
@@ -20,14 +26,32 @@ class CaseResult:
     message: str
 
 
-def suite_dir() -> Path:
-    import smoke_tests
+def plan_options(plan: Plan, endpoint: str, key: str | None, image_server_host: str | None) -> list[str]:
+    """Suite options for a deployment of `plan` at `endpoint`; a local image server on `image_server_host`
+    (an address the server can reach) instead of the internet image when given."""
+    options = ["--base-url", endpoint, "--model", plan.served_model_name,
+               "--stop-token-ids", ",".join(str(i) for i in plan.smoke.stop_token_ids),
+               "--image-url", plan.smoke.image_url]
+    if plan.smoke.max_images is not None:
+        options += ["--max-images", str(plan.smoke.max_images)]
+    if key:
+        options += ["--api-key", key]
+    if image_server_host:
+        options += ["--local-image-server", "--image-server-host", image_server_host]
+    return options
 
-    return Path(smoke_tests.__file__).parent
+
+def suite_dir() -> Path:
+    spec = importlib.util.find_spec("smoke_tests")
+    if spec is None or spec.origin is None:
+        raise UserError("the smoke suite is not installed: pip install 'vllm-deploy[smoke]'")
+    return Path(spec.origin).parent
 
 
 def run_suite(pytest_args: list[str]) -> tuple[int, list[CaseResult], str]:
     """Run the suite in a child pytest (its own rootdir and options); return exit code, cases, output."""
+    if importlib.util.find_spec("pytest") is None or importlib.util.find_spec("openai") is None:
+        raise UserError("the smoke suite needs pytest and openai: pip install 'vllm-deploy[smoke]'")
     with tempfile.TemporaryDirectory(prefix="vllm-deploy-smoke-") as scratch:
         junit = Path(scratch) / "smoke.xml"
         command = [sys.executable, "-m", "pytest", str(suite_dir()), "-p", "no:cacheprovider", "-q",
@@ -56,6 +80,7 @@ def parse_junit(path: Path) -> list[CaseResult]:
 def print_table(cases: list[CaseResult]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="smoke suite")
     table.add_column("case")
@@ -64,26 +89,9 @@ def print_table(cases: list[CaseResult]) -> None:
     colours = {"passed": "green", "failed": "red", "error": "red", "skipped": "yellow"}
     for case in cases:
         status = f"[{colours[case.status]}]{case.status}[/]"
-        table.add_row(case.name, status + (f" {case.message}" if case.message else ""), f"{case.seconds:.2f} s")
+        # NB: markup off for the name: a parametrized case's "[image-url]" is its parameter, not a style.
+        table.add_row(Text(case.name), status + (f" {case.message}" if case.message else ""), f"{case.seconds:.2f} s")
     console = Console()
     console.print(table)
     counts = {s: sum(c.status == s for c in cases) for s in ("passed", "failed", "error", "skipped")}
     console.print(", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" in {sum(c.seconds for c in cases):.1f} s")
-
-
-def stack_defaults(ref: str, root: Path, with_key: bool) -> list[str]:
-    """Suite options for a profile started by `vllm-deploy up`: endpoint, key, and an image server
-    on the compose network's gateway, so the container can fetch the image without the internet."""
-    from deploy.plan import resolve
-    from deploy.spec import load_profile
-    from deploy.stack import compose_gateway, read_key, stack_for
-
-    stack = stack_for(resolve(load_profile(ref)), root)
-    options = ["--base-url", stack.endpoint, "--model", stack.plan.served_model_name]
-    key = read_key(stack) if with_key else None
-    if key:
-        options += ["--api-key", key]
-    gateway = compose_gateway(stack)
-    if gateway:
-        options += ["--local-image-server", "--image-server-host", gateway]
-    return options

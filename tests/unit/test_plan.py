@@ -133,10 +133,10 @@ def test_image_tag_ignores_runtime_settings():
 
 
 def test_image_tag_follows_the_build_recipe(monkeypatch):
-    import deploy.plan
+    import deploy.plan.image
 
     before = resolve(load_profile("tiny-cpu")).image.reference
-    monkeypatch.setattr(deploy.plan, "build_recipe_digest", lambda: "a-changed-dockerfile-template")
+    monkeypatch.setattr(deploy.plan.image, "build_recipe_digest", lambda: "a-changed-dockerfile-template")
     assert resolve(load_profile("tiny-cpu")).image.reference != before
 
 
@@ -169,7 +169,7 @@ def test_media_fetches_are_bounded_and_restrictable():
 
 
 def test_memory_estimate_from_a_config():
-    from deploy.doctor import estimate_gib
+    from deploy.runtime.preflight import estimate_gib
 
     # Qwen2-7B-like text model: 28 layers, hidden 3584, 28 heads, 4 KV heads, vocab 152064.
     config = {"hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,

@@ -32,9 +32,9 @@ from deploy.plan import resolve
 from deploy.spec import builtin_names, load_profile
 from deploy.render import render, write_files
 from tests.conftest import FIXTURE_PROFILES, venv_tool
-from tests.test_kustomize import kubectl
+from tests.conftest import kubectl
 
-pytestmark = pytest.mark.static
+pytestmark = [pytest.mark.static, pytest.mark.slow]  # NB: checkov alone takes ~8 s to start
 PROFILES = builtin_names() + [str(p) for p in sorted(FIXTURE_PROFILES.glob("*.yaml"))]
 FRAMEWORKS = ("dockerfile", "kubernetes", "secrets")
 CHECKOV_TIMEOUT_SECONDS = 300

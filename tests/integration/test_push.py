@@ -8,7 +8,6 @@ build and the push stay small; the CPU image takes the same code path, only bigg
 from __future__ import annotations
 
 import subprocess
-import time
 
 import pytest
 import requests
@@ -16,7 +15,7 @@ import requests
 from deploy.plan import resolve
 from deploy.spec import load_profile
 from deploy.spec.variant import write_variant
-from deploy.stack import free_port
+from deploy.runtime.net import free_port, wait_for_http
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -35,16 +34,10 @@ def registry(tmp_path_factory):
     with (root / "registry.log").open("wb") as log:
         process = subprocess.Popen([str(REGISTRY), "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                pytest.fail((root / "registry.log").read_text())
-            time.sleep(0.2)
+        try:
+            wait_for_http(f"http://127.0.0.1:{port}/v2/", 30, alive=lambda: process.poll() is None, interval=0.2)
+        except (RuntimeError, TimeoutError):
+            pytest.fail((root / "registry.log").read_text())
         yield f"127.0.0.1:{port}"
     finally:
         process.terminate()
@@ -52,8 +45,8 @@ def registry(tmp_path_factory):
 
 
 def test_push_sends_the_built_image_to_the_profiles_registry(registry, tmp_path):
-    from deploy import stack
     from deploy.plan import device_facts
+    from deploy.runtime.stack import Stack, push
 
     profile = write_variant("qwen2_5-vl-7b", tmp_path / "p.yaml", {
         "name": "push-test",
@@ -61,7 +54,7 @@ def test_push_sends_the_built_image_to_the_profiles_registry(registry, tmp_path)
     })
     plan = resolve(load_profile(str(profile)))
     assert plan.image.build and plan.image.reference.startswith(f"{registry}/ml-team/push-test:")
-    assert stack.push(plan, tmp_path) == plan.image.reference  # `vllm-deploy push` calls this
+    assert push(Stack(plan, tmp_path)) == plan.image.reference  # `vllm-deploy push` calls this
     tags = requests.get(f"http://{registry}/v2/ml-team/push-test/tags/list", timeout=5).json()
     assert tags == {"name": "ml-team/push-test", "tags": [plan.image.reference.rsplit(":", 1)[1]]}
     # The Kubernetes manifest names exactly what was pushed.

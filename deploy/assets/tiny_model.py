@@ -97,7 +97,7 @@ MODEL_CARD = """\
 A fabricated Idefics3ForConditionalGeneration for testing deployments offline: random
 bf16 weights, a byte-level BPE tokenizer trained on local text, Qwen2 control
 token ids ({special}), vocab size {vocab}, {seq} image tokens per {size}px tile.
-Built by deploy/tiny_model.py with seed {seed}. Its output is meaningless by design.
+Built by deploy/assets/tiny_model.py with seed {seed}. Its output is meaningless by design.
 """
 
 

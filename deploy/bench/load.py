@@ -1,17 +1,13 @@
-"""Benchmarks: multimodal load against any endpoint, and the full `make bench` run on tiny-cpu.
+"""Multimodal load against any OpenAI-compatible endpoint: one image per request, URL and base64 mixed.
 
-Figures are ratios measured in one run against a baseline (the bare vLLM process with the same argv
-and model on the same machine), or counts: timings on a shared 2-core machine are noisy.
+The one load generator of the project (`vllm-deploy load`, `make bench`, the stack test's load case).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import platform
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -111,17 +107,6 @@ def image_server(host: str | None) -> Iterator[str | None]:
         yield server.url(IMAGE_PATH)
 
 
-def machine() -> dict[str, str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem_kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                       if line.startswith("MemTotal")))
-    import os
-
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory_gib": f"{mem_kib / 2**20:.1f}",
-            "kernel": platform.release(), "python": sys.version.split()[0]}
-
-
 def median_results(rounds: list[list[LoadResult]]) -> list[LoadResult]:
     """Per concurrency level, the median of each figure over rounds."""
     combined = []
@@ -151,19 +136,9 @@ def print_results(results: list[LoadResult], title: str) -> None:
     Console().print(table)
 
 
-def median(values: list[float]) -> float:
-    return round(statistics.median(values), 2)
+def write_json(path: Path, data: dict) -> None:
+    """Results as JSON; LoadResult values become mappings."""
+    def plain(value):
+        return asdict(value) if isinstance(value, LoadResult) else str(value)
 
-
-def timed(command: list[str], repeat: int = 5, **kwargs) -> float:
-    """Median wall seconds of a command."""
-    runs = []
-    for _ in range(repeat):
-        started = time.monotonic()
-        subprocess.run(command, check=True, capture_output=True, **kwargs)
-        runs.append(time.monotonic() - started)
-    return round(statistics.median(runs), 3)
-
-
-def dump(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=plain) + "\n", encoding="utf-8")

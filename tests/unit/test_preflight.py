@@ -1,16 +1,21 @@
-"""GPU preflight without a GPU: nvidia-smi's CSV is handed in, the verdicts follow vLLM's own rules."""
+"""Preflight without Docker or a GPU: `judge` over facts handed in (nvidia-smi's CSV, a daemon's info),
+the verdicts following vLLM's own rules."""
 
 from __future__ import annotations
 
-from deploy.doctor import driver_check, free_memory_check, read_gpus
+from deploy.runtime.preflight import HostFacts, driver_check, failures, free_memory_check, judge, parse_gpus
 from deploy.plan import resolve
 from deploy.spec import load_profile
 from deploy.spec.variant import write_variant
 
 
-def smi(*rows: str):
-    """A stand-in for running nvidia-smi: returns the CSV it would print."""
-    return lambda command: "\n".join(rows) + "\n"
+def read_gpus(csv: str):
+    return parse_gpus(csv)
+
+
+def smi(*rows: str) -> str:
+    """The CSV nvidia-smi would print."""
+    return "\n".join(rows) + "\n"
 
 
 H200_IDLE = "0, 143771, 143240, 580.159.04"  # free/total 0.9963, measured on an idle H200
@@ -71,3 +76,44 @@ def test_an_unknown_base_image_is_a_warning_not_a_guess(tmp_path):
     plan = resolve(load_profile(str(profile)))
     assert plan.image.build is True  # someone else's base: built on top, named ours
     assert driver_check(plan, read_gpus(smi(H200_IDLE))).verdict == "warn"
+
+
+DAEMON = {"ServerVersion": "20.10.24", "Runtimes": {"runc": {}}}
+
+
+def test_a_healthy_cpu_host_passes():
+    plan = resolve(load_profile("tiny-cpu"))
+    found = judge(plan, HostFacts(docker_info=DAEMON, compose_version="2.40.3"))
+    assert [(c.name, c.verdict) for c in found] == [("docker daemon", "ok"), ("compose v2", "ok"), ("port", "ok")]
+
+
+def test_no_daemon_no_compose_busy_port_missing_model_are_each_named_with_a_fix():
+    plan = resolve(load_profile("minicpm-v-2_6"))
+    found = judge(plan, HostFacts(docker_info=None, port_busy=True, model_dir_exists=False))
+    assert failures(found) == [
+        "docker daemon: the Docker daemon does not answer (fix: start it: `sudo systemctl start docker`, or "
+        "`sudo dockerd &` without systemd (`make up` does))",
+        "port: 127.0.0.1:8000 is already in use (fix: stop what listens there, or set server.port in the profile)",
+        "model path: /root/ld/ld_model_pretrained/Minicpmv2_6 does not exist on this host (fix: copy the model there, "
+        "or point model.source at it)",
+    ]
+    found = judge(plan, HostFacts(docker_info=DAEMON, compose_version="1.29.2"))
+    assert "compose v2: `docker compose` (v2) is missing" in failures(found)[0]
+    assert any(f.startswith("nvidia runtime: no NVIDIA container runtime") for f in failures(found))
+
+
+def test_a_busy_port_held_by_this_stack_is_fine():
+    plan = resolve(load_profile("tiny-cpu"))
+    found = judge(plan, HostFacts(docker_info=DAEMON, compose_version="2.40.3", port_busy=True, serves_this_stack=True))
+    assert ("port", "ok", "127.0.0.1:8000 serves this stack") in [(c.name, c.verdict, c.detail) for c in found]
+
+
+def test_gpu_facts_add_driver_free_memory_and_estimate_checks():
+    plan = resolve(load_profile("minicpm-v-2_6"))
+    facts = HostFacts(docker_info={**DAEMON, "Runtimes": {"nvidia": {}}}, compose_version="2.40.3",
+                      model_dir_exists=True, gpus=read_gpus(smi(H200_IDLE)),
+                      model_config={"hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28,
+                                    "num_key_value_heads": 4, "intermediate_size": 18944, "vocab_size": 151666})
+    found = {c.name: c for c in judge(plan, facts)}
+    assert found["nvidia driver"].verdict == found["gpu free memory"].verdict == found["gpu memory"].verdict == "ok"
+    assert found["gpu memory"].detail.startswith("needs ~14.")

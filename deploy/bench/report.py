@@ -1,0 +1,53 @@
+"""BENCHMARKS.md from the figures of one `make bench` run (BENCHMARKS.json): a template, and the targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jinja2
+
+from deploy.paths import TEMPLATE_DIR
+
+REQUESTS_PER_LEVEL = 100
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str
+    section: str
+    key: str
+    goal: str
+    met: Callable[[Any], bool]
+
+
+TARGETS = (
+    Target("cold make up to first answer", "cold", "total_s", "≤ 480 s", lambda v: v <= 480),
+    Target("warm time-to-healthy container ÷ bare", "warm_start", "ratio", "≤ 1.05", lambda v: v <= 1.05),
+    Target("smoke suite wall, warm server", "smoke", "wall_s", "≤ 10 s", lambda v: v <= 10),
+    Target("CLI start-up", "cli", "startup_s", "≤ 0.5 s", lambda v: v <= 0.5),
+    Target("render --all", "cli", "render_all_s", "≤ 0.5 s", lambda v: v <= 0.5),
+    Target("CPU image size", "image", "image_gb", "≤ 3.0 GB", lambda v: v <= 3.0),
+)
+
+
+def targets(f: dict) -> list[dict[str, Any]]:
+    """Each target with its measured value and verdict, plus the two computed from several figures."""
+    rows = [{"label": t.label, "value": f[t.section][t.key], "goal": t.goal, "met": t.met(f[t.section][t.key])}
+            for t in TARGETS]
+    rebuilt = sum(r["layers_rebuilt"] for r in f["runtime_changes"].values())
+    rows.append({"label": "layers rebuilt after runtime-only changes", "value": rebuilt, "goal": "0", "met": rebuilt == 0})
+    worst = min(f["load"]["rps_ratio"].values())
+    rows.append({"label": "req/s container ÷ bare (worst level)", "value": worst, "goal": "≥ 0.95", "met": worst >= 0.95})
+    return rows
+
+
+def report(f: dict) -> str:
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), undefined=jinja2.StrictUndefined,
+                                     keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    load = f["load"]
+    return environment.get_template("bench/BENCHMARKS.md.j2").render(
+        f=f, targets=targets(f), requests_per_level=REQUESTS_PER_LEVEL,
+        load_rows=list(zip(load["container"], load["bare"])),
+        load_errors=sum(r["errors"] for r in load["container"] + load["bare"]),
+    )

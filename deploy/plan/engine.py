@@ -1,0 +1,137 @@
+"""What vLLM is started with: its flags (one spelling, built once), its arguments, its environment."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+from deploy.plan.model import EgressPlan, Plan, StoragePlan
+from deploy.spec import Profile
+
+CONTAINER_PORT = 8000  # NB: fixed inside the container; the profile's port is the published one
+HUB_CACHE_DIR = "/models/hf-cache"
+WRITABLE_CACHE_DIR = "/var/cache/vllm"
+HEALTH_PATH = "/health"
+STARTUP_PROBE_PERIOD_SECONDS = 10
+# Never reachable from a pod with the egress policy: link-local holds the cloud metadata endpoint.
+LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
+CPUS_PER_GPU = 4  # Kubernetes CPU request per GPU when the profile names none: tokenizing, images, the API server
+CPUS_WITHOUT_GPU = 2
+API_KEY_VARIABLE = "VLLM_API_KEY"  # vLLM reads its key from this variable, so the key never sits in argv
+SERVE = ("vllm", "serve")  # the official image's entrypoint
+# vLLM serves every /v1 route without authentication when its key variable is empty (it filters out
+# empty keys). The entrypoint refuses to start instead, with one clear log line, then runs `vllm serve`.
+KEY_GUARD_SCRIPT = (
+    f'[ -n "${{{API_KEY_VARIABLE}}}" ] || {{ echo "vllm-deploy: {API_KEY_VARIABLE} is empty or unset; refusing to '
+    'start: vLLM would serve every /v1 route without authentication" >&2; exit 78; }; exec "$@"'
+)
+ENTRYPOINT = ("/bin/sh", "-c", KEY_GUARD_SCRIPT, "key-guard", *SERVE)
+
+
+
+def engine_flags(profile: Profile) -> list[str]:
+    """The vLLM flags a profile sets, one spelling (kebab case), only where they differ from vLLM's defaults."""
+    e = profile.engine
+    flags = []
+    if profile.model.revision:
+        flags += ["--revision", profile.model.revision]
+    flags += ["--dtype", e.dtype, "--max-model-len", str(e.max_model_len)]
+    flags += ["--gpu-memory-utilization", str(float(e.gpu_memory_utilization))]
+    if e.trust_remote_code:
+        flags.append("--trust-remote-code")
+    if e.tensor_parallel_size != 1:
+        flags += ["--tensor-parallel-size", str(e.tensor_parallel_size)]
+    if e.max_num_seqs is not None:
+        flags += ["--max-num-seqs", str(e.max_num_seqs)]
+    if e.enforce_eager:
+        flags.append("--enforce-eager")
+    if e.limit_mm_per_prompt:
+        flags += ["--limit-mm-per-prompt", json.dumps(e.limit_mm_per_prompt, separators=(",", ":"), sort_keys=True)]
+    if profile.media.allowed_domains:
+        flags += ["--allowed-media-domains", *profile.media.allowed_domains]
+    if e.kv_cache_space_gib is not None:
+        # NB: an explicit KV cache size makes gpu-memory-utilization irrelevant (on CPU it would reserve RAM).
+        flags += ["--kv-cache-memory-bytes", str(e.kv_cache_space_gib * 2**30)]
+    return flags + list(e.extra_args)
+
+
+def serve_args(model: str, served_model_name: str, host: str, port: int, flags: list[str]) -> list[str]:
+    """`vllm serve` arguments. The one place the positional model, its name, host and port are placed."""
+    return [model, "--served-model-name", served_model_name, "--host", host, "--port", str(port), *flags]
+
+
+def host_command(plan: Plan, vllm: str, model: str, host: str, port: int) -> list[str]:
+    """The plan's `vllm serve` as a host process (tests and the bench baseline): its model path, host and port."""
+    return [vllm, *SERVE[1:], *serve_args(model, plan.served_model_name, host, port, plan.engine_flags)]
+
+
+def host_environment(plan: Plan, scratch: str) -> dict[str, str]:
+    """The plan's environment for a host process: the container's cache paths moved under `scratch`."""
+    cache = plan.writable_dirs["cache"]
+    return {name: scratch + value[len(cache):] if value.startswith(cache) else value
+            for name, value in plan.environment.items()}
+
+
+def container_environment(profile: Profile, storage: StoragePlan) -> dict[str, str]:
+    cache = WRITABLE_CACHE_DIR
+    env = {
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+        # A client-supplied URL must not hold a request (and a worker) for minutes.
+        "VLLM_IMAGE_FETCH_TIMEOUT": str(profile.media.fetch_timeout_seconds),
+        "VLLM_MEDIA_FETCH_MAX_RETRIES": str(profile.media.fetch_max_retries),
+        # vLLM checks allowed-media-domains against the first URL only: a redirect from an allowed host
+        # would reach any address (the cloud metadata endpoint included). Off with an allowlist.
+        "VLLM_MEDIA_URL_ALLOW_REDIRECTS": "1" if follows_redirects(profile) else "0",
+        # The root filesystem is read-only. FlashInfer (vLLM's CUDA sampler) ignores XDG_CACHE_HOME and
+        # creates ~/.cache/flashinfer at import; triton, CUDA and vLLM's config use ~ too: HOME and
+        # every cache point into the writable cache volume.
+        "HOME": cache,
+        "XDG_CACHE_HOME": cache,  # vLLM's cache root and Hugging Face's default follow it
+        "FLASHINFER_WORKSPACE_BASE": cache,
+        "TRITON_CACHE_DIR": f"{cache}/triton",
+        "CUDA_CACHE_PATH": f"{cache}/nv/ComputeCache",
+        "TORCHINDUCTOR_CACHE_DIR": f"{cache}/torchinductor",
+    }
+    if storage.kind == "hub":
+        env["HF_HOME"] = HUB_CACHE_DIR
+    else:
+        # Weights are local: never reach for the hub, fail fast instead of hanging on a network call.
+        env["HF_HUB_OFFLINE"] = "1"
+        env["TRANSFORMERS_OFFLINE"] = "1"
+    return env
+
+
+def follows_redirects(profile: Profile) -> bool:
+    media = profile.media
+    return media.allow_redirects if media.allow_redirects is not None else not media.allowed_domains
+
+
+def egress_plan(profile: Profile) -> EgressPlan | None:
+    if not profile.kubernetes.egress_policy:
+        return None
+    blocked = [*LINK_LOCAL, *profile.media.blocked_networks]
+    return EgressPlan(blocked_ipv4=[str(n) for n in blocked if n.version == 4],
+                      blocked_ipv6=[str(n) for n in blocked if n.version == 6])
+
+
+def host_literal(address: str) -> str:
+    return f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
+
+
+def local_endpoint(address: str, port: int) -> str:
+    # NB: a server on every interface is reached on loopback from this host.
+    loopback = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address, address)
+    return f"http://{host_literal(loopback)}:{port}"
+
+
+def plan_warnings(profile: Profile, storage: str) -> list[str]:
+    found = []
+    if profile.engine.trust_remote_code and storage == "hub" and not profile.model.revision:
+        found.append(
+            "engine.trust-remote-code runs Python code from the model repository, and model.revision is not "
+            "pinned: a new upstream commit changes the code you run; pin model.revision to a commit"
+        )
+    return found
+
+

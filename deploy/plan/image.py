@@ -1,0 +1,49 @@
+"""The image a profile runs: the official one unchanged, or one built from it and named for a registry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+
+from deploy.paths import BUILD_ASSETS, TEMPLATE_DIR
+from deploy.plan.engine import ENTRYPOINT
+from deploy.plan.model import CudaTag, ImagePlan
+from deploy.spec import Profile, device_facts
+
+
+@cache
+def build_recipe_digest() -> str:
+    """Digest of what an image build runs (Dockerfile templates, copied scripts): a new recipe, a new tag."""
+    digest = hashlib.sha256()
+    for path in sorted((TEMPLATE_DIR / "docker").glob("*.j2")) + [BUILD_ASSETS[k] for k in sorted(BUILD_ASSETS)]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def image_plan(profile: Profile) -> ImagePlan:
+    facts = device_facts()[profile.image.device]
+    inputs = {
+        "base": profile.image.base or facts["base-image"],
+        "template": facts["template"],
+        "vllm_version": facts["vllm-version"],
+        "python": facts["python"],
+        "run_as_user": facts["run-as-user"],
+        "engine_env": {k: str(v) for k, v in facts.get("engine-env", {}).items()},
+        "extra_pip": list(profile.image.extra_pip),
+    }
+    cuda_tags = [CudaTag(image=t["image"], cuda=t["cuda"], min_driver=t["min-driver"]) for t in facts.get("cuda-tags", [])]
+    # NB: the official image needs no build when the profile adds nothing to it: clusters pull it as it is.
+    build = profile.image.device == "cpu" or bool(profile.image.extra_pip) or inputs["base"] not in {t.image for t in cuda_tags}
+    if build:
+        payload = json.dumps({**inputs, "entrypoint": ENTRYPOINT, "recipe": build_recipe_digest()}, sort_keys=True).encode()
+        repository = profile.image.registry or device_facts()["local-registry"]
+        reference = f"{repository}/{profile.name}:{hashlib.sha256(payload).hexdigest()[:12]}"
+    else:
+        reference = inputs["base"]
+    return ImagePlan(
+        reference=reference, build=build, ca_bundle=profile.image.ca_bundle, registry=profile.image.registry,
+        cuda=next((t for t in cuda_tags if t.image == inputs["base"]), None), cuda_tags=cuda_tags, **inputs,
+    )
+
+

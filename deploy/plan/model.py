@@ -1,0 +1,149 @@
+"""The Plan: everything derived from a profile, typed and frozen. Templates and the runtime read it."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CudaTag(_Frozen):
+    image: str
+    cuda: str
+    min_driver: str
+
+
+class ImagePlan(_Frozen):
+    reference: str  # what compose and Kubernetes run: a built image's name, or the official image unchanged
+    build: bool  # False: the profile adds nothing to the pinned official image, so nothing is built
+    base: str
+    template: str
+    vllm_version: str
+    python: str
+    run_as_user: int | None
+    engine_env: dict[str, str]  # settings for the engine-venv script (CPU images)
+    extra_pip: list[str]
+    ca_bundle: str | None  # host file handed to the build as a BuildKit secret
+    registry: str | None  # where `push` sends a built image
+    cuda: CudaTag | None  # the CUDA build of the base image, when it is an official tag
+    cuda_tags: list[CudaTag]  # every official tag of this release, for doctor's driver advice
+
+
+class StoragePlan(_Frozen):
+    kind: Literal["host", "hub", "tiny"]
+    host_path: str | None  # host: the directory on the host (and on the Kubernetes node)
+    container_path: str | None  # where the weights (host) or the hub cache (hub) appear in the container
+
+
+class SecretEnv(_Frozen):
+    name: str  # variable inside the container
+    source: str  # variable in the user's environment / .env / Kubernetes env file
+    required: bool
+
+
+class HealthPlan(_Frozen):
+    path: str
+    interval_seconds: int
+    timeout_seconds: int
+    retries: int
+    start_period_seconds: int
+    startup_period_seconds: int
+    startup_failure_threshold: int
+    readiness_period_seconds: int
+    liveness_period_seconds: int
+    failure_threshold: int  # readiness and liveness: consecutive failures before acting
+
+
+class EngineSettings(_Frozen):
+    """The engine settings downstream code reasons about (doctor's memory estimate), typed."""
+
+    dtype: str
+    max_model_len: int
+    gpu_memory_utilization: float
+    tensor_parallel_size: int
+    max_num_seqs: int | None
+    trust_remote_code: bool
+
+
+class EgressPlan(_Frozen):
+    """Where the pod may connect: DNS, and everything but the blocked networks."""
+
+    blocked_ipv4: list[str]
+    blocked_ipv6: list[str]
+
+
+class KubernetesPlan(_Frozen):
+    object_name: str
+    namespace: str
+    replicas: int
+    labels: dict[str, str]
+    selector: dict[str, str]
+    secret_name: str
+    pvc_name: str | None
+    storage_class: str | None
+    storage_size: str
+    node_selector: dict[str, str]
+    node_affinity: dict[str, list[str]]  # label -> values, any of which a node must have
+    tolerations: list[dict[str, Any]]
+    runtime_class_name: str | None
+    service_type: str
+    network_policy_from: dict[str, str] | None
+    egress: EgressPlan | None
+    create_namespace: bool
+    memory_request: str
+    memory_limit: str
+    shm_size: str
+    cpu_request: str
+    cpu_limit: str | None  # NB: none unless the profile caps cpus: a CFS quota throttles vLLM's busy loop
+
+
+class SmokePlan(_Frozen):
+    stop_token_ids: list[int]
+    prompt: str
+    image_url: str
+    max_images: int | None
+
+
+class Plan(_Frozen):
+    name: str
+    description: str
+    device: Literal["cuda", "cpu"]
+    image: ImagePlan
+    model: str  # what vLLM loads: a path inside the container or a hub id
+    served_model_name: str
+    engine: EngineSettings
+    engine_flags: list[str]  # every vLLM flag but the model, its served name, host and port
+    entrypoint: list[str]  # the key guard, which then execs `vllm serve`
+    argv: list[str]  # `vllm serve` arguments: MODEL --served-model-name … --host 0.0.0.0 --port 8000 FLAGS…
+    api_key_variable: str  # the variable vLLM reads its key from, inside the container
+    environment: dict[str, str]  # non-secret
+    secrets: list[SecretEnv]
+    # NB: the root filesystem is read-only (compose and Kubernetes); vLLM, torch, triton, FlashInfer
+    # and CUDA write only under these, and HOME points into the cache one.
+    writable_dirs: dict[str, str]  # name -> mount path
+    bind_address: str
+    published_port: str  # compose's ports entry, HOST_IP:PORT:CONTAINER_PORT (IPv6 in brackets)
+    local_endpoint: str  # where a client on this host reaches the published port, e.g. http://127.0.0.1:8000
+    port: int
+    container_port: int
+    gpus: int
+    shm_size: str  # compose spelling, e.g. 8g
+    memory_limit: str  # compose spelling
+    cpus: int | None
+    storage: StoragePlan
+    health: HealthPlan
+    health_command: list[str]  # compose healthcheck; the image's Python, since minimal bases lack curl
+    kubernetes: KubernetesPlan
+    smoke: SmokePlan
+    warnings: list[str]
+
+    @property
+    def api_key_source(self) -> str:
+        """The variable in the user's environment, .env or Secret file that holds the key."""
+        return next(s.source for s in self.secrets if s.name == self.api_key_variable)
+
+

@@ -1,0 +1,42 @@
+"""Loopback network helpers: a free port, whether a port is taken, waiting for an HTTP health endpoint."""
+
+from __future__ import annotations
+
+import socket
+from typing import Callable
+
+import requests
+
+from deploy.runtime.process import wait_until
+
+
+def free_port() -> int:
+    """A port no one listens on at 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_in_use(address: str, port: int) -> bool:
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address, address)
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        return requests.get(url, timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def wait_for_http(url: str, timeout: float, alive: Callable[[], bool] = lambda: True, interval: float = 0.25) -> float:
+    """Seconds until GET `url` answers 200. RuntimeError when `alive()` turns false, TimeoutError after `timeout`."""
+
+    def probe() -> bool | None:
+        if not alive():
+            raise RuntimeError(f"the server behind {url} exited while starting")
+        return True if http_ok(url) else None
+
+    return wait_until(probe, timeout=timeout, interval=interval)[1]

@@ -1,0 +1,168 @@
+"""A profile's compose stack: preflight -> render -> build -> start -> wait, and the way back down.
+
+Configuration reaches the container as command and environment only, so runtime-only profile
+changes reuse the image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploy.errors import UserError
+from deploy.plan import Plan
+from deploy.render import render, write_files
+from deploy.runtime import envfile, images, preflight
+from deploy.runtime.docker import Compose, Engine
+from deploy.runtime.process import Runner, run, wait_until
+
+LOG_TAIL = 40
+
+
+@dataclass
+class Stack:
+    plan: Plan
+    root: Path  # where compose/<name>/ and k8s/<name>/ are rendered
+    runner: Runner = run
+    engine: Engine = field(default_factory=Engine)
+
+    @property
+    def directory(self) -> Path:
+        return self.root / "compose" / self.plan.name
+
+    @property
+    def env_file(self) -> Path:
+        return self.directory / ".env"
+
+    @property
+    def compose(self) -> Compose:
+        return Compose(self.directory, self.runner)
+
+    @property
+    def endpoint(self) -> str:
+        return self.plan.local_endpoint
+
+    def key(self) -> str | None:
+        """The API key as compose sees it: the environment first, then the stack's .env."""
+        return envfile.key(self.plan.api_key_source, self.env_file)
+
+    def container(self, service: str = "vllm") -> str | None:
+        return self.compose.container(service)
+
+
+@dataclass(frozen=True)
+class UpResult:
+    build_seconds: float
+    build_steps_run: int
+    healthy_seconds: float
+    image: str  # the image id the container runs
+
+
+def prepare(stack: Stack, echo: bool = True) -> int:
+    """Render the profile, make sure a key exists, build its image (a cache hit when unchanged).
+
+    Returns how many RUN/COPY steps actually ran (0: nothing rebuilt, or nothing to build).
+    """
+    write_files(render(stack.plan), stack.root)
+    if envfile.ensure_key(stack.plan.api_key_source, stack.env_file):
+        print(f"generated a random API key into {stack.env_file} (mode 0600, git-ignored)")
+    if not stack.plan.image.build:
+        return 0  # the official image as it is: compose pulls it
+    images.ensure_base_image(stack.plan, stack.engine, stack.runner)
+    images.fill_wheelhouse(stack.plan, stack.directory, stack.runner)
+    return images.build(stack.plan, stack.compose, echo=echo)[0]
+
+
+def wait_healthy(stack: Stack, container: str, timeout: float) -> float:
+    """Show elapsed time and vLLM's last log line until the container is healthy; return seconds."""
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    def probe() -> bool | None:
+        state = stack.engine.state(container)
+        if state is None or state.status in ("exited", "dead") or state.health == "unhealthy":
+            reason = "the health check failed" if state and state.health == "unhealthy" else "the container exited"
+            raise UserError(f"{stack.plan.name} did not become healthy: {reason}.\n"
+                            f"--- last {LOG_TAIL} log lines ---\n{stack.engine.logs(container, LOG_TAIL)}")
+        return True if state.health == "healthy" else None
+
+    with Live(console=Console(stderr=True), transient=True, refresh_per_second=4) as live:
+        def show(elapsed: float) -> None:
+            last = (stack.engine.logs(container, 1).splitlines() or [""])[-1][:100]
+            live.update(Text(f"⏳ {elapsed:5.1f} s  loading {stack.plan.served_model_name}  │ {last}"))
+
+        try:
+            return wait_until(probe, timeout=timeout, on_tick=show)[1]
+        except TimeoutError:
+            raise UserError(f"{stack.plan.name} did not become healthy: not healthy after {timeout:.0f} s (the "
+                            f"profile's load budget).\n--- last {LOG_TAIL} log lines ---\n"
+                            f"{stack.engine.logs(container, LOG_TAIL)}") from None
+
+
+def check_host(stack: Stack) -> None:
+    problems = preflight.failures(preflight.judge(stack.plan, preflight.gather(stack.plan, stack.compose,
+                                                                                stack.engine, stack.runner)))
+    if problems:  # NB: before anything is rendered or built
+        raise UserError(f"{stack.plan.name} cannot come up on this host:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def up(stack: Stack) -> UpResult:
+    """Preflight, render, build (cached), start and wait for health."""
+    check_host(stack)
+    started = time.monotonic()
+    steps = prepare(stack)
+    build_seconds = time.monotonic() - started
+    stack.compose("up", "-d", "--no-build", "vllm", echo=True).checked("docker compose up")
+    container = stack.container()
+    if not container:
+        raise UserError("compose reported no container for the vllm service")
+    healthy = wait_healthy(stack, container, stack.plan.health.start_period_seconds)
+    image = stack.engine.inspect(container).get("Image", "")
+    return UpResult(round(build_seconds, 1), steps, round(healthy, 1), image)
+
+
+def down(stack: Stack, remove_volumes: bool = False) -> None:
+    # NB: `make down` keeps the model and cache volumes; only throwaway stacks (tests, bench) remove them.
+    stack.compose("down", *(["--volumes"] if remove_volumes else []), echo=True).checked("docker compose down")
+
+
+def logs(stack: Stack, follow: bool) -> None:
+    stack.compose("logs", *(["-f"] if follow else []), "--tail", "200", "vllm", echo=True)
+
+
+def push(stack: Stack) -> str:
+    """Build the profile's image (a cache hit when unchanged) and push it to the profile's registry."""
+    plan = stack.plan
+    if not plan.image.build:
+        raise UserError(f"{plan.name} runs the official image {plan.image.reference} unchanged: nothing to push; "
+                        "clusters pull it from Docker Hub as it is")
+    if not plan.image.registry:
+        raise UserError(f"{plan.name} has no image.registry: set it to where your cluster pulls from, e.g. "
+                        "image: {registry: registry.example.com/ml}, then push again")
+    prepare(stack)
+    images.push(plan, stack.runner)
+    return plan.image.reference
+
+
+def how_to_call(stack: Stack) -> str:
+    """What to tell the user once the stack is healthy, with a request they can paste into a shell."""
+    plan = stack.plan
+    source = plan.api_key_source
+    kept = f"${source} in your environment" if os.environ.get(source) else f"{stack.env_file} ({source}=…)"
+    body = {"model": plan.served_model_name, "max_tokens": 16, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": plan.smoke.prompt}, {"type": "image_url", "image_url": {"url": plan.smoke.image_url}}]}]}
+    # NB: JSON built as data and quoted as one shell word: a prompt with quotes cannot break out.
+    return (
+        f"✅ {plan.name} is healthy at {stack.endpoint}/v1 (model {plan.served_model_name!r})\n"
+        f"   API key: {kept}\n"
+        f"   try it:\n"
+        f"     set -a; . {shlex.quote(str(stack.env_file))}; set +a\n"
+        f"     curl -s {stack.endpoint}/v1/chat/completions -H \"Authorization: Bearer ${source}\" \\\n"
+        f"       -H 'Content-Type: application/json' -d {shlex.quote(json.dumps(body, ensure_ascii=False))}\n"
+        f"   smoke test: make smoke PROFILE={plan.name}    stop: make down PROFILE={plan.name}"
+    )

@@ -1,0 +1,313 @@
+"""`vllm-deploy up` for real: Docker Compose v2 builds and starts the CPU profile; the smoke suite
+passes against the container; runtime-only changes and down/up rebuild nothing.
+
+The stack is a copy of tiny-cpu under its own name and a free port, rendered into a temporary root,
+so a developer's own `make up` stack is never touched. Container logs print on failure. The tests
+that only look come first; the lifecycle tests at the end change the stack (a new key and settings,
+down and up, a killed server) and run last, in file order, each reading the state it needs afresh.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from deploy.bench.load import image_urls_for, load
+from deploy.errors import UserError
+from deploy.plan import resolve
+from deploy.runtime import images
+from deploy.runtime.docker import docker_cli
+from deploy.runtime.net import free_port
+from deploy.runtime.process import wait_until
+from deploy.runtime.smoke import plan_options, run_suite
+from deploy.runtime.stack import Stack, down, up
+from deploy.spec import load_profile
+from deploy.spec.variant import write_variant
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+NAME = "tiny-cpu-stack-test"
+
+
+def docker(*args: str) -> str:
+    return subprocess.run([docker_cli(), *args], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="module")
+def running(root):
+    profile = write_variant("tiny-cpu", root / "profile.yaml", {"name": NAME, "server": {"port": free_port()}})
+    stack = Stack(resolve(load_profile(str(profile))), root)
+    # NB: a throwaway stack: volumes left by an earlier run (another image, another uid) must not leak in.
+    subprocess.run([docker_cli(), "volume", "rm", "-f", f"{NAME}_cache"], capture_output=True)
+    try:
+        result = up(stack)
+        yield stack, result, profile
+    finally:
+        down(stack, remove_volumes=True)
+
+
+@pytest.fixture(autouse=True)
+def container_logs_on_failure(request):
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed and "running" in request.fixturenames:
+        stack = request.getfixturevalue("running")[0]
+        container = stack.container()
+        if container:
+            print(f"\n--- container logs ---\n{stack.engine.logs(container, 150)}")
+
+
+def models(stack: Stack) -> dict:
+    response = requests.get(f"{stack.endpoint}/v1/models", headers={"Authorization": f"Bearer {stack.key()}"},
+                            timeout=10)
+    response.raise_for_status()
+    return response.json()["data"][0]
+
+
+def test_up_is_healthy_on_loopback_with_a_generated_key(running, measured):
+    stack, result, _ = running
+    measured["compose up: build (s), steps run, start to healthy (s)"] = (
+        f"{result.build_seconds}, {result.build_steps_run}, {result.healthy_seconds}")
+    state = stack.engine.inspect(stack.container())
+    assert state["State"]["Health"]["Status"] == "healthy"
+    bindings = state["HostConfig"]["PortBindings"]["8000/tcp"]
+    assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(stack.plan.port)}]
+    assert stack.env_file.stat().st_mode & 0o777 == 0o600
+    key = stack.key()
+    assert key and key.startswith("sk-") and len(key) > 40
+    # The key reaches vLLM through its environment only: not in the command line or entrypoint.
+    config = state["Config"]
+    assert key not in json.dumps([config["Cmd"], config["Entrypoint"], state["Args"], state["Path"]])
+    assert config["Cmd"] == stack.plan.argv and config["Entrypoint"] == stack.plan.entrypoint
+    assert models(stack)["id"] == stack.plan.served_model_name
+
+
+def test_the_container_runs_with_a_read_only_root(running):
+    stack, _, _ = running
+    assert stack.engine.inspect(stack.container())["HostConfig"]["ReadonlyRootfs"] is True
+    write = subprocess.run([docker_cli(), "exec", stack.container(), "sh", "-c",
+                            'touch /opt/x; echo "root $?"; touch "$HOME/x" /tmp/x && echo "home and tmp 0"'],
+                           capture_output=True, text=True)
+    assert "root 1" in write.stdout and "home and tmp 0" in write.stdout, write.stdout + write.stderr
+    assert "Read-only file system" in write.stderr
+
+
+def test_an_empty_key_stops_the_compose_service_within_seconds(running, measured):
+    """vLLM would serve /v1 without auth on an empty key; the compose file's entrypoint refuses to start."""
+    stack, _, _ = running
+    started = time.monotonic()
+    done = stack.compose("run", "--rm", "--no-deps", "-e", "VLLM_API_KEY=", "vllm", timeout=60)
+    measured["empty key to exit 78 (compose run) (s)"] = round(time.monotonic() - started, 1)
+    assert done.returncode == 78, done.stdout + done.stderr
+    assert "vllm-deploy: VLLM_API_KEY is empty or unset; refusing to start" in done.stderr
+
+
+def test_an_empty_key_stops_the_image_run_by_hand(running, measured):
+    """`docker run IMAGE` with the image's own ENTRYPOINT, through testcontainers: exit 78 and one line."""
+    from testcontainers.core.container import DockerContainer
+
+    stack, _, _ = running
+    started = time.monotonic()
+    with DockerContainer(stack.plan.image.reference).with_env("VLLM_API_KEY", "") as container:
+        exit_code = container.get_wrapped_container().wait(timeout=60)["StatusCode"]
+        stdout, stderr = container.get_logs()
+    measured["empty key to exit 78 (docker run) (s)"] = round(time.monotonic() - started, 1)
+    assert exit_code == 78
+    assert b"vllm-deploy: VLLM_API_KEY is empty or unset; refusing to start" in stderr
+
+
+def test_smoke_suite_passes_against_the_container(running):
+    stack, _, _ = running
+    options = plan_options(stack.plan, stack.endpoint, stack.key(), stack.engine.gateway(stack.container()))
+    code, cases, output = run_suite(options)
+    assert code == 0, output[-6000:]
+    assert {c.status for c in cases} == {"passed"}
+    names = {c.name for c in cases}
+    assert {"test_chat::test_image_by_url", "test_chat::test_image_as_base64_matches_url"} <= names
+    assert "test_seed_snippets::test_seed_snippet_runs[image-url]" in names  # parametrized ids survive
+
+
+def test_up_refuses_a_busy_port_before_building(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        profile = write_variant("tiny-cpu", tmp_path / "busy.yaml",
+                                {"name": "busy-port-test", "server": {"port": busy.getsockname()[1]}})
+        with pytest.raises(UserError, match=r"port: 127.0.0.1:\d+ is already in use"):
+            up(Stack(resolve(load_profile(str(profile))), tmp_path))
+    assert not (tmp_path / "compose").exists()  # nothing rendered, nothing built
+
+
+def test_stopped_daemon_is_a_clear_error_before_anything_is_built(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-daemon.sock")
+    with pytest.raises(UserError, match="docker daemon: the Docker daemon does not answer"):
+        up(Stack(resolve(load_profile("tiny-cpu")), tmp_path))
+    assert not (tmp_path / "compose").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Secrets, load and faults against the running container
+
+
+def test_key_appears_nowhere_but_the_env_file(running, measured):
+    stack, _, profile = running
+    key = stack.key()
+    container = stack.container()
+    state = stack.engine.inspect(container)
+    places = {
+        "docker inspect Cmd/Args/Entrypoint/Path": json.dumps(
+            [state["Config"]["Cmd"], state["Config"]["Entrypoint"], state["Args"], state["Path"]]),
+        "/proc/*/cmdline in the container": subprocess.run(
+            [docker_cli(), "exec", container, "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\\\0' ' '"],
+            capture_output=True, text=True).stdout,
+        "image history": docker("history", "--no-trunc", stack.plan.image.reference),
+        "image config": docker("image", "inspect", stack.plan.image.reference),
+        "vLLM's log": stack.engine.logs(container, 100000),
+        "rendered files": "\n".join(p.read_text(errors="replace") for p in stack.root.rglob("*")
+                                    if p.is_file() and p.name != ".env" and p.suffix != ".whl"),
+        "show output": subprocess.run([sys.executable, "-m", "deploy", "show", str(profile)],
+                                      capture_output=True, text=True).stdout,
+        "files in git": subprocess.run(["git", "grep", "-I", "-c", key], cwd=REPO, capture_output=True, text=True).stdout,
+    }
+    cmdlines = places["/proc/*/cmdline in the container"]
+    assert "[0-9]" not in cmdlines and "vllm" in cmdlines
+    assert not [where for where, text in places.items() if key in text]
+    measured["places checked for the API key"] = ", ".join(places) + ", every image layer (next test)"
+
+
+def test_key_is_not_in_any_image_layer(running):
+    stack, _, _ = running
+    key = stack.key().encode()
+    saved = subprocess.Popen([docker_cli(), "save", stack.plan.image.reference], stdout=subprocess.PIPE)
+    tail, found, total = b"", False, 0
+    for chunk in iter(lambda: saved.stdout.read(1 << 22), b""):
+        total += len(chunk)
+        found = found or key in tail + chunk
+        tail = chunk[-len(key):]
+    assert saved.wait() == 0 and total > 10**8
+    assert not found
+
+
+def test_load_of_500_image_requests_at_concurrency_8(running, measured):
+    """URL and base64 images mixed: no errors, /health 200 throughout, latency percentiles recorded."""
+    import threading
+
+    from smoke_tests.image_server import IMAGE_PATH, ImageServer
+
+    stack, _, _ = running
+    gateway = stack.engine.gateway(stack.container())
+    health_failures, stop = [], threading.Event()
+
+    def watch_health():
+        while not stop.is_set():
+            try:
+                if requests.get(f"{stack.endpoint}/health", timeout=5).status_code != 200:
+                    health_failures.append("status")
+            except requests.RequestException as exc:
+                health_failures.append(str(exc))
+            stop.wait(0.5)
+
+    watcher = threading.Thread(target=watch_health)
+    watcher.start()
+    try:
+        with ImageServer(gateway, gateway, 0) as images_server:
+            result = load(stack.endpoint, stack.key(), stack.plan.served_model_name, 8, 500,
+                          image_urls_for(images_server.url(IMAGE_PATH)))
+    finally:
+        stop.set()
+        watcher.join()
+    assert result.errors == 0 and result.requests == 500
+    assert not health_failures
+    measured["500 image requests at concurrency 8 (container)"] = (
+        f"{result.requests_per_second:.1f} req/s, p50 {result.p50_ms:.0f} ms, p95 {result.p95_ms:.0f} ms, "
+        "0 errors, /health polled every 0.5 s: 0 failures")
+
+
+# ---------------------------------------------------------------------------------------------
+# Lifecycle: these change the stack, so they come last
+
+
+def test_killed_vllm_is_restarted_healthy(running, measured):
+    stack, _, _ = running
+    container = stack.container()
+    restarts = stack.engine.state(container).restarts
+    # vLLM's API server is the init process's child: kill it as an OOM killer would.
+    subprocess.run([docker_cli(), "exec", container, "python3", "-c",
+                    "import os, signal\n"
+                    "for pid in os.listdir('/proc'):\n"
+                    "    if pid.isdigit() and b'serve' in open(f'/proc/{pid}/cmdline', 'rb').read() and int(pid) > 1:\n"
+                    "        os.kill(int(pid), signal.SIGKILL); break"], check=True)
+
+    def restarted_healthy():
+        state = stack.engine.state(container)
+        return True if state.restarts > restarts and state.health == "healthy" else None
+
+    try:
+        _, seconds = wait_until(restarted_healthy, timeout=180, interval=1)
+    except TimeoutError:
+        pytest.fail(f"not restarted healthy within 180 s:\n{stack.engine.logs(container)}")
+    measured["kill -9 of vLLM to healthy again via restart: unless-stopped (s)"] = round(seconds, 1)
+    assert models(stack)["id"] == stack.plan.served_model_name
+
+
+def test_runtime_only_changes_rebuild_nothing(running):
+    stack, result, profile = running
+    # max-model-len, dtype, gpu-memory-utilization and the key change; the image must not.
+    write_variant("tiny-cpu", profile, {"name": NAME, "server": {"port": stack.plan.port},
+                                        "engine": {"max-model-len": 1024, "dtype": "float32",
+                                                   "gpu-memory-utilization": 0.5}})
+    stack.env_file.write_text(stack.env_file.read_text().replace("VLLM_API_KEY=sk-", "VLLM_API_KEY=sk-changed-"))
+    changed = Stack(resolve(load_profile(str(profile))), stack.root)
+    assert changed.plan.image.reference == stack.plan.image.reference
+    again = up(changed)
+    assert again.build_steps_run == 0
+    assert again.image == result.image
+    assert models(changed)["max_model_len"] == 1024  # the new argv is live
+    assert changed.key().startswith("sk-changed-")
+
+
+def test_down_then_up_reuses_the_image(running):
+    stack, result, profile = running
+    current = Stack(resolve(load_profile(str(profile))), stack.root)
+    down(current)
+    assert current.container() is None
+    run, total = images.build(current.plan, current.compose, echo=False)
+    assert run == 0 and total >= 3  # every RUN/COPY step a cache hit
+    again = up(current)
+    assert again.build_steps_run == 0
+    assert again.image == result.image
+
+
+def test_up_twice_is_idempotent(running):
+    stack, _, profile = running
+    current = Stack(resolve(load_profile(str(profile))), stack.root)
+    before = current.container()
+    up(current)
+    assert current.container() == before  # nothing recreated, nothing rebuilt
+
+
+def test_down_keeps_volumes(running):
+    """`down` never deletes a project's volumes (the model and cache volumes of hub profiles)."""
+    stack, _, profile = running
+    current = Stack(resolve(load_profile(str(profile))), stack.root)
+    volume = f"{current.plan.name}_model-cache"
+    docker("volume", "create", "--label", f"com.docker.compose.project={current.plan.name}",
+           "--label", "com.docker.compose.volume=model-cache", volume)
+    try:
+        down(current)
+        assert volume in docker("volume", "ls", "-q").split()
+    finally:
+        docker("volume", "rm", volume)
+        up(current)

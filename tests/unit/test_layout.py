@@ -1,0 +1,95 @@
+"""The code's shape: data flows one way (no import cycle in deploy/, lazy imports included), modules
+stay small, and the smoke suite stands alone (it imports nothing from deploy)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.conftest import REPO
+
+MAX_LINES = 400
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """Every module a file imports, at the top or inside a function (resolved to the deepest known name)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def graph(package: str) -> dict[str, set[str]]:
+    files = {module_name(p): p for p in (REPO / package).rglob("*.py")}
+    edges = {}
+    for name, path in files.items():
+        # A package's __init__ re-exports its modules: it depends on them, not the other way round.
+        targets = {t for t in imports(path) if t in files and t != name}
+        edges[name] = targets
+    return edges
+
+
+def cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for target in sorted(edges.get(node, ())):
+            if state.get(target) == 1:
+                return stack[stack.index(target):] + [target]
+            if target not in state:
+                found = visit(target)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(edges):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_the_deploy_package_has_no_import_cycle():
+    edges = graph("deploy")
+    # A package importing its own submodules (re-exports) is not a cycle in the data flow.
+    flow = {name: {t for t in targets if not t.startswith(name + ".")} for name, targets in edges.items()}
+    assert cycle(flow) is None, " -> ".join(cycle(flow) or [])
+
+
+def test_the_checker_finds_a_cycle():
+    assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_module_is_over_400_lines():
+    long = {str(p.relative_to(REPO)): n for p in [*(REPO / "deploy").rglob("*.py"), *(REPO / "smoke_tests").rglob("*.py")]
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert not long, long
+
+
+def test_the_smoke_suite_imports_nothing_from_deploy():
+    for path in (REPO / "smoke_tests").rglob("*.py"):
+        assert not {i for i in imports(path) if i == "deploy" or i.startswith("deploy.")}, path
+
+
+def test_the_runtime_sits_above_the_core():
+    """plan, render and spec never reach up into the runtime or the benchmarks."""
+    edges = graph("deploy")
+    core = [n for n in edges if n.startswith(("deploy.plan", "deploy.spec")) or n == "deploy.render"]
+    for name in core:
+        assert not {t for t in edges[name] if t.startswith(("deploy.runtime", "deploy.bench", "deploy.cli"))}, name
