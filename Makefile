@@ -11,7 +11,7 @@ TEST_ARGS ?=
 
 COMPOSE_BINARY = $(shell $(PY) -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')
 
-.PHONY: help venv test-venv engine docker podman registry up down push logs smoke bench load render golden lint test test-fast vllm-options
+.PHONY: help venv test-venv engine docker podman registry up down rollout push logs smoke bench load render golden lint test test-fast vllm-options
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ podman: ## install podman for `podman kube play` tests and write its configurati
 
 up: venv docker ## bring PROFILE (default tiny-cpu) up with Docker Compose and wait until healthy
 	$(PY) -m deploy up $(PROFILE)
+
+rollout: venv docker ## replace PROFILE's running replicas one at a time (new image or settings), no request lost
+	$(PY) -m deploy rollout $(PROFILE)
 
 push: venv docker ## build PROFILE's image and push it to the profile's image.registry (docker login first)
 	$(PY) -m deploy push $(PROFILE)

@@ -117,8 +117,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_push(args: argparse.Namespace) -> int:
     from deploy.runtime.stack import push
 
-    reference = push(_stack(args.profile))
-    print(f"pushed {reference}; the Kubernetes manifests under k8s/ already name it")
+    for reference in push(_stack(args.profile)):
+        print(f"pushed {reference}; the Kubernetes manifests under k8s/ already name it")
     return 0
 
 
@@ -129,6 +129,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     found = judge(stack.plan, gather(stack.plan, stack.compose, stack.engine))
     print_checks(found)
     return 1 if failures(found) else 0
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from deploy.runtime.stack import rollout
+
+    replaced = rollout(_stack(args.profile))
+    print("rolled out: " + ", ".join(f"{service} ({seconds} s)" for service, seconds in replaced))
+    return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -152,9 +160,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     if args.profile and not args.base_url:
         # A profile brought up by `up`: its published port, its key, an image server on its network's gateway.
         stack = _stack(args.profile, warn=False)
-        container = stack.container()
-        options = plan_options(stack.plan, stack.endpoint, None if args.api_key else stack.key(),
-                               stack.engine.gateway(container) if container else None)
+        options = plan_options(stack.plan, stack.endpoint, None if args.api_key else stack.key(), stack.gateway())
     for flag, value in (("--base-url", args.base_url), ("--api-key", args.api_key), ("--model", args.model),
                         ("--image-url", args.image_url)):
         if value:
@@ -216,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, run, text in (("up", cmd_up, "render, build and start a profile with Docker Compose; wait until healthy"),
                             ("down", cmd_down, "stop a profile's containers (volumes are kept)"),
-                            ("push", cmd_push, "build a profile's image and push it to its image.registry"),
+                            ("push", cmd_push, "build a profile's images and push them to its image.registry"),
+                            ("rollout", cmd_rollout, "replace a running stack's replicas one at a time, each healthy before the next"),
                             ("doctor", cmd_doctor, "preflight: Docker, Compose v2, NVIDIA runtime, port, model, memory"),
                             ("logs", cmd_logs, "show the vLLM container's logs")):
         p = sub.add_parser(name, help=text)

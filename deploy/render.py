@@ -126,6 +126,13 @@ def render(plan: Plan) -> dict[str, str]:
     }
     if plan.image.build:
         files[f"{compose_dir}/Dockerfile"] = text(f"docker/{plan.image.template}")
+    if plan.router:
+        files[f"{compose_dir}/Dockerfile.router"] = text("docker/Dockerfile.router.j2")
+        files[f"{compose_dir}/router_launch.py"] = asset_copy("router_launch.py")
+        for name in ("router-deployment", "router-service", "router-rbac"):
+            files[f"{k8s_dir}/{name}.yaml"] = text(f"k8s/{name}.yaml.j2")
+    if plan.kubernetes.rolling:
+        files[f"{k8s_dir}/pdb.yaml"] = text("k8s/pdb.yaml.j2")
     if plan.kubernetes.pvc_name:
         files[f"{k8s_dir}/pvc.yaml"] = text("k8s/pvc.yaml.j2")
     files[f"{k8s_dir}/networkpolicy.yaml"] = text("k8s/networkpolicy.yaml.j2")

@@ -113,7 +113,9 @@ def server_ready(smoke: SmokeConfig) -> float:
     last = "no attempt"
     while True:
         try:
-            resp = requests.get(smoke.base_url + "/health", timeout=min(10.0, smoke.request_timeout))
+            # NB: with the key: an endpoint that checks it on every route (a router) answers /health too.
+            headers = {"Authorization": f"Bearer {smoke.api_key}"} if smoke.api_key else {}
+            resp = requests.get(smoke.base_url + "/health", headers=headers, timeout=min(10.0, smoke.request_timeout))
             if resp.status_code == 200:
                 return time.monotonic() - start
             last = f"HTTP {resp.status_code}: {resp.text[:200]}"
@@ -132,7 +134,7 @@ def server_ready(smoke: SmokeConfig) -> float:
 def server_version(raw: Raw) -> Optional[str]:
     """vLLM's version from the open GET /version, or None for servers without it."""
     try:
-        resp = raw.get("/version", api_key=None)
+        resp = raw.get("/version")
         return resp.json().get("version") if resp.status_code == 200 else None
     except (requests.RequestException, ValueError):
         return None

@@ -26,6 +26,7 @@ class SmokeConfig:
     image_server_port: int  # 0: any free port
     missing_image_url: Optional[str]  # a URL that answers 404, for the bad-media case
     redirect_host: Optional[str]  # another name of the image server's host, outside the server's media allowlist
+    key_on_every_route: bool  # the endpoint (a router) checks the key on /health and its admin routes too
     stop_token_ids: tuple[int, ...]
     max_images: int  # the server's --limit-mm-per-prompt image count
     ready_timeout: float  # seconds to wait for GET /health == 200
@@ -91,6 +92,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("redirect_host", "--redirect-host", ("SMOKE_REDIRECT_HOST",), None, _str,
            "another name for the local image server's host that the server's --allowed-media-domains leaves out "
            "(e.g. localhost): adds the case that a redirect off the allowlist is not followed"),
+    Option("key_on_every_route", "--key-on-every-route", ("SMOKE_KEY_ON_EVERY_ROUTE",), False, _bool,
+           "the endpoint checks the key on every route, /health included (vLLM's router): expect that, "
+           "instead of vLLM's open /health", is_switch=True),
     Option("stop_token_ids", "--stop-token-ids", ("SMOKE_STOP_TOKEN_IDS",), "151645,151643", _ids,
            "comma-separated stop token ids sent as extra_body (the seed's Qwen2 ids)"),
     Option("max_images", "--max-images", ("SMOKE_MAX_IMAGES",), 2, int,

@@ -69,7 +69,7 @@ def test_bad_request_is_a_client_error(case, raw, smoke, model, image_server, se
     assert isinstance(error, dict) and error.get("message"), f"no OpenAI-style error object: {describe(resp)}"
     assert error.get("code") == resp.status_code, describe(resp)
 
-    health = raw.get("/health", api_key=None)
+    health = raw.get("/health")
     assert health.status_code == 200, f"server unhealthy after {case}: {describe(health)}"
 
 
@@ -97,4 +97,4 @@ def test_a_redirect_off_the_media_allowlist_is_not_followed(raw, smoke, model, i
     assert not followed, f"the redirect was followed: {fetched}"
     assert any(path.startswith(REDIRECT_PATH) for path in fetched), "the allowed URL was not even fetched"
     assert 400 <= resp.status_code < 500, describe(resp)
-    assert raw.get("/health", api_key=None).status_code == 200
+    assert raw.get("/health").status_code == 200

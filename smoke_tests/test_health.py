@@ -4,7 +4,7 @@ from smoke_tests.support import describe
 
 
 def test_health_is_200(raw):
-    resp = raw.get("/health", api_key=None)
+    resp = raw.get("/health")
     assert resp.status_code == 200, describe(resp)
 
 

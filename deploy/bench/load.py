@@ -12,7 +12,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -30,6 +31,7 @@ class LoadResult:
     requests_per_second: float
     p50_ms: float
     p95_ms: float
+    failures: dict[str, int] = field(default_factory=dict)  # what the failed requests got: a status or an error
 
 
 def _percentile(sorted_values: list[float], fraction: float) -> float:
@@ -38,12 +40,16 @@ def _percentile(sorted_values: list[float], fraction: float) -> float:
 
 
 def load(base_url: str, api_key: str | None, model: str, concurrency: int, count: int, image_urls: list[str],
-         advance: Callable[[], None] = lambda: None) -> LoadResult:
-    """`count` chat requests, each with one image, cycling through `image_urls` (URLs and data URLs)."""
+         advance: Callable[[], None] = lambda: None, until: Callable[[], bool] | None = None) -> LoadResult:
+    """`count` chat requests, each with one image, cycling through `image_urls` (URLs and data URLs).
+
+    With `until`, at least `count` requests and then more until `until()` is true (load that spans an
+    operation such as a rollout). `requests` in the result is how many were sent.
+    """
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     local = threading.local()
 
-    def one(index: int) -> tuple[bool, float]:
+    def one(index: int) -> tuple[str | None, float]:
         session = getattr(local, "session", None) or requests.Session()
         local.session = session
         body = {"model": model, "max_tokens": 8, "temperature": 0,
@@ -52,20 +58,40 @@ def load(base_url: str, api_key: str | None, model: str, concurrency: int, count
                     {"type": "image_url", "image_url": {"url": image_urls[index % len(image_urls)]}}]}]}
         started = time.monotonic()
         try:
-            ok = session.post(f"{base_url}/v1/chat/completions", json=body, headers=headers, timeout=300).ok
-        except requests.RequestException:
-            ok, local.session = False, None
+            response = session.post(f"{base_url}/v1/chat/completions", json=body, headers=headers, timeout=300)
+            failure = None if response.ok else f"HTTP {response.status_code}: {response.text[:80]}"
+        except requests.RequestException as exc:
+            failure, local.session = type(exc).__name__, None
         advance()
-        return ok, time.monotonic() - started
+        return failure, time.monotonic() - started
 
     started = time.monotonic()
-    with ThreadPoolExecutor(concurrency) as pool:
-        results = list(pool.map(one, range(count)))
+    if until is None:
+        with ThreadPoolExecutor(concurrency) as pool:
+            results = list(pool.map(one, range(count)))
+    else:
+        results, issued, lock = [], iter(range(10**9)), threading.Lock()
+
+        def worker() -> None:
+            while True:
+                with lock:
+                    index = next(issued)
+                    if index >= count and until():
+                        return
+                results.append(one(index))
+
+        threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        count = len(results)
     seconds = time.monotonic() - started
     latencies = sorted(t for _, t in results)
-    return LoadResult(concurrency, count, sum(not ok for ok, _ in results), round(seconds, 2),
+    failures = Counter(failure for failure, _ in results if failure)
+    return LoadResult(concurrency, count, sum(failures.values()), round(seconds, 2),
                       round(count / seconds, 2), round(_percentile(latencies, 0.5) * 1000, 1),
-                      round(_percentile(latencies, 0.95) * 1000, 1))
+                      round(_percentile(latencies, 0.95) * 1000, 1), dict(failures))
 
 
 def load_levels(base_url: str, api_key: str | None, model: str | None, levels: list[int], count: int,

@@ -49,6 +49,9 @@ def engine_flags(profile: Profile) -> list[str]:
         flags += ["--limit-mm-per-prompt", json.dumps(e.limit_mm_per_prompt, separators=(",", ":"), sort_keys=True)]
     if profile.media.allowed_domains:
         flags += ["--allowed-media-domains", *profile.media.allowed_domains]
+    if e.shutdown_timeout_seconds:
+        # NB: on SIGTERM vLLM drains: requests in flight finish, for at most this long.
+        flags += ["--shutdown-timeout", str(e.shutdown_timeout_seconds)]
     if e.kv_cache_space_gib is not None:
         # NB: an explicit KV cache size makes gpu-memory-utilization irrelevant (on CPU it would reserve RAM).
         flags += ["--kv-cache-memory-bytes", str(e.kv_cache_space_gib * 2**30)]

@@ -16,7 +16,8 @@ from deploy.spec import Profile, device_facts
 def build_recipe_digest() -> str:
     """Digest of what an image build runs (Dockerfile templates, copied scripts): a new recipe, a new tag."""
     digest = hashlib.sha256()
-    for path in sorted((TEMPLATE_DIR / "docker").glob("*.j2")) + [BUILD_ASSETS[k] for k in sorted(BUILD_ASSETS)]:
+    engine_files = [TEMPLATE_DIR / "docker" / f"Dockerfile.{kind}.j2" for kind in ("base", "cpu", "cuda")]
+    for path in engine_files + [BUILD_ASSETS["engine-venv.sh"], BUILD_ASSETS["tiny_model.py"]]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 

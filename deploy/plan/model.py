@@ -76,10 +76,66 @@ class EgressPlan(_Frozen):
     blocked_ipv6: list[str]
 
 
+class ReplicaPlan(_Frozen):
+    """One engine replica as a compose service: its own GPUs, or its own CPU cores."""
+
+    service: str  # compose service name: "vllm" alone, "vllm-0", "vllm-1", … behind the router
+    gpu_ids: list[str]  # compose device_ids; [] means "count: gpus" (a single replica) or no GPU
+    cpuset: str | None  # CPU replicas: the cores it runs on (and binds its OpenMP threads to)
+    environment: dict[str, str]  # what differs from the plan's environment (VLLM_CPU_OMP_THREADS_BIND)
+    url: str  # where the router reaches it on the compose network
+
+
+class RouterPlan(_Frozen):
+    """vLLM's router (PyPI vllm-router) in front of the replicas; its argv built once, here."""
+
+    image: str  # built from the registry-free Debian base, like the CPU engine
+    base: str
+    version: str
+    python: str
+    run_as_user: int
+    entrypoint: list[str]  # our launcher: the key and the client check come from the environment
+    compose_argv: list[str]  # static worker URLs: the compose services
+    kubernetes_argv: list[str]  # service discovery of the engine pods by label
+    compose_environment: dict[str, str]  # non-secret
+    kubernetes_environment: dict[str, str]
+    api_key_variable: str  # the router reads the (same) key from this variable
+    container_port: int
+    metrics_port: int
+    health_path: str
+    health_command: list[str]  # compose healthcheck and the Kubernetes exec probes: with the key
+    object_name: str  # Kubernetes Deployment, Service, ServiceAccount, Role
+    labels: dict[str, str]
+    selector: dict[str, str]
+    prestop_seconds: int
+    termination_grace_seconds: int
+    health_check_interval_seconds: int
+    health_failure_threshold: int  # failed checks before a replica gets no traffic
+
+
+class IngressRule(_Frozen):
+    from_labels: dict[str, str] | None  # pods (same namespace) allowed in; None: any pod
+    ports: list[str]  # named container ports
+
+
+class NetworkPolicyPlan(_Frozen):
+    name: str
+    comment: str
+    selector: dict[str, str]  # the pods this policy covers
+    ingress: list[IngressRule]
+    egress: EgressPlan | None  # engine pods only: they fetch image URLs
+
+
 class KubernetesPlan(_Frozen):
     object_name: str
     namespace: str
     replicas: int
+    engine_service_name: str  # the engines' Service: the public one without a router, internal behind it
+    engine_service_type: str  # ClusterIP behind a router
+    engine_service_port: int  # the router reaches the engines on the container port
+    rolling: bool  # RollingUpdate one pod at a time (more than one replica), else Recreate
+    prestop_seconds: int  # endpoints drop the pod before SIGTERM reaches vLLM
+    termination_grace_seconds: int
     labels: dict[str, str]
     selector: dict[str, str]
     secret_name: str
@@ -93,6 +149,7 @@ class KubernetesPlan(_Frozen):
     service_type: str
     network_policy_from: dict[str, str] | None
     egress: EgressPlan | None
+    network_policies: list[NetworkPolicyPlan]
     create_namespace: bool
     memory_request: str
     memory_limit: str
@@ -138,6 +195,9 @@ class Plan(_Frozen):
     health: HealthPlan
     health_command: list[str]  # compose healthcheck; the image's Python, since minimal bases lack curl
     kubernetes: KubernetesPlan
+    replicas: list[ReplicaPlan]
+    router: RouterPlan | None
+    stop_grace_seconds: int  # compose stop_grace_period: longer than vLLM's --shutdown-timeout
     smoke: SmokePlan
     warnings: list[str]
 

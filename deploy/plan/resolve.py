@@ -9,7 +9,9 @@ from deploy.plan.engine import (API_KEY_VARIABLE, CONTAINER_PORT, CPUS_PER_GPU, 
                                     egress_plan, container_environment, host_literal, local_endpoint, plan_warnings, engine_flags,
                                     serve_args)
 from deploy.plan.image import image_plan
-from deploy.plan.model import (EngineSettings, HealthPlan, KubernetesPlan, Plan, SecretEnv, SmokePlan,
+from deploy.plan.router import PRESTOP_SECONDS, engine_environment, replicas, router, router_enabled
+from deploy.plan.model import (EngineSettings, HealthPlan, IngressRule, KubernetesPlan, NetworkPolicyPlan, Plan,
+                               SecretEnv, SmokePlan,
                                    StoragePlan)
 from deploy.spec import Profile, device_facts, gpu_count, model_storage
 
@@ -57,9 +59,44 @@ def resolve(profile: Profile) -> Plan:
     k = profile.kubernetes
     r = profile.resources
     e = profile.engine
+    replica_plans = replicas(profile)
+    router_labels = {"app.kubernetes.io/name": "vllm-router", "app.kubernetes.io/instance": k8s_name,
+                     "app.kubernetes.io/version": device_facts()["router"]["version"],
+                     "app.kubernetes.io/component": "router", "app.kubernetes.io/part-of": "vllm-deploy",
+                     "app.kubernetes.io/managed-by": "vllm-deploy"}
+    engine_service = f"{k8s_name}-engine" if router_enabled(profile) else k8s_name
+    router_plan = router(profile, selector, engine_service, f"{k8s_name}-router", router_labels,
+                         [replica.url for replica in replica_plans])
+    shutdown = e.shutdown_timeout_seconds
+    clients = dict(k.network_policy_from) if k.network_policy_from is not None else None
+    if router_plan:
+        policies = [
+            NetworkPolicyPlan(name=f"{k8s_name}-engine", comment="Engine pods: only the router reaches the server port.",
+                              selector=selector, ingress=[IngressRule(from_labels=router_plan.selector, ports=["http"])],
+                              egress=egress_plan(profile)),
+            NetworkPolicyPlan(name=f"{k8s_name}-router",
+                              comment="The router: its port " + ("for the listed clients only" if clients else "for any pod")
+                              + ", and its metrics.",
+                              selector=router_plan.selector,
+                              ingress=[IngressRule(from_labels=clients, ports=["http"]),
+                                       IngressRule(from_labels=None, ports=["metrics"])], egress=None),
+        ]
+    else:
+        policies = [NetworkPolicyPlan(
+            name=k8s_name, selector=selector, egress=egress_plan(profile),
+            comment="Only the server port is reachable" + (", and only from the listed clients" if clients else "")
+            + "; everything else is dropped at the pod.",
+            ingress=[IngressRule(from_labels=clients, ports=["http"])])]
     kubernetes = KubernetesPlan(
         namespace=k.namespace,
-        replicas=k.replicas,
+        replicas=profile.replicas,
+        engine_service_name=engine_service,
+        engine_service_type="ClusterIP" if router_plan else k.service_type,
+        engine_service_port=CONTAINER_PORT if router_plan else profile.server.port,
+        rolling=profile.replicas > 1,
+        prestop_seconds=PRESTOP_SECONDS,
+        # NB: preStop, then vLLM drains for --shutdown-timeout, then a margin before SIGKILL.
+        termination_grace_seconds=PRESTOP_SECONDS + shutdown + 10,
         labels=labels,
         selector=selector,
         object_name=k8s_name,
@@ -74,6 +111,7 @@ def resolve(profile: Profile) -> Plan:
         service_type=k.service_type,
         network_policy_from=dict(k.network_policy_from) if k.network_policy_from is not None else None,
         egress=egress_plan(profile),
+        network_policies=policies,
         # NB: request = limit makes the pod Guaranteed for memory: vLLM's footprint is fixed once loaded.
         memory_request=f"{r.memory_gib}Gi",
         memory_limit=f"{r.memory_gib}Gi",
@@ -104,7 +142,7 @@ def resolve(profile: Profile) -> Plan:
         entrypoint=list(ENTRYPOINT),
         argv=serve_args(profile.model.source, served, "0.0.0.0", CONTAINER_PORT, flags),
         api_key_variable=API_KEY_VARIABLE,
-        environment=container_environment(profile, storage),
+        environment={**container_environment(profile, storage), **engine_environment(profile)},
         secrets=secrets,
         writable_dirs={"tmp": "/tmp", "cache": WRITABLE_CACHE_DIR},
         bind_address=profile.server.bind_address,
@@ -126,6 +164,9 @@ def resolve(profile: Profile) -> Plan:
             f"timeout={health.timeout_seconds - 1})",
         ],
         kubernetes=kubernetes,
+        replicas=replica_plans,
+        router=router_plan,
+        stop_grace_seconds=shutdown + 10,
         smoke=smoke,
         warnings=plan_warnings(profile, kind),
     )

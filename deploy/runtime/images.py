@@ -15,13 +15,19 @@ from deploy.runtime.process import Runner, run
 BASE_IMAGE_SCRIPT = PACKAGE_DIR / "assets" / "base-image.sh"
 
 
-def ensure_base_image(plan: Plan, engine: Engine, runner: Runner = run) -> bool:
-    """Build the CPU base from Debian packages when it is missing (no registry needed). True if built."""
-    if plan.image.base != device_facts()["cpu"]["base-image"] or engine.image_id(plan.image.base):
-        return False  # someone else's base (the build pulls it), or already here
-    print(f"building the base image {plan.image.base} from Debian packages (about a minute, once)", flush=True)
-    runner(["bash", str(BASE_IMAGE_SCRIPT), plan.image.base], env=cli_environment(), echo=True).checked()
-    return True
+def ensure_base_images(plan: Plan, engine: Engine, runner: Runner = run) -> list[str]:
+    """Build the registry-free Debian base when a build needs it and it is missing. The ones built."""
+    ours = device_facts()["cpu"]["base-image"]
+    wanted = {plan.image.base} if plan.image.build else set()
+    wanted |= {plan.router.base} if plan.router else set()
+    built = []
+    for base in sorted(wanted):
+        if base != ours or engine.image_id(base):
+            continue  # someone else's base (the build pulls it), or already here
+        print(f"building the base image {base} from Debian packages (about a minute, once)", flush=True)
+        runner(["bash", str(BASE_IMAGE_SCRIPT), base], env=cli_environment(), echo=True).checked()
+        built.append(base)
+    return built
 
 
 def fill_wheelhouse(plan: Plan, context: Path, runner: Runner = run) -> None:
@@ -43,8 +49,8 @@ def fill_wheelhouse(plan: Plan, context: Path, runner: Runner = run) -> None:
 
 
 def build(plan: Plan, compose: Compose, echo: bool = True) -> tuple[int, int]:
-    """Build the profile's image (cached where possible); (RUN/COPY steps run, steps in all)."""
-    done = compose("--progress", "plain", "build", "vllm", echo=echo)
+    """Build the profile's images (engine and router; cached where possible); (RUN/COPY steps run, in all)."""
+    done = compose("--progress", "plain", "build", echo=echo)
     if not done.ok:
         tail = "\n".join(done.stdout.splitlines()[-30:])
         raise UserError(f"building {plan.image.reference} failed (exit {done.returncode}):\n{tail}")
@@ -56,12 +62,11 @@ def executed_steps(log_text: str) -> tuple[int, int]:
 
     NB: BuildKit's progress log is the only place the cache verdict of each step is reported.
     """
-    steps = set(re.findall(r"^#(\d+) \[vllm +\d+/\d+\] (?:RUN|COPY)", log_text, re.M))
+    steps = set(re.findall(r"^#(\d+) \[[\w.-]+ +\d+/\d+\] (?:RUN|COPY)", log_text, re.M))
     cached = set(re.findall(r"^#(\d+) CACHED", log_text, re.M))
     return len(steps - cached), len(steps)
 
 
-def push(plan: Plan, runner: Runner = run) -> None:
-    """Push the built image. NB: the docker CLI, not the SDK: it uses the user's `docker login` as it is."""
-    runner([docker_cli(), "push", plan.image.reference], env=cli_environment(), echo=True).checked(
-        f"docker push {plan.image.reference}")
+def push(reference: str, runner: Runner = run) -> None:
+    """Push a built image. NB: the docker CLI, not the SDK: it uses the user's `docker login` as it is."""
+    runner([docker_cli(), "push", reference], env=cli_environment(), echo=True).checked(f"docker push {reference}")

@@ -38,6 +38,8 @@ def plan_options(plan: Plan, endpoint: str, key: str | None, image_server_host: 
         options += ["--api-key", key]
     if image_server_host:
         options += ["--local-image-server", "--image-server-host", image_server_host]
+    if plan.router:
+        options.append("--key-on-every-route")  # vLLM's router, with its client check on, guards /health too
     return options
 
 

@@ -19,6 +19,7 @@ from deploy.render import render, write_files
 from deploy.runtime import envfile, images, preflight
 from deploy.runtime.docker import Compose, Engine
 from deploy.runtime.process import Runner, run, wait_until
+from deploy.runtime.router import RouterClient
 
 LOG_TAIL = 40
 
@@ -50,8 +51,23 @@ class Stack:
         """The API key as compose sees it: the environment first, then the stack's .env."""
         return envfile.key(self.plan.api_key_source, self.env_file)
 
-    def container(self, service: str = "vllm") -> str | None:
-        return self.compose.container(service)
+    @property
+    def services(self) -> list[str]:
+        """The compose services: the engine replicas, then the router in front of them if there is one."""
+        return [r.service for r in self.plan.replicas] + (["router"] if self.plan.router else [])
+
+    @property
+    def front(self) -> str:
+        """The service that publishes the endpoint."""
+        return self.services[-1]
+
+    def container(self, service: str | None = None) -> str | None:
+        return self.compose.container(service or self.front)
+
+    def gateway(self) -> str | None:
+        """The host's address on the stack's network, where the engines reach a server of ours (images)."""
+        container = self.container(self.plan.replicas[0].service)
+        return self.engine.gateway(container) if container else None
 
 
 @dataclass(frozen=True)
@@ -70,9 +86,9 @@ def prepare(stack: Stack, echo: bool = True) -> int:
     write_files(render(stack.plan), stack.root)
     if envfile.ensure_key(stack.plan.api_key_source, stack.env_file):
         print(f"generated a random API key into {stack.env_file} (mode 0600, git-ignored)")
-    if not stack.plan.image.build:
+    if not stack.plan.image.build and not stack.plan.router:
         return 0  # the official image as it is: compose pulls it
-    images.ensure_base_image(stack.plan, stack.engine, stack.runner)
+    images.ensure_base_images(stack.plan, stack.engine, stack.runner)
     images.fill_wheelhouse(stack.plan, stack.directory, stack.runner)
     return images.build(stack.plan, stack.compose, echo=echo)[0]
 
@@ -111,19 +127,56 @@ def check_host(stack: Stack) -> None:
         raise UserError(f"{stack.plan.name} cannot come up on this host:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
+def wait_services(stack: Stack, services: list[str]) -> float:
+    """Wait until each service's container is healthy, in order; the seconds it took in all."""
+    started = time.monotonic()
+    for service in services:
+        container = stack.container(service)
+        if not container:
+            raise UserError(f"compose reported no container for the {service} service")
+        wait_healthy(stack, container, stack.plan.health.start_period_seconds)
+    return time.monotonic() - started
+
+
 def up(stack: Stack) -> UpResult:
-    """Preflight, render, build (cached), start and wait for health."""
+    """Preflight, render, build (cached), start every service and wait until all are healthy."""
     check_host(stack)
     started = time.monotonic()
     steps = prepare(stack)
     build_seconds = time.monotonic() - started
-    stack.compose("up", "-d", "--no-build", "vllm", echo=True).checked("docker compose up")
-    container = stack.container()
-    if not container:
-        raise UserError("compose reported no container for the vllm service")
-    healthy = wait_healthy(stack, container, stack.plan.health.start_period_seconds)
-    image = stack.engine.inspect(container).get("Image", "")
+    stack.compose("up", "-d", "--no-build", *stack.services, echo=True).checked("docker compose up")
+    healthy = wait_services(stack, stack.services)
+    image = stack.engine.inspect(stack.container(stack.plan.replicas[0].service) or "").get("Image", "")
     return UpResult(round(build_seconds, 1), steps, round(healthy, 1), image)
+
+
+def rollout(stack: Stack, on_step=print) -> list[tuple[str, float]]:
+    """Replace the engine replicas one at a time with the profile's current image and settings, each
+    healthy before the next; then the router, if its settings changed.
+
+    Each replica leaves the router first (no new request reaches it, the ones in flight finish, then
+    vLLM's --shutdown-timeout drains on SIGTERM) and rejoins once healthy: the others serve meanwhile,
+    and no request meets a replica that is going away."""
+    check_host(stack)
+    prepare(stack)
+    router = RouterClient(stack.endpoint, stack.key() or "") if stack.plan.router and stack.container("router") else None
+    done = []
+    for replica in stack.plan.replicas:
+        on_step(f"replacing {replica.service} …")
+        started = time.monotonic()
+        if router:
+            router.remove(replica.url)
+        stack.compose("up", "-d", "--no-deps", "--no-build", "--force-recreate", replica.service).checked(
+            f"docker compose up {replica.service}")
+        wait_services(stack, [replica.service])
+        if router:
+            router.add(replica.url)
+        done.append((replica.service, round(time.monotonic() - started, 1)))
+        on_step(f"{replica.service} healthy and back in the router after {done[-1][1]} s")
+    if stack.plan.router:
+        stack.compose("up", "-d", "--no-deps", "--no-build", "router").checked("docker compose up router")
+        wait_services(stack, ["router"])
+    return done
 
 
 def down(stack: Stack, remove_volumes: bool = False) -> None:
@@ -132,21 +185,23 @@ def down(stack: Stack, remove_volumes: bool = False) -> None:
 
 
 def logs(stack: Stack, follow: bool) -> None:
-    stack.compose("logs", *(["-f"] if follow else []), "--tail", "200", "vllm", echo=True)
+    stack.compose("logs", *(["-f"] if follow else []), "--tail", "200", *stack.services, echo=True)
 
 
-def push(stack: Stack) -> str:
-    """Build the profile's image (a cache hit when unchanged) and push it to the profile's registry."""
+def push(stack: Stack) -> list[str]:
+    """Build the profile's images (a cache hit when unchanged) and push them to the profile's registry."""
     plan = stack.plan
-    if not plan.image.build:
+    references = ([plan.image.reference] if plan.image.build else []) + ([plan.router.image] if plan.router else [])
+    if not references:
         raise UserError(f"{plan.name} runs the official image {plan.image.reference} unchanged: nothing to push; "
                         "clusters pull it from Docker Hub as it is")
     if not plan.image.registry:
         raise UserError(f"{plan.name} has no image.registry: set it to where your cluster pulls from, e.g. "
                         "image: {registry: registry.example.com/ml}, then push again")
     prepare(stack)
-    images.push(plan, stack.runner)
-    return plan.image.reference
+    for reference in references:
+        images.push(reference, stack.runner)
+    return references
 
 
 def how_to_call(stack: Stack) -> str:

@@ -1,6 +1,6 @@
 """The profile: one YAML file per deployment, validated into a frozen `Profile`.
 
-schema (the model, defaults, bounds) · flags (the extra-args guard) · yaml_lines (bounded YAML with
+base (patterns, value types, the section class) · serving (router, media) · schema (the model, defaults, bounds) · flags (the extra-args guard) · yaml_lines (bounded YAML with
 lines) · messages (errors as sentences, secrets never echoed) · checks (cross-field) · load (entry points)
 """
 

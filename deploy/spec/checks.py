@@ -10,7 +10,8 @@ from typing import Any
 import yaml
 
 from deploy.spec.redact import show
-from deploy.spec.schema import ABSOLUTE_PATH, Profile, is_hub_id
+from deploy.spec.base import ABSOLUTE_PATH
+from deploy.spec.schema import Profile, is_hub_id
 
 DEVICES_FILE = Path(__file__).resolve().parent.parent / "data" / "devices.yaml"
 
@@ -71,6 +72,13 @@ def cross_checks(p: Profile) -> list[tuple[tuple[str, ...], str]]:
             found.append((("engine", "kv-cache-space-gib"), "required for device cpu, e.g. 1 (GiB)"))
         if p.resources.shm_size_gib > p.resources.memory_gib:
             found.append((("resources", "shm-size-gib"), "larger than memory-gib"))
+    router_on = p.router.enabled if p.router.enabled is not None else p.replicas > 1
+    if p.replicas > 1 and not router_on:
+        found.append((("router", "enabled"), f"{p.replicas} replicas need the router in front of them (one endpoint, "
+                      "health checks, retries); remove `enabled: false`"))
+    if p.image.device == "cpu" and p.replicas > 1 and not p.resources.cpus:
+        found.append((("resources", "cpus"), "required with CPU replicas: each replica gets its own cores (cpuset), "
+                      "e.g. 1"))
     if p.media.blocked_networks and not p.kubernetes.egress_policy:
         found.append((("media", "blocked-networks"), "takes effect through the egress NetworkPolicy: set "
                       "kubernetes.egress-policy: true"))

@@ -13,7 +13,8 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import BaseModel
 
 from deploy.spec.redact import looks_secret, show
-from deploy.spec.schema import PATTERN_WORDS, Profile, section_class
+from deploy.spec.base import PATTERN_WORDS
+from deploy.spec.schema import Profile, section_class
 
 
 @cache

@@ -14,67 +14,10 @@ from typing import Annotated, Any, Literal
 from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from deploy.spec.base import (HUB_ID, AbsolutePath, DnsLabel, Dtype, EnvName, ImageReference, LabelKey, LabelValue,
+                               Labels, Line, Modality, ProfileName, RegistryPath, Section)
 from deploy.spec.flags import extra_args_problems
-
-Dtype = Literal["auto", "half", "float16", "bfloat16", "float", "float32"]
-Modality = Literal["image", "video", "audio"]
-
-# DNS-1123 label, for Kubernetes namespaces.
-DNS_LABEL = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
-# A compose project and image name; Kubernetes names take it with "_" turned into "-".
-PROFILE_NAME = r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$"
-ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
-# A registry host (with an optional port) and path, lowercase, as image references require.
-REGISTRY_PATH = r"^[a-z0-9]+([.-][a-z0-9]+)*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
-# An image reference as Docker's reference grammar has it, with a tag or a digest.
-IMAGE_REFERENCE = (
-    r"^([a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*(:[0-9]{1,5})?/)?"
-    r"[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*"
-    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
-)
-# Kubernetes label keys ([prefix/]name) and values.
-LABEL_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
-LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
-# A Hugging Face repository id.
-HUB_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+$"
-# A host name as allowed-media-domains compares it (vLLM matches the URL's hostname exactly).
-HOST_NAME = r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$"
-# An absolute path of plain characters: it is mounted, written into manifests and passed to a shell.
-ABSOLUTE_PATH = r"^(/[A-Za-z0-9._+-]+)+/?$"
-
-# What each pattern means, in words, for error messages.
-PATTERN_WORDS = {
-    DNS_LABEL: "lowercase letters, digits and '-', starting and ending with a letter or digit",
-    PROFILE_NAME: "lowercase letters, digits, '-' and '_', starting and ending with a letter or digit",
-    ENV_NAME: "an environment variable name: capital letters, digits and '_', e.g. VLLM_API_KEY",
-    REGISTRY_PATH: "a registry host and path in lowercase, e.g. registry.example.com/ml or 127.0.0.1:5000/team",
-    IMAGE_REFERENCE: "an image reference like vllm/vllm-openai:v0.32.0 or registry.example.com/vllm@sha256:…",
-    LABEL_KEY: "a Kubernetes label key like app.kubernetes.io/name or gpu-type",
-    LABEL_VALUE: "a Kubernetes label value: up to 63 letters, digits, '-', '_' or '.', starting and ending "
-                 "with a letter or digit",
-    HUB_ID: "a Hugging Face id like Qwen/Qwen2.5-VL-7B-Instruct",
-    HOST_NAME: "a host name like images.example.com (no scheme, port or path)",
-    ABSOLUTE_PATH: "an absolute path of letters, digits and '.', '_', '+', '-', e.g. /models/minicpm-v-2_6",
-}
-
-
-def _pattern(pattern: str, max_length: int) -> Any:
-    # NB: pydantic's regex engine anchors `$` at the very end, so a trailing newline never passes.
-    return Field(pattern=pattern, max_length=max_length)
-
-
-DnsLabel = Annotated[str, _pattern(DNS_LABEL, 63)]
-ProfileName = Annotated[str, _pattern(PROFILE_NAME, 40)]
-EnvName = Annotated[str, _pattern(ENV_NAME, 100)]
-RegistryPath = Annotated[str, _pattern(REGISTRY_PATH, 200)]
-ImageReference = Annotated[str, _pattern(IMAGE_REFERENCE, 255)]
-LabelKey = Annotated[str, _pattern(LABEL_KEY, 253)]
-LabelValue = Annotated[str, _pattern(LABEL_VALUE, 63)]
-HostName = Annotated[str, _pattern(HOST_NAME, 253)]
-AbsolutePath = Annotated[str, _pattern(ABSOLUTE_PATH, 1024)]
-Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=64)]
-# Prose that ends up in comments, smoke prompts and descriptions: one line, no control characters.
-Line = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$", max_length=2000)]
+from deploy.spec.serving import Media, Router
 
 # Variables the key must not be read from: the container or vLLM use them for something else, so
 # naming one would either break the server or hand its value to every client as the key.
@@ -127,13 +70,7 @@ def _pinned(reference: str) -> str:
 Requirement508 = Annotated[str, Field(max_length=500), AfterValidator(_requirement)]
 
 
-class _Section(BaseModel):
-    # NB: keys are kebab-case like vLLM's own flags; unknown keys are errors, never ignored.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, alias_generator=lambda n: n.replace("_", "-"),
-                              validate_default=True)
-
-
-class ModelSource(_Section):
+class ModelSource(Section):
     """Which weights to serve and where they live."""
 
     source: Annotated[str, Field(min_length=1, max_length=1024)] = Field(
@@ -153,7 +90,7 @@ class ModelSource(_Section):
     )
 
 
-class Engine(_Section):
+class Engine(Section):
     """vLLM engine settings. The first four are required: they are the seed's flags."""
 
     dtype: Dtype
@@ -168,6 +105,11 @@ class Engine(_Section):
     )
     kv_cache_space_gib: int | None = Field(
         None, ge=1, le=4096, description="CPU only: KV-cache size (VLLM_CPU_KVCACHE_SPACE). Required on CPU."
+    )
+    shutdown_timeout_seconds: int = Field(
+        30, ge=0, le=3600,
+        description="On SIGTERM, requests in flight may finish for this long (vLLM --shutdown-timeout); compose's "
+        "stop grace period and the pod's termination grace period are longer.",
     )
     extra_args: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=200)] = Field(
         default_factory=list,
@@ -184,7 +126,7 @@ class Engine(_Section):
         return args
 
 
-class ApiKey(_Section):
+class ApiKey(Section):
     """Where the API key comes from. The value itself never appears in a profile or a rendered file."""
 
     env: Annotated[EnvName, AfterValidator(_not_reserved)] = Field(
@@ -192,7 +134,7 @@ class ApiKey(_Section):
     )
 
 
-class Image(_Section):
+class Image(Section):
     device: Literal["cuda", "cpu"] = "cuda"
     base: Annotated[ImageReference, AfterValidator(_pinned)] | None = Field(
         None, description="Base image, pinned. Default per device from deploy/data/devices.yaml."
@@ -213,7 +155,7 @@ class Image(_Section):
     )
 
 
-class Resources(_Section):
+class Resources(Section):
     gpus: int | None = Field(None, ge=0, le=64, description="GPUs per replica. Default: tensor-parallel-size (cuda), 0 (cpu).")
     shm_size_gib: int = Field(8, ge=1, le=4096, description="Shared memory for vLLM's workers (/dev/shm).")
     memory_gib: int = Field(32, ge=1, le=16384, description="Memory limit of the container.")
@@ -224,7 +166,7 @@ class Resources(_Section):
     )
 
 
-class Server(_Section):
+class Server(Section):
     port: int = Field(8000, ge=1, le=65535)
     bind_address: Annotated[str, Field(max_length=64), AfterValidator(_ip_address)] = Field(
         "127.0.0.1", description="Host address compose publishes the port on: 127.0.0.1, or 0.0.0.0 for every interface."
@@ -243,12 +185,11 @@ class Toleration(BaseModel):
     tolerationSeconds: int | None = Field(None, ge=0, le=10**9)  # noqa: N815 (Kubernetes' spelling)
 
 
-class Kubernetes(_Section):
+class Kubernetes(Section):
     namespace: DnsLabel = Field("vllm", description="Namespace of every object (not `default`: keep workloads apart).")
     create_namespace: bool = Field(
         True, description="Render the Namespace object too; false where it exists and you may not create namespaces."
     )
-    replicas: int = Field(1, ge=0, le=1000)
     storage_class: DnsLabel | None = None
     storage_size_gib: int = Field(50, ge=1, le=1_000_000, description="Size of the model cache volume (hub storage).")
     node_selector: Labels = Field(
@@ -287,50 +228,7 @@ class Kubernetes(_Section):
     )
 
 
-class Media(_Section):
-    """Image URLs are fetched by the server: bound where it may fetch from and for how long."""
-
-    allowed_domains: Annotated[list[HostName], Field(max_length=100)] = Field(
-        default_factory=list,
-        description="Hosts image URLs may point at (vLLM --allowed-media-domains). Empty: any host. Setting it "
-        "turns redirects off, since vLLM checks only the first URL's host.",
-    )
-    allow_redirects: bool | None = Field(
-        None,
-        description="Whether image fetches follow HTTP redirects (VLLM_MEDIA_URL_ALLOW_REDIRECTS). Default: "
-        "off with allowed-domains (an allowed host could bounce the server anywhere), on without.",
-    )
-    blocked_networks: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], Field(max_length=100)] = Field(
-        default_factory=list,
-        description="Networks the pod must never reach (with kubernetes.egress-policy), e.g. [10.0.0.0/8, "
-        "172.16.0.0/12, 192.168.0.0/16]; link-local is always blocked there.",
-    )
-    fetch_timeout_seconds: int = Field(
-        5, ge=1, le=600, description="Per-attempt timeout fetching an image URL (VLLM_IMAGE_FETCH_TIMEOUT)."
-    )
-    fetch_max_retries: int = Field(
-        1, ge=0, le=10,
-        description="Retries of a failed image fetch (VLLM_MEDIA_FETCH_MAX_RETRIES). vLLM's default 3 "
-        "lets one unreachable URL hold a request for about two minutes.",
-    )
-
-    @field_validator("blocked_networks", mode="before")
-    @classmethod
-    def _networks_from_text(cls, value: Any) -> Any:
-        # NB: strict mode takes no strings for networks; CIDR text is what users write.
-        if isinstance(value, list):
-            return [_network(v) if isinstance(v, str) else v for v in value]
-        return value
-
-
-def _network(text: str) -> Any:
-    try:
-        return ipaddress.ip_network(text)
-    except ValueError:
-        raise ValueError("expected a network like 10.0.0.0/8 (host bits zero)") from None
-
-
-class Smoke(_Section):
+class Smoke(Section):
     stop_token_ids: Annotated[list[Annotated[int, Field(ge=0, le=10_000_000)]], Field(max_length=32)] = Field(
         default_factory=lambda: [151645, 151643]
     )
@@ -340,7 +238,7 @@ class Smoke(_Section):
     )
 
 
-class Profile(_Section):
+class Profile(Section):
     """One deployment. Defaults live here and nowhere else."""
 
     name: ProfileName = Field(description="Names the compose project, the image and the Kubernetes objects.")
@@ -349,6 +247,12 @@ class Profile(_Section):
     engine: Engine
     api_key: ApiKey
     image: Image = Image()
+    replicas: int = Field(
+        1, ge=0, le=64,
+        description="Engine replicas: compose services (each with its own GPUs, or its own CPU cores) and the "
+        "Deployment's replicas; with more than one, the router spreads requests over them.",
+    )
+    router: Router = Router()
     resources: Resources = Resources()
     server: Server = Server()
     kubernetes: Kubernetes = Kubernetes()

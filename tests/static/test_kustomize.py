@@ -75,11 +75,14 @@ def test_kustomize_builds_the_rendered_directory(ref, tmp_path, measured):
         by_kind.setdefault(obj["kind"], []).append(obj)
 
     k = plan.kubernetes
-    expected_kinds = {"Deployment", "Service", "Secret", "NetworkPolicy"}
-    expected_kinds |= {"PersistentVolumeClaim"} if k.pvc_name else set()
-    expected_kinds |= {"Namespace"} if k.create_namespace else set()
-    assert sorted(by_kind) == sorted(expected_kinds)
-    assert all(len(v) == 1 for v in by_kind.values()), [o["metadata"]["name"] for o in objects]
+    expected = {"Deployment": 1, "Service": 1, "Secret": 1, "NetworkPolicy": 1}
+    expected |= {"PersistentVolumeClaim": 1} if k.pvc_name else {}
+    expected |= {"Namespace": 1} if k.create_namespace else {}
+    expected |= {"PodDisruptionBudget": 1} if k.rolling else {}
+    if plan.router:  # its Deployment and Service, its RBAC, and a NetworkPolicy each for engines and router
+        expected |= {"Deployment": 2, "Service": 2, "NetworkPolicy": 2, "ServiceAccount": 1, "Role": 1,
+                     "RoleBinding": 1}
+    assert {kind: len(found) for kind, found in by_kind.items()} == expected, [o["metadata"]["name"] for o in objects]
 
     # The Secret: generated from secrets.env, its name suffixed with the hash of its content.
     secret = by_kind["Secret"][0]
@@ -87,12 +90,11 @@ def test_kustomize_builds_the_rendered_directory(ref, tmp_path, measured):
     assert sorted(secret["data"]) == sorted(keys)
     assert base64.b64decode(secret["data"][plan.api_key_variable]).decode() == TEST_KEY
 
-    # Every secretKeyRef of the Deployment names exactly that hashed Secret, and a key it holds.
-    deployment = by_kind["Deployment"][0]
-    containers = deployment["spec"]["template"]["spec"]["containers"]
+    # Every secretKeyRef of the Deployments names exactly that hashed Secret, and a key it holds.
+    containers = [c for d in by_kind["Deployment"] for c in d["spec"]["template"]["spec"]["containers"]]
     refs = [e["valueFrom"]["secretKeyRef"] for c in containers for e in c.get("env", [])
             if "secretKeyRef" in e.get("valueFrom", {})]
-    assert sorted(r["key"] for r in refs) == sorted(s.name for s in plan.secrets)
+    assert sorted(set(r["key"] for r in refs)) == sorted(s.name for s in plan.secrets)
     for ref_ in refs:
         assert ref_["name"] == secret["metadata"]["name"], ref_
         assert ref_["key"] in secret["data"]

@@ -164,7 +164,7 @@ REFUSED: list[tuple[str, str, list[str]]] = [
     ("port-yes", profile(**{"server.port": True}), ["server.port: expected an integer, got True (bool)"]),
     ("port-quoted", profile(**{"server.port": "8000"}), ["server.port: expected an integer, got '8000' (str)"]),
     ("max-model-len-quoted", profile(**{"engine.max-model-len": "2048"}), ["expected an integer, got '2048' (str)"]),
-    ("replicas-huge", profile(**{"kubernetes.replicas": 10**30}), ["kubernetes.replicas: expected a number of at most 1000"]),
+    ("replicas-huge", profile(replicas=10**30), ["replicas: expected a number of at most 64"]),
     ("utilization-nan", profile(**{"engine.gpu-memory-utilization": float("nan")}), ["engine.gpu-memory-utilization"]),
     ("utilization-inf", profile(**{"engine.gpu-memory-utilization": float("inf")}), ["engine.gpu-memory-utilization"]),
     ("trust-remote-code-string", profile(**{"engine.trust-remote-code": "true"}), ["expected true or false, got 'true' (str)"]),

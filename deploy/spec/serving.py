@@ -1,0 +1,73 @@
+"""Profile sections about serving clients: the router in front of the replicas, and the media the
+server fetches for them. Split from schema.py, which imports them; same conventions."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+
+from deploy.spec.base import HostName, Section
+
+class Router(Section):
+    """vLLM's own router (PyPI vllm-router) in front of the replicas: one endpoint, health checks, retries."""
+
+    enabled: bool | None = Field(None, description="Default: on with more than one replica.")
+    policy: Literal["round_robin", "power_of_two", "cache_aware", "consistent_hash", "random"] = Field(
+        "round_robin", description="How requests are spread: round_robin suits identical replicas.")
+    health_check_interval_seconds: int = Field(5, ge=1, le=300, description="How often it probes each replica's /health.")
+    health_failure_threshold: int = Field(2, ge=1, le=100, description="Failed probes before a replica gets no traffic.")
+    max_retries: int = Field(5, ge=1, le=20, description="Attempts per request (the next replica on a failure).")
+    circuit_breaker_seconds: int = Field(15, ge=1, le=3600, description="How long a failing replica is left alone.")
+    request_timeout_seconds: int = Field(600, ge=1, le=86_400, description="Longest a request (stream included) may take.")
+    max_concurrent_requests: int | None = Field(
+        None, ge=1, le=1_000_000,
+        description="Admission: requests let in per second and at once (a token bucket; beyond it 429).")
+    queue_size: int = Field(100, ge=0, le=100_000, description="Requests that wait for admission before a 429.")
+    max_payload_mib: int = Field(64, ge=1, le=1024, description="Largest request body (base64 images are big).")
+
+
+class Media(Section):
+    """Image URLs are fetched by the server: bound where it may fetch from and for how long."""
+
+    allowed_domains: Annotated[list[HostName], Field(max_length=100)] = Field(
+        default_factory=list,
+        description="Hosts image URLs may point at (vLLM --allowed-media-domains). Empty: any host. Setting it "
+        "turns redirects off, since vLLM checks only the first URL's host.",
+    )
+    allow_redirects: bool | None = Field(
+        None,
+        description="Whether image fetches follow HTTP redirects (VLLM_MEDIA_URL_ALLOW_REDIRECTS). Default: "
+        "off with allowed-domains (an allowed host could bounce the server anywhere), on without.",
+    )
+    blocked_networks: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], Field(max_length=100)] = Field(
+        default_factory=list,
+        description="Networks the pod must never reach (with kubernetes.egress-policy), e.g. [10.0.0.0/8, "
+        "172.16.0.0/12, 192.168.0.0/16]; link-local is always blocked there.",
+    )
+    fetch_timeout_seconds: int = Field(
+        5, ge=1, le=600, description="Per-attempt timeout fetching an image URL (VLLM_IMAGE_FETCH_TIMEOUT)."
+    )
+    fetch_max_retries: int = Field(
+        1, ge=0, le=10,
+        description="Retries of a failed image fetch (VLLM_MEDIA_FETCH_MAX_RETRIES). vLLM's default 3 "
+        "lets one unreachable URL hold a request for about two minutes.",
+    )
+
+    @field_validator("blocked_networks", mode="before")
+    @classmethod
+    def _networks_from_text(cls, value: Any) -> Any:
+        # NB: strict mode takes no strings for networks; CIDR text is what users write.
+        if isinstance(value, list):
+            return [_network(v) if isinstance(v, str) else v for v in value]
+        return value
+
+
+def _network(text: str) -> Any:
+    try:
+        return ipaddress.ip_network(text)
+    except ValueError:
+        raise ValueError("expected a network like 10.0.0.0/8 (host bits zero)") from None
+
+

@@ -1,0 +1,159 @@
+"""tiny-cpu-x2's Kubernetes objects, as kustomize builds them, under `podman kube play`: two engine pods and
+the router pod in front of them; the smoke suite passes through the router pod.
+
+Where podman differs from a cluster (besides what test_pod.py lists): it has no API server, so the
+router cannot discover the engine pods by label; the test gives it the engine pods' addresses as static
+worker URLs (the router's --worker-urls), as it would get on compose. Podman plays a Deployment as one
+pod whatever its replicas, so the engine Deployment is played twice under two names.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+import subprocess
+
+import pytest
+import requests
+import yaml
+
+from deploy.plan import resolve
+from deploy.runtime.docker import docker_cli
+from deploy.runtime.net import free_port, wait_for_http
+from deploy.runtime.process import wait_until
+from deploy.runtime.smoke import plan_options, run_suite
+from deploy.runtime.stack import Stack, prepare
+from deploy.spec import load_profile
+from tests.conftest import kubectl
+from tests.integration.test_pod import CONF, create_podman_secret, podman
+
+pytestmark = [pytest.mark.podman, pytest.mark.slow]
+READY_DEADLINE_SECONDS = 420
+
+
+def load_into_podman(reference: str) -> None:
+    if podman("image", "exists", reference, check=False).returncode != 0:
+        save = subprocess.Popen([docker_cli(), "save", reference], stdout=subprocess.PIPE)
+        podman("load", stdin=save.stdout, timeout=900)
+        assert save.wait() == 0
+
+
+def built_objects(plan, root, key: str) -> list[dict]:
+    from deploy.render import render, write_files
+
+    write_files(render(plan), root)
+    directory = root / "k8s" / plan.name
+    (directory / "secrets.env").write_text(f"{plan.api_key_variable}={key}\n")
+    built = subprocess.run([kubectl(), "kustomize", str(directory)], capture_output=True, text=True, check=True)
+    return [o for o in yaml.safe_load_all(built.stdout) if o]
+
+
+def for_podman(deployment: dict, suffix: str, publish: bool) -> dict:
+    """/dev/shm from the host; emptyDirs named per pod (podman makes a named volume of each, which two pods
+    would share); container ports published only where the test needs them (podman publishes a bare
+    containerPort on the host's same port, and two engine pods would collide)."""
+    spec = deployment["spec"]["template"]["spec"]
+    for volume in spec.get("volumes", []):
+        if volume["name"] == "dshm":
+            volume.pop("emptyDir")
+            volume["hostPath"] = {"path": "/dev/shm", "type": "Directory"}
+        elif "emptyDir" in volume:
+            for mount in spec["containers"][0]["volumeMounts"]:
+                if mount["name"] == volume["name"]:
+                    mount["name"] = f"{volume['name']}-{suffix}"
+            volume["name"] = f"{volume['name']}-{suffix}"
+    container = spec["containers"][0]
+    if publish:
+        container["ports"] = [dict(container["ports"][0], hostPort=free_port(), hostIP="127.0.0.1")]
+    else:
+        container.pop("ports")  # NB: probes named the port "http": give them the number
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            for kind in ("httpGet", "tcpSocket"):
+                if kind in container.get(probe, {}):
+                    container[probe][kind]["port"] = 8000
+    return deployment
+
+
+def pod_network(name_prefix: str) -> dict:
+    """The network settings of the first container whose name starts with `name_prefix`: IPAddress, Gateway."""
+    containers = [n for n in podman("ps", "--format", "{{.Names}}").stdout.split() if n.startswith(name_prefix)]
+    assert containers, podman("ps", "-a").stdout
+    networks = json.loads(podman("inspect", containers[0]).stdout)[0]["NetworkSettings"]["Networks"]
+    return next(iter(networks.values()))
+
+
+@pytest.fixture(scope="module")
+def routed(tmp_path_factory):
+    if not CONF.exists():
+        pytest.fail("run scripts/podman-up.sh (make test does) to install podman and write its configuration")
+    root = tmp_path_factory.mktemp("pod-router")
+    plan = resolve(load_profile("tiny-cpu-x2"))
+    prepare(Stack(plan, root), echo=False)  # both images the manifests name; cache hits after `up`
+    for reference in (plan.image.reference, plan.router.image):
+        load_into_podman(reference)
+    key = "sk-" + secrets.token_hex(16)
+    objects = built_objects(plan, root / "rendered", key)
+    secret = next(o for o in objects if o["kind"] == "Secret")
+    create_podman_secret(secret)
+    engine = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == plan.kubernetes.object_name)
+    router = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == plan.router.object_name)
+
+    manifests = []
+    for index in range(plan.kubernetes.replicas):
+        copy_ = for_podman(copy.deepcopy(engine), str(index), publish=False)
+        copy_["metadata"]["name"] = f"{plan.kubernetes.object_name}-{index}"
+        path = root / f"engine-{index}.yaml"
+        path.write_text(yaml.safe_dump(copy_))
+        podman("kube", "play", "--replace", str(path))
+        manifests.append(path)
+    try:
+        networks = [pod_network(f"{plan.kubernetes.object_name}-{index}-pod") for index in range(plan.kubernetes.replicas)]
+        addresses = [network["IPAddress"] for network in networks]
+        for address in addresses:
+            wait_for_http(f"http://{address}:8000/health", READY_DEADLINE_SECONDS, interval=1)
+        # Static workers instead of service discovery (no API server here), as compose has them.
+        container = router["spec"]["template"]["spec"]["containers"][0]
+        args = container["args"]
+        start = args.index("--service-discovery")
+        end = args.index("--service-discovery-namespace") + 2
+        container["args"] = ["--worker-urls", *(f"http://{a}:8000" for a in addresses), *args[:start], *args[end:]]
+        for variable in container["env"]:
+            if variable["name"] == "VLLM_ROUTER_KEY_VALIDATION_URLS":
+                variable["value"] = ",".join(f"http://{a}:8000/v1/models" for a in addresses)
+        for_podman(router, "router", publish=True)
+        container = router["spec"]["template"]["spec"]["containers"][0]
+        port = container["ports"][0]["hostPort"]
+        path = root / "router.yaml"
+        path.write_text(yaml.safe_dump(router))
+        podman("kube", "play", "--replace", str(path))
+        manifests.append(path)
+        base_url = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            try:
+                return requests.get(f"{base_url}/readiness", headers={"Authorization": f"Bearer {key}"},
+                                    timeout=2).json().get("healthy_workers") == 2
+            except (requests.RequestException, ValueError):
+                return False
+
+        wait_until(lambda: True if ready() else None, timeout=120, interval=1)
+        yield plan, base_url, key, networks[0]["Gateway"]  # where the engine pods reach the image server
+    finally:
+        for path in reversed(manifests):
+            podman("kube", "down", str(path), check=False)
+        podman("secret", "rm", secret["metadata"]["name"], check=False)
+
+
+def test_the_smoke_suite_passes_through_the_router_pod(routed, measured):
+    plan, base_url, key, gateway = routed
+    code, cases, output = run_suite(plan_options(plan, base_url, key, gateway))
+    assert code == 0, output[-6000:]
+    assert {c.status for c in cases} == {"passed"}
+    measured["smoke suite through the router pod (cases)"] = len(cases)
+
+
+def test_the_router_pod_checks_the_key(routed):
+    _, base_url, key, _ = routed
+    assert requests.get(f"{base_url}/v1/models", timeout=5).status_code == 401
+    assert requests.get(f"{base_url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=5).ok
