@@ -21,6 +21,7 @@ import jinja2
 from deploy.paths import BUILD_ASSETS, TEMPLATE_DIR
 from deploy.errors import UserError
 from deploy.plan import Plan
+from deploy.plan.generation import config_text
 
 
 def _yaml_scalar(value: Any) -> str:
@@ -137,7 +138,19 @@ def render(plan: Plan) -> dict[str, str]:
         files[f"{compose_dir}/wheels/README"] = WHEELS_README
     if plan.storage.kind == "tiny":
         files[f"{compose_dir}/tiny_model.py"] = asset_copy("tiny_model.py")
+    if plan.generation is not None:
+        # Mounted into the container (a compose config, a ConfigMap): a change never rebuilds the image.
+        files[f"{compose_dir}/{plan.generation.file_name}"] = config_text(plan.generation.config)
+        files[f"{k8s_dir}/{plan.generation.file_name}"] = config_text(plan.generation.config)
     return files
+
+
+def write_generation_config(plan: Plan, directory: Path) -> str:
+    """The plan's generation config written for a host process; the directory to pass as --generation-config."""
+    assert plan.generation is not None, f"{plan.name} has no generation config"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / plan.generation.file_name).write_text(config_text(plan.generation.config), encoding="utf-8")
+    return str(directory)
 
 
 def render_profiles(refs: list[str]) -> tuple[dict[str, str], list[str]]:

@@ -15,6 +15,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from deploy.spec.flags import extra_args_problems
+from deploy.spec.generation import Architecture, GenerationSection, MmProcessorKwargs
+from deploy.spec.section import Section, model_class
 
 Dtype = Literal["auto", "half", "float16", "bfloat16", "float", "float32"]
 Modality = Literal["image", "video", "audio"]
@@ -127,10 +129,7 @@ def _pinned(reference: str) -> str:
 Requirement508 = Annotated[str, Field(max_length=500), AfterValidator(_requirement)]
 
 
-class _Section(BaseModel):
-    # NB: keys are kebab-case like vLLM's own flags; unknown keys are errors, never ignored.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, alias_generator=lambda n: n.replace("_", "-"),
-                              validate_default=True)
+_Section = Section  # NB: the base lives in deploy.spec.section, so sections in other modules share it
 
 
 class ModelSource(_Section):
@@ -151,6 +150,7 @@ class ModelSource(_Section):
     revision: Annotated[str, Field(pattern=r"^[A-Za-z0-9._/-]+$", max_length=256)] | None = Field(
         None, description="Hub commit or tag to pin (recommended with trust-remote-code)."
     )
+    architecture: Architecture = None
 
 
 class Engine(_Section):
@@ -174,6 +174,8 @@ class Engine(_Section):
         description="More vLLM flags, e.g. [--enable-prefix-caching]. Checked against vLLM's own option list; "
         "flags the profile models and --config are refused.",
     )
+
+    mm_processor_kwargs: MmProcessorKwargs = Field(default_factory=dict)
 
     @field_validator("extra_args")
     @classmethod
@@ -354,6 +356,7 @@ class Profile(_Section):
     kubernetes: Kubernetes = Kubernetes()
     media: Media = Media()
     smoke: Smoke = Smoke()
+    generation: GenerationSection = None
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -371,10 +374,10 @@ def section_class(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
     cls: type[BaseModel] = Profile
     for part in loc:
         field = next((f for n, f in cls.model_fields.items() if n.replace("_", "-") == part), None)
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        found = model_class(getattr(field, "annotation", None))
+        if found is None:
             return None
-        cls = annotation
+        cls = found
     return cls
 
 
