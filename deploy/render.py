@@ -91,6 +91,11 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def template_text(template: str, **context: Any) -> str:
+    """One template rendered with the project's filters (used beyond plans: `init` drafts a profile)."""
+    return _environment().get_template(template).render(**context)
+
+
 WHEELS_README = """\
 Wheels placed here are installed before the package index is asked (pip --find-links).
 `make up` puts the CPU build of torch here; air-gapped builds put every wheel here.

@@ -37,6 +37,17 @@ def estimate_gib(config: dict, dtype: str, max_model_len: int, max_num_seqs: int
     return params * width / 2**30, kv_per_token * max_model_len * max_num_seqs / 2**30
 
 
+def vision_weights_gib(config: dict, dtype: str) -> float:
+    """The vision tower's weights in GiB (0 without a vision_config): attention and a gated MLP per layer.
+    NB: rough and on the high side (SigLIP's MLP is not gated); projectors and resamplers are left out."""
+    vision = config.get("vision_config") or {}
+    hidden, layers = vision.get("hidden_size"), vision.get("num_hidden_layers") or vision.get("depth")
+    if not (isinstance(hidden, int) and isinstance(layers, int)):
+        return 0.0
+    intermediate = vision.get("intermediate_size") or 4 * hidden
+    return layers * (4 * hidden * hidden + 3 * hidden * intermediate) * dtype_bytes(config, dtype) / 2**30
+
+
 def encoder_cache_tokens(image_embeddings: int, card_gib: float | None) -> int:
     """Embedding tokens vLLM's encoder cache holds: max(max-num-batched-tokens, the largest item)
     (v1/core/encoder_cache_manager.py:316-365). Without a card, the smallest default (2048)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from deploy.plan import Plan
-from deploy.plan.memory import encoder_cache_gib, encoder_cache_tokens, estimate_gib
+from deploy.plan.memory import encoder_cache_gib, encoder_cache_tokens, estimate_gib, vision_weights_gib
 from deploy.runtime.docker import Compose, Engine, docker_cli
 from deploy.runtime.net import port_in_use
 from deploy.runtime.process import Runner, run
@@ -98,12 +98,15 @@ def memory_check(plan: Plan, gpus: list[Gpu], config: dict | None) -> Check:
     # NB: one full-length sequence is what vLLM itself must fit at start-up.
     weights, kv = estimate_gib(config, e.dtype, e.max_model_len, 1)
     parts = f"weights {weights:.1f} + KV at max-model-len {kv:.1f}"
-    encoder = 0.0
+    encoder = vision_weights_gib(config, e.dtype)
+    if encoder:
+        parts += f" + vision tower {encoder:.1f}"
     if plan.vision is not None:
         # The vision encoder's output cache, filled during vLLM's profiling run (not a preallocated pool).
-        encoder = encoder_cache_gib(config, e.dtype, plan.vision.image_embeddings, card)
+        cache = encoder_cache_gib(config, e.dtype, plan.vision.image_embeddings, card)
+        encoder += cache
         tokens = encoder_cache_tokens(plan.vision.image_embeddings, card)
-        parts += f" + vision encoder cache {encoder:.2f} ({tokens} tokens)"
+        parts += f" + vision encoder cache {cache:.2f} ({tokens} tokens)"
     need = (weights + kv + encoder) / max(plan.gpus, 1)
     if card is None:
         return Check("gpu memory", "warn", f"needs ~{need:.1f} GiB per GPU ({parts}); no GPU visible to measure against",

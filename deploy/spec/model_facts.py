@@ -127,6 +127,14 @@ def bounded_value(architecture: str, kwargs: dict[str, Any], per_image: int, cap
     return rounded if rounded >= spec.get("minimum", 1) else low
 
 
+def smallest_cost(architecture: str, kwargs: dict[str, Any]) -> ImageCost | None:
+    """One image's cost with the bounding key at its smallest (its minimum, or false)."""
+    key, spec = cost_bound(architecture) or (None, None)
+    if key is None:
+        return image_cost(architecture, kwargs)
+    return image_cost(architecture, {**kwargs, key: False if spec["type"] == "bool" else spec.get("minimum", 1)})
+
+
 @dataclass(frozen=True)
 class VisionEstimate:
     architecture: str

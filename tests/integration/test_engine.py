@@ -207,3 +207,19 @@ def test_smoke_command_prints_a_table(server, cli):
     wrong = cli("smoke", "--base-url", server.base_url, "--api-key", "wrong-key", "--local-image-server",
                 "--", "-k", "models")
     assert wrong.code == 1
+
+
+def test_init_on_the_fabricated_tiny_model_drafts_a_profile_that_renders(tiny_model, tmp_path, cli):
+    """`vllm-deploy init` on the model the engine serves (not the trimmed fixture): tiny-cpu's stop ids and max-tokens."""
+    import yaml
+
+    target = tmp_path / "tiny.yaml"
+    result = cli("init", str(tiny_model), "--device", "cpu", "-o", str(target))
+    assert result.code == 0, result.err
+    data = yaml.safe_load(target.read_text())
+    tiny_cpu = resolve(load_profile("tiny-cpu"))
+    assert data["generation"]["stop-token-ids"] == tiny_cpu.smoke.server_stop_token_ids == [151645, 151643, 151648]
+    assert data["generation"]["max-tokens"] == tiny_cpu.generation.config["max_new_tokens"] == 32
+    assert data["model"]["architecture"] == "Idefics3ForConditionalGeneration"
+    assert data["engine"]["trust-remote-code"] is False
+    assert cli("render", str(target), "--out", str(tmp_path / "out")).code == 0

@@ -136,6 +136,8 @@ def test_the_memory_estimate_adds_the_vision_encoder_cache(tmp_path):
     assert plan.vision.image_embeddings == 1280
     small = memory_check(plan, read_gpus(smi("0, 24576, 24000, 580.65.06")), config)
     assert "vision encoder cache 0.01 (2048 tokens)" in small.detail
+    # The vision tower's 32 layers of width 1280 (~0.63 B parameters) count too.
+    assert "weights 14.2 + KV at max-model-len 0.9 + vision tower 1.2 + vision encoder cache" in small.detail
     large = memory_check(plan, read_gpus(smi("0, 81559, 81000, 580.65.06")), config)
     assert "vision encoder cache 0.05 (8192 tokens)" in large.detail
     assert encoder_cache_gib(config, "bfloat16", 1280, 80.0) * 2**30 == 8192 * 3584 * 2
