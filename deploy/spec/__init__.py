@@ -1,7 +1,8 @@
 """The profile: one YAML file per deployment, validated into a frozen `Profile`.
 
-schema (the model, defaults, bounds) · flags (the extra-args guard) · yaml_lines (bounded YAML with
-lines) · messages (errors as sentences, secrets never echoed) · checks (cross-field) · load (entry points)
+schema (the model, defaults, bounds; section: its base, generation: the model-aware sections) · flags (the
+extra-args guard) · yaml_lines (bounded YAML with lines) · messages (errors as sentences, secrets never echoed)
+· model_facts (what an image costs, deploy/data/models.yaml) · checks (cross-field) · load (entry points)
 """
 
 from deploy.spec.checks import device_facts, gpu_count, model_storage
