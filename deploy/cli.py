@@ -89,6 +89,21 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from deploy.init import init_profile, write_new
+
+    if args.output is not None and not args.output.strip():
+        raise UserError("init: -o needs a file name (it was empty)")
+    text = init_profile(args.source, name=args.name, device=args.device, gpu_memory_gib=args.gpu_memory_gib,
+                        images=args.images)
+    if args.output is None:
+        print(text, end="")
+        return 0
+    write_new(Path(args.output), text, args.force)
+    print(f"wrote {args.output}: review it, then `vllm-deploy validate {args.output}`", file=sys.stderr)
+    return 0
+
+
 def cmd_tiny_model(args: argparse.Namespace) -> int:
     from deploy.assets.tiny_model import build_tiny_model
 
@@ -219,6 +234,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schema", help="print the profile JSON Schema")
     p.set_defaults(run=cmd_schema)
+
+    p = sub.add_parser("init", help="draft a commented profile from a model's config files")
+    p.add_argument("source", metavar="SOURCE",
+                   help="a model directory, or a hub id whose config files are in the local Hugging Face cache")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the profile here (default: standard output)")
+    p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    p.add_argument("--name", help="profile name (default: from the model's name)")
+    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="default: cuda")
+    p.add_argument("--gpu-memory-gib", type=float, metavar="GIB",
+                   help="memory of one GPU: max-model-len and gpu-memory-utilization are sized to fit it")
+    p.add_argument("--images", type=int, metavar="N", help="images a request may carry (default: 2)")
+    p.set_defaults(run=cmd_init)
 
     for name, run, text in (("up", cmd_up, "render, build and start a profile with Docker Compose; wait until healthy"),
                             ("down", cmd_down, "stop a profile's containers (volumes are kept)"),

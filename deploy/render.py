@@ -21,6 +21,7 @@ import jinja2
 from deploy.paths import BUILD_ASSETS, TEMPLATE_DIR
 from deploy.errors import UserError
 from deploy.plan import Plan
+from deploy.plan.generation import config_text
 
 
 def _yaml_scalar(value: Any) -> str:
@@ -90,6 +91,11 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def template_text(template: str, **context: Any) -> str:
+    """One template rendered with the project's filters (used beyond plans: `init` drafts a profile)."""
+    return _environment().get_template(template).render(**context)
+
+
 WHEELS_README = """\
 Wheels placed here are installed before the package index is asked (pip --find-links).
 `make up` puts the CPU build of torch here; air-gapped builds put every wheel here.
@@ -144,7 +150,19 @@ def render(plan: Plan) -> dict[str, str]:
         files[f"{compose_dir}/wheels/README"] = WHEELS_README
     if plan.storage.kind == "tiny":
         files[f"{compose_dir}/tiny_model.py"] = asset_copy("tiny_model.py")
+    if plan.generation is not None:
+        # Mounted into the container (a compose config, a ConfigMap): a change never rebuilds the image.
+        files[f"{compose_dir}/{plan.generation.file_name}"] = config_text(plan.generation.config)
+        files[f"{k8s_dir}/{plan.generation.file_name}"] = config_text(plan.generation.config)
     return files
+
+
+def write_generation_config(plan: Plan, directory: Path) -> str:
+    """The plan's generation config written for a host process; the directory to pass as --generation-config."""
+    assert plan.generation is not None, f"{plan.name} has no generation config"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / plan.generation.file_name).write_text(config_text(plan.generation.config), encoding="utf-8")
+    return str(directory)
 
 
 def render_profiles(refs: list[str]) -> tuple[dict[str, str], list[str]]:

@@ -30,16 +30,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # NB: cheapest and most basic first; bad media last, so a server it harms fails nothing else
-MODULE_ORDER = ["test_health", "test_chat", "test_seed_snippets", "test_auth", "test_bad_media"]
+MODULE_ORDER = ["test_health", "test_chat", "test_seed_snippets", "test_auth", "test_large_images", "test_bad_media"]
 
 
 # Cases that need a server configured for them, and the option that says it is.
-NEEDS_OPTION = {"test_a_redirect_off_the_media_allowlist_is_not_followed": "redirect_host"}
+NEEDS_OPTION = {"test_a_redirect_off_the_media_allowlist_is_not_followed": "redirect_host",
+                "test_server_stop_ids_apply_without_extra_body": "server_stop_token_ids"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     settings = smoke_config(config)
-    unconfigured = [i for i in items if getattr(settings, NEEDS_OPTION.get(i.originalname, ""), True) is None]
+    unconfigured = [i for i in items if not getattr(settings, NEEDS_OPTION.get(i.originalname, ""), True)]
     if unconfigured:  # NB: deselected, not skipped: they do not apply to this server (the header says so)
         config.hook.pytest_deselected(items=unconfigured)
         items[:] = [i for i in items if i not in unconfigured]
@@ -60,6 +61,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"smoke: image={image} stop_token_ids={list(s.stop_token_ids)} max_images={s.max_images}",
         "smoke: media allowlist case " + (f"on (redirect via {s.redirect_host})" if s.redirect_host else
                                           "not run (no --redirect-host)"),
+        "smoke: server-side stop ids " + (f"{list(s.server_stop_token_ids)}" if s.server_stop_token_ids else
+                                          "not run (no --server-stop-token-ids)")
+        + f"; image tokens bound {s.image_tokens if s.image_tokens else 'unknown (no --image-tokens)'}",
     ]
 
 

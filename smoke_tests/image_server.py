@@ -36,6 +36,22 @@ def generated_jpeg() -> bytes:
     return buf.getvalue()
 
 
+@lru_cache(maxsize=None)
+def large_jpeg(width: int = 4000, height: int = 3000) -> bytes:
+    """A large photo-sized picture (gradients and lines, ~0.8 MB at 4000x3000); same bytes on every call."""
+    from PIL import Image, ImageDraw
+
+    ramp = Image.linear_gradient("L")
+    img = Image.merge("RGB", (ramp.resize((width, height)), ramp.rotate(90).resize((width, height)),
+                              Image.new("L", (width, height), 128)))
+    draw = ImageDraw.Draw(img)
+    for x in range(0, width, max(width // 16, 1)):
+        draw.line((x, 0, width - x, height), fill=(255, 255, 255), width=9)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
 class ImageServer:
     """Serves IMAGE_PATH (JPEG), TEXT_PATH (text/plain) and 404 for anything else; records request paths."""
 

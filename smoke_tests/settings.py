@@ -34,6 +34,8 @@ class SmokeConfig:
     max_tokens: int  # per chat request (the seed snippets use the server default)
     server_log: Optional[str]  # a file whose tail is attached to failed tests
     server_log_command: Optional[str]  # a shell command whose output is attached to failed tests
+    server_stop_token_ids: Optional[tuple[int, ...]]  # stop ids the server applies to every request
+    image_tokens: Optional[int]  # the deployment's worst-case prompt tokens of one image
 
     @property
     def api_base(self) -> str:
@@ -109,6 +111,12 @@ OPTIONS: tuple[Option, ...] = (
            "server log file: its tail is attached to each failed test"),
     Option("server_log_command", "--server-log-command", ("SMOKE_SERVER_LOG_COMMAND",), None, _str,
            "shell command printing the server's logs (e.g. `docker logs NAME`), attached to failed tests"),
+    Option("server_stop_token_ids", "--server-stop-token-ids", ("SMOKE_SERVER_STOP_TOKEN_IDS",), None, _ids,
+           "comma-separated stop ids the server applies to every request (its generation config): adds the case "
+           "that a request sending no stop_token_ids stops at each of them"),
+    Option("image_tokens", "--image-tokens", ("SMOKE_IMAGE_TOKENS",), None, int,
+           "the deployment's worst-case prompt tokens of one image (vllm-deploy's estimate): the large-image cases "
+           "then hold the server to it, and expect --max-images large images to be served"),
 )
 
 

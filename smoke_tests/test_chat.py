@@ -1,4 +1,5 @@
-"""Cases 2-5: the seed's two requests (image by URL, image as base64), streaming, and stop token ids."""
+"""Cases 2-5: the seed's two requests (image by URL, image as base64), streaming, and stop token ids sent by
+the client or applied by the server."""
 
 import pytest
 
@@ -86,5 +87,28 @@ def test_stop_token_ids_are_honoured(client, chat_kwargs, smoke, image):
     control = client.chat.completions.create(
         messages=user_message(image.data_url), **{**common, "extra_body": {"ignore_eos": True}}
     )
+    assert control.choices[0].finish_reason == "length", control
+    assert control.usage.completion_tokens == max_tokens, control
+
+
+def test_server_stop_ids_apply_without_extra_body(client, smoke, model, image):
+    """The server's own stop ids (its generation config) end an answer although the request sends none.
+
+    Each id is forced with logit_bias in a request without stop_token_ids: the server must stop at once. vLLM adds a
+    generation config's eos_token_id to every request's stop ids unless the request sets ignore_eos, so the control
+    with ignore_eos (and still no stop ids) runs to max_tokens: the stop came from the server's configuration.
+    """
+    max_tokens = 16
+    common = {"model": model, "temperature": 0, "max_tokens": max_tokens, "messages": user_message(image.data_url)}
+    for forced in smoke.server_stop_token_ids:
+        resp = client.chat.completions.create(logit_bias={str(forced): 100}, **common)
+        choice = resp.choices[0]
+        assert choice.finish_reason == "stop", (forced, resp)
+        assert resp.usage.completion_tokens <= 1, (forced, resp)
+        # NB: vLLM reports a stop id as stop_reason; the tokenizer's own eos stops with stop_reason None.
+        assert getattr(choice, "stop_reason", forced) in (forced, None), (forced, resp)
+
+    forced = smoke.server_stop_token_ids[-1]
+    control = client.chat.completions.create(logit_bias={str(forced): 100}, extra_body={"ignore_eos": True}, **common)
     assert control.choices[0].finish_reason == "length", control
     assert control.usage.completion_tokens == max_tokens, control

@@ -3,7 +3,8 @@
 `resolve(profile) -> Plan` is pure. Templates and the runtime see only the Plan, so nothing downstream
 maps a setting to a flag, picks a default or parses an argument list back.
 
-model (the frozen types) · engine (flags, argv, environment) · image (what runs, what is built) · resolve
+model (the frozen types) · engine (flags, argv, environment) · image (what runs, what is built) · generation
+(the server's generation config, the image estimate) · memory (GPU memory arithmetic) · resolve
 """
 
 from deploy.plan.engine import (API_KEY_VARIABLE, CONTAINER_PORT, ENTRYPOINT, engine_flags, host_command,

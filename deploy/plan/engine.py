@@ -47,6 +47,8 @@ def engine_flags(profile: Profile) -> list[str]:
         flags.append("--enforce-eager")
     if e.limit_mm_per_prompt:
         flags += ["--limit-mm-per-prompt", json.dumps(e.limit_mm_per_prompt, separators=(",", ":"), sort_keys=True)]
+    if e.mm_processor_kwargs:
+        flags += ["--mm-processor-kwargs", json.dumps(e.mm_processor_kwargs, separators=(",", ":"), sort_keys=True)]
     if profile.media.allowed_domains:
         flags += ["--allowed-media-domains", *profile.media.allowed_domains]
     if e.shutdown_timeout_seconds:
@@ -58,14 +60,22 @@ def engine_flags(profile: Profile) -> list[str]:
     return flags + list(e.extra_args)
 
 
-def serve_args(model: str, served_model_name: str, host: str, port: int, flags: list[str]) -> list[str]:
-    """`vllm serve` arguments. The one place the positional model, its name, host and port are placed."""
-    return [model, "--served-model-name", served_model_name, "--host", host, "--port", str(port), *flags]
+def serve_args(model: str, served_model_name: str, host: str, port: int, flags: list[str],
+               generation_dir: str | None = None) -> list[str]:
+    """`vllm serve` arguments. The one place the positional model, its name, host, port and the directory of the
+    generation config (a mount in the container, a scratch directory on a host) are placed."""
+    placed = ["--generation-config", generation_dir] if generation_dir else []
+    return [model, "--served-model-name", served_model_name, "--host", host, "--port", str(port), *placed, *flags]
 
 
-def host_command(plan: Plan, vllm: str, model: str, host: str, port: int) -> list[str]:
-    """The plan's `vllm serve` as a host process (tests and the bench baseline): its model path, host and port."""
-    return [vllm, *SERVE[1:], *serve_args(model, plan.served_model_name, host, port, plan.engine_flags)]
+def host_command(plan: Plan, vllm: str, model: str, host: str, port: int, generation_dir: str | None = None) -> list[str]:
+    """The plan's `vllm serve` as a host process (tests and the bench baseline): its model path, host, port and,
+    when the plan has one, the directory its generation config was written to (deploy.render.write_generation_config)."""
+    if plan.generation is not None and generation_dir is None:
+        raise ValueError(f"{plan.name} has a generation config: write it (deploy.render.write_generation_config) and "
+                         "pass its directory")
+    return [vllm, *SERVE[1:], *serve_args(model, plan.served_model_name, host, port, plan.engine_flags,
+                                          generation_dir if plan.generation is not None else None)]
 
 
 def host_environment(plan: Plan, scratch: str) -> dict[str, str]:

@@ -163,6 +163,29 @@ class SmokePlan(_Frozen):
     prompt: str
     image_url: str
     max_images: int | None
+    server_stop_token_ids: list[int]  # stop ids the server applies to every request (generation.stop-token-ids)
+    image_tokens: int | None  # the plan's worst-case prompt tokens of one image, when it has an estimate
+
+
+class GenerationPlan(_Frozen):
+    """The generation_config.json vLLM is pointed at (--generation-config DIR), mounted, never built in."""
+
+    config: dict[str, Any]  # the file's content: eos_token_id (stop ids), max_new_tokens, sampling defaults
+    file_name: str
+    directory: str  # where it is mounted in the container
+    compose_config: str  # compose's config name: with a content hash, so a change recreates the container
+    configmap_name: str  # Kubernetes ConfigMap; kustomize appends its own content hash
+
+
+class VisionPlan(_Frozen):
+    """The worst case of one request's images, from the model's facts (deploy/data/models.yaml)."""
+
+    architecture: str
+    mm_processor_kwargs: dict[str, Any]  # the settings the estimate used, the checkpoint's defaults included
+    images: int  # per prompt
+    image_prompt_tokens: int  # one image at its largest: embeddings and markers
+    image_embeddings: int  # one image's encoder output: what the encoder cache holds
+    worst_case_tokens: int  # images × image_prompt_tokens; always below max-model-len (the profile check)
 
 
 class Plan(_Frozen):
@@ -200,6 +223,8 @@ class Plan(_Frozen):
     stop_grace_seconds: int  # compose stop_grace_period: longer than vLLM's --shutdown-timeout
     smoke: SmokePlan
     warnings: list[str]
+    generation: GenerationPlan | None  # None: vLLM reads the model's own generation_config.json
+    vision: VisionPlan | None  # None: no estimate (no architecture, or one deploy/data/models.yaml lacks)
 
     @property
     def api_key_source(self) -> str:

@@ -8,6 +8,7 @@ from deploy.plan.engine import (API_KEY_VARIABLE, CONTAINER_PORT, CPUS_PER_GPU, 
                                     HEALTH_PATH, HUB_CACHE_DIR, STARTUP_PROBE_PERIOD_SECONDS, WRITABLE_CACHE_DIR,
                                     egress_plan, container_environment, host_literal, local_endpoint, plan_warnings, engine_flags,
                                     serve_args)
+from deploy.plan.generation import generation_plan, vision_plan
 from deploy.plan.image import image_plan
 from deploy.plan.router import PRESTOP_SECONDS, engine_environment, replicas, router, router_enabled
 from deploy.plan.model import (EngineSettings, HealthPlan, IngressRule, KubernetesPlan, NetworkPolicyPlan, Plan,
@@ -120,11 +121,15 @@ def resolve(profile: Profile) -> Plan:
         cpu_limit=str(r.cpus) if r.cpus else None,
         create_namespace=k.create_namespace,
     )
+    generation = generation_plan(profile, k8s_name)
+    vision = vision_plan(profile)
     smoke = SmokePlan(
         stop_token_ids=list(profile.smoke.stop_token_ids),
         prompt=profile.smoke.prompt,
         image_url=profile.smoke.image_url,
         max_images=e.limit_mm_per_prompt.get("image"),
+        server_stop_token_ids=list(profile.generation.stop_token_ids) if profile.generation else [],
+        image_tokens=vision.image_prompt_tokens if vision else None,
     )
     flags = engine_flags(profile)
     return Plan(
@@ -140,7 +145,8 @@ def resolve(profile: Profile) -> Plan:
                               trust_remote_code=e.trust_remote_code),
         engine_flags=flags,
         entrypoint=list(ENTRYPOINT),
-        argv=serve_args(profile.model.source, served, "0.0.0.0", CONTAINER_PORT, flags),
+        argv=serve_args(profile.model.source, served, "0.0.0.0", CONTAINER_PORT, flags,
+                        generation.directory if generation else None),
         api_key_variable=API_KEY_VARIABLE,
         environment={**container_environment(profile, storage), **engine_environment(profile)},
         secrets=secrets,
@@ -169,4 +175,6 @@ def resolve(profile: Profile) -> Plan:
         stop_grace_seconds=shutdown + 10,
         smoke=smoke,
         warnings=plan_warnings(profile, kind),
+        generation=generation,
+        vision=vision,
     )

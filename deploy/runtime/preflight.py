@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from deploy.plan import Plan
+from deploy.plan.memory import encoder_cache_gib, encoder_cache_tokens, estimate_gib, vision_weights_gib
 from deploy.runtime.docker import Compose, Engine, docker_cli
 from deploy.runtime.net import port_in_use
 from deploy.runtime.process import Runner, run
 
 Verdict = Literal["ok", "warn", "fail"]
-DTYPE_BYTES = {"float16": 2, "half": 2, "bfloat16": 2, "float32": 4, "float": 4}
 NVIDIA_SMI_QUERY = ["nvidia-smi", "--query-gpu=index,memory.total,memory.free,driver_version",
                     "--format=csv,noheader,nounits"]
 
@@ -89,41 +89,33 @@ def free_memory_check(plan: Plan, gpus: list[Gpu]) -> Check:
                  f"stop what uses GPU {g.index}, or lower engine.gpu-memory-utilization to {fits:.2f}")
 
 
-def estimate_gib(config: dict, dtype: str, max_model_len: int, max_num_seqs: int) -> tuple[float, float]:
-    """Weights and full-context KV cache in GiB, from a Hugging Face config.json (text model part)."""
-    text = config.get("text_config") or config.get("llm_config") or config
-    hidden = text["hidden_size"]
-    layers = text["num_hidden_layers"]
-    heads = text["num_attention_heads"]
-    kv_heads = text.get("num_key_value_heads", heads)
-    head_dim = text.get("head_dim") or hidden // heads
-    vocab = text.get("vocab_size", config.get("vocab_size", 0))
-    intermediate = text.get("intermediate_size", 4 * hidden)
-    width = DTYPE_BYTES.get(dtype, DTYPE_BYTES.get(str(config.get("torch_dtype")), 2))
-    # Attention (q, k, v, o) and a gated MLP per layer, plus embeddings and the LM head.
-    per_layer = hidden * (heads * head_dim) * 2 + hidden * (kv_heads * head_dim) * 2 + 3 * hidden * intermediate
-    params = layers * per_layer + 2 * vocab * hidden
-    kv_per_token = 2 * layers * kv_heads * head_dim * width
-    return params * width / 2**30, kv_per_token * max_model_len * max_num_seqs / 2**30
-
-
 def memory_check(plan: Plan, gpus: list[Gpu], config: dict | None) -> Check:
     if config is None:
         return Check("gpu memory", "warn", "model config.json not on this host: no estimate",
                      "check the model card's memory needs against gpu-memory-utilization × card memory")
     e = plan.engine
+    card = min(g.total_mib for g in gpus) / 1024 if gpus else None
     # NB: one full-length sequence is what vLLM itself must fit at start-up.
     weights, kv = estimate_gib(config, e.dtype, e.max_model_len, 1)
-    need = (weights + kv) / max(plan.gpus, 1)
-    if not gpus:
-        return Check("gpu memory", "warn", f"needs ~{need:.1f} GiB per GPU (weights {weights:.1f} + KV {kv:.1f}); "
-                     "no GPU visible to measure against", "")
-    card = min(g.total_mib for g in gpus) / 1024
+    parts = f"weights {weights:.1f} + KV at max-model-len {kv:.1f}"
+    encoder = vision_weights_gib(config, e.dtype)
+    if encoder:
+        parts += f" + vision tower {encoder:.1f}"
+    if plan.vision is not None:
+        # The vision encoder's output cache, filled during vLLM's profiling run (not a preallocated pool).
+        cache = encoder_cache_gib(config, e.dtype, plan.vision.image_embeddings, card)
+        encoder += cache
+        tokens = encoder_cache_tokens(plan.vision.image_embeddings, card)
+        parts += f" + vision encoder cache {cache:.2f} ({tokens} tokens)"
+    need = (weights + kv + encoder) / max(plan.gpus, 1)
+    if card is None:
+        return Check("gpu memory", "warn", f"needs ~{need:.1f} GiB per GPU ({parts}); no GPU visible to measure against",
+                     "")
     budget = e.gpu_memory_utilization * card
     verdict: Verdict = "ok" if need <= budget else "fail"
     return Check("gpu memory", verdict,
-                 f"needs ~{need:.1f} GiB per GPU (weights {weights:.1f} + KV at max-model-len {kv:.1f}); "
-                 f"budget {budget:.1f} GiB = {e.gpu_memory_utilization} × {card:.1f} GiB",
+                 f"needs ~{need:.1f} GiB per GPU ({parts}); budget {budget:.1f} GiB = {e.gpu_memory_utilization} × "
+                 f"{card:.1f} GiB",
                  "" if verdict == "ok" else "lower max-model-len, raise tensor-parallel-size, or use a larger GPU")
 
 

@@ -34,6 +34,11 @@ def plan_options(plan: Plan, endpoint: str, key: str | None, image_server_host: 
                "--image-url", plan.smoke.image_url]
     if plan.smoke.max_images is not None:
         options += ["--max-images", str(plan.smoke.max_images)]
+    if plan.smoke.server_stop_token_ids:
+        # The server applies these itself (its generation config): the suite checks requests without them stop.
+        options += ["--server-stop-token-ids", ",".join(str(i) for i in plan.smoke.server_stop_token_ids)]
+    if plan.smoke.image_tokens is not None:
+        options += ["--image-tokens", str(plan.smoke.image_tokens)]
     if key:
         options += ["--api-key", key]
     if image_server_host:

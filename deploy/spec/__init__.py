@@ -1,7 +1,9 @@
 """The profile: one YAML file per deployment, validated into a frozen `Profile`.
 
-base (patterns, value types, the section class) · serving (router, media) · schema (the model, defaults, bounds) · flags (the extra-args guard) · yaml_lines (bounded YAML with
-lines) · messages (errors as sentences, secrets never echoed) · checks (cross-field) · load (entry points)
+base (patterns, value types, the section class) · schema (the model, defaults, bounds) · serving (router,
+media) · generation (the model-aware sections) · flags (the extra-args guard) · yaml_lines (bounded YAML with
+lines) · messages (errors as sentences, secrets never echoed) · model_facts (what an image costs,
+deploy/data/models.yaml) · checks (cross-field) · load (entry points)
 """
 
 from deploy.spec.checks import device_facts, gpu_count, model_storage

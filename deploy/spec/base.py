@@ -3,7 +3,8 @@ value types built on them, and the section base class (kebab-case keys, strict, 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -73,3 +74,10 @@ class Section(BaseModel):
                               validate_default=True)
 
 
+
+
+def model_class(annotation: Any) -> type[BaseModel] | None:
+    """The section class an annotation holds: `Section` itself, or `Section | None` (an optional section)."""
+    candidates = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    found = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+    return found[0] if len(found) == 1 else None

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from deploy.spec.model_facts import model_problems
 from deploy.spec.redact import show
 from deploy.spec.base import ABSOLUTE_PATH
 from deploy.spec.schema import Profile, is_hub_id
@@ -85,4 +86,4 @@ def cross_checks(p: Profile) -> list[tuple[tuple[str, ...], str]]:
     if p.media.allow_redirects and p.media.allowed_domains:
         found.append((("media", "allow-redirects"), "cannot be true with allowed-domains: vLLM checks only the "
                       "first URL's host, so a redirect from an allowed host reaches any address"))
-    return found
+    return found + model_problems(p)

@@ -28,6 +28,7 @@ MODELLED = {
     "enforce_eager": "engine.enforce-eager", "limit_mm_per_prompt": "engine.limit-mm-per-prompt",
     "kv_cache_memory_bytes": "engine.kv-cache-space-gib", "allowed_media_domains": "media.allowed-domains",
     "shutdown_timeout": "engine.shutdown-timeout-seconds",
+    "mm_processor_kwargs": "engine.mm-processor-kwargs", "generation_config": "generation",
 }
 # vLLM destination -> why a profile may not set it at all.
 REFUSED = {

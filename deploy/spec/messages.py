@@ -10,10 +10,9 @@ import difflib
 from functools import cache
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel
 
 from deploy.spec.redact import looks_secret, show
-from deploy.spec.base import PATTERN_WORDS
+from deploy.spec.base import PATTERN_WORDS, model_class
 from deploy.spec.schema import Profile, section_class
 
 
@@ -25,8 +24,8 @@ def _known_keys() -> frozenset[str]:
         cls = pending.pop()
         for name, field in cls.model_fields.items():
             keys.add(name.replace("_", "-"))
-            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-                pending.append(field.annotation)
+            if model_class(field.annotation) is not None:
+                pending.append(model_class(field.annotation))
     return frozenset(keys)
 
 
@@ -49,7 +48,7 @@ def expected(loc: tuple[Any, ...]) -> str:
         return "a value"
     if get_origin(annotation) is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(annotation))
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    if model_class(annotation) is not None:
         return "a mapping"
     words = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
     return words.get(annotation, "a value")

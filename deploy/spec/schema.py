@@ -15,8 +15,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from deploy.spec.base import (HUB_ID, AbsolutePath, DnsLabel, Dtype, EnvName, ImageReference, LabelKey, LabelValue,
-                               Labels, Line, Modality, ProfileName, RegistryPath, Section)
+                               Labels, Line, Modality, ProfileName, RegistryPath, Section, model_class)
 from deploy.spec.flags import extra_args_problems
+from deploy.spec.generation import Architecture, GenerationSection, MmProcessorKwargs
 from deploy.spec.serving import Media, Router
 
 # Variables the key must not be read from: the container or vLLM use them for something else, so
@@ -88,6 +89,7 @@ class ModelSource(Section):
     revision: Annotated[str, Field(pattern=r"^[A-Za-z0-9._/-]+$", max_length=256)] | None = Field(
         None, description="Hub commit or tag to pin (recommended with trust-remote-code)."
     )
+    architecture: Architecture = None
 
 
 class Engine(Section):
@@ -116,6 +118,8 @@ class Engine(Section):
         description="More vLLM flags, e.g. [--enable-prefix-caching]. Checked against vLLM's own option list; "
         "flags the profile models and --config are refused.",
     )
+
+    mm_processor_kwargs: MmProcessorKwargs = Field(default_factory=dict)
 
     @field_validator("extra_args")
     @classmethod
@@ -258,6 +262,7 @@ class Profile(Section):
     kubernetes: Kubernetes = Kubernetes()
     media: Media = Media()
     smoke: Smoke = Smoke()
+    generation: GenerationSection = None
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -275,10 +280,10 @@ def section_class(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
     cls: type[BaseModel] = Profile
     for part in loc:
         field = next((f for n, f in cls.model_fields.items() if n.replace("_", "-") == part), None)
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        found = model_class(getattr(field, "annotation", None))
+        if found is None:
             return None
-        cls = annotation
+        cls = found
     return cls
 
 

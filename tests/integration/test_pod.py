@@ -8,7 +8,8 @@ does instead (podman 4.3 limitations, not manifest faults):
 - Namespace, Service and NetworkPolicy: podman has no such objects; the Deployment alone is played;
 - /dev/shm: podman turns a Memory emptyDir into a root-owned disk volume, so the host's /dev/shm is
   mounted instead (hostPath);
-- no Service: the container port is published on 127.0.0.1 with hostPort.
+- no Service: the container port is published on 127.0.0.1 with hostPort;
+- the generation config's ConfigMap (kustomize's hashed name) goes to `podman kube play --configmap`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import yaml
 from deploy.plan import resolve
 from deploy.spec import load_profile
 from deploy.runtime.docker import docker_cli
-from deploy.runtime.smoke import run_suite
+from deploy.runtime.smoke import plan_options, run_suite
 from deploy.runtime.stack import Stack, prepare
 from deploy.runtime.net import free_port, wait_for_http
 from tests.conftest import REPO
@@ -79,6 +80,16 @@ def create_podman_secret(secret: dict) -> None:
         podman("secret", "create", secret["metadata"]["name"], str(data))
 
 
+def play(manifest: Path, objects: dict[str, dict]) -> None:
+    """`podman kube play` of the Deployment, with the kustomize-built ConfigMap (the generation config) if any."""
+    configmap = []
+    if "ConfigMap" in objects:
+        path = manifest.with_name(manifest.stem + "-configmap.yaml")
+        path.write_text(yaml.safe_dump(objects["ConfigMap"]))
+        configmap = ["--configmap", str(path)]
+    podman("kube", "play", "--replace", *configmap, str(manifest))
+
+
 def adapt_for_podman(deployment: dict, port: int) -> dict:
     spec = deployment["spec"]["template"]["spec"]
     for volume in spec["volumes"]:
@@ -108,7 +119,7 @@ def pod(tmp_path_factory):
     port = free_port()
     manifest = root / "deployment.yaml"
     manifest.write_text(yaml.safe_dump(adapt_for_podman(objects["Deployment"], port)))
-    podman("kube", "play", "--replace", str(manifest))
+    play(manifest, objects)
     base_url = f"http://127.0.0.1:{port}"
     try:
         try:
@@ -130,11 +141,12 @@ def pod_logs(plan) -> str:
 
 def test_pod_serves_the_smoke_suite(pod, measured):
     plan, base_url, key, ready_seconds = pod
-    code, cases, output = run_suite(["--base-url", base_url, "--api-key", key, "--model", plan.served_model_name,
-                                     "--local-image-server", "--image-server-host", pod_gateway()])
+    # NB: the plan's options, so the server-side stop ids prove the ConfigMap reached vLLM.
+    code, cases, output = run_suite(plan_options(plan, base_url, key, pod_gateway()))
     assert code == 0, output[-6000:] + pod_logs(plan)
     assert {c.status for c in cases} == {"passed"}
-    assert {"test_chat::test_image_by_url", "test_chat::test_image_as_base64_matches_url"} <= {c.name for c in cases}
+    assert {"test_chat::test_image_by_url", "test_chat::test_image_as_base64_matches_url",
+            "test_chat::test_server_stop_ids_apply_without_extra_body"} <= {c.name for c in cases}
     measured["podman pod time-to-ready (s)"] = round(ready_seconds, 1)
     measured["smoke suite against the pod, sum of cases (s)"] = round(sum(c.seconds for c in cases), 2)
 
@@ -164,7 +176,7 @@ def test_a_pod_with_an_empty_key_in_its_secret_exits_at_once(pod, tmp_path, meas
     manifest = tmp_path / "empty.yaml"
     manifest.write_text(yaml.safe_dump(adapt_for_podman(objects["Deployment"], free_port())))
     started = time.monotonic()
-    podman("kube", "play", "--replace", str(manifest))
+    play(manifest, objects)
     try:
         while time.monotonic() - started < 60:
             names = podman("ps", "-a", "--format", "{{.Names}}").stdout.split()

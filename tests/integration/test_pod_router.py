@@ -99,13 +99,18 @@ def routed(tmp_path_factory):
     engine = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == plan.kubernetes.object_name)
     router = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == plan.router.object_name)
 
+    configmap = []  # the generation config, as kustomize built it: podman takes it beside the Deployment
+    for found in (o for o in objects if o["kind"] == "ConfigMap"):
+        path = root / "configmap.yaml"
+        path.write_text(yaml.safe_dump(found))
+        configmap = ["--configmap", str(path)]
     manifests = []
     for index in range(plan.kubernetes.replicas):
         copy_ = for_podman(copy.deepcopy(engine), str(index), publish=False)
         copy_["metadata"]["name"] = f"{plan.kubernetes.object_name}-{index}"
         path = root / f"engine-{index}.yaml"
         path.write_text(yaml.safe_dump(copy_))
-        podman("kube", "play", "--replace", str(path))
+        podman("kube", "play", "--replace", *configmap, str(path))
         manifests.append(path)
     try:
         networks = [pod_network(f"{plan.kubernetes.object_name}-{index}-pod") for index in range(plan.kubernetes.replicas)]

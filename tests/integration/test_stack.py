@@ -266,17 +266,26 @@ def test_killed_vllm_is_restarted_healthy(running, measured):
 def test_runtime_only_changes_rebuild_nothing(running):
     stack, result, profile = running
     # max-model-len, dtype, gpu-memory-utilization and the key change; the image must not.
+    # So does the mounted generation config (the server's default max_tokens here).
     write_variant("tiny-cpu", profile, {"name": NAME, "server": {"port": stack.plan.port},
                                         "engine": {"max-model-len": 1024, "dtype": "float32",
-                                                   "gpu-memory-utilization": 0.5}})
+                                                   "gpu-memory-utilization": 0.5},
+                                        "generation": {"max-tokens": 8}})
     stack.env_file.write_text(stack.env_file.read_text().replace("VLLM_API_KEY=sk-", "VLLM_API_KEY=sk-changed-"))
     changed = Stack(resolve(load_profile(str(profile))), stack.root)
     assert changed.plan.image.reference == stack.plan.image.reference
+    assert changed.plan.generation.compose_config != stack.plan.generation.compose_config
     again = up(changed)
     assert again.build_steps_run == 0
     assert again.image == result.image
     assert models(changed)["max_model_len"] == 1024  # the new argv is live
     assert changed.key().startswith("sk-changed-")
+    # The new generation config is live: a request without max_tokens gets the profile's 8.
+    answer = requests.post(f"{changed.endpoint}/v1/chat/completions", headers={"Authorization": f"Bearer {changed.key()}"},
+                           json={"model": changed.plan.served_model_name, "ignore_eos": True,
+                                 "messages": [{"role": "user", "content": "hi"}]}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["usage"]["completion_tokens"] == 8
 
 
 def test_down_then_up_reuses_the_image(running):

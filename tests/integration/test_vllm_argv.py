@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from deploy.plan import Plan, resolve
-from deploy.spec import builtin_names, load_profile
+from deploy.init import init_profile
+from deploy.spec import builtin_names, load_profile, parse_profile
 from deploy.render import render
 from tests.conftest import FIXTURE_PROFILES, REPO, kubernetes_expand
 
@@ -59,6 +60,10 @@ def rendered_argvs(plan: Plan) -> dict[str, list[str]]:
 
 
 PLANS = {Path(ref).stem: resolve(load_profile(ref)) for ref in PROFILES}
+# The profiles `vllm-deploy init` drafts from the model fixtures (config files only), as written.
+MODELS = REPO / "tests" / "fixtures" / "models"
+PLANS.update({f"init-{m.name}": resolve(parse_profile(init_profile(str(m)), m.name))
+              for m in sorted(MODELS.iterdir()) if m.is_dir()})
 RENDERED = {name: rendered_argvs(plan) for name, plan in PLANS.items()}
 
 # A valid argv (tiny-cpu's) with one thing wrong each; they ride in the same parser session.
@@ -146,6 +151,20 @@ def test_vllm_reads_the_multimodal_and_cache_settings(parsed):
     assert sink["revision"] == "4a1b2c3d"
     # `$HOME` reaches vLLM literally: neither compose nor Kubernetes expanded it.
     assert sink["override_generation_config"] == {"note": "$HOME stays literal"}
+
+
+@pytest.mark.parametrize("name", [n for n, plan in PLANS.items() if plan.generation or plan.engine_flags.count(
+    "--mm-processor-kwargs")])
+def test_vllm_reads_the_generation_config_dir_and_the_processor_settings(parsed, name):
+    """--generation-config names the mounted directory; --mm-processor-kwargs arrives as a dict of typed values."""
+    plan = PLANS[name]
+    ns = parsed[tuple(plan.argv)]["namespace"]
+    assert ns["generation_config"] == (plan.generation.directory if plan.generation else "auto")
+    flags = plan.engine_flags
+    kwargs = json.loads(flags[flags.index("--mm-processor-kwargs") + 1]) if "--mm-processor-kwargs" in flags else None
+    assert ns["mm_processor_kwargs"] == kwargs
+    if plan.vision:
+        assert {k: plan.vision.mm_processor_kwargs[k] for k in kwargs or {}} == (kwargs or {})
 
 
 def test_the_check_catches_an_unknown_flag(parsed):

@@ -9,6 +9,7 @@ NB: /usr/bin/kubectl, where present, may be another, older kubectl; these tests 
 from __future__ import annotations
 
 import base64
+import json
 import re
 import subprocess
 import time
@@ -79,6 +80,7 @@ def test_kustomize_builds_the_rendered_directory(ref, tmp_path, measured):
     expected |= {"PersistentVolumeClaim": 1} if k.pvc_name else {}
     expected |= {"Namespace": 1} if k.create_namespace else {}
     expected |= {"PodDisruptionBudget": 1} if k.rolling else {}
+    expected |= {"ConfigMap": 1} if plan.generation else {}
     if plan.router:  # its Deployment and Service, its RBAC, and a NetworkPolicy each for engines and router
         expected |= {"Deployment": 2, "Service": 2, "NetworkPolicy": 2, "ServiceAccount": 1, "Role": 1,
                      "RoleBinding": 1}
@@ -100,6 +102,21 @@ def test_kustomize_builds_the_rendered_directory(ref, tmp_path, measured):
         assert ref_["key"] in secret["data"]
     # … and the key never sits in the built manifests but in the Secret's data.
     assert TEST_KEY not in result.stdout
+
+    # The generation config: a ConfigMap under a content-hashed name, holding the plan's file, mounted where
+    # --generation-config points.
+    if plan.generation:
+        deployment = next(d for d in by_kind["Deployment"] if d["metadata"]["name"] == k.object_name)
+        containers = deployment["spec"]["template"]["spec"]["containers"]
+        configmap = by_kind["ConfigMap"][0]
+        assert re.fullmatch(re.escape(plan.generation.configmap_name) + HASH_SUFFIX, configmap["metadata"]["name"])
+        assert json.loads(configmap["data"][plan.generation.file_name]) == plan.generation.config
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["generation"]["configMap"]["name"] == configmap["metadata"]["name"]
+        mounts = {m["name"]: m for m in containers[0]["volumeMounts"]}
+        assert mounts["generation"]["mountPath"] == plan.generation.directory
+        args = containers[0]["args"]
+        assert args[args.index("--generation-config") + 1] == plan.generation.directory
 
     # The namespace reaches every namespaced object, and the Namespace object itself is that namespace.
     for obj in objects:

@@ -34,7 +34,8 @@ FIELDS = (
     "subparser", "model", "model_tag", "served_model_name", "host", "port", "api_key", "revision", "dtype",
     "max_model_len", "gpu_memory_utilization", "trust_remote_code", "tensor_parallel_size", "max_num_seqs",
     "enforce_eager", "limit_mm_per_prompt", "kv_cache_memory_bytes", "allowed_media_domains",
-    "enable_prefix_caching", "chat_template_content_format", "override_generation_config",
+    "enable_prefix_caching", "chat_template_content_format", "override_generation_config", "generation_config",
+    "mm_processor_kwargs",
 )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from deploy.plan import API_KEY_VARIABLE, ENTRYPOINT, engine_flags, host_command, host_environment, resolve, serve_args
 from deploy.spec import load_profile
 from tests.conftest import FIXTURE_PROFILES
@@ -20,10 +22,14 @@ def test_minicpm_argv_is_the_seeds_command_line():
         "--served-model-name", SEED_MODEL,  # the seed's clients pass the path as `model`
         "--host", "0.0.0.0",
         "--port", "8000",
+        # The guide's stop ids, applied by the server to every request (a mounted generation_config.json).
+        "--generation-config", "/etc/vllm-deploy/generation",
         *SEED_FLAGS,
         "--limit-mm-per-prompt", '{"image":2,"video":0}',  # the guide's one image plus headroom; no video
+        "--mm-processor-kwargs", '{"max_slice_nums":9}',  # bounds one image at 671 tokens
         "--shutdown-timeout", "30",  # requests in flight finish on SIGTERM
     ]
+    assert plan.generation.config == {"eos_token_id": [151645, 151643]}
 
 
 def test_the_entrypoint_refuses_an_empty_key_before_running_vllm(tmp_path):
@@ -79,7 +85,16 @@ def test_serve_args_place_model_host_and_port_once():
     assert argv[:7] == ["/tmp/m", "--served-model-name", "tiny-vlm", "--host", "127.0.0.1", "--port", "1234"]
     assert argv.count("--port") == 1
     plan = resolve(profile)
-    assert host_command(plan, "/v/bin/vllm", "/tmp/m", "127.0.0.1", 1234) == ["/v/bin/vllm", "serve", *argv]
+    with pytest.raises(ValueError, match="tiny-cpu has a generation config: write it"):
+        host_command(plan, "/v/bin/vllm", "/tmp/m", "127.0.0.1", 1234)
+    placed = ["--generation-config", "/tmp/g"]
+    assert host_command(plan, "/v/bin/vllm", "/tmp/m", "127.0.0.1", 1234, "/tmp/g") == [
+        "/v/bin/vllm", "serve", *argv[:7], *placed, *argv[7:]]
+    assert plan.argv[7:9] == ["--generation-config", plan.generation.directory]
+    plain = resolve(load_profile(str(FIXTURE_PROFILES / "minimal-cpu.yaml")))  # no generation section
+    assert plain.generation is None and "--generation-config" not in plain.argv
+    assert host_command(plain, "/v/bin/vllm", "/tmp/m", "127.0.0.1", 1234, "/tmp/g")[2:] == serve_args(
+        "/tmp/m", plain.served_model_name, "127.0.0.1", 1234, plain.engine_flags)
 
 
 def test_host_runs_move_the_container_caches_into_scratch():
@@ -170,7 +185,7 @@ def test_media_fetches_are_bounded_and_restrictable():
 
 
 def test_memory_estimate_from_a_config():
-    from deploy.runtime.preflight import estimate_gib
+    from deploy.plan.memory import estimate_gib
 
     # Qwen2-7B-like text model: 28 layers, hidden 3584, 28 heads, 4 KV heads, vocab 152064.
     config = {"hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,

@@ -3,10 +3,15 @@ the verdicts following vLLM's own rules."""
 
 from __future__ import annotations
 
-from deploy.runtime.preflight import HostFacts, driver_check, failures, free_memory_check, judge, parse_gpus
+import json
+
+from deploy.plan.memory import encoder_cache_gib
+from deploy.runtime.preflight import (HostFacts, driver_check, failures, free_memory_check, judge, memory_check,
+                                      parse_gpus)
 from deploy.plan import resolve
 from deploy.spec import load_profile
 from deploy.spec.variant import write_variant
+from tests.conftest import REPO
 
 
 def read_gpus(csv: str):
@@ -117,3 +122,32 @@ def test_gpu_facts_add_driver_free_memory_and_estimate_checks():
     found = {c.name: c for c in judge(plan, facts)}
     assert found["nvidia driver"].verdict == found["gpu free memory"].verdict == found["gpu memory"].verdict == "ok"
     assert found["gpu memory"].detail.startswith("needs ~14.")
+
+
+QWEN_CONFIG = REPO / "tests" / "fixtures" / "models" / "qwen2_5-vl-7b" / "config.json"
+
+
+def test_the_memory_estimate_adds_the_vision_encoder_cache(tmp_path):
+    """vLLM's encoder cache holds max(max-num-batched-tokens, the largest image's embeddings) tokens of the language
+    model's width (FACTS §4): 2048 x 3584 x 2 B on a 24 GB card, 8192 on an 80 GB one, 16384 x … with Qwen's own
+    max_pixels (one image is 16384 embeddings)."""
+    config = json.loads(QWEN_CONFIG.read_text())
+    plan = resolve(load_profile("qwen2_5-vl-7b"))
+    assert plan.vision.image_embeddings == 1280
+    small = memory_check(plan, read_gpus(smi("0, 24576, 24000, 580.65.06")), config)
+    assert "vision encoder cache 0.01 (2048 tokens)" in small.detail
+    # The vision tower's 32 layers of width 1280 (~0.63 B parameters) count too.
+    assert "weights 14.2 + KV at max-model-len 0.9 + vision tower 1.2 + vision encoder cache" in small.detail
+    large = memory_check(plan, read_gpus(smi("0, 81559, 81000, 580.65.06")), config)
+    assert "vision encoder cache 0.05 (8192 tokens)" in large.detail
+    assert encoder_cache_gib(config, "bfloat16", 1280, 80.0) * 2**30 == 8192 * 3584 * 2
+    # Qwen's default max_pixels: one image alone fills 16384 tokens of cache, 112 MiB.
+    wide = write_variant("qwen2_5-vl-7b", tmp_path / "p.yaml", {"engine": {"max-model-len": 70000, "mm-processor-kwargs": {
+        "max_pixels": 12845056}}})
+    wide_plan = resolve(load_profile(str(wide)))
+    check = memory_check(wide_plan, read_gpus(smi("0, 24576, 24000, 580.65.06")), config)
+    assert "vision encoder cache 0.11 (16384 tokens)" in check.detail
+    assert encoder_cache_gib(config, "bfloat16", 16384, 24.0) * 2**30 == 117_440_512
+    # No estimate without an architecture the data knows: weights and KV only, as before.
+    plain = write_variant("qwen2_5-vl-7b", tmp_path / "q.yaml", {"model": {"architecture": "LlavaForConditionalGeneration"}})
+    assert "encoder" not in memory_check(resolve(load_profile(str(plain))), [], config).detail

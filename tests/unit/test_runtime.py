@@ -18,7 +18,7 @@ from deploy.runtime.process import Completed, run, wait_until
 from deploy.runtime.smoke import parse_junit, plan_options
 from deploy.runtime.stack import Stack, prepare, push, up
 from deploy.spec import load_profile
-from tests.conftest import REPO
+from tests.conftest import FIXTURE_PROFILES, REPO
 
 # ---------------------------------------------------------------------------------------------
 # process
@@ -208,8 +208,21 @@ def test_smoke_options_come_from_the_plan():
     plan = resolve(load_profile("tiny-cpu"))
     options = plan_options(plan, "http://127.0.0.1:8000", "sk-1", "172.17.0.1")
     assert options == ["--base-url", "http://127.0.0.1:8000", "--model", "tiny-vlm", "--stop-token-ids",
-                       "151645,151643", "--image-url", plan.smoke.image_url, "--max-images", "2", "--api-key", "sk-1",
+                       "151645,151643", "--image-url", plan.smoke.image_url, "--max-images", "2",
+                       "--server-stop-token-ids", "151645,151643,151648", "--image-tokens", "94", "--api-key", "sk-1",
                        "--local-image-server", "--image-server-host", "172.17.0.1"]
+    plain = resolve(load_profile(str(FIXTURE_PROFILES / "minimal-cpu.yaml")))  # no generation, no architecture
+    assert not {"--server-stop-token-ids", "--image-tokens"} & set(plan_options(plain, "http://x", None, None))
+
+
+def test_the_suite_reads_the_new_options_and_deselects_without_them():
+    from smoke_tests.settings import build_config
+
+    config = build_config({"server_stop_token_ids": "151645, 151648", "image_tokens": "94"}, {})
+    assert (config.server_stop_token_ids, config.image_tokens) == ((151645, 151648), 94)
+    config = build_config({}, {"SMOKE_SERVER_STOP_TOKEN_IDS": "7"})
+    assert (config.server_stop_token_ids, config.image_tokens) == ((7,), None)
+    assert build_config({}, {}).server_stop_token_ids is None
 
 
 def test_junit_results_keep_parametrized_names(tmp_path, capsys, monkeypatch):
