@@ -54,7 +54,7 @@ def test_push_sends_the_built_image_to_the_profiles_registry(registry, tmp_path)
     })
     plan = resolve(load_profile(str(profile)))
     assert plan.image.build and plan.image.reference.startswith(f"{registry}/ml-team/push-test:")
-    assert push(Stack(plan, tmp_path)) == plan.image.reference  # `vllm-deploy push` calls this
+    assert push(Stack(plan, tmp_path)) == [plan.image.reference]  # `vllm-deploy push` calls this; no router here
     tags = requests.get(f"http://{registry}/v2/ml-team/push-test/tags/list", timeout=5).json()
     assert tags == {"name": "ml-team/push-test", "tags": [plan.image.reference.rsplit(":", 1)[1]]}
     # The Kubernetes manifest names exactly what was pushed.
