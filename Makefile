@@ -11,7 +11,7 @@ TEST_ARGS ?=
 
 COMPOSE_BINARY = $(shell $(PY) -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')
 
-.PHONY: help venv test-venv engine docker podman registry up down rollout push logs smoke bench load render golden lint test test-fast vllm-options vllm-architectures
+.PHONY: help venv test-venv engine docker podman registry prometheus status up down rollout push logs smoke bench load render golden lint test test-fast vllm-options vllm-architectures
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,13 +35,19 @@ docker: venv ## install Docker and Compose v2 if missing; start dockerd if no da
 	scripts/docker-up.sh $(COMPOSE_BINARY)
 
 registry: ## unpack Debian's docker-registry into .work/ (the push test runs it on loopback)
-	scripts/registry-up.sh .work/registry
+	scripts/deb-unpack.sh docker-registry docker-registry .work/registry
+
+prometheus: ## unpack Debian's prometheus (promtool) into .work/ for the rules and config checks
+	scripts/deb-unpack.sh prometheus promtool .work/prometheus
 
 podman: ## install podman for `podman kube play` tests and write its configuration
 	scripts/podman-up.sh .work/containers.conf
 
 up: venv docker ## bring PROFILE (default tiny-cpu) up with Docker Compose and wait until healthy
 	$(PY) -m deploy up $(PROFILE)
+
+status: venv ## one screen from PROFILE's live metrics (its Prometheus); WATCH=1 refreshes
+	$(PY) -m deploy status $(PROFILE) $(if $(WATCH),--watch)
 
 rollout: venv docker ## replace PROFILE's running replicas one at a time (new image or settings), no request lost
 	$(PY) -m deploy rollout $(PROFILE)
@@ -67,13 +73,13 @@ render: venv ## render compose/ and k8s/ for every built-in profile
 golden: test-venv ## regenerate every golden file: compose/, k8s/, tests/golden/ and schema/
 	scripts/golden.sh $(PY)
 
-lint: test-venv ## the real validators over every rendered file (hadolint, kubernetes-validate, compose v2, kustomize, checkov)
+lint: test-venv prometheus ## the real validators over every rendered file (hadolint, kubernetes-validate, compose v2, kustomize, checkov)
 	$(PY) -m pytest -m static -q
 
-test: test-venv engine docker podman registry ## set up and run every test, slow ones included (what CI runs)
+test: test-venv engine docker podman registry prometheus ## set up and run every test, slow ones included (what CI runs)
 	ENGINE_PYTHON=$(CURDIR)/$(ENGINE_VENV)/bin/python $(PY) -m pytest $(TEST_ARGS)
 
-test-fast: test-venv ## unit tests and the quick validators: no Docker, no vLLM engine
+test-fast: test-venv prometheus ## unit tests and the quick validators: no Docker, no vLLM engine
 	$(PY) -m pytest -m "not engine and not docker and not podman and not slow" -q
 
 vllm-options: engine ## regenerate vLLM's option table (deploy/data/vllm-serve-options.json) from the engine venv

@@ -154,6 +154,17 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from deploy.runtime.status import status
+
+    plan = _plan(args.profile, warn=False)
+    try:
+        status(plan, watch=args.watch, interval=args.interval)
+    except KeyboardInterrupt:  # --watch ends with Ctrl-C
+        print()
+    return 0
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     from deploy.runtime.stack import down
 
@@ -258,6 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(run=run)
         if name == "logs":
             p.add_argument("-f", "--follow", action="store_true")
+
+    p = sub.add_parser("status", help="one screen from the live metrics: replicas, queue, KV cache, tokens/s, p95")
+    p.add_argument("profile", help=profile_help)
+    p.add_argument("-w", "--watch", action="store_true", help="refresh until Ctrl-C")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between refreshes with --watch (5)")
+    p.set_defaults(run=cmd_status)
 
     p = sub.add_parser("smoke", help="run the smoke suite against a running server and print a table")
     p.add_argument("profile", nargs="?", help=profile_help + " (its port, model and smoke settings)")

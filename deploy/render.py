@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import yaml
 
 from deploy.paths import BUILD_ASSETS, TEMPLATE_DIR
 from deploy.errors import UserError
@@ -61,6 +62,18 @@ def _kubernetes_flow(value: Any) -> str:
     return _flow(kubernetes_literal(value))
 
 
+def _rule_groups(groups: list, indent: int) -> str:
+    """Prometheus rule groups as a YAML block (quoted by PyYAML where needed), indented for the template."""
+    plain = [{"name": g.name, "rules": [
+        {k: v for k, v in (("record", r.record), ("alert", r.alert), ("expr", r.expr), ("for", r.for_)) if v}
+        | ({"labels": {"severity": r.severity}} if r.severity else {})
+        | ({"annotations": {"summary": r.summary, "description": r.description}} if r.summary else {})
+        for r in g.rules]} for g in groups]
+    text = yaml.safe_dump(plain, sort_keys=False, allow_unicode=True, width=10_000, default_style=None)
+    pad = " " * indent
+    return "".join(f"\n{pad}{line}" for line in text.splitlines())
+
+
 def _shell(value: Any) -> str:
     """One shell word (Dockerfile RUN lines run in a shell)."""
     return shlex.quote(str(value))
@@ -88,6 +101,7 @@ def _environment() -> jinja2.Environment:
     env.filters["block"] = _block
     env.filters["k8s"] = _kubernetes_flow
     env.filters["shell"] = _shell
+    env.filters["rule_groups"] = _rule_groups
     return env
 
 
@@ -139,6 +153,17 @@ def render(plan: Plan) -> dict[str, str]:
             files[f"{k8s_dir}/{name}.yaml"] = text(f"k8s/{name}.yaml.j2")
     if plan.kubernetes.rolling:
         files[f"{k8s_dir}/pdb.yaml"] = text("k8s/pdb.yaml.j2")
+    if plan.monitoring:
+        dashboard = json.dumps(plan.monitoring.dashboard, indent=2, ensure_ascii=False) + "\n"
+        files[f"{compose_dir}/Dockerfile.prometheus"] = text("docker/Dockerfile.prometheus.j2")
+        files[f"{compose_dir}/prometheus/prometheus.yml"] = text("monitoring/prometheus.yml.j2")
+        files[f"{compose_dir}/prometheus/rules.yml"] = text("monitoring/rules.yml.j2")
+        files[f"{compose_dir}/grafana-dashboard.json"] = dashboard
+        files[f"{k8s_dir}/grafana-dashboard.json"] = dashboard
+        extras = ["servicemonitor", "prometheusrule"] if plan.monitoring.prometheus_operator else []
+        extras += {"keda": ["scaledobject"], "hpa": ["hpa"]}.get(plan.monitoring.autoscaler, [])
+        for name in extras:
+            files[f"{k8s_dir}/{name}.yaml"] = text(f"k8s/{name}.yaml.j2")
     if plan.kubernetes.pvc_name:
         files[f"{k8s_dir}/pvc.yaml"] = text("k8s/pvc.yaml.j2")
     files[f"{k8s_dir}/networkpolicy.yaml"] = text("k8s/networkpolicy.yaml.j2")

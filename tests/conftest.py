@@ -48,6 +48,17 @@ def cli(capsys, monkeypatch):
     return run
 
 
+def render_into(root: Path, refs: list[str]) -> Path:
+    """Every file of these profiles, rendered under `root` as compose/<name>/ and k8s/<name>/."""
+    from deploy.plan import resolve
+    from deploy.render import render, write_files
+    from deploy.spec import load_profile
+
+    for ref in refs:
+        write_files(render(resolve(load_profile(ref))), root)
+    return root
+
+
 def venv_tool(name: str) -> str:
     """A console script installed beside this interpreter (the test venv), else on PATH."""
     candidate = Path(sys.executable).parent / name

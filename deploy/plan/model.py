@@ -115,6 +115,7 @@ class RouterPlan(_Frozen):
 
 class IngressRule(_Frozen):
     from_labels: dict[str, str] | None  # pods (same namespace) allowed in; None: any pod
+    from_namespace: str | None = None  # instead: every pod of that namespace (Prometheus')
     ports: list[str]  # named container ports
 
 
@@ -188,6 +189,70 @@ class VisionPlan(_Frozen):
     worst_case_tokens: int  # images × image_prompt_tokens; always below max-model-len (the profile check)
 
 
+class Rule(_Frozen):
+    """A Prometheus recording rule (record) or alerting rule (alert)."""
+
+    record: str | None = None
+    alert: str | None = None
+    expr: str
+    for_: str | None = None  # alerts: how long the condition holds before firing
+    severity: str | None = None
+    summary: str | None = None
+    description: str | None = None
+
+
+class RuleGroup(_Frozen):
+    name: str
+    rules: list[Rule]
+
+
+class PanelQuery(_Frozen):
+    legend: str
+    expr: str
+
+
+class Panel(_Frozen):
+    title: str
+    unit: str
+    queries: list[PanelQuery]
+
+
+class ServiceMonitorPlan(_Frozen):
+    name: str
+    job: str  # the job label its targets get, the same as compose's scrape jobs
+    selector: dict[str, str]  # the Service it scrapes
+    port: str  # that Service's named port
+
+
+class MonitoringPlan(_Frozen):
+    """Prometheus for compose (built from Debian's package), rules, a dashboard, Kubernetes' monitoring objects."""
+
+    image: str
+    base: str
+    run_as_user: int
+    scrape_interval: str
+    retention: str
+    argv: list[str]  # prometheus' own flags
+    config_name: str  # compose config name: a new name (content hash) when the config or rules change
+    health_command: list[str]
+    container_port: int
+    published_port: str
+    local_endpoint: str  # where Prometheus answers on this host
+    compose_targets: dict[str, list[str]]  # job -> host:port on the compose network
+    rule_groups: list[RuleGroup]
+    dashboard: dict[str, Any]  # Grafana's JSON model
+    queries: list[str]  # every PromQL expression of the rules, the dashboard and `status`
+    status_queries: dict[str, str]  # `vllm-deploy status`: one instant query per line of its screen
+    service_monitors: list[ServiceMonitorPlan]
+    prometheus_operator: bool
+    autoscaler: Literal["none", "keda", "hpa"]
+    min_replicas: int
+    max_replicas: int
+    waiting_per_replica: int
+    prometheus_url: str
+    scale_query: str
+
+
 class Plan(_Frozen):
     name: str
     description: str
@@ -225,6 +290,7 @@ class Plan(_Frozen):
     warnings: list[str]
     generation: GenerationPlan | None  # None: vLLM reads the model's own generation_config.json
     vision: VisionPlan | None  # None: no estimate (no architecture, or one deploy/data/models.yaml lacks)
+    monitoring: MonitoringPlan | None  # None: monitoring off
 
     @property
     def api_key_source(self) -> str:

@@ -10,6 +10,7 @@ from deploy.plan.engine import (API_KEY_VARIABLE, CONTAINER_PORT, CPUS_PER_GPU, 
                                     serve_args)
 from deploy.plan.generation import generation_plan, vision_plan
 from deploy.plan.image import image_plan
+from deploy.plan.monitoring import monitoring
 from deploy.plan.router import PRESTOP_SECONDS, engine_environment, replicas, router, router_enabled
 from deploy.plan.model import (EngineSettings, HealthPlan, IngressRule, KubernetesPlan, NetworkPolicyPlan, Plan,
                                SecretEnv, SmokePlan,
@@ -70,10 +71,14 @@ def resolve(profile: Profile) -> Plan:
                          [replica.url for replica in replica_plans])
     shutdown = e.shutdown_timeout_seconds
     clients = dict(k.network_policy_from) if k.network_policy_from is not None else None
+    # Prometheus scrapes the engines' /metrics on the server port, from its own namespace.
+    scrapers = ([IngressRule(from_labels=None, from_namespace=profile.monitoring.prometheus_namespace, ports=["http"])]
+                if profile.monitoring.enabled and (router_plan or clients) else [])
     if router_plan:
         policies = [
             NetworkPolicyPlan(name=f"{k8s_name}-engine", comment="Engine pods: only the router reaches the server port.",
-                              selector=selector, ingress=[IngressRule(from_labels=router_plan.selector, ports=["http"])],
+                              selector=selector,
+                              ingress=[IngressRule(from_labels=router_plan.selector, ports=["http"]), *scrapers],
                               egress=egress_plan(profile)),
             NetworkPolicyPlan(name=f"{k8s_name}-router",
                               comment="The router: its port " + ("for the listed clients only" if clients else "for any pod")
@@ -87,7 +92,7 @@ def resolve(profile: Profile) -> Plan:
             name=k8s_name, selector=selector, egress=egress_plan(profile),
             comment="Only the server port is reachable" + (", and only from the listed clients" if clients else "")
             + "; everything else is dropped at the pod.",
-            ingress=[IngressRule(from_labels=clients, ports=["http"])])]
+            ingress=[IngressRule(from_labels=clients, ports=["http"]), *scrapers])]
     kubernetes = KubernetesPlan(
         namespace=k.namespace,
         replicas=profile.replicas,
@@ -177,4 +182,5 @@ def resolve(profile: Profile) -> Plan:
         warnings=plan_warnings(profile, kind),
         generation=generation,
         vision=vision,
+        monitoring=monitoring(profile, replica_plans, router_plan, selector, k8s_name, host_literal, local_endpoint),
     )

@@ -20,6 +20,7 @@ def ensure_base_images(plan: Plan, engine: Engine, runner: Runner = run) -> list
     ours = device_facts()["cpu"]["base-image"]
     wanted = {plan.image.base} if plan.image.build else set()
     wanted |= {plan.router.base} if plan.router else set()
+    wanted |= {plan.monitoring.base} if plan.monitoring else set()
     built = []
     for base in sorted(wanted):
         if base != ours or engine.image_id(base):

@@ -54,12 +54,13 @@ class Stack:
     @property
     def services(self) -> list[str]:
         """The compose services: the engine replicas, then the router in front of them if there is one."""
-        return [r.service for r in self.plan.replicas] + (["router"] if self.plan.router else [])
+        return ([r.service for r in self.plan.replicas] + (["router"] if self.plan.router else [])
+                + (["prometheus"] if self.plan.monitoring else []))
 
     @property
     def front(self) -> str:
         """The service that publishes the endpoint."""
-        return self.services[-1]
+        return "router" if self.plan.router else self.plan.replicas[0].service
 
     def container(self, service: str | None = None) -> str | None:
         return self.compose.container(service or self.front)
@@ -86,7 +87,7 @@ def prepare(stack: Stack, echo: bool = True) -> int:
     write_files(render(stack.plan), stack.root)
     if envfile.ensure_key(stack.plan.api_key_source, stack.env_file):
         print(f"generated a random API key into {stack.env_file} (mode 0600, git-ignored)")
-    if not stack.plan.image.build and not stack.plan.router:
+    if not stack.plan.image.build and not stack.plan.router and not stack.plan.monitoring:
         return 0  # the official image as it is: compose pulls it
     images.ensure_base_images(stack.plan, stack.engine, stack.runner)
     images.fill_wheelhouse(stack.plan, stack.directory, stack.runner)

@@ -80,6 +80,10 @@ def cross_checks(p: Profile) -> list[tuple[tuple[str, ...], str]]:
     if p.image.device == "cpu" and p.replicas > 1 and not p.resources.cpus:
         found.append((("resources", "cpus"), "required with CPU replicas: each replica gets its own cores (cpuset), "
                       "e.g. 1"))
+    if p.monitoring.min_replicas > p.monitoring.max_replicas:
+        found.append((("monitoring", "min-replicas"), f"larger than max-replicas ({p.monitoring.max_replicas})"))
+    if p.monitoring.enabled and p.monitoring.port == p.server.port:
+        found.append((("monitoring", "port"), f"the server publishes {p.server.port} already; choose another port"))
     if p.media.blocked_networks and not p.kubernetes.egress_policy:
         found.append((("media", "blocked-networks"), "takes effect through the egress NetworkPolicy: set "
                       "kubernetes.egress-policy: true"))

@@ -18,7 +18,7 @@ from deploy.spec.base import (HUB_ID, AbsolutePath, DnsLabel, Dtype, EnvName, Im
                                Labels, Line, Modality, ProfileName, RegistryPath, Section, model_class)
 from deploy.spec.flags import extra_args_problems
 from deploy.spec.generation import Architecture, GenerationSection, MmProcessorKwargs
-from deploy.spec.serving import Media, Router
+from deploy.spec.serving import Media, Monitoring, Router
 
 # Variables the key must not be read from: the container or vLLM use them for something else, so
 # naming one would either break the server or hand its value to every client as the key.
@@ -261,6 +261,7 @@ class Profile(Section):
     server: Server = Server()
     kubernetes: Kubernetes = Kubernetes()
     media: Media = Media()
+    monitoring: Monitoring = Monitoring()
     smoke: Smoke = Smoke()
     generation: GenerationSection = None
 

@@ -71,3 +71,38 @@ def _network(text: str) -> Any:
         raise ValueError("expected a network like 10.0.0.0/8 (host bits zero)") from None
 
 
+
+
+class Alerts(Section):
+    """When Prometheus alerts: each threshold holds for `for-minutes` before an alert fires."""
+
+    queue_waiting_requests: int = Field(8, ge=1, le=100_000, description="Requests waiting in one engine's queue.")
+    kv_cache_usage: float = Field(0.9, gt=0, le=1, description="Share of an engine's KV cache in use.")
+    ttft_p95_seconds: float = Field(5.0, gt=0, le=3600, description="95th percentile time to first token.")
+    error_ratio: float = Field(0.05, gt=0, le=1, description="Share of chat requests that end in a server error.")
+    engine_down_seconds: int = Field(60, ge=5, le=3600, description="An engine's /metrics unanswered this long.")
+    for_minutes: int = Field(5, ge=1, le=1440, description="How long the other thresholds hold before firing.")
+
+
+class Monitoring(Section):
+    """Prometheus, alerts, a Grafana dashboard and autoscaling on vLLM's own metrics. Off by default."""
+
+    enabled: bool = False
+    scrape_interval_seconds: int = Field(15, ge=1, le=300)
+    retention_hours: int = Field(72, ge=1, le=24 * 365, description="How long compose's Prometheus keeps samples.")
+    port: int = Field(9090, ge=1, le=65535, description="Compose publishes Prometheus on the server's bind address.")
+    alerts: Alerts = Alerts()
+    prometheus_operator: bool = Field(
+        True, description="Kubernetes: deploy the ServiceMonitors and the PrometheusRule (prometheus-operator's CRDs).")
+    autoscaler: Literal["none", "keda", "hpa"] = Field(
+        "none", description="Kubernetes: scale the engines on vllm:num_requests_waiting with KEDA, or a plain HPA "
+        "(needs prometheus-adapter serving it as the pods metric vllm_num_requests_waiting); none by default.")
+    min_replicas: int = Field(1, ge=1, le=64)
+    max_replicas: int = Field(4, ge=1, le=64)
+    waiting_per_replica: int = Field(
+        2, ge=1, le=10_000, description="Autoscaling target: requests waiting per engine before another is added.")
+    prometheus_namespace: Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", max_length=63)] = Field(
+        "monitoring", description="Kubernetes: the namespace Prometheus runs in; the NetworkPolicies let it scrape.")
+    prometheus_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=500)] = Field(
+        "http://prometheus-operated.monitoring.svc:9090",
+        description="Kubernetes: the Prometheus KEDA queries (prometheus-operator's default Service).")

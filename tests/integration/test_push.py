@@ -25,7 +25,7 @@ REGISTRY = REPO / ".work" / "registry" / "usr" / "bin" / "docker-registry"
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
     if not REGISTRY.exists():
-        pytest.fail("run scripts/registry-up.sh .work/registry (make test does) to unpack Debian's docker-registry")
+        pytest.fail("run `make registry` (make test does) to unpack Debian's docker-registry")
     root = tmp_path_factory.mktemp("registry")
     port = free_port()
     config = root / "config.yml"

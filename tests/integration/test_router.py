@@ -1,6 +1,8 @@
 """tiny-cpu-x2 for real: two CPU replicas behind vLLM's router under Docker Compose. The smoke suite passes
 through the router; the key is checked at the router and at each engine; a rollout under load loses no
 request; a killed engine costs at most the requests in flight on it, and the router takes it back.
+Prometheus beside it scrapes every replica and the router, every rule and dashboard query evaluates, the
+"engine down" alert fires for the killed engine, and `vllm-deploy status` reads it all.
 
 A copy of tiny-cpu-x2 under its own name and a free port: a developer's own stack is never touched.
 """
@@ -21,6 +23,7 @@ from deploy.runtime.net import free_port
 from deploy.runtime.process import wait_until
 from deploy.runtime.smoke import plan_options, run_suite
 from deploy.runtime.stack import Stack, down, rollout, up
+from deploy.runtime.status import Prometheus, status
 from deploy.spec import load_profile
 from deploy.spec.variant import write_variant
 
@@ -33,7 +36,8 @@ CONCURRENCY = 8
 @pytest.fixture(scope="module")
 def x2(tmp_path_factory):
     root = tmp_path_factory.mktemp("x2")
-    profile = write_variant("tiny-cpu-x2", root / "profile.yaml", {"name": NAME, "server": {"port": free_port()}})
+    profile = write_variant("tiny-cpu-x2", root / "profile.yaml", {"name": NAME, "server": {"port": free_port()},
+                                                                  "monitoring": {"port": free_port()}})
     stack = Stack(resolve(load_profile(str(profile))), root)
     subprocess.run([docker_cli(), "volume", "rm", "-f", f"{NAME}_cache"], capture_output=True)
     try:
@@ -99,6 +103,53 @@ def test_requests_are_spread_over_both_replicas(x2):
     assert sum(served.values()) == 20 and min(served.values()) >= 8, served  # round robin: about half each
 
 
+def prometheus(stack: Stack) -> Prometheus:
+    return Prometheus(stack.plan.monitoring.local_endpoint)
+
+
+def scraped(stack: Stack, query: str, job: str) -> dict[str, float]:
+    """instance -> value of a metric in Prometheus, once every target of the job has a sample of it."""
+    targets = set(stack.plan.monitoring.compose_targets[job])
+
+    def complete() -> dict[str, float] | None:
+        found = {labels["instance"]: value for labels, value in prometheus(stack).vector(query)
+                 if labels.get("job") == job}
+        return found if set(found) == targets else None
+
+    return wait_until(complete, timeout=60, interval=1)[0]  # a scrape or two after the requests
+
+
+def test_prometheus_scrapes_every_replica_and_the_router(x2):
+    assert x2.plan.monitoring and "prometheus" in x2.services
+    assert scraped(x2, "up", "vllm-engine") == {t: 1.0 for t in x2.plan.monitoring.compose_targets["vllm-engine"]}
+    assert set(scraped(x2, "vllm:num_requests_running", "vllm-engine").values()) <= {0.0, 1.0, 2.0}
+    served = scraped(x2, "vllm:e2e_request_latency_seconds_count", "vllm-engine")
+    assert min(served.values()) > 0, served  # the requests of the tests before reached both replicas
+    assert scraped(x2, "up", "vllm-router") == {"router:29000": 1.0}
+    assert scraped(x2, "vllm_router_active_workers", "vllm-router") == {"router:29000": 2.0}
+
+
+def test_every_rule_and_dashboard_query_evaluates(x2):
+    """Each expression is accepted by the live Prometheus (a UserError otherwise); the recording rules
+    have produced series from the real metrics."""
+    api = prometheus(x2)
+    for query in x2.plan.monitoring.queries:
+        api.vector(query)
+    recorded = [rule.record for group in x2.plan.monitoring.rule_groups for rule in group.rules if rule.record]
+    assert recorded
+    for name in recorded:
+        if "ratio" not in name:  # NB: the error ratio has no series until a chat request failed or succeeded
+            assert wait_until(lambda: api.vector(name) or None, timeout=30, interval=1)[0], name
+
+
+def test_status_reads_the_live_metrics(x2):
+    shown: list[str] = []
+    status(x2.plan, out=shown.append)
+    text = shown[0]
+    assert "engines healthy     2/2" in text and "router workers      2" in text, text
+    assert "alerts              none" in text, text
+
+
 def test_a_rollout_under_load_loses_no_request(x2, measured):
     from smoke_tests.image_server import IMAGE_PATH, ImageServer
 
@@ -151,6 +202,7 @@ def test_a_killed_engine_costs_at_most_its_requests_in_flight(x2, measured):
     loader.start()
     time.sleep(3)
     subprocess.run([docker_cli(), "kill", container], check=True, capture_output=True)
+    killed_at = time.monotonic()
     try:
         _, dropped_after = wait_until(lambda: True if readiness(x2)["healthy_workers"] == 1 else None,
                                       timeout=60, interval=0.5)
@@ -159,6 +211,23 @@ def test_a_killed_engine_costs_at_most_its_requests_in_flight(x2, measured):
         stop.set()
         loader.join()
     result = results["load"]
+    # Its "down" alert: pending once Prometheus misses a scrape, firing after the rule's `for`.
+    instance = next(t for t in x2.plan.monitoring.compose_targets["vllm-engine"] if t.startswith(victim))
+
+    def alert_state() -> str | None:
+        return next((a.state for a in prometheus(x2).alerts()
+                     if a.name == "VllmEngineDown" and a.instance == instance), None)
+
+    states: set[str] = set()
+
+    def firing() -> bool | None:
+        states.add(alert_state() or "inactive")
+        return True if "firing" in states else None
+
+    wait_until(firing, timeout=120, interval=1)  # NB: the victim stays down until started again below
+    fired_after = time.monotonic() - killed_at
+    shown: list[str] = []
+    status(x2.plan, out=shown.append)
     # It comes back: started again, the router takes it back once its health checks pass.
     x2.compose("up", "-d", "--no-deps", "--no-build", victim).checked()
     _, back_after = wait_until(lambda: True if readiness(x2)["healthy_workers"] == 2 else None,
@@ -170,5 +239,10 @@ def test_a_killed_engine_costs_at_most_its_requests_in_flight(x2, measured):
     measured["engine killed under load: requests, failed"] = f"{result.requests}, {result.errors}"
     measured["router stops using a killed engine after (s), health checks allow"] = f"{dropped_after:.1f}, {bound}"
     measured["killed engine started again to back in the router (s)"] = round(back_after, 1)
+    rule = next(r for g in x2.plan.monitoring.rule_groups for r in g.rules if r.alert == "VllmEngineDown")
+    measured["VllmEngineDown firing after the kill (s), rule's for, states seen"] = (
+        f"{fired_after:.0f}, {rule.for_}, {sorted(states)}")
+    assert "firing" in states and f"firing   VllmEngineDown {instance}" in shown[0], (states, shown)
+    assert "engines healthy     1/2" in shown[0], shown[0]
     final = readiness(x2)
     assert (final["healthy_workers"], final["total_workers"]) == (2, 2)

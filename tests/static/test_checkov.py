@@ -81,6 +81,10 @@ def build_scan_tree(root: Path) -> dict[str, list[str]]:
         shutil.copytree(rendered / "compose" / plan.name, scan / "compose" / plan.name)
         if plan.image.build:
             expected["dockerfile"].append(f"/compose/{plan.name}/Dockerfile")
+        if plan.router:
+            expected["dockerfile"].append(f"/compose/{plan.name}/Dockerfile.router")
+        if plan.monitoring:
+            expected["dockerfile"].append(f"/compose/{plan.name}/Dockerfile.prometheus")
         # The Kubernetes objects as `kubectl apply -k` would send them.
         k8s = rendered / "k8s" / plan.name
         shutil.copy(k8s / "secrets.env.example", k8s / "secrets.env")

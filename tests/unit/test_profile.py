@@ -62,10 +62,10 @@ MALFORMED = [
       "max-num-seqs, mm-processor-kwargs, shutdown-timeout-seconds, tensor-parallel-size, trust-remote-code"]),
     ("misspelt-top-key", VALID + "resorces:\n  gpus: 1\n",
      ["p.yaml:12: resorces: unknown key (did you mean 'resources'?); expected one of: api-key, description, engine, "
-      "generation, image, kubernetes, media, model, name, replicas, resources, router, server, smoke"]),
+      "generation, image, kubernetes, media, model, monitoring, name, replicas, resources, router, server, smoke"]),
     ("unknown-key-no-suggestion", VALID + "zzz: 1\n",
      ["p.yaml:12: zzz: unknown key; expected one of: api-key, description, engine, generation, image, kubernetes, "
-      "media, model, name, replicas, resources, router, server, smoke"]),
+      "media, model, monitoring, name, replicas, resources, router, server, smoke"]),
     ("snake-case-key", edit("max-model-len: 2048", "max_model_len: 2048"),
      ["p.yaml:4: engine.max-model-len: required key is missing; expected an integer",
       "p.yaml:6: engine.max_model_len: unknown key (did you mean 'max-model-len'?); expected one of: dtype, "
@@ -156,7 +156,7 @@ MALFORMED = [
     ("many-problems-at-once", edit("dtype: auto", "dtype: fp8").replace("max-model-len: 2048", "max-model-len: -1")
      .replace("name: demo", "nam: demo"),
      ["p.yaml:1: nam: unknown key (did you mean 'name'?); expected one of: api-key, description, engine, "
-      "generation, image, kubernetes, media, model, name, replicas, resources, router, server, smoke",
+      "generation, image, kubernetes, media, model, monitoring, name, replicas, resources, router, server, smoke",
       "p.yaml:1: name: required key is missing; expected a string",
       "p.yaml:5: engine.dtype: expected one of 'auto', 'half', 'float16', 'bfloat16', 'float' or 'float32', got 'fp8' (str)",
       "p.yaml:6: engine.max-model-len: expected a number greater than 0, got -1 (int)"]),

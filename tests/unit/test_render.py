@@ -48,6 +48,13 @@ def test_no_orphan_files_in_rendered_folders():
     assert set(tracked) == expected
 
 
+def test_no_orphan_files_in_golden_folders():
+    """tests/golden holds exactly what the fixture profiles render: a file a profile stopped producing goes."""
+    expected = {p for profile in FIXTURES for p in rendered(str(profile))}
+    found = {str(p.relative_to(GOLDEN)) for p in GOLDEN.rglob("*") if p.is_file()}
+    assert found == expected
+
+
 def test_render_is_pure_and_repeatable(monkeypatch):
     first = rendered("qwen2_5-vl-7b")
     monkeypatch.setenv("VLLM_API_KEY", "should-not-matter")
@@ -143,6 +150,9 @@ def test_network_policy_opens_only_the_server_port_and_admits_only_the_named_cli
     assert found["kitchen-sink-engine"]["podSelector"]["matchLabels"] == engine["spec"]["selector"]["matchLabels"]
     assert found["kitchen-sink-engine"]["ingress"] == [
         {"from": [{"podSelector": {"matchLabels": router["spec"]["selector"]["matchLabels"]}}],
+         "ports": [{"port": "http", "protocol": "TCP"}]},
+        # … and Prometheus, from the profile's monitoring namespace, scrapes their /metrics on that port.
+        {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}}],
          "ports": [{"port": "http", "protocol": "TCP"}]}]
     assert found["kitchen-sink-router"]["ingress"] == [
         {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "api-gateway"}}}],

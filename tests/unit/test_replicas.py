@@ -29,7 +29,7 @@ def objects(ref: str) -> list[dict]:
 
 def test_cpu_replicas_get_their_own_core_and_only_the_router_is_published():
     services = compose("tiny-cpu-x2")["services"]
-    assert sorted(services) == ["router", "vllm-0", "vllm-1"]
+    assert sorted(services) == ["prometheus", "router", "vllm-0", "vllm-1"]
     for index in (0, 1):
         engine = services[f"vllm-{index}"]
         assert engine["cpuset"] == str(index) and engine["environment"]["VLLM_CPU_OMP_THREADS_BIND"] == str(index)
