@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import statistics
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,9 +17,11 @@ from contextlib import contextmanager
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import requests
+
+from deploy.runtime.process import Runner, run
 
 PROMPT = "请描述这张图片"
 
@@ -112,6 +116,23 @@ def load_levels(base_url: str, api_key: str | None, model: str | None, levels: l
             results.append(load(base_url, api_key, model, level, count, image_urls,
                                 lambda task=task: progress.advance(task)))
     return results
+
+
+def load_levels_apart(base_url: str, api_key: str, model: str, levels: list[int], count: int,
+                      image_server_host: str | None, out: Path, runner: Runner = run,
+                      wrap: Callable[[Sequence[str]], list[str]] = list) -> list[LoadResult]:
+    """`load_levels` in a process of its own (`vllm-deploy load`, its image server included), which `wrap`
+    may place elsewhere (a cgroup of its own): the client then competes with the server as one process."""
+    command = [sys.executable, "-m", "deploy", "load", "--base-url", base_url, "--model", model,
+               "--concurrency", ",".join(map(str, levels)), "--requests", str(count), "--json", str(out),
+               *(["--image-server-host", image_server_host] if image_server_host else [])]
+    out.unlink(missing_ok=True)
+    # NB: the key through the environment (the command's default), never argv.
+    done = runner(wrap(command), env={**os.environ, "VLLM_API_KEY": api_key}, timeout=1800)
+    if not out.exists():
+        raise RuntimeError(f"the load client wrote no result (exit {done.returncode}):\n"
+                           f"{(done.stderr or done.stdout).strip()[-2000:]}")
+    return [LoadResult(**r) for r in json.loads(out.read_text(encoding="utf-8"))["results"]]
 
 
 def image_urls_for(server_url: str | None) -> list[str]:

@@ -20,8 +20,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from deploy.bench import load
+from deploy.bench import load, replicas
 from deploy.bench.baseline import HEALTH_DEADLINE_SECONDS, BareServer
+from deploy.bench.cgroup import Cgroup, client_cgroup
 from deploy.bench.report import REQUESTS_PER_LEVEL, report
 from deploy.paths import ASSETS_DIR, BUILD_ASSETS
 from deploy.plan import resolve
@@ -103,23 +104,25 @@ def image_breakdown(tag: str) -> dict:
     return {"image_gb": round(size / 1e9, 2), "layers": layers, "packages": packages}
 
 
-def plot(path: Path, container: list[load.LoadResult], bare: list[load.LoadResult]) -> None:
+def plot(path: Path, arms: dict[str, tuple[list[load.LoadResult], list[load.LoadResult]]]) -> None:
+    """p50 and p95 against concurrency, container and bare process; one panel per way the client ran."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(6, 4), dpi=120)
-    for results, label, style in ((container, "container", "-"), (bare, "bare process", "--")):
-        levels = [r.concurrency for r in results]
-        axis.plot(levels, [r.p50_ms for r in results], style, marker="o", label=f"{label} p50")
-        axis.plot(levels, [r.p95_ms for r in results], style, marker="^", label=f"{label} p95")
-    axis.set_xlabel("concurrent clients")
-    axis.set_ylabel("latency per image request (ms)")
-    axis.set_xticks(LEVELS)
-    axis.set_title("tiny-cpu: latency against concurrency")
-    axis.grid(alpha=0.3)
-    axis.legend()
+    figure, axes = plt.subplots(1, len(arms), figsize=(6 * len(arms), 4), dpi=120, sharey=True)
+    for axis, (title, (container, bare)) in zip(axes, arms.items()):
+        for results, label, style in ((container, "container", "-"), (bare, "bare process", "--")):
+            levels = [r.concurrency for r in results]
+            axis.plot(levels, [r.p50_ms for r in results], style, marker="o", label=f"{label} p50")
+            axis.plot(levels, [r.p95_ms for r in results], style, marker="^", label=f"{label} p95")
+        axis.set_xlabel("concurrent clients")
+        axis.set_xticks(LEVELS)
+        axis.set_title(f"tiny-cpu, {title}")
+        axis.grid(alpha=0.3)
+        axis.legend()
+    axes[0].set_ylabel("latency per image request (ms)")
     figure.tight_layout()
     figure.savefig(path)
 
@@ -157,23 +160,53 @@ def cold(stack: Stack, repo: Path) -> dict:
     return figures
 
 
-def rounds(stack: Stack, engine_python: Path, figures: dict, repo: Path) -> None:
-    """Rounds alternating container (image cached) and bare process: time-to-healthy, then load at every
-    concurrency level. Medians over rounds: this machine is noisy."""
-    work, plan, key = stack.root, stack.plan, stack.key() or ""
+def tiny_model(engine_python: Path, work: Path) -> Path:
+    """The tiny model on the host (deterministic: the same as in the image), for the bare process and
+    as `vllm bench serve`'s tokenizer."""
     model_dir = work / "tiny-vlm"
     subprocess.run([str(engine_python), str(BUILD_ASSETS["tiny_model.py"]), str(model_dir), "--warm-vllm-cache"],
                    check=True, capture_output=True,
                    env={**os.environ, "VLLM_CACHE_ROOT": str(work / "bare-vllm-cache"), "HF_HUB_OFFLINE": "1"})
-    bare = BareServer(engine_python, plan, model_dir, work, key)
-    container_starts, bare_starts, container_rounds, bare_rounds = [], [], [], []
+    return model_dir
+
+
+CLIENTS = {"host": "load client on the host", "isolated": "load client in its own cgroup"}
+
+
+def load_summary(container_rounds: list[list[load.LoadResult]], bare_rounds: list[list[load.LoadResult]]) -> dict:
+    through_container, through_bare = load.median_results(container_rounds), load.median_results(bare_rounds)
+    return {
+        "rounds": len(container_rounds),
+        "container": load.results_json(through_container), "bare": load.results_json(through_bare),
+        "rps_ratio": {str(c.concurrency): round(c.requests_per_second / b.requests_per_second, 3)
+                      for c, b in zip(through_container, through_bare)},
+        "rps_by_round": {
+            "container": [[r.requests_per_second for r in levels] for levels in container_rounds],
+            "bare": [[r.requests_per_second for r in levels] for levels in bare_rounds],
+        },
+    }
+
+
+def rounds(stack: Stack, engine_python: Path, figures: dict, repo: Path, cgroup: Cgroup) -> None:
+    """Rounds alternating container (image cached) and bare process: time-to-healthy, then load at every
+    concurrency level, once with the load client in the root cgroup (on the host, as before) and once in
+    a cgroup of its own. Medians over rounds: this machine is noisy."""
+    work, plan, key = stack.root, stack.plan, stack.key() or ""
+    bare = BareServer(engine_python, plan, tiny_model(engine_python, work), work, key)
+    container_starts, bare_starts = [], []
+    loads: dict[str, dict[str, list]] = {client: {"container": [], "bare": []} for client in CLIENTS}
+
+    def measure(arm: str, url: str, image_host: str | None) -> None:
+        for client, wrap in (("host", list), ("isolated", cgroup.wrap)):
+            loads[client][arm].append(load.load_levels_apart(url, key, plan.served_model_name, LEVELS,
+                                                             REQUESTS_PER_LEVEL, image_host,
+                                                             work / "load.json", wrap=wrap))
+
     for number in range(1, REPEATS + 1):
         log(f"round {number}/{REPEATS}: container start and load")
         container_starts.append(start_container(stack))
         gateway = stack.engine.gateway(stack.container() or "")
-        with load.image_server(gateway) as url:
-            container_rounds.append(load.load_levels(stack.endpoint, key, plan.served_model_name, LEVELS,
-                                                     REQUESTS_PER_LEVEL, load.image_urls_for(url)))
+        measure("container", stack.endpoint, gateway)
         if number == 1:
             log("smoke suite against the warm container")
             started = time.monotonic()
@@ -183,26 +216,19 @@ def rounds(stack: Stack, engine_python: Path, figures: dict, repo: Path) -> None
         stack.compose("down").checked("docker compose down")
         log(f"round {number}/{REPEATS}: bare process start and load")
         bare_starts.append(bare.start())
-        with load.image_server("127.0.0.1") as url:
-            bare_rounds.append(load.load_levels(bare.url, key, plan.served_model_name, LEVELS, REQUESTS_PER_LEVEL,
-                                                load.image_urls_for(url)))
-        bare.stop()
+        try:
+            measure("bare", bare.url, "127.0.0.1")
+        finally:
+            bare.stop()
     figures["warm_start"] = {
         "container_s": [round(x, 2) for x in container_starts], "bare_s": [round(x, 2) for x in bare_starts],
         "ratio": round(statistics.median(container_starts) / statistics.median(bare_starts), 3),
     }
-    through_container, through_bare = load.median_results(container_rounds), load.median_results(bare_rounds)
-    figures["load"] = {
-        "rounds": REPEATS,
-        "container": load.results_json(through_container), "bare": load.results_json(through_bare),
-        "rps_ratio": {str(c.concurrency): round(c.requests_per_second / b.requests_per_second, 3)
-                      for c, b in zip(through_container, through_bare)},
-        "rps_by_round": {
-            "container": [[r.requests_per_second for r in levels] for levels in container_rounds],
-            "bare": [[r.requests_per_second for r in levels] for levels in bare_rounds],
-        },
-    }
-    plot(repo / "BENCHMARKS-latency.png", through_container, through_bare)
+    figures["load"] = load_summary(loads["host"]["container"], loads["host"]["bare"])
+    figures["load_isolated"] = load_summary(loads["isolated"]["container"], loads["isolated"]["bare"])
+    plot(repo / "BENCHMARKS-latency.png",
+         {CLIENTS[client]: (load.median_results(loads[client]["container"]), load.median_results(loads[client]["bare"]))
+          for client in CLIENTS})
 
 
 def runtime_changes(stack: Stack) -> dict:
@@ -225,29 +251,51 @@ def runtime_changes(stack: Stack) -> dict:
     return rebuilds
 
 
+class Sections:
+    """Runs the sections in order and keeps how long each took (the whole run is long)."""
+
+    def __init__(self, figures: dict):
+        self.seconds = figures.setdefault("duration_s", {})
+
+    def __call__(self, name: str, measure, *args):
+        started = time.monotonic()
+        try:
+            return measure(*args)
+        finally:
+            self.seconds[name] = round(time.monotonic() - started)
+
+
 def run(engine_python: Path, repo: Path) -> dict:
     work = repo / "bench-out"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
+    started = time.monotonic()
     figures: dict = {"machine": machine(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    section = Sections(figures)
     stack = variant(work, free_port())
     subprocess.run([docker_cli(), "volume", "rm", "-f", f"{NAME}_cache"], capture_output=True)
     envfile.ensure_key(stack.plan.api_key_source, stack.env_file)
+    cgroup = client_cgroup()
     try:
-        figures["cold"] = cold(stack, repo)
-        figures["image"] = image_breakdown(stack.plan.image.reference)
-        stack.compose("down").checked("docker compose down")
-        rounds(stack, engine_python, figures, repo)
-        log("runtime-only changes")
-        figures["runtime_changes"] = runtime_changes(stack)
+        try:
+            figures["cold"] = section("cold make up", cold, stack, repo)
+            figures["image"] = section("image size", image_breakdown, stack.plan.image.reference)
+            stack.compose("down").checked("docker compose down")
+            section("container and bare rounds", rounds, stack, engine_python, figures, repo, cgroup)
+            log("runtime-only changes")
+            figures["runtime_changes"] = section("runtime-only changes", runtime_changes, stack)
+        finally:
+            down(stack, remove_volumes=True)
+        figures.update(replicas.measure(work, engine_python.parent / "vllm", work / "tiny-vlm", cgroup, log, section))
     finally:
-        down(stack, remove_volumes=True)
+        cgroup.remove()
     log("CLI timings")
     with tempfile.TemporaryDirectory() as scratch:
-        figures["cli"] = {
+        figures["cli"] = section("CLI", lambda: {
             "startup_s": timed([sys.executable, "-m", "deploy", "--help"]),
             "render_all_s": timed([sys.executable, "-m", "deploy", "render", "--all", "--out", scratch]),
-        }
+        })
+    figures["duration_s"]["total"] = round(time.monotonic() - started)
     return figures
 
 

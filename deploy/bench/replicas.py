@@ -1,0 +1,216 @@
+"""tiny-cpu-x2's router measured: its overhead against the same engine reached straight, a rollout under
+load, and an engine killed under load.
+
+Copies of tiny-cpu-x2 under their own compose project names and free ports, so neither a developer's
+stack nor the lead's test stacks are touched. Engines publish no port in the profile; for the bench a
+compose override (compose.override.yaml beside compose.yaml, which compose reads by itself) publishes
+each engine's port on loopback: the "straight" arm and each engine's own /metrics.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+from deploy.bench.cgroup import Cgroup
+from deploy.bench.load import LoadResult, image_server, image_urls_for, load
+from deploy.bench.vllm_bench import ServeResult, ServeSettings, median_result, result_json, serve_bench
+from deploy.plan import resolve
+from deploy.plan.router import CONTAINER_PORT
+from deploy.runtime.docker import docker_cli
+from deploy.runtime.net import free_port, wait_for_http
+from deploy.runtime.process import wait_until
+from deploy.runtime.router import RouterClient
+from deploy.runtime.stack import Stack, down, rollout, up
+from deploy.spec import load_profile
+from deploy.spec.variant import write_variant
+
+X1 = "tiny-cpu-x1-bench"  # one engine behind the router: the overhead, router against straight
+X2 = "tiny-cpu-x2-bench"  # tiny-cpu-x2 itself: rollout and a killed engine
+CONCURRENCY = 8
+ROLLOUT_REQUESTS = 500
+STEADY_REQUESTS = 200
+OVERHEAD_ROUNDS = 3
+OVERHEAD_SERVE = ServeSettings(prompts=100, concurrency=4)
+X2_SERVE = ServeSettings(prompts=200, concurrency=CONCURRENCY)
+
+
+def x2_variant(work: Path, name: str, changes: dict | None = None) -> Stack:
+    root = work / name
+    root.mkdir(parents=True, exist_ok=True)
+    profile = write_variant("tiny-cpu-x2", root / "profile.yaml",
+                            {"name": name, "server": {"port": free_port()}, "monitoring": {"enabled": False},
+                             **(changes or {})})
+    return Stack(resolve(load_profile(str(profile))), root)
+
+
+def publish_engines(stack: Stack) -> dict[str, str]:
+    """Write the compose override that publishes every engine on a free loopback port; their URLs by service.
+    Before `up`: the rendered files are written beside it and leave it alone."""
+    ports = {replica.service: free_port() for replica in stack.plan.replicas}
+    stack.directory.mkdir(parents=True, exist_ok=True)
+    (stack.directory / "compose.override.yaml").write_text(
+        "# Written by `make bench`: each engine straight from the host, for the bench only.\nservices:\n"
+        + "".join(f'  {service}:\n    ports: ["127.0.0.1:{port}:{CONTAINER_PORT}"]\n' for service, port in ports.items()),
+        encoding="utf-8")
+    return {service: f"http://127.0.0.1:{port}" for service, port in ports.items()}
+
+
+def router_overhead(stack: Stack, straight_url: str, serve: Callable[[str, str], ServeResult],
+                    rounds: int) -> dict:
+    """`vllm bench serve` through the router and straight to its one engine, alternating (the order flips
+    each round, so a drift in the machine's load does not favour one arm); medians over rounds."""
+    urls = {"router": stack.endpoint, "straight": straight_url}
+    by_round: dict[str, list[ServeResult]] = {"router": [], "straight": []}
+    for number in range(rounds):
+        for arm in ("router", "straight") if number % 2 == 0 else ("straight", "router"):
+            by_round[arm].append(serve(urls[arm], f"{arm}-{number + 1}"))
+    router, straight = median_result(by_round["router"]), median_result(by_round["straight"])
+    return {
+        "rounds": rounds,
+        "router": result_json(router), "straight": result_json(straight),
+        "rps_ratio": round(router.requests_per_second / straight.requests_per_second, 3),
+        "added_p50_e2el_ms": round(router.ms["e2el"]["p50"] - straight.ms["e2el"]["p50"], 1),
+        "added_p50_ttft_ms": round(router.ms["ttft"]["p50"] - straight.ms["ttft"]["p50"], 1),
+        "rps_by_round": {arm: [r.requests_per_second for r in results] for arm, results in by_round.items()},
+        "failed": sum(r.failed for results in by_round.values() for r in results),
+    }
+
+
+def healthy_workers(router: RouterClient) -> int | None:
+    try:
+        return router.readiness().get("healthy_workers", 0)
+    except (requests.RequestException, ValueError):
+        return None
+
+
+def requests_held(metrics: str) -> int:
+    """Requests an engine holds, from its Prometheus text: running plus waiting."""
+    return round(sum(float(value) for value in re.findall(
+        r"^vllm:num_requests_(?:running|waiting)(?:\{[^}]*\})? ([0-9.e+-]+)$", metrics, flags=re.M)))
+
+
+def in_flight(engine_url: str) -> int:
+    return requests_held(requests.get(f"{engine_url}/metrics", timeout=5).text)
+
+
+def kill_under_load(stack: Stack, engines: dict[str, str], image_urls: list[str]) -> dict:
+    """`docker kill` of the last engine under load at concurrency 8: the requests that failed against those
+    the engine held when it died, how long until the router stops counting it healthy, and how long after
+    `compose up` of its service until the engine is healthy and the router uses it again."""
+    plan, key = stack.plan, stack.key() or ""
+    router = RouterClient(stack.endpoint, key)
+    victim = plan.replicas[-1].service
+    stop, results = threading.Event(), {}
+
+    def traffic() -> None:
+        results["load"] = load(stack.endpoint, key, plan.served_model_name, CONCURRENCY, STEADY_REQUESTS,
+                               image_urls, until=stop.is_set)
+
+    loader = threading.Thread(target=traffic)
+    loader.start()
+    try:
+        time.sleep(3)  # the load is running on both engines
+        held = in_flight(engines[victim])
+        killed = time.monotonic()
+        subprocess.run([docker_cli(), "kill", stack.container(victim) or ""], check=True, capture_output=True)
+        wait_until(lambda: True if healthy_workers(router) == len(plan.replicas) - 1 else None,
+                   timeout=120, interval=0.2)
+        dropped = time.monotonic() - killed
+        time.sleep(5)  # the load stays on the survivor for a while
+    finally:
+        stop.set()
+        loader.join()
+    started = time.monotonic()
+    stack.compose("up", "-d", "--no-deps", "--no-build", victim).checked(f"docker compose up {victim}")
+    engine_back = wait_for_http(f"{engines[victim]}/health", 600, interval=0.2)
+    wait_until(lambda: True if healthy_workers(router) == len(plan.replicas) else None, timeout=600, interval=0.2)
+    back = time.monotonic() - started
+    result: LoadResult = results["load"]
+    health = plan.router
+    return {"victim": victim, "concurrency": CONCURRENCY, "requests": result.requests, "failed": result.errors,
+            "failures": result.failures, "in_flight": held, "dropped_after_s": round(dropped, 1),
+            "health_interval_s": health.health_check_interval_seconds,
+            "health_failure_threshold": health.health_failure_threshold,
+            "health_bound_s": health.health_check_interval_seconds * health.health_failure_threshold,
+            "engine_healthy_after_s": round(engine_back, 1), "back_in_router_after_s": round(back, 1)}
+
+
+def rollout_under_load(stack: Stack, image_urls: list[str], on_step: Callable[[str], None]) -> dict:
+    """Steady-state load, then load of at least 500 image requests at concurrency 8 that lasts while
+    `rollout` replaces every engine, one at a time."""
+    plan, key = stack.plan, stack.key() or ""
+    steady = load(stack.endpoint, key, plan.served_model_name, CONCURRENCY, STEADY_REQUESTS, image_urls)
+    before = {r.service: stack.container(r.service) for r in plan.replicas}
+    finished, outcome = threading.Event(), {}
+
+    def roll() -> None:
+        try:
+            time.sleep(2)  # the load is running before the first replica goes
+            started = time.monotonic()
+            outcome["replaced"] = rollout(stack, on_step=on_step)
+            outcome["seconds"] = round(time.monotonic() - started, 1)
+        except Exception as exc:  # NB: re-raised below, once the load has stopped
+            outcome["error"] = exc
+        finally:
+            finished.set()
+
+    roller = threading.Thread(target=roll)
+    roller.start()
+    during = load(stack.endpoint, key, plan.served_model_name, CONCURRENCY, ROLLOUT_REQUESTS, image_urls,
+                  until=finished.is_set)
+    roller.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    after = {r.service: stack.container(r.service) for r in plan.replicas}
+    return {"concurrency": CONCURRENCY, "steady": asdict(steady), "during": asdict(during),
+            "replaced": [{"service": service, "s": seconds} for service, seconds in outcome["replaced"]],
+            "rollout_s": outcome["seconds"], "all_replaced": all(before[s] != after[s] for s in before)}
+
+
+def measure(work: Path, vllm: Path, tokenizer: Path, cgroup: Cgroup, log: Callable[[str], None],
+            section: Callable) -> dict:
+    """Every figure of tiny-cpu-x2's router; `vllm bench serve` runs in the client's cgroup."""
+    figures: dict = {}
+
+    def serve(stack: Stack, settings: ServeSettings) -> Callable[[str, str], ServeResult]:
+        return lambda url, label: serve_bench(vllm, url, stack.plan.served_model_name, tokenizer, stack.key() or "",
+                                              work / "vllm-bench", settings, label, wrap=cgroup.wrap)
+
+    for name in (X1, X2):
+        subprocess.run([docker_cli(), "volume", "rm", "-f", f"{name}_cache"], capture_output=True)
+    x1 = x2_variant(work, X1, {"replicas": 1, "router": {"enabled": True}})
+    engines = publish_engines(x1)
+    try:
+        log("router overhead: tiny-cpu-x2's router with one engine behind it, against that engine straight")
+        section("x1 stack up", up, x1)
+        figures["router"] = section("router overhead", router_overhead, x1, engines[x1.plan.replicas[0].service],
+                                    serve(x1, OVERHEAD_SERVE), OVERHEAD_ROUNDS)
+        figures["router"]["settings"] = asdict(OVERHEAD_SERVE)
+    finally:
+        down(x1, remove_volumes=True)
+    x2 = x2_variant(work, X2)
+    engines = publish_engines(x2)
+    try:
+        section("x2 stack up", up, x2)
+        log("tiny-cpu-x2 through its router: vllm bench serve")
+        figures["x2_serve"] = result_json(section("x2 serving benchmark", serve(x2, X2_SERVE), x2.endpoint, "x2"))
+        figures["x2_serve"]["settings"] = asdict(X2_SERVE)
+        with image_server(x2.gateway()) as url:
+            urls = image_urls_for(url)
+            # NB: the kill before the rollout: workers the rollout hands back to the router (/add_worker) get
+            # the router's default health checks, not the profile's, and the kill is judged against those.
+            log("an engine killed under load")
+            figures["kill"] = section("killed engine", kill_under_load, x2, engines, urls)
+            log("rollout under load")
+            figures["rollout"] = section("rollout under load", rollout_under_load, x2, urls, log)
+    finally:
+        down(x2, remove_volumes=True)
+    return figures
