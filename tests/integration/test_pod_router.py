@@ -99,11 +99,14 @@ def routed(tmp_path_factory):
     engine = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == plan.kubernetes.object_name)
     router = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == plan.router.object_name)
 
-    configmap = []  # the generation config, as kustomize built it: podman takes it beside the Deployment
-    for found in (o for o in objects if o["kind"] == "ConfigMap"):
-        path = root / "configmap.yaml"
+    # The ConfigMaps the engine mounts (the generation config, as kustomize built it, not the dashboard's):
+    # podman takes them beside the Deployment.
+    mounted = {v["configMap"]["name"] for v in engine["spec"]["template"]["spec"].get("volumes", []) if "configMap" in v}
+    configmap = []
+    for found in (o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] in mounted):
+        path = root / f"configmap-{found['metadata']['name']}.yaml"
         path.write_text(yaml.safe_dump(found))
-        configmap = ["--configmap", str(path)]
+        configmap += ["--configmap", str(path)]
     manifests = []
     for index in range(plan.kubernetes.replicas):
         copy_ = for_podman(copy.deepcopy(engine), str(index), publish=False)
