@@ -84,6 +84,9 @@ class ReplicaPlan(_Frozen):
     cpuset: str | None  # CPU replicas: the cores it runs on (and binds its OpenMP threads to)
     environment: dict[str, str]  # what differs from the plan's environment (VLLM_CPU_OMP_THREADS_BIND)
     url: str  # where the router reaches it on the compose network
+    # NB: the replica compose creates first. Replicas share the cache volume, and Docker fills a fresh named
+    # volume from the image as a container mounts it: two at once race ("mkdir …: file exists").
+    starts_after: str | None = None
 
 
 class RouterPlan(_Frozen):

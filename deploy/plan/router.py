@@ -42,7 +42,8 @@ def replicas(profile: Profile) -> list[ReplicaPlan]:
             # NB: vLLM binds its OpenMP threads to these cores, so replicas never share one.
             environment = {"VLLM_CPU_OMP_THREADS_BIND": cpuset}
         found.append(ReplicaPlan(service=name, gpu_ids=gpu_ids, cpuset=cpuset, environment=environment,
-                                 url=f"http://{name}:{CONTAINER_PORT}"))
+                                 url=f"http://{name}:{CONTAINER_PORT}",
+                                 starts_after=found[-1].service if found else None))
     return found
 
 

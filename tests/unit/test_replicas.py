@@ -35,6 +35,9 @@ def test_cpu_replicas_get_their_own_core_and_only_the_router_is_published():
         assert engine["cpuset"] == str(index) and engine["environment"]["VLLM_CPU_OMP_THREADS_BIND"] == str(index)
         assert "ports" not in engine and engine["stop_grace_period"] == "30s"  # shutdown-timeout 20 + 10
         assert "--shutdown-timeout" in engine["command"]
+    # Created one after the other: a fresh shared cache volume is filled on first mount, once.
+    assert "depends_on" not in services["vllm-0"]
+    assert services["vllm-1"]["depends_on"] == {"vllm-0": {"condition": "service_started"}}
     router = services["router"]
     assert router["ports"] == ["127.0.0.1:8010:8000"]
     assert router["depends_on"] == {"vllm-0": {"condition": "service_healthy"},
