@@ -128,6 +128,19 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+def print_logs_if_failed(request, fixture: str, lines: int, stack_of=lambda value: value) -> None:
+    """After a failed test that used `fixture` (a compose stack, or what `stack_of` finds it in), print the
+    last `lines` of each of its containers' logs."""
+    report = getattr(request.node, "rep_call", None)
+    if report is None or not report.failed or fixture not in request.fixturenames:
+        return
+    stack = stack_of(request.getfixturevalue(fixture))
+    for service in stack.services:
+        container = stack.container(service)
+        if container:
+            print(f"\n--- {service} logs ---\n{stack.engine.logs(container, lines)}")
+
+
 MEASURED: dict[str, str] = {}
 
 

@@ -53,7 +53,7 @@ class Stack:
 
     @property
     def services(self) -> list[str]:
-        """The compose services: the engine replicas, then the router in front of them if there is one."""
+        """The compose services: the engine replicas, the router in front of them and Prometheus, where present."""
         return ([r.service for r in self.plan.replicas] + (["router"] if self.plan.router else [])
                 + (["prometheus"] if self.plan.monitoring else []))
 

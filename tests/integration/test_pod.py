@@ -59,7 +59,7 @@ def pod_gateway() -> str:
     return next(iter(networks.values()))["Gateway"]
 
 
-def kustomize_build(plan, root, key: str) -> dict[str, dict]:
+def kustomize_objects(plan, root, key: str) -> list[dict]:
     """Render the profile into `root`, fill secrets.env as a user would, build it with the real kustomize."""
     from deploy.render import render, write_files
     from tests.conftest import kubectl
@@ -68,7 +68,20 @@ def kustomize_build(plan, root, key: str) -> dict[str, dict]:
     directory = root / "k8s" / plan.name
     (directory / "secrets.env").write_text(f"{plan.api_key_variable}={key}\n")
     built = subprocess.run([kubectl(), "kustomize", str(directory)], capture_output=True, text=True, check=True)
-    return {o["kind"]: o for o in yaml.safe_load_all(built.stdout) if o}
+    return [o for o in yaml.safe_load_all(built.stdout) if o]
+
+
+def kustomize_build(plan, root, key: str) -> dict[str, dict]:
+    """The same objects by kind, for a profile with one object of each."""
+    return {o["kind"]: o for o in kustomize_objects(plan, root, key)}
+
+
+def load_into_podman(reference: str) -> None:
+    """Docker's image into podman's store (podman cannot pull it: it is local), unless already there."""
+    if podman("image", "exists", reference, check=False).returncode != 0:
+        save = subprocess.Popen([docker_cli(), "save", reference], stdout=subprocess.PIPE)
+        podman("load", stdin=save.stdout, timeout=900)
+        assert save.wait() == 0
 
 
 def create_podman_secret(secret: dict) -> None:
@@ -107,10 +120,7 @@ def pod(tmp_path_factory):
     root = tmp_path_factory.mktemp("pod")
     plan = resolve(load_profile("tiny-cpu"))
     prepare(Stack(plan, root), echo=False)  # the image the manifests name; a cache hit after `up`
-    if podman("image", "exists", plan.image.reference, check=False).returncode != 0:
-        save = subprocess.Popen([docker_cli(), "save", plan.image.reference], stdout=subprocess.PIPE)
-        podman("load", stdin=save.stdout, timeout=900)
-        assert save.wait() == 0
+    load_into_podman(plan.image.reference)
 
     key = "sk-" + secrets.token_hex(16)
     objects = kustomize_build(plan, root / "rendered", key)

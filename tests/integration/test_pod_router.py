@@ -12,41 +12,21 @@ from __future__ import annotations
 import copy
 import json
 import secrets
-import subprocess
 
 import pytest
 import requests
 import yaml
 
 from deploy.plan import resolve
-from deploy.runtime.docker import docker_cli
 from deploy.runtime.net import free_port, wait_for_http
 from deploy.runtime.process import wait_until
 from deploy.runtime.smoke import plan_options, run_suite
 from deploy.runtime.stack import Stack, prepare
 from deploy.spec import load_profile
-from tests.conftest import kubectl
-from tests.integration.test_pod import CONF, create_podman_secret, podman
+from tests.integration.test_pod import CONF, create_podman_secret, kustomize_objects, load_into_podman, podman
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 READY_DEADLINE_SECONDS = 420
-
-
-def load_into_podman(reference: str) -> None:
-    if podman("image", "exists", reference, check=False).returncode != 0:
-        save = subprocess.Popen([docker_cli(), "save", reference], stdout=subprocess.PIPE)
-        podman("load", stdin=save.stdout, timeout=900)
-        assert save.wait() == 0
-
-
-def built_objects(plan, root, key: str) -> list[dict]:
-    from deploy.render import render, write_files
-
-    write_files(render(plan), root)
-    directory = root / "k8s" / plan.name
-    (directory / "secrets.env").write_text(f"{plan.api_key_variable}={key}\n")
-    built = subprocess.run([kubectl(), "kustomize", str(directory)], capture_output=True, text=True, check=True)
-    return [o for o in yaml.safe_load_all(built.stdout) if o]
 
 
 def for_podman(deployment: dict, suffix: str, publish: bool) -> dict:
@@ -93,7 +73,7 @@ def routed(tmp_path_factory):
     for reference in (plan.image.reference, plan.router.image):
         load_into_podman(reference)
     key = "sk-" + secrets.token_hex(16)
-    objects = built_objects(plan, root / "rendered", key)
+    objects = kustomize_objects(plan, root / "rendered", key)
     secret = next(o for o in objects if o["kind"] == "Secret")
     create_podman_secret(secret)
     engine = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == plan.kubernetes.object_name)

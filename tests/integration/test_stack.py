@@ -28,7 +28,7 @@ from deploy.runtime.smoke import plan_options, run_suite
 from deploy.runtime.stack import Stack, down, up
 from deploy.spec import load_profile
 from deploy.spec.variant import write_variant
-from tests.conftest import REPO
+from tests.conftest import REPO, print_logs_if_failed
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 NAME = "tiny-cpu-stack-test"
@@ -59,12 +59,7 @@ def running(root):
 @pytest.fixture(autouse=True)
 def container_logs_on_failure(request):
     yield
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed and "running" in request.fixturenames:
-        stack = request.getfixturevalue("running")[0]
-        container = stack.container()
-        if container:
-            print(f"\n--- container logs ---\n{stack.engine.logs(container, 150)}")
+    print_logs_if_failed(request, "running", 150, stack_of=lambda found: found[0])
 
 
 def models(stack: Stack) -> dict:
