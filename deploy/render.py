@@ -19,7 +19,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from deploy.paths import BUILD_ASSETS, TEMPLATE_DIR
+from deploy.paths import BUILD_ASSETS, PACKAGE_DIR, TEMPLATE_DIR
 from deploy.errors import UserError
 from deploy.plan import Plan
 from deploy.plan.generation import config_text
@@ -120,7 +120,8 @@ Wheel files are git-ignored.
 def asset_copy(name: str) -> str:
     """A build asset as copied into a build context, marked as a copy (after the shebang, if any)."""
     text = BUILD_ASSETS[name].read_text(encoding="utf-8")
-    note = f"# Copied by vllm-deploy from deploy/assets/{name} for the image build. Do not edit: change the original.\n"
+    origin = BUILD_ASSETS[name].relative_to(PACKAGE_DIR.parent).as_posix()
+    note = f"# Copied by vllm-deploy from {origin} for the image build. Do not edit: change the original.\n"
     if text.startswith("#!"):
         shebang, rest = text.split("\n", 1)
         return f"{shebang}\n{note}{rest}"
@@ -175,6 +176,9 @@ def render(plan: Plan) -> dict[str, str]:
         files[f"{compose_dir}/wheels/README"] = WHEELS_README
     if plan.storage.kind == "tiny":
         files[f"{compose_dir}/tiny_model.py"] = asset_copy("tiny_model.py")
+    # The key check on every route: copied into built images and mounted (a compose config, a ConfigMap).
+    files[f"{compose_dir}/{plan.edge.file_name}"] = asset_copy(plan.edge.file_name)
+    files[f"{k8s_dir}/{plan.edge.file_name}"] = asset_copy(plan.edge.file_name)
     if plan.generation is not None:
         # Mounted into the container (a compose config, a ConfigMap): a change never rebuilds the image.
         files[f"{compose_dir}/{plan.generation.file_name}"] = config_text(plan.generation.config)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 
-from deploy.plan.model import EgressPlan, Plan, StoragePlan
+from deploy.paths import BUILD_ASSETS
+from deploy.plan.model import EdgePlan, EgressPlan, Plan, StoragePlan
 from deploy.spec import Profile
 
 CONTAINER_PORT = 8000  # NB: fixed inside the container; the profile's port is the published one
@@ -19,11 +21,18 @@ CPUS_PER_GPU = 4  # Kubernetes CPU request per GPU when the profile names none: 
 CPUS_WITHOUT_GPU = 2
 API_KEY_VARIABLE = "VLLM_API_KEY"  # vLLM reads its key from this variable, so the key never sits in argv
 SERVE = ("vllm", "serve")  # the official image's entrypoint
+# vLLM checks its key on /v1, /v2, /inference and /cohere only; this middleware checks it on every route
+# but /health and /metrics (deploy/assets/edge). The entrypoint appends it after the args (vLLM's parser
+# wants the model first), so args changed by hand keep it.
+EDGE_FILE = "vllm_deploy_edge.py"
+EDGE_DIR = "/etc/vllm-deploy/python"
+EDGE_MIDDLEWARE = ("--middleware", "vllm_deploy_edge.KeyOnEveryRoute")
 # vLLM serves every /v1 route without authentication when its key variable is empty (it filters out
-# empty keys). The entrypoint refuses to start instead, with one clear log line, then runs `vllm serve`.
+# empty keys). The entrypoint refuses to start instead, with one clear log line, then runs `vllm serve`
+# with the key check on every route.
 KEY_GUARD_SCRIPT = (
     f'[ -n "${{{API_KEY_VARIABLE}}}" ] || {{ echo "vllm-deploy: {API_KEY_VARIABLE} is empty or unset; refusing to '
-    'start: vLLM would serve every /v1 route without authentication" >&2; exit 78; }; exec "$@"'
+    f'start: vLLM would serve every /v1 route without authentication" >&2; exit 78; }}; exec "$@" {" ".join(EDGE_MIDDLEWARE)}'
 )
 ENTRYPOINT = ("/bin/sh", "-c", KEY_GUARD_SCRIPT, "key-guard", *SERVE)
 
@@ -75,20 +84,31 @@ def host_command(plan: Plan, vllm: str, model: str, host: str, port: int, genera
         raise ValueError(f"{plan.name} has a generation config: write it (deploy.render.write_generation_config) and "
                          "pass its directory")
     return [vllm, *SERVE[1:], *serve_args(model, plan.served_model_name, host, port, plan.engine_flags,
-                                          generation_dir if plan.generation is not None else None)]
+                                          generation_dir if plan.generation is not None else None),
+            *EDGE_MIDDLEWARE]
 
 
 def host_environment(plan: Plan, scratch: str) -> dict[str, str]:
-    """The plan's environment for a host process: the container's cache paths moved under `scratch`."""
+    """The plan's environment for a host process: the container's cache paths moved under `scratch`, the
+    key-check middleware imported from the package's own copy."""
     cache = plan.writable_dirs["cache"]
-    return {name: scratch + value[len(cache):] if value.startswith(cache) else value
-            for name, value in plan.environment.items()}
+    moved = {name: scratch + value[len(cache):] if value.startswith(cache) else value
+             for name, value in plan.environment.items()}
+    return {**moved, "PYTHONPATH": str(BUILD_ASSETS[EDGE_FILE].parent)}
+
+
+def edge_plan(object_name: str) -> EdgePlan:
+    digest = hashlib.sha256(BUILD_ASSETS[EDGE_FILE].read_bytes()).hexdigest()[:10]
+    return EdgePlan(file_name=EDGE_FILE, directory=EDGE_DIR, compose_config=f"edge-{digest}",
+                    configmap_name=f"{object_name}-edge")
 
 
 def container_environment(profile: Profile, storage: StoragePlan) -> dict[str, str]:
     cache = WRITABLE_CACHE_DIR
     env = {
         "VLLM_NO_USAGE_STATS": "1",
+        # Where `--middleware vllm_deploy_edge.KeyOnEveryRoute` (in the entrypoint) is imported from.
+        "PYTHONPATH": EDGE_DIR,
         "DO_NOT_TRACK": "1",
         # A client-supplied URL must not hold a request (and a worker) for minutes.
         "VLLM_IMAGE_FETCH_TIMEOUT": str(profile.media.fetch_timeout_seconds),

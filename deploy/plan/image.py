@@ -17,7 +17,8 @@ def build_recipe_digest() -> str:
     """Digest of what an image build runs (Dockerfile templates, copied scripts): a new recipe, a new tag."""
     digest = hashlib.sha256()
     engine_files = [TEMPLATE_DIR / "docker" / f"Dockerfile.{kind}.j2" for kind in ("base", "cpu", "cuda")]
-    for path in engine_files + [BUILD_ASSETS["engine-venv.sh"], BUILD_ASSETS["tiny_model.py"]]:
+    for path in engine_files + [BUILD_ASSETS["engine-venv.sh"], BUILD_ASSETS["tiny_model.py"],
+                                BUILD_ASSETS["vllm_deploy_edge.py"]]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 

@@ -181,6 +181,16 @@ class GenerationPlan(_Frozen):
     configmap_name: str  # Kubernetes ConfigMap; kustomize appends its own content hash
 
 
+class EdgePlan(_Frozen):
+    """The key check on every route of vLLM's server (deploy/assets/edge/vllm_deploy_edge.py, loaded with
+    vLLM's --middleware): mounted from a compose config or a ConfigMap, and built into the images we build."""
+
+    file_name: str
+    directory: str  # on PYTHONPATH in the container
+    compose_config: str  # compose's config name: with a content hash, so a change recreates the container
+    configmap_name: str  # Kubernetes ConfigMap; kustomize appends its own content hash
+
+
 class VisionPlan(_Frozen):
     """The worst case of one request's images, from the model's facts (deploy/data/models.yaml)."""
 
@@ -292,6 +302,7 @@ class Plan(_Frozen):
     smoke: SmokePlan
     warnings: list[str]
     generation: GenerationPlan | None  # None: vLLM reads the model's own generation_config.json
+    edge: EdgePlan
     vision: VisionPlan | None  # None: no estimate (no architecture, or one deploy/data/models.yaml lacks)
     monitoring: MonitoringPlan | None  # None: monitoring off
 

@@ -6,7 +6,7 @@ import math
 
 from deploy.plan.engine import (API_KEY_VARIABLE, CONTAINER_PORT, CPUS_PER_GPU, CPUS_WITHOUT_GPU, ENTRYPOINT,
                                     HEALTH_PATH, HUB_CACHE_DIR, STARTUP_PROBE_PERIOD_SECONDS, WRITABLE_CACHE_DIR,
-                                    egress_plan, container_environment, host_literal, local_endpoint, plan_warnings, engine_flags,
+                                    edge_plan, egress_plan, container_environment, host_literal, local_endpoint, plan_warnings, engine_flags,
                                     serve_args)
 from deploy.plan.generation import generation_plan, vision_plan
 from deploy.plan.image import image_plan
@@ -181,6 +181,7 @@ def resolve(profile: Profile) -> Plan:
         smoke=smoke,
         warnings=plan_warnings(profile, kind),
         generation=generation,
+        edge=edge_plan(k8s_name),
         vision=vision,
         monitoring=monitoring(profile, replica_plans, router_plan, selector, k8s_name, host_literal, local_endpoint),
     )

@@ -24,6 +24,7 @@ from deploy.spec.variant import write_variant
 from deploy.runtime.smoke import plan_options, run_suite
 from deploy.runtime.net import free_port, wait_for_http
 from tests.conftest import REPO
+from tests.tools import routes
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 READY_DEADLINE_SECONDS = 300
@@ -121,6 +122,18 @@ def test_server_argv_carries_no_key(server):
     assert server.api_key.encode() not in b" ".join(cmdline)
     assert b"--api-key" not in cmdline
     assert server.api_key not in server.log.read_text(errors="replace")
+
+
+def test_every_route_of_the_servers_own_table_needs_the_key(server, measured):
+    """vLLM checks its key on /v1… only; with the middleware, every route of its own table but /health and
+    /metrics answers 401 without the key or with a wrong one, and not 401 with the right one."""
+    from deploy.assets.edge.vllm_deploy_edge import PUBLIC
+
+    found = routes.report(server.base_url, server.api_key)
+    measured["engine routes in vLLM's own table (called without, with a wrong and with the right key)"] = found["routes"]
+    assert found["routes"] >= 20, found
+    assert {"/invocations", "/tokenize"} <= {row["path"] for row in found["rows"]}
+    assert routes.lock_problems(found, PUBLIC) == []
 
 
 def test_smoke_suite_passes_against_the_real_server(server, measured):

@@ -29,6 +29,7 @@ from deploy.runtime.stack import Stack, down, up
 from deploy.spec import load_profile
 from deploy.spec.variant import write_variant
 from tests.conftest import REPO, print_logs_if_failed
+from tests.tools import routes
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 NAME = "tiny-cpu-stack-test"
@@ -85,6 +86,17 @@ def test_up_is_healthy_on_loopback_with_a_generated_key(running, measured):
     assert key not in json.dumps([config["Cmd"], config["Entrypoint"], state["Args"], state["Path"]])
     assert config["Cmd"] == stack.plan.argv and config["Entrypoint"] == stack.plan.entrypoint
     assert models(stack)["id"] == stack.plan.served_model_name
+
+
+def test_every_route_on_the_published_port_needs_the_key(running, measured):
+    """The user's shape: the compose service's published port, the entrypoint's middleware mounted from a compose
+    config. Every route of vLLM's own table but /health and /metrics answers 401 without the key."""
+    from deploy.assets.edge.vllm_deploy_edge import PUBLIC
+
+    stack, _, _ = running
+    found = routes.report(stack.endpoint, stack.key())
+    measured["compose: routes in vLLM's own table, each called three ways"] = found["routes"]
+    assert found["routes"] >= 20 and routes.lock_problems(found, PUBLIC) == []
 
 
 def test_the_container_runs_with_a_read_only_root(running):

@@ -204,12 +204,15 @@ def test_the_generation_config_is_mounted_where_vllm_is_pointed(tmp_path):
     assert files["k8s/tiny-cpu/generation_config.json"] == files["compose/tiny-cpu/generation_config.json"]
     compose = yaml.safe_load(files["compose/tiny-cpu/compose.yaml"])
     service = compose["services"]["vllm"]
-    (mount,) = service["configs"]
+    (edge, mount) = service["configs"]  # the key-check module first, then the generation config
+    assert edge["target"] == f"{plan.edge.directory}/{plan.edge.file_name}"
     assert compose["configs"][mount["source"]] == {"file": "./generation_config.json"}
     assert mount["target"] == f"{plan.generation.directory}/generation_config.json"
     assert service["command"][service["command"].index("--generation-config") + 1] == plan.generation.directory
     kustomization = yaml.safe_load(files["k8s/tiny-cpu/kustomization.yaml"])
-    assert kustomization["configMapGenerator"] == [{"name": "tiny-cpu-generation", "files": ["generation_config.json"]}]
+    assert kustomization["configMapGenerator"] == [
+        {"name": "tiny-cpu-edge", "files": ["vllm_deploy_edge.py"]},
+        {"name": "tiny-cpu-generation", "files": ["generation_config.json"]}]
     # A new file content, a new compose config name: `docker compose up` then recreates the container.
     changed = write_variant("tiny-cpu", tmp_path / "p.yaml", {"generation": {"max-tokens": 16}})
     assert resolve(load_profile(str(changed))).generation.compose_config != plan.generation.compose_config

@@ -16,7 +16,9 @@ SEED_FLAGS = ["--dtype", "auto", "--max-model-len", "2048", "--gpu-memory-utiliz
 
 def test_minicpm_argv_is_the_seeds_command_line():
     plan = resolve(load_profile("minicpm-v-2_6"))
+    # `vllm serve` the seed's command line, then (appended by the entrypoint) the key check on every route.
     assert plan.entrypoint[-2:] == ["vllm", "serve"]
+    assert plan.entrypoint[2].endswith('exec "$@" --middleware vllm_deploy_edge.KeyOnEveryRoute')
     assert plan.argv == [
         SEED_MODEL,
         "--served-model-name", SEED_MODEL,  # the seed's clients pass the path as `model`
@@ -45,7 +47,8 @@ def test_the_entrypoint_refuses_an_empty_key_before_running_vllm(tmp_path):
                                "every /v1 route without authentication\n")
     done = subprocess.run([shell, dash_c, script, name, "echo", "served", "$HOME"], capture_output=True, text=True,
                           env={"PATH": "/usr/bin:/bin", API_KEY_VARIABLE: "sk-1"})
-    assert (done.returncode, done.stdout) == (0, "served $HOME\n")  # arguments pass through untouched
+    # Arguments pass through untouched, and the key check on every route comes last.
+    assert (done.returncode, done.stdout) == (0, "served $HOME --middleware vllm_deploy_edge.KeyOnEveryRoute\n")
 
 
 def test_the_key_never_goes_on_the_command_line():
@@ -89,11 +92,11 @@ def test_serve_args_place_model_host_and_port_once():
         host_command(plan, "/v/bin/vllm", "/tmp/m", "127.0.0.1", 1234)
     placed = ["--generation-config", "/tmp/g"]
     assert host_command(plan, "/v/bin/vllm", "/tmp/m", "127.0.0.1", 1234, "/tmp/g") == [
-        "/v/bin/vllm", "serve", *argv[:7], *placed, *argv[7:]]
+        "/v/bin/vllm", "serve", *argv[:7], *placed, *argv[7:], "--middleware", "vllm_deploy_edge.KeyOnEveryRoute"]
     assert plan.argv[7:9] == ["--generation-config", plan.generation.directory]
     plain = resolve(load_profile(str(FIXTURE_PROFILES / "minimal-cpu.yaml")))  # no generation section
     assert plain.generation is None and "--generation-config" not in plain.argv
-    assert host_command(plain, "/v/bin/vllm", "/tmp/m", "127.0.0.1", 1234, "/tmp/g")[2:] == serve_args(
+    assert host_command(plain, "/v/bin/vllm", "/tmp/m", "127.0.0.1", 1234, "/tmp/g")[2:-2] == serve_args(
         "/tmp/m", plain.served_model_name, "127.0.0.1", 1234, plain.engine_flags)
 
 
