@@ -9,7 +9,7 @@ does instead (podman 4.3 limitations, not manifest faults):
 - /dev/shm: podman turns a Memory emptyDir into a root-owned disk volume, so the host's /dev/shm is
   mounted instead (hostPath);
 - no Service: the container port is published on 127.0.0.1 with hostPort;
-- the generation config's ConfigMap (kustomize's hashed name) goes to `podman kube play --configmap`.
+- the ConfigMaps the Deployment mounts (kustomize's hashed names) go to `podman kube play --configmap`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from deploy.runtime.docker import docker_cli
 from deploy.runtime.smoke import plan_options, run_suite
 from deploy.runtime.stack import Stack, prepare
 from deploy.runtime.net import free_port, wait_for_http
+from tests.tools import routes
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
@@ -72,8 +73,24 @@ def kustomize_objects(plan, root, key: str) -> list[dict]:
 
 
 def kustomize_build(plan, root, key: str) -> dict[str, dict]:
-    """The same objects by kind, for a profile with one object of each."""
-    return {o["kind"]: o for o in kustomize_objects(plan, root, key)}
+    """The same objects by kind (one of each), the ConfigMaps by name under "ConfigMaps"."""
+    objects = kustomize_objects(plan, root, key)
+    found: dict = {o["kind"]: o for o in objects if o["kind"] != "ConfigMap"}
+    found["ConfigMaps"] = [o for o in objects if o["kind"] == "ConfigMap"]
+    return found
+
+
+def configmap_options(deployment: dict, configmaps: list[dict], directory: Path) -> list[str]:
+    """`--configmap FILE` for each ConfigMap the Deployment mounts (the key check's module, the generation
+    config), as kustomize built them: podman takes them beside the Deployment."""
+    mounted = {v["configMap"]["name"] for v in deployment["spec"]["template"]["spec"].get("volumes", [])
+               if "configMap" in v}
+    options = []
+    for found in (c for c in configmaps if c["metadata"]["name"] in mounted):
+        path = directory / f"configmap-{found['metadata']['name']}.yaml"
+        path.write_text(yaml.safe_dump(found))
+        options += ["--configmap", str(path)]
+    return options
 
 
 def load_into_podman(reference: str) -> None:
@@ -93,14 +110,10 @@ def create_podman_secret(secret: dict) -> None:
         podman("secret", "create", secret["metadata"]["name"], str(data))
 
 
-def play(manifest: Path, objects: dict[str, dict]) -> None:
-    """`podman kube play` of the Deployment, with the kustomize-built ConfigMap (the generation config) if any."""
-    configmap = []
-    if "ConfigMap" in objects:
-        path = manifest.with_name(manifest.stem + "-configmap.yaml")
-        path.write_text(yaml.safe_dump(objects["ConfigMap"]))
-        configmap = ["--configmap", str(path)]
-    podman("kube", "play", "--replace", *configmap, str(manifest))
+def play(manifest: Path, objects: dict) -> None:
+    """`podman kube play` of the Deployment, with the kustomize-built ConfigMaps it mounts."""
+    configmaps = configmap_options(objects["Deployment"], objects["ConfigMaps"], manifest.parent)
+    podman("kube", "play", "--replace", *configmaps, str(manifest))
 
 
 def adapt_for_podman(deployment: dict, port: int) -> dict:
@@ -173,6 +186,17 @@ def test_pod_runs_as_non_root_with_a_read_only_root_and_the_key_from_the_secret(
     inspect = json.loads(podman("inspect", container).stdout)[0]
     assert inspect["HostConfig"]["ReadonlyRootfs"] is True
     assert key not in json.dumps(inspect["Config"].get("Cmd")) + json.dumps(inspect.get("Args"))
+
+
+def test_every_route_of_the_pod_needs_the_key(pod, measured):
+    """The Kubernetes shape: the middleware's module from its ConfigMap. Every route of vLLM's own table but
+    /health and /metrics answers 401 without the key or with a wrong one."""
+    from deploy.assets.edge.vllm_deploy_edge import PUBLIC
+
+    _, base_url, key, _ = pod
+    found = routes.report(base_url, key)
+    measured["pod: routes in vLLM's own table, each called three ways"] = found["routes"]
+    assert found["routes"] >= 20 and routes.lock_problems(found, PUBLIC) == []
 
 
 def test_a_pod_with_an_empty_key_in_its_secret_exits_at_once(pod, tmp_path, measured):

@@ -23,7 +23,8 @@ from deploy.runtime.process import wait_until
 from deploy.runtime.smoke import plan_options, run_suite
 from deploy.runtime.stack import Stack, prepare
 from deploy.spec import load_profile
-from tests.integration.test_pod import CONF, create_podman_secret, kustomize_objects, load_into_podman, podman
+from tests.integration.test_pod import (CONF, configmap_options, create_podman_secret, kustomize_objects,
+                                       load_into_podman, podman)
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 READY_DEADLINE_SECONDS = 420
@@ -79,14 +80,7 @@ def routed(tmp_path_factory):
     engine = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == plan.kubernetes.object_name)
     router = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == plan.router.object_name)
 
-    # The ConfigMaps the engine mounts (the generation config, as kustomize built it, not the dashboard's):
-    # podman takes them beside the Deployment.
-    mounted = {v["configMap"]["name"] for v in engine["spec"]["template"]["spec"].get("volumes", []) if "configMap" in v}
-    configmap = []
-    for found in (o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] in mounted):
-        path = root / f"configmap-{found['metadata']['name']}.yaml"
-        path.write_text(yaml.safe_dump(found))
-        configmap += ["--configmap", str(path)]
+    configmap = configmap_options(engine, [o for o in objects if o["kind"] == "ConfigMap"], root)
     manifests = []
     for index in range(plan.kubernetes.replicas):
         copy_ = for_podman(copy.deepcopy(engine), str(index), publish=False)
