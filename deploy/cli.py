@@ -159,7 +159,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     plan = _plan(args.profile, warn=False)
     try:
-        status(plan, watch=args.watch, interval=args.interval)
+        status(plan, watch=args.watch, interval=args.interval, timeout=args.timeout)
     except KeyboardInterrupt:  # --watch ends with Ctrl-C
         print()
     return 0
@@ -274,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("profile", help=profile_help)
     p.add_argument("-w", "--watch", action="store_true", help="refresh until Ctrl-C")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between refreshes with --watch (5)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds for all of one screen's queries (10)")
     p.set_defaults(run=cmd_status)
 
     p = sub.add_parser("smoke", help="run the smoke suite against a running server and print a table")
