@@ -207,12 +207,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from deploy.bench.load import image_server, image_urls_for, load_levels, print_results, write_json
+    from deploy.bench.load import image_server, image_urls_for, levels_of, load_levels, print_results, write_json
 
-    levels = [int(level) for level in args.concurrency.split(",")]
+    levels = levels_of(args.concurrency)
     with image_server(args.image_server_host) as url:
         results = load_levels(args.base_url.rstrip("/"), args.api_key, args.model, levels, args.requests,
-                              image_urls_for(url))
+                              image_urls_for(url), deadline=args.timeout)
     print_results(results, f"{args.base_url}: {args.requests} image requests per level")
     if args.json:
         write_json(Path(args.json), {"base_url": args.base_url, "results": results})
@@ -298,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="default: the first of /v1/models")
     p.add_argument("--concurrency", default="1,4,8", help="levels, comma-separated (default 1,4,8)")
     p.add_argument("--requests", type=int, default=100, help="requests per level (default 100)")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="seconds one request may take, all told; past it the request counts as an error (300)")
     p.add_argument("--image-server-host", help="serve the URL images from this address of this machine "
                    "(one the server can reach); default: base64 images only")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")

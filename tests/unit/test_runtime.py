@@ -269,10 +269,12 @@ def test_load_counts_requests_errors_and_percentiles():
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append(body["messages"][0]["content"][1]["image_url"]["url"][:10])
             status = 500 if len(seen) % 10 == 0 else 200
+            answer = json.dumps({"choices": [{"message": {"role": "assistant", "content": "a sign"}}]}).encode()
             self.send_response(status)
-            self.send_header("Content-Length", "2")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
-            self.wfile.write(b"{}")
+            self.wfile.write(answer)
 
         def log_message(self, *args):
             pass
@@ -286,6 +288,7 @@ def test_load_counts_requests_errors_and_percentiles():
     finally:
         server.shutdown()
     assert (result.requests, result.errors, result.concurrency) == (40, 4, 4)
+    assert list(result.failures) == ['HTTP 500: {"choices": [{"message": {"role": "assistant", "content": "a sign"}}]}']
     assert 0 < result.p50_ms <= result.p95_ms and result.requests_per_second > 0
     assert {u[:5] for u in seen} == {"http:", "data:"}  # URL and base64 images alternate
 
