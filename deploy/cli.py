@@ -180,20 +180,22 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
-    from deploy.runtime.smoke import plan_options, print_table, run_suite
+    from deploy.runtime.smoke import BASE_URL_READY_SECONDS, plan_options, print_table, run_suite
 
     options: list[str] = []
+    key, ready = args.api_key, BASE_URL_READY_SECONDS
     if args.profile and not args.base_url:
-        # A profile brought up by `up`: its published port, its key, an image server on its network's gateway.
+        # A profile brought up by `up`: its published port, its key, an image server on its network's gateway,
+        # and its load budget to become healthy.
         stack = _stack(args.profile, warn=False)
-        options = plan_options(stack.plan, stack.endpoint, None if args.api_key else stack.key(), stack.gateway())
-    for flag, value in (("--base-url", args.base_url), ("--api-key", args.api_key), ("--model", args.model),
-                        ("--image-url", args.image_url)):
+        options = plan_options(stack.plan, stack.endpoint, stack.gateway())
+        key, ready = args.api_key or stack.key(), stack.plan.health.start_period_seconds
+    for flag, value in (("--base-url", args.base_url), ("--model", args.model), ("--image-url", args.image_url)):
         if value:
             options += [flag, value]
     if args.local_image_server:
         options.append("--local-image-server")
-    code, cases, output = run_suite(options + args.passthrough)
+    code, cases, output = run_suite(options + args.passthrough, key=key, ready=ready)
     print_table(cases)
     if code != 0:
         print(output, file=sys.stderr)
@@ -280,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("smoke", help="run the smoke suite against a running server and print a table")
     p.add_argument("profile", nargs="?", help=profile_help + " (its port, model and smoke settings)")
     p.add_argument("--base-url", help="server root, e.g. http://127.0.0.1:8000 (env SMOKE_BASE_URL)")
-    p.add_argument("--api-key", help="the server's key (env SMOKE_API_KEY, then VLLM_API_KEY)")
+    p.add_argument("--api-key", help="the server's key (better: env SMOKE_API_KEY, then VLLM_API_KEY; "
+                   "the suite gets it in its environment)")
     p.add_argument("--model", help="model name (default: the first of /v1/models)")
     p.add_argument("--image-url", help="image to request by URL (default: the guide's stop sign)")
     p.add_argument("--local-image-server", action="store_true", help="serve a generated JPEG from this machine")

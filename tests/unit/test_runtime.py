@@ -206,13 +206,13 @@ def test_push_needs_something_built_and_a_registry(tmp_path):
 
 def test_smoke_options_come_from_the_plan():
     plan = resolve(load_profile("tiny-cpu"))
-    options = plan_options(plan, "http://127.0.0.1:8000", "sk-1", "172.17.0.1")
+    options = plan_options(plan, "http://127.0.0.1:8000", "172.17.0.1")
     assert options == ["--base-url", "http://127.0.0.1:8000", "--model", "tiny-vlm", "--stop-token-ids",
                        "151645,151643", "--image-url", plan.smoke.image_url, "--max-images", "2",
-                       "--server-stop-token-ids", "151645,151643,151648", "--image-tokens", "94", "--api-key", "sk-1",
-                       "--local-image-server", "--image-server-host", "172.17.0.1"]
+                       "--server-stop-token-ids", "151645,151643,151648", "--image-tokens", "94",
+                       "--local-image-server", "--image-server-host", "172.17.0.1"]  # the key: environment only
     plain = resolve(load_profile(str(FIXTURE_PROFILES / "minimal-cpu.yaml")))  # no generation, no architecture
-    assert not {"--server-stop-token-ids", "--image-tokens"} & set(plan_options(plain, "http://x", None, None))
+    assert not {"--server-stop-token-ids", "--image-tokens"} & set(plan_options(plain, "http://x", None))
 
 
 def test_the_suite_reads_the_new_options_and_deselects_without_them():
