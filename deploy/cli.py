@@ -159,7 +159,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     plan = _plan(args.profile, warn=False)
     try:
-        status(plan, watch=args.watch, interval=args.interval)
+        status(plan, watch=args.watch, interval=args.interval, timeout=args.timeout)
     except KeyboardInterrupt:  # --watch ends with Ctrl-C
         print()
     return 0
@@ -180,20 +180,22 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
-    from deploy.runtime.smoke import plan_options, print_table, run_suite
+    from deploy.runtime.smoke import BASE_URL_READY_SECONDS, plan_options, print_table, run_suite
 
     options: list[str] = []
+    key, ready = args.api_key, BASE_URL_READY_SECONDS
     if args.profile and not args.base_url:
-        # A profile brought up by `up`: its published port, its key, an image server on its network's gateway.
+        # A profile brought up by `up`: its published port, its key, an image server on its network's gateway,
+        # and its load budget to become healthy.
         stack = _stack(args.profile, warn=False)
-        options = plan_options(stack.plan, stack.endpoint, None if args.api_key else stack.key(), stack.gateway())
-    for flag, value in (("--base-url", args.base_url), ("--api-key", args.api_key), ("--model", args.model),
-                        ("--image-url", args.image_url)):
+        options = plan_options(stack.plan, stack.endpoint, stack.gateway())
+        key, ready = args.api_key or stack.key(), stack.plan.health.start_period_seconds
+    for flag, value in (("--base-url", args.base_url), ("--model", args.model), ("--image-url", args.image_url)):
         if value:
             options += [flag, value]
     if args.local_image_server:
         options.append("--local-image-server")
-    code, cases, output = run_suite(options + args.passthrough)
+    code, cases, output = run_suite(options + args.passthrough, key=key, ready=ready)
     print_table(cases)
     if code != 0:
         print(output, file=sys.stderr)
@@ -207,12 +209,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from deploy.bench.load import image_server, image_urls_for, load_levels, print_results, write_json
+    from deploy.bench.load import image_server, image_urls_for, levels_of, load_levels, print_results, write_json
 
-    levels = [int(level) for level in args.concurrency.split(",")]
+    levels = levels_of(args.concurrency)
     with image_server(args.image_server_host) as url:
         results = load_levels(args.base_url.rstrip("/"), args.api_key, args.model, levels, args.requests,
-                              image_urls_for(url))
+                              image_urls_for(url), deadline=args.timeout)
     print_results(results, f"{args.base_url}: {args.requests} image requests per level")
     if args.json:
         write_json(Path(args.json), {"base_url": args.base_url, "results": results})
@@ -274,12 +276,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("profile", help=profile_help)
     p.add_argument("-w", "--watch", action="store_true", help="refresh until Ctrl-C")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between refreshes with --watch (5)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds for all of one screen's queries (10)")
     p.set_defaults(run=cmd_status)
 
     p = sub.add_parser("smoke", help="run the smoke suite against a running server and print a table")
     p.add_argument("profile", nargs="?", help=profile_help + " (its port, model and smoke settings)")
     p.add_argument("--base-url", help="server root, e.g. http://127.0.0.1:8000 (env SMOKE_BASE_URL)")
-    p.add_argument("--api-key", help="the server's key (env SMOKE_API_KEY, then VLLM_API_KEY)")
+    p.add_argument("--api-key", help="the server's key (better: env SMOKE_API_KEY, then VLLM_API_KEY; "
+                   "the suite gets it in its environment)")
     p.add_argument("--model", help="model name (default: the first of /v1/models)")
     p.add_argument("--image-url", help="image to request by URL (default: the guide's stop sign)")
     p.add_argument("--local-image-server", action="store_true", help="serve a generated JPEG from this machine")
@@ -297,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="default: the first of /v1/models")
     p.add_argument("--concurrency", default="1,4,8", help="levels, comma-separated (default 1,4,8)")
     p.add_argument("--requests", type=int, default=100, help="requests per level (default 100)")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="seconds one request may take, all told; past it the request counts as an error (300)")
     p.add_argument("--image-server-host", help="serve the URL images from this address of this machine "
                    "(one the server can reach); default: base64 images only")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")

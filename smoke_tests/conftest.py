@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import pytest
-import requests
 
+from smoke_tests.bounded import IMAGE_CAP, HttpFailure, fetch, shown
 from smoke_tests.image_server import IMAGE_PATH, ImageServer, generated_jpeg
 from smoke_tests.settings import SmokeConfig, add_options, smoke_config
 from smoke_tests.support import Raw, data_url
 
 LOG_TAIL_LINES = 80
+HEALTH_PROBE_SECONDS = 10.0  # one GET /health of the wait (never past the wait's own deadline)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -109,29 +110,40 @@ def raw(smoke: SmokeConfig) -> Raw:
     return Raw(smoke.base_url, smoke.api_key, smoke.request_timeout)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def server_ready(smoke: SmokeConfig) -> float:
-    """Poll GET /health until 200 or --ready-timeout; returns the seconds waited."""
+def wait_ready(base_url: str, api_key: Optional[str], ready_timeout: float, request_timeout: float,
+               interval: float = 1.0) -> float:
+    """Poll GET /health until 200; the seconds waited. HttpFailure when `ready_timeout` runs out: every probe
+    (at most 10 s, and never past the deadline) and the pauses between them fit in it."""
     start = time.monotonic()
-    deadline = start + smoke.ready_timeout
+    deadline = start + ready_timeout
+    # NB: with the key: an endpoint that checks it on every route (a router) answers /health too.
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     last = "no attempt"
     while True:
-        try:
-            # NB: with the key: an endpoint that checks it on every route (a router) answers /health too.
-            headers = {"Authorization": f"Bearer {smoke.api_key}"} if smoke.api_key else {}
-            resp = requests.get(smoke.base_url + "/health", headers=headers, timeout=min(10.0, smoke.request_timeout))
-            if resp.status_code == 200:
-                return time.monotonic() - start
-            last = f"HTTP {resp.status_code}: {resp.text[:200]}"
-        except requests.RequestException as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        if time.monotonic() >= deadline:
-            pytest.fail(
-                f"vLLM server at {smoke.base_url} not healthy after {smoke.ready_timeout:.0f} s "
-                f"(GET /health, last answer: {last}). Is it running? Raise --ready-timeout if it is still loading.",
-                pytrace=False,
-            )
-        time.sleep(1.0)
+        left = deadline - time.monotonic()
+        if left > 0:
+            try:
+                resp = fetch("GET", base_url + "/health", headers=headers, cap=64 * 1024,
+                             deadline=min(HEALTH_PROBE_SECONDS, request_timeout, left))
+                if resp.status_code == 200:
+                    return time.monotonic() - start
+                last = f"HTTP {resp.status_code}: {shown(resp.text, 200)}"
+            except HttpFailure as exc:
+                last = str(exc)
+        if time.monotonic() + interval >= deadline:
+            raise HttpFailure(
+                f"vLLM server at {base_url} not healthy after {ready_timeout:g} s "
+                f"(GET /health, last answer: {last}). Is it running? Raise --ready-timeout if it is still loading.")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def server_ready(smoke: SmokeConfig) -> float:
+    """Wait for GET /health == 200 within --ready-timeout; returns the seconds waited."""
+    try:
+        return wait_ready(smoke.base_url, smoke.api_key, smoke.ready_timeout, smoke.request_timeout)
+    except HttpFailure as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -139,9 +151,10 @@ def server_version(raw: Raw) -> Optional[str]:
     """vLLM's version from the open GET /version, or None for servers without it."""
     try:
         resp = raw.get("/version")
-        return resp.json().get("version") if resp.status_code == 200 else None
-    except (requests.RequestException, ValueError):
+        version = resp.json().get("version") if resp.status_code == 200 else None
+    except (HttpFailure, AttributeError):
         return None
+    return version if isinstance(version, str) else None
 
 
 @pytest.fixture(scope="session")
@@ -150,10 +163,13 @@ def model(smoke: SmokeConfig, raw: Raw) -> str:
         return smoke.model
     resp = raw.get("/v1/models")
     assert resp.status_code == 200, (
-        f"cannot pick a default model: GET /v1/models -> {resp.status_code} {resp.text[:300]}; pass --model"
+        f"cannot pick a default model: GET /v1/models -> {resp.status_code} {shown(resp.text, 300)}; pass --model"
     )
-    ids = [m["id"] for m in resp.json()["data"]]
-    assert ids, "GET /v1/models lists no model; pass --model"
+    body = resp.json()
+    listed = body.get("data") if isinstance(body, dict) else None
+    ids = [m["id"] for m in listed if isinstance(m, dict) and isinstance(m.get("id"), str)] \
+        if isinstance(listed, list) else []
+    assert ids, f"GET /v1/models lists no model: {shown(resp.text, 300)}; pass --model"
     return ids[0]
 
 
@@ -183,9 +199,10 @@ def image(smoke: SmokeConfig, image_server: Optional[ImageServer]) -> SmokeImage
         return SmokeImage(image_server.url(IMAGE_PATH), generated_jpeg(), image_server)
     try:
         # NB: the base64 request must carry the same bytes the server fetches by URL, so fetch them here too
-        resp = requests.get(smoke.image_url, timeout=smoke.request_timeout)
-        resp.raise_for_status()
-    except requests.RequestException as exc:
+        resp = fetch("GET", smoke.image_url, deadline=smoke.request_timeout, cap=IMAGE_CAP, follow=True)
+        if resp.status_code != 200 or not resp.content:
+            raise HttpFailure(f"HTTP {resp.status_code}, {len(resp.content)} bytes")
+    except HttpFailure as exc:
         pytest.fail(
             f"cannot download --image-url {smoke.image_url} to build the base64 request ({exc}). "
             "Pass --local-image-server to serve a generated JPEG from this process instead.",

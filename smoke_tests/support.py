@@ -6,7 +6,7 @@ import base64
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import requests
+from smoke_tests.bounded import DEFAULT_CAP, Answer, fetch, shown
 
 SEED_PROMPT = "请描述这张图片"
 
@@ -26,7 +26,8 @@ def user_message(*image_urls: str, text: str = SEED_PROMPT) -> list[dict[str, An
 
 @dataclass(frozen=True)
 class Raw:
-    """Raw HTTP against the server, one new connection per call.
+    """Raw HTTP against the server, one new connection per call, each within `timeout` seconds all told and
+    at most `cap` bytes of answer (smoke_tests/bounded.py).
 
     NB: no shared session: after a 500 vLLM closes the keep-alive connection, which would turn the next
     call on a reused connection into a connection error instead of the status we want to see.
@@ -35,18 +36,20 @@ class Raw:
     base_url: str
     api_key: Optional[str]
     timeout: float
+    cap: int = DEFAULT_CAP
 
     def headers(self, api_key: Optional[str] = "default") -> dict[str, str]:
         key = self.api_key if api_key == "default" else api_key
         return {"Authorization": f"Bearer {key}"} if key is not None else {}
 
-    def get(self, path: str, api_key: Optional[str] = "default") -> requests.Response:
-        return requests.get(self.base_url + path, headers=self.headers(api_key), timeout=self.timeout)
+    def get(self, path: str, api_key: Optional[str] = "default") -> Answer:
+        return fetch("GET", self.base_url + path, headers=self.headers(api_key), deadline=self.timeout, cap=self.cap)
 
-    def post(self, path: str, body: dict[str, Any], api_key: Optional[str] = "default") -> requests.Response:
-        return requests.post(self.base_url + path, json=body, headers=self.headers(api_key), timeout=self.timeout)
+    def post(self, path: str, body: dict[str, Any], api_key: Optional[str] = "default") -> Answer:
+        return fetch("POST", self.base_url + path, json_body=body, headers=self.headers(api_key),
+                     deadline=self.timeout, cap=self.cap)
 
 
-def describe(resp: requests.Response) -> str:
-    """Status and (truncated) body, for assertion messages."""
-    return f"{resp.request.method} {resp.url} -> {resp.status_code}: {resp.text[:500]}"
+def describe(resp: Answer) -> str:
+    """Status and (escaped, truncated) body, for assertion messages."""
+    return f"{resp.method} {resp.url} -> {resp.status_code}: {shown(resp.text, 500)}"

@@ -19,11 +19,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-import requests
-
+from deploy.errors import UserError
+from deploy.runtime.http import MIB, Answer, Connections, HttpError, fetch, pick, shown
 from deploy.runtime.process import Runner, run
 
 PROMPT = "请描述这张图片"
+REQUEST_DEADLINE_SECONDS = 300.0  # one chat request, all told (8 tokens; an image server it fetches from included)
+MODELS_DEADLINE_SECONDS = 30.0
+ANSWER_CAP = 1 * MIB  # a chat completion of 8 tokens is well under 2 KiB
 
 
 @dataclass(frozen=True)
@@ -43,29 +46,41 @@ def _percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[index]
 
 
+def completion(answer: Answer) -> None:
+    """A chat completion, or an HttpError saying what came instead: a 2xx JSON object whose first choice
+    has a message."""
+    answer.ok().read(lambda body: pick(body, "choices[0].message", dict))
+
+
 def load(base_url: str, api_key: str | None, model: str, concurrency: int, count: int, image_urls: list[str],
-         advance: Callable[[], None] = lambda: None, until: Callable[[], bool] | None = None) -> LoadResult:
+         advance: Callable[[], None] = lambda: None, until: Callable[[], bool] | None = None,
+         deadline: float = REQUEST_DEADLINE_SECONDS) -> LoadResult:
     """`count` chat requests, each with one image, cycling through `image_urls` (URLs and data URLs).
 
     With `until`, at least `count` requests and then more until `until()` is true (load that spans an
-    operation such as a rollout). `requests` in the result is how many were sent.
+    operation such as a rollout). `requests` in the result is how many were sent. A request that gets
+    anything but a chat completion within `deadline` seconds is an error; `failures` counts what came.
     """
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    local = threading.local()
+    local, kept, kept_lock = threading.local(), [], threading.Lock()
 
     def one(index: int) -> tuple[str | None, float]:
-        session = getattr(local, "session", None) or requests.Session()
-        local.session = session
+        connections = getattr(local, "connections", None)
+        if connections is None:
+            local.connections = connections = Connections()
+            with kept_lock:
+                kept.append(connections)
         body = {"model": model, "max_tokens": 8, "temperature": 0,
                 "messages": [{"role": "user", "content": [
                     {"type": "text", "text": PROMPT},
                     {"type": "image_url", "image_url": {"url": image_urls[index % len(image_urls)]}}]}]}
         started = time.monotonic()
         try:
-            response = session.post(f"{base_url}/v1/chat/completions", json=body, headers=headers, timeout=300)
-            failure = None if response.ok else f"HTTP {response.status_code}: {response.text[:80]}"
-        except requests.RequestException as exc:
-            failure, local.session = type(exc).__name__, None
+            completion(fetch("POST", f"{base_url}/v1/chat/completions", json_body=body, headers=headers,
+                             deadline=deadline, cap=ANSWER_CAP, connections=connections))
+            failure = None
+        except HttpError as error:
+            failure = error.brief
         advance()
         return failure, time.monotonic() - started
 
@@ -91,6 +106,8 @@ def load(base_url: str, api_key: str | None, model: str, concurrency: int, count
             thread.join()
         count = len(results)
     seconds = time.monotonic() - started
+    for connections in kept:
+        connections.close()
     latencies = sorted(t for _, t in results)
     failures = Counter(failure for failure, _ in results if failure)
     return LoadResult(concurrency, count, sum(failures.values()), round(seconds, 2),
@@ -98,23 +115,43 @@ def load(base_url: str, api_key: str | None, model: str, concurrency: int, count
                       round(_percentile(latencies, 0.95) * 1000, 1), dict(failures))
 
 
+def first_model(base_url: str, api_key: str | None, deadline: float = MODELS_DEADLINE_SECONDS) -> str:
+    """The first model GET /v1/models lists; an HttpError (a UserError) naming what came instead."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        answer = fetch("GET", f"{base_url}/v1/models", headers=headers, deadline=deadline, cap=ANSWER_CAP)
+        return answer.ok().read(lambda body: pick(body, "data[0].id", str))
+    except HttpError as error:
+        raise error.about("cannot pick a model (pass --model)") from None
+
+
+def levels_of(concurrency: str) -> list[int]:
+    """`--concurrency 1,4,8` as levels; a UserError for anything but positive whole numbers."""
+    parts = [part.strip() for part in concurrency.split(",")]
+    if not all(part.isascii() and part.isdigit() and int(part) > 0 for part in parts):
+        raise UserError(f"load: --concurrency takes positive whole numbers separated by commas (e.g. 1,4,8), "
+                        f"not '{shown(concurrency, 60)}'")
+    return [int(part) for part in parts]
+
+
 def load_levels(base_url: str, api_key: str | None, model: str | None, levels: list[int], count: int,
-                image_urls: list[str]) -> list[LoadResult]:
+                image_urls: list[str], deadline: float = REQUEST_DEADLINE_SECONDS) -> list[LoadResult]:
     """Load at each concurrency level with a rich progress bar; the model defaults to the first served."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    if count < 1 or not deadline > 0:
+        raise UserError(f"load: --requests and --timeout must be positive (got {count} and {deadline:g})")
     if model is None:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        model = requests.get(f"{base_url}/v1/models", headers=headers, timeout=30).json()["data"][0]["id"]
+        model = first_model(base_url, api_key, min(deadline, MODELS_DEADLINE_SECONDS))
     # NB: a few untimed requests first, so the first level does not pay for warming caches.
-    load(base_url, api_key, model, 1, 5, image_urls)
+    load(base_url, api_key, model, 1, 5, image_urls, deadline=deadline)
     results = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   transient=True) as progress:
         for level in levels:
             task = progress.add_task(f"concurrency {level}", total=count)
             results.append(load(base_url, api_key, model, level, count, image_urls,
-                                lambda task=task: progress.advance(task)))
+                                lambda task=task: progress.advance(task), deadline=deadline))
     return results
 
 
@@ -180,7 +217,12 @@ def print_results(results: list[LoadResult], title: str) -> None:
     for r in results:
         table.add_row(str(r.concurrency), str(r.requests), str(r.errors), f"{r.requests_per_second:.1f}",
                       f"{r.p50_ms:.0f}", f"{r.p95_ms:.0f}")
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for r in results:
+        for failure, count in sorted(r.failures.items(), key=lambda item: -item[1]):
+            # NB: no markup: a failure quotes the server (escaped, but "[red]" is plain text there).
+            console.print(f"concurrency {r.concurrency}: {count} × {failure}", markup=False, highlight=False)
 
 
 def write_json(path: Path, data: dict) -> None:

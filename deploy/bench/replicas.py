@@ -9,6 +9,7 @@ each engine's port on loopback: the "straight" arm and each engine's own /metric
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import threading
@@ -17,14 +18,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-import requests
-
 from deploy.bench.cgroup import Cgroup
 from deploy.bench.load import LoadResult, image_server, image_urls_for, load
 from deploy.bench.vllm_bench import ServeResult, ServeSettings, median_result, result_json, serve_bench
 from deploy.plan import resolve
 from deploy.plan.router import CONTAINER_PORT
 from deploy.runtime.docker import docker_cli
+from deploy.runtime.http import MIB, HttpError, fetch
 from deploy.runtime.net import free_port, wait_for_http
 from deploy.runtime.process import wait_until
 from deploy.runtime.router import RouterClient
@@ -40,6 +40,8 @@ STEADY_REQUESTS = 200
 OVERHEAD_ROUNDS = 3
 OVERHEAD_SERVE = ServeSettings(prompts=100, concurrency=4)
 X2_SERVE = ServeSettings(prompts=200, concurrency=CONCURRENCY)
+METRICS_DEADLINE_SECONDS = 5.0
+METRICS_CAP = 8 * MIB  # an engine's Prometheus text (every histogram's buckets)
 
 
 def x2_variant(work: Path, name: str, changes: dict | None = None) -> Stack:
@@ -85,20 +87,30 @@ def router_overhead(stack: Stack, straight_url: str, serve: Callable[[str, str],
 
 
 def healthy_workers(router: RouterClient) -> int | None:
+    """The router's count of healthy workers; None while it does not say (no answer, or not a count)."""
     try:
-        return router.readiness().get("healthy_workers", 0)
-    except (requests.RequestException, ValueError):
+        count = router.readiness().get("healthy_workers")
+    except HttpError:
         return None
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
 
 
 def requests_held(metrics: str) -> int:
-    """Requests an engine holds, from its Prometheus text: running plus waiting."""
-    return round(sum(float(value) for value in re.findall(
+    """Requests an engine holds, from its Prometheus text: running plus waiting (a sample that is not a
+    finite number counts nothing)."""
+    def number(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            return 0.0
+        return value if math.isfinite(value) else 0.0
+
+    return round(sum(number(value) for value in re.findall(
         r"^vllm:num_requests_(?:running|waiting)(?:\{[^}]*\})? ([0-9.e+-]+)$", metrics, flags=re.M)))
 
 
-def in_flight(engine_url: str) -> int:
-    return requests_held(requests.get(f"{engine_url}/metrics", timeout=5).text)
+def in_flight(engine_url: str, deadline: float = METRICS_DEADLINE_SECONDS) -> int:
+    return requests_held(fetch("GET", f"{engine_url}/metrics", deadline=deadline, cap=METRICS_CAP).ok().text())
 
 
 def kill_under_load(stack: Stack, engines: dict[str, str], image_urls: list[str]) -> dict:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import socket
 from typing import Callable
 
-import requests
-
+from deploy.runtime.http import KIB, HttpError, fetch
 from deploy.runtime.process import wait_until
+
+HEALTH_CAP = 64 * KIB
 
 
 def free_port() -> int:
@@ -25,14 +26,16 @@ def port_in_use(address: str, port: int) -> bool:
 
 
 def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """GET `url` answers 200 within `timeout` seconds, all told (a body past 64 KiB is no answer)."""
     try:
-        return requests.get(url, timeout=timeout).status_code == 200
-    except requests.RequestException:
+        return fetch("GET", url, deadline=timeout, cap=HEALTH_CAP).status == 200
+    except HttpError:
         return False
 
 
 def wait_for_http(url: str, timeout: float, alive: Callable[[], bool] = lambda: True, interval: float = 0.25) -> float:
-    """Seconds until GET `url` answers 200. RuntimeError when `alive()` turns false, TimeoutError after `timeout`."""
+    """Seconds until GET `url` answers 200. RuntimeError when `alive()` turns false, TimeoutError after `timeout`
+    (plus at most one probe's 2 s)."""
 
     def probe() -> bool | None:
         if not alive():

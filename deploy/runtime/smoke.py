@@ -7,15 +7,27 @@ here, derived from the Plan (the one place smoke defaults come from).
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from deploy.errors import UserError
 from deploy.plan import Plan
+from deploy.runtime.http import shown, shown_lines
+
+# NB: `smoke --base-url URL` names a server said to be running: a short wait. `smoke PROFILE` waits as long as
+# the profile gives its model to load (plan.health.start_period_seconds, from kubernetes.load-budget-seconds).
+BASE_URL_READY_SECONDS = 30.0
+# The cases themselves, after the wait for /health: about 25, each request bounded by the suite's
+# --request-timeout (60 s); a healthy CPU stack runs them all in a few minutes.
+CASES_SECONDS = 1800.0
+KEY_VARIABLE = "SMOKE_API_KEY"  # the suite's first key variable (smoke_tests/settings.py)
+READY_VARIABLE = "SMOKE_READY_TIMEOUT"
 
 
 @dataclass(frozen=True)
@@ -26,9 +38,10 @@ class CaseResult:
     message: str
 
 
-def plan_options(plan: Plan, endpoint: str, key: str | None, image_server_host: str | None) -> list[str]:
+def plan_options(plan: Plan, endpoint: str, image_server_host: str | None) -> list[str]:
     """Suite options for a deployment of `plan` at `endpoint`; a local image server on `image_server_host`
-    (an address the server can reach) instead of the internet image when given."""
+    (an address the server can reach) instead of the internet image when given. The key is not an option:
+    `run_suite` hands it over in the environment."""
     options = ["--base-url", endpoint, "--model", plan.served_model_name,
                "--stop-token-ids", ",".join(str(i) for i in plan.smoke.stop_token_ids),
                "--image-url", plan.smoke.image_url]
@@ -39,8 +52,6 @@ def plan_options(plan: Plan, endpoint: str, key: str | None, image_server_host: 
         options += ["--server-stop-token-ids", ",".join(str(i) for i in plan.smoke.server_stop_token_ids)]
     if plan.smoke.image_tokens is not None:
         options += ["--image-tokens", str(plan.smoke.image_tokens)]
-    if key:
-        options += ["--api-key", key]
     if image_server_host:
         options += ["--local-image-server", "--image-server-host", image_server_host]
     if plan.router:
@@ -55,18 +66,60 @@ def suite_dir() -> Path:
     return Path(spec.origin).parent
 
 
-def run_suite(pytest_args: list[str]) -> tuple[int, list[CaseResult], str]:
-    """Run the suite in a child pytest (its own rootdir and options); return exit code, cases, output."""
+def ready_timeout(pytest_args: list[str], env: Mapping[str, str], default: float) -> tuple[list[str], float]:
+    """The suite's wait for /health: the user's own (`-- --ready-timeout N`, or $SMOKE_READY_TIMEOUT) else
+    `default`, passed as an option. Returns the options to add and the seconds the wait may take."""
+    for index, arg in enumerate(pytest_args):
+        value = arg.split("=", 1)[1] if arg.startswith("--ready-timeout=") else \
+            pytest_args[index + 1] if arg == "--ready-timeout" and index + 1 < len(pytest_args) else None
+        if value is not None:
+            return [], _seconds(value, default)
+    if env.get(READY_VARIABLE):
+        return [], _seconds(env[READY_VARIABLE], default)
+    return ["--ready-timeout", f"{default:g}"], default
+
+
+def _seconds(text: str, default: float) -> float:
+    try:
+        return max(float(text), 0.0)
+    except ValueError:
+        return default  # NB: the suite itself refuses it, with its own message
+
+
+def run_suite(pytest_args: list[str], key: str | None = None, ready: float = BASE_URL_READY_SECONDS,
+              cases_seconds: float = CASES_SECONDS) -> tuple[int, list[CaseResult], str]:
+    """Run the suite in a child pytest (its own rootdir and options); return exit code, cases, and its output
+    escaped for a terminal.
+
+    The key reaches the child in its environment ($SMOKE_API_KEY), never on its command line, where any
+    user of the host can read it. The wait for /health defaults to `ready` seconds; the whole run is stopped
+    (a UserError) after that wait plus `cases_seconds`."""
     if importlib.util.find_spec("pytest") is None or importlib.util.find_spec("openai") is None:
         raise UserError("the smoke suite needs pytest and openai: pip install 'vllm-deploy[smoke]'")
+    env = dict(os.environ)
+    if key:
+        env[KEY_VARIABLE] = key
+    added, wait = ready_timeout(pytest_args, env, ready)
+    deadline = wait + cases_seconds
     with tempfile.TemporaryDirectory(prefix="vllm-deploy-smoke-") as scratch:
         junit = Path(scratch) / "smoke.xml"
         command = [sys.executable, "-m", "pytest", str(suite_dir()), "-p", "no:cacheprovider", "-q",
-                   f"--junitxml={junit}", *pytest_args]
-        completed = subprocess.run(command, capture_output=True, text=True)
+                   f"--junitxml={junit}", *added, *pytest_args]
+        try:
+            completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=deadline)
+        except subprocess.TimeoutExpired as expired:
+            tail = shown_lines(_text(expired.stdout) + _text(expired.stderr))
+            raise UserError(f"the smoke suite did not finish within {deadline:g} s ({wait:g} s for /health, "
+                            f"{cases_seconds:g} s for the cases) and was stopped"
+                            + (f"; its last output:\n{tail[-3000:]}" if tail.strip() else "")) from None
+        output = shown_lines(completed.stdout + completed.stderr)
         if not junit.exists():
-            raise UserError(f"the smoke suite did not run:\n{completed.stdout}{completed.stderr}".rstrip())
-        return completed.returncode, parse_junit(junit), completed.stdout + completed.stderr
+            raise UserError(f"the smoke suite did not run:\n{output}".rstrip())
+        return completed.returncode, parse_junit(junit), output
+
+
+def _text(output: str | bytes | None) -> str:
+    return output.decode("utf-8", "replace") if isinstance(output, bytes) else output or ""
 
 
 def parse_junit(path: Path) -> list[CaseResult]:
@@ -95,9 +148,10 @@ def print_table(cases: list[CaseResult]) -> None:
     table.add_column("latency", justify="right")
     colours = {"passed": "green", "failed": "red", "error": "red", "skipped": "yellow"}
     for case in cases:
-        status = f"[{colours[case.status]}]{case.status}[/]"
-        # NB: markup off for the name: a parametrized case's "[image-url]" is its parameter, not a style.
-        table.add_row(Text(case.name), status + (f" {case.message}" if case.message else ""), f"{case.seconds:.2f} s")
+        # NB: markup off for the name (a parametrized case's "[image-url]" is its parameter, not a style) and for
+        # the message, which may quote a server.
+        status = Text(case.status, style=colours[case.status]) + (f" {shown(case.message, 120)}" if case.message else "")
+        table.add_row(Text(shown(case.name, 200)), status, f"{case.seconds:.2f} s")
     console = Console()
     console.print(table)
     counts = {s: sum(c.status == s for c in cases) for s in ("passed", "failed", "error", "skipped")}

@@ -141,8 +141,9 @@ def test_smoke_suite_passes_against_the_real_server(server, measured):
     started = time.monotonic()
     # NB: the options `vllm-deploy smoke` derives from the plan (stop ids, image limit, server-side stop ids, the
     # image-token estimate), with the local image server on loopback.
-    options = plan_options(server.plan, server.base_url, server.api_key, "127.0.0.1")
-    code, cases, output = run_suite([*options, "--redirect-host", "localhost", "--server-log", str(server.log)])
+    options = plan_options(server.plan, server.base_url, "127.0.0.1")
+    code, cases, output = run_suite([*options, "--redirect-host", "localhost", "--server-log", str(server.log)],
+                                    key=server.api_key, ready=server.plan.health.start_period_seconds)
     wall = time.monotonic() - started
     assert code == 0, output[-6000:] + server.log.read_text(errors="replace")[-6000:]
     assert {c.status for c in cases} == {"passed"}

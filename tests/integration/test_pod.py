@@ -165,7 +165,8 @@ def pod_logs(plan) -> str:
 def test_pod_serves_the_smoke_suite(pod, measured):
     plan, base_url, key, ready_seconds = pod
     # NB: the plan's options, so the server-side stop ids prove the ConfigMap reached vLLM.
-    code, cases, output = run_suite(plan_options(plan, base_url, key, pod_gateway()))
+    code, cases, output = run_suite(plan_options(plan, base_url, pod_gateway()), key=key,
+                                    ready=plan.health.start_period_seconds)
     assert code == 0, output[-6000:] + pod_logs(plan)
     assert {c.status for c in cases} == {"passed"}
     assert {"test_chat::test_image_by_url", "test_chat::test_image_as_base64_matches_url",

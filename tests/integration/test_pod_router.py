@@ -129,7 +129,8 @@ def routed(tmp_path_factory):
 
 def test_the_smoke_suite_passes_through_the_router_pod(routed, measured):
     plan, base_url, key, gateway = routed
-    code, cases, output = run_suite(plan_options(plan, base_url, key, gateway))
+    code, cases, output = run_suite(plan_options(plan, base_url, gateway), key=key,
+                                    ready=plan.health.start_period_seconds)
     assert code == 0, output[-6000:]
     assert {c.status for c in cases} == {"passed"}
     measured["smoke suite through the router pod (cases)"] = len(cases)

@@ -68,7 +68,8 @@ def in_container(stack: Stack, service: str, code: str) -> str:
 
 
 def test_the_smoke_suite_passes_through_the_router(x2):
-    code, cases, output = run_suite(plan_options(x2.plan, x2.endpoint, x2.key(), x2.gateway()))
+    code, cases, output = run_suite(plan_options(x2.plan, x2.endpoint, x2.gateway()), key=x2.key(),
+                                    ready=x2.plan.health.start_period_seconds)
     assert code == 0, output[-6000:]
     assert {c.status for c in cases} == {"passed"}
     assert readiness(x2)["healthy_workers"] == 2

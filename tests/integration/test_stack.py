@@ -135,8 +135,8 @@ def test_an_empty_key_stops_the_image_run_by_hand(running, measured):
 
 def test_smoke_suite_passes_against_the_container(running):
     stack, _, _ = running
-    options = plan_options(stack.plan, stack.endpoint, stack.key(), stack.engine.gateway(stack.container()))
-    code, cases, output = run_suite(options)
+    options = plan_options(stack.plan, stack.endpoint, stack.engine.gateway(stack.container()))
+    code, cases, output = run_suite(options, key=stack.key(), ready=stack.plan.health.start_period_seconds)
     assert code == 0, output[-6000:]
     assert {c.status for c in cases} == {"passed"}
     names = {c.name for c in cases}

@@ -206,13 +206,13 @@ def test_push_needs_something_built_and_a_registry(tmp_path):
 
 def test_smoke_options_come_from_the_plan():
     plan = resolve(load_profile("tiny-cpu"))
-    options = plan_options(plan, "http://127.0.0.1:8000", "sk-1", "172.17.0.1")
+    options = plan_options(plan, "http://127.0.0.1:8000", "172.17.0.1")
     assert options == ["--base-url", "http://127.0.0.1:8000", "--model", "tiny-vlm", "--stop-token-ids",
                        "151645,151643", "--image-url", plan.smoke.image_url, "--max-images", "2",
-                       "--server-stop-token-ids", "151645,151643,151648", "--image-tokens", "94", "--api-key", "sk-1",
-                       "--local-image-server", "--image-server-host", "172.17.0.1"]
+                       "--server-stop-token-ids", "151645,151643,151648", "--image-tokens", "94",
+                       "--local-image-server", "--image-server-host", "172.17.0.1"]  # the key: environment only
     plain = resolve(load_profile(str(FIXTURE_PROFILES / "minimal-cpu.yaml")))  # no generation, no architecture
-    assert not {"--server-stop-token-ids", "--image-tokens"} & set(plan_options(plain, "http://x", None, None))
+    assert not {"--server-stop-token-ids", "--image-tokens"} & set(plan_options(plain, "http://x", None))
 
 
 def test_the_suite_reads_the_new_options_and_deselects_without_them():
@@ -269,10 +269,12 @@ def test_load_counts_requests_errors_and_percentiles():
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append(body["messages"][0]["content"][1]["image_url"]["url"][:10])
             status = 500 if len(seen) % 10 == 0 else 200
+            answer = json.dumps({"choices": [{"message": {"role": "assistant", "content": "a sign"}}]}).encode()
             self.send_response(status)
-            self.send_header("Content-Length", "2")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
-            self.wfile.write(b"{}")
+            self.wfile.write(answer)
 
         def log_message(self, *args):
             pass
@@ -286,6 +288,7 @@ def test_load_counts_requests_errors_and_percentiles():
     finally:
         server.shutdown()
     assert (result.requests, result.errors, result.concurrency) == (40, 4, 4)
+    assert list(result.failures) == ['HTTP 500: {"choices": [{"message": {"role": "assistant", "content": "a sign"}}]}']
     assert 0 < result.p50_ms <= result.p95_ms and result.requests_per_second > 0
     assert {u[:5] for u in seen} == {"http:", "data:"}  # URL and base64 images alternate
 
