@@ -6,10 +6,11 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Generator, Iterator, Optional
 
 import pytest
 import requests
+from pluggy import Result
 
 from smoke_tests.image_server import IMAGE_PATH, ImageServer, generated_jpeg
 from smoke_tests.settings import SmokeConfig, add_options, smoke_config
@@ -40,7 +41,8 @@ NEEDS_OPTION = {"test_a_redirect_off_the_media_allowlist_is_not_followed": "redi
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     settings = smoke_config(config)
-    unconfigured = [i for i in items if not getattr(settings, NEEDS_OPTION.get(i.originalname, ""), True)]
+    unconfigured = [i for i in items if isinstance(i, pytest.Function)
+                    and not getattr(settings, NEEDS_OPTION.get(i.originalname, ""), True)]
     if unconfigured:  # NB: deselected, not skipped: they do not apply to this server (the header says so)
         config.hook.pytest_deselected(items=unconfigured)
         items[:] = [i for i in items if i not in unconfigured]
@@ -87,7 +89,8 @@ def _server_logs(s: SmokeConfig) -> Optional[str]:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item,
+                               call: pytest.CallInfo) -> Generator[None, Result[pytest.TestReport], None]:
     outcome = yield
     report = outcome.get_result()
     if report.failed:

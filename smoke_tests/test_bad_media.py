@@ -53,8 +53,8 @@ def _request(case: str, smoke, model: str, image_server) -> dict:
     return {"model": model, "messages": user_message(*images), "max_tokens": 1, "temperature": 0}
 
 
-def _minor(version: str | None) -> str | None:
-    return ".".join(version.split(".")[:2]) if version else None
+def _minor(version: str | None) -> str:
+    return ".".join(version.split(".")[:2]) if version else ""
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -6,6 +6,7 @@ The one load generator of the project (`vllm-deploy load`, `make bench`, the sta
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import statistics
@@ -114,7 +115,7 @@ def load_levels(base_url: str, api_key: str | None, model: str | None, levels: l
         for level in levels:
             task = progress.add_task(f"concurrency {level}", total=count)
             results.append(load(base_url, api_key, model, level, count, image_urls,
-                                lambda task=task: progress.advance(task)))
+                                functools.partial(progress.advance, task)))
     return results
 
 

@@ -19,6 +19,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from deploy.bench import load, replicas
 from deploy.bench.baseline import HEALTH_DEADLINE_SECONDS, BareServer
@@ -233,8 +234,8 @@ def rounds(stack: Stack, engine_python: Path, figures: dict, repo: Path, cgroup:
 
 def runtime_changes(stack: Stack) -> dict:
     """Layers rebuilt and `up` time after each runtime-only change: none may rebuild."""
-    changes = {"max-model-len": {"max-model-len": 1024}, "dtype": {"dtype": "float32"},
-               "gpu-memory-utilization": {"gpu-memory-utilization": 0.5}}
+    changes: dict[str, dict[str, Any]] = {"max-model-len": {"max-model-len": 1024}, "dtype": {"dtype": "float32"},
+                                          "gpu-memory-utilization": {"gpu-memory-utilization": 0.5}}
     rebuilds = {}
     for label, change in [*changes.items(), ("api key", {})]:
         changed = variant(stack.root, stack.plan.port, **change)

@@ -173,6 +173,7 @@ def size(files: ModelFiles, draft: Draft, gpu_memory_gib: float | None, images: 
         if cost.prompt_tokens > per_image:
             value = bounded_value(estimated, kwargs, per_image)
             if value is None:
+                assert smallest is not None  # NB: a bounding key means the data knows the architecture
                 draft.images = max((draft.max_model_len - setup["text-tokens"]) // smallest.prompt_tokens, 1)
                 value = bounded_value(estimated, kwargs, (draft.max_model_len - setup["text-tokens"]) // draft.images)
             draft.notes["mm-processor-kwargs"] = (f"{bound[0]} lowered from {kwargs[bound[0]]} so that {draft.images} "

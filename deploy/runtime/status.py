@@ -80,7 +80,8 @@ def _count(value: float | None) -> str:
 def screen(name: str, endpoint: str, shot: Snapshot, now: datetime | None = None) -> str:
     v = shot.values
     now = now or datetime.now(timezone.utc)
-    kv = None if v.get("kv_cache_usage") is None else v["kv_cache_usage"] * 100
+    usage = v.get("kv_cache_usage")
+    kv = None if usage is None else usage * 100
     seconds = lambda key: _number(v.get(key), " s", 2)  # noqa: E731
     lines = [
         f"{name} · Prometheus {endpoint} · {now.strftime('%Y-%m-%d %H:%M:%S UTC')}",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -23,7 +23,7 @@ def device_facts() -> dict[str, Any]:
     return yaml.safe_load(DEVICES_FILE.read_text(encoding="utf-8"))
 
 
-def model_storage(p: Profile) -> str:
+def model_storage(p: Profile) -> Literal["host", "hub", "tiny"]:
     return p.model.storage or ("host" if p.model.source.startswith("/") else "hub")
 
 

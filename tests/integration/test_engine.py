@@ -218,6 +218,7 @@ def test_init_on_the_fabricated_tiny_model_drafts_a_profile_that_renders(tiny_mo
     assert result.code == 0, result.err
     data = yaml.safe_load(target.read_text())
     tiny_cpu = resolve(load_profile("tiny-cpu"))
+    assert tiny_cpu.generation is not None
     assert data["generation"]["stop-token-ids"] == tiny_cpu.smoke.server_stop_token_ids == [151645, 151643, 151648]
     assert data["generation"]["max-tokens"] == tiny_cpu.generation.config["max_new_tokens"] == 32
     assert data["model"]["architecture"] == "Idefics3ForConditionalGeneration"

@@ -69,6 +69,7 @@ def routed(tmp_path_factory):
         pytest.fail("run scripts/podman-up.sh (make test does) to install podman and write its configuration")
     root = tmp_path_factory.mktemp("pod-router")
     plan = resolve(load_profile("tiny-cpu-x2"))
+    assert plan.router is not None
     prepare(Stack(plan, root), echo=False)  # both images the manifests name; cache hits after `up`
     for reference in (plan.image.reference, plan.router.image):
         load_into_podman(reference)

@@ -62,7 +62,9 @@ def readiness(stack: Stack) -> dict:
 
 
 def in_container(stack: Stack, service: str, code: str) -> str:
-    done = subprocess.run([docker_cli(), "exec", stack.container(service), "/opt/venv/bin/python", "-c", code],
+    container = stack.container(service)
+    assert container is not None, f"{service} has no container"
+    done = subprocess.run([docker_cli(), "exec", container, "/opt/venv/bin/python", "-c", code],
                           capture_output=True, text=True, timeout=30)
     return done.stdout.strip()
 
@@ -100,11 +102,13 @@ def test_requests_are_spread_over_both_replicas(x2):
 
 
 def prometheus(stack: Stack) -> Prometheus:
+    assert stack.plan.monitoring is not None
     return Prometheus(stack.plan.monitoring.local_endpoint)
 
 
 def scraped(stack: Stack, query: str, job: str) -> dict[str, float]:
     """instance -> value of a metric in Prometheus, once every target of the job has a sample of it."""
+    assert stack.plan.monitoring is not None
     targets = set(stack.plan.monitoring.compose_targets[job])
 
     def complete() -> dict[str, float] | None:

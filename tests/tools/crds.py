@@ -185,7 +185,7 @@ def _schema(filename: str) -> dict:
 def model_of(document: dict) -> dict | None:
     """The strict schema of a kind this checker knows (truthy), or None. The name is older than the
     schemas: it once returned a pydantic model."""
-    filename = KINDS.get((document.get("apiVersion"), document.get("kind")))
+    filename = KINDS.get((document.get("apiVersion", ""), document.get("kind", "")))
     return _schema(filename) if filename else None
 
 

@@ -133,7 +133,7 @@ def test_the_memory_estimate_adds_the_vision_encoder_cache(tmp_path):
     max_pixels (one image is 16384 embeddings)."""
     config = json.loads(QWEN_CONFIG.read_text())
     plan = resolve(load_profile("qwen2_5-vl-7b"))
-    assert plan.vision.image_embeddings == 1280
+    assert plan.vision is not None and plan.vision.image_embeddings == 1280
     small = memory_check(plan, read_gpus(smi("0, 24576, 24000, 580.65.06")), config)
     assert "vision encoder cache 0.01 (2048 tokens)" in small.detail
     # The vision tower's 32 layers of width 1280 (~0.63 B parameters) count too.

@@ -64,7 +64,7 @@ def test_render_is_pure_and_repeatable(monkeypatch):
 
 def manifests(name: str, router: bool = False) -> dict[str, dict]:
     """The rendered objects by kind: the engine's, or with `router` the router's (router-*.yaml)."""
-    docs = {}
+    docs: dict[str, dict] = {}
     for path, text in rendered(name).items():
         if path.endswith(".yaml") and path.startswith("k8s/") and Path(path).name.startswith("router-") == router:
             for doc in yaml.safe_load_all(text):

@@ -6,6 +6,7 @@ import json
 import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from typing import Any
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -28,6 +29,7 @@ def stub_prometheus(answers: dict[str, str | None], alerts: list[dict] | None = 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             url = urlparse(self.path)
+            body: dict[str, Any]
             if url.path == "/api/v1/query":
                 query = parse_qs(url.query)["query"][0]
                 asked.append(query)
