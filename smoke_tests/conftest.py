@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generator, Iterator, Optional
 
 import pytest
 import requests
@@ -69,7 +69,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
-def _server_logs(s: SmokeConfig) -> Optional[str]:
+def _server_logs(s: SmokeConfig) -> str | None:
     parts = []
     if s.server_log:
         try:
@@ -138,7 +138,7 @@ def server_ready(smoke: SmokeConfig) -> float:
 
 
 @pytest.fixture(scope="session")
-def server_version(raw: Raw) -> Optional[str]:
+def server_version(raw: Raw) -> str | None:
     """vLLM's version from the open GET /version, or None for servers without it."""
     try:
         resp = raw.get("/version")
@@ -161,7 +161,7 @@ def model(smoke: SmokeConfig, raw: Raw) -> str:
 
 
 @pytest.fixture(scope="session")
-def image_server(smoke: SmokeConfig) -> Iterator[Optional[ImageServer]]:
+def image_server(smoke: SmokeConfig) -> Iterator[ImageServer | None]:
     if not smoke.local_image_server:
         yield None
         return
@@ -173,7 +173,7 @@ def image_server(smoke: SmokeConfig) -> Iterator[Optional[ImageServer]]:
 class SmokeImage:
     url: str  # what the server fetches
     payload: bytes  # the exact bytes behind url
-    server: Optional[ImageServer]
+    server: ImageServer | None
 
     @property
     def data_url(self) -> str:
@@ -181,7 +181,7 @@ class SmokeImage:
 
 
 @pytest.fixture(scope="session")
-def image(smoke: SmokeConfig, image_server: Optional[ImageServer]) -> SmokeImage:
+def image(smoke: SmokeConfig, image_server: ImageServer | None) -> SmokeImage:
     if image_server is not None:
         return SmokeImage(image_server.url(IMAGE_PATH), generated_jpeg(), image_server)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import requests
 
@@ -33,17 +33,17 @@ class Raw:
     """
 
     base_url: str
-    api_key: Optional[str]
+    api_key: str | None
     timeout: float
 
-    def headers(self, api_key: Optional[str] = "default") -> dict[str, str]:
+    def headers(self, api_key: str | None = "default") -> dict[str, str]:
         key = self.api_key if api_key == "default" else api_key
         return {"Authorization": f"Bearer {key}"} if key is not None else {}
 
-    def get(self, path: str, api_key: Optional[str] = "default") -> requests.Response:
+    def get(self, path: str, api_key: str | None = "default") -> requests.Response:
         return requests.get(self.base_url + path, headers=self.headers(api_key), timeout=self.timeout)
 
-    def post(self, path: str, body: dict[str, Any], api_key: Optional[str] = "default") -> requests.Response:
+    def post(self, path: str, body: dict[str, Any], api_key: str | None = "default") -> requests.Response:
         return requests.post(self.base_url + path, json=body, headers=self.headers(api_key), timeout=self.timeout)
 
 

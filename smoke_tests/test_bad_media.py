@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 import urllib.parse
+
+import pytest
 
 from smoke_tests.image_server import IMAGE_PATH, MISSING_PATH, REDIRECT_PATH, TEXT_PATH, generated_jpeg
 from smoke_tests.support import data_url, describe, user_message

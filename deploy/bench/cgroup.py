@@ -13,9 +13,9 @@ made in the cgroup filesystem, and the client enters it by writing its own pid b
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 ROOT = Path("/sys/fs/cgroup")
 NAME = "vllm-deploy-bench-client"

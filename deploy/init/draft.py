@@ -16,8 +16,16 @@ from typing import Any
 from deploy.errors import UserError
 from deploy.init.source import ModelFiles
 from deploy.plan.memory import encoder_cache_gib, estimate_gib, text_config, vision_weights_gib
-from deploy.spec.model_facts import (architecture_facts, bounded_value, cost_bound, image_cost, models_data,
-                                     served_by_vllm, smallest_cost, vllm_architectures)
+from deploy.spec.model_facts import (
+    architecture_facts,
+    bounded_value,
+    cost_bound,
+    image_cost,
+    models_data,
+    served_by_vllm,
+    smallest_cost,
+    vllm_architectures,
+)
 
 AUTO_MAP_FILES = ("config.json", "preprocessor_config.json", "processor_config.json", "tokenizer_config.json")
 # generation_config.json key -> profile key, the sampling defaults vLLM reads (config/model.py:1869-1888).

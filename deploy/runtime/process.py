@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Protocol, Sequence, TypeVar
+from typing import Protocol, TypeVar
 
 from deploy.errors import UserError
 
@@ -27,7 +28,7 @@ class Completed:
     def ok(self) -> bool:
         return self.returncode == 0
 
-    def checked(self, what: str = "") -> "Completed":
+    def checked(self, what: str = "") -> Completed:
         """Itself, or a UserError naming the command and the end of its output."""
         if self.ok:
             return self

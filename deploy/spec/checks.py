@@ -9,9 +9,9 @@ from typing import Any, Literal
 
 import yaml
 
+from deploy.spec.base import ABSOLUTE_PATH
 from deploy.spec.model_facts import model_problems
 from deploy.spec.redact import show
-from deploy.spec.base import ABSOLUTE_PATH
 from deploy.spec.schema import Profile, is_hub_id
 
 DEVICES_FILE = Path(__file__).resolve().parent.parent / "data" / "devices.yaml"

@@ -13,8 +13,8 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
-from deploy.spec.redact import looks_secret, show
 from deploy.spec.base import PATTERN_WORDS, model_class
+from deploy.spec.redact import looks_secret, show
 from deploy.spec.schema import Profile, section_class
 
 

@@ -19,10 +19,10 @@ import pytest
 
 from deploy.plan import Plan, host_command, host_environment, resolve
 from deploy.render import write_generation_config
+from deploy.runtime.net import free_port, wait_for_http
+from deploy.runtime.smoke import plan_options, run_suite
 from deploy.spec import load_profile
 from deploy.spec.variant import write_variant
-from deploy.runtime.smoke import plan_options, run_suite
-from deploy.runtime.net import free_port, wait_for_http
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]

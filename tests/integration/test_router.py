@@ -121,7 +121,7 @@ def scraped(stack: Stack, query: str, job: str) -> dict[str, float]:
 
 def test_prometheus_scrapes_every_replica_and_the_router(x2):
     assert x2.plan.monitoring and "prometheus" in x2.services
-    assert scraped(x2, "up", "vllm-engine") == {t: 1.0 for t in x2.plan.monitoring.compose_targets["vllm-engine"]}
+    assert scraped(x2, "up", "vllm-engine") == dict.fromkeys(x2.plan.monitoring.compose_targets["vllm-engine"], 1.0)
     assert set(scraped(x2, "vllm:num_requests_running", "vllm-engine").values()) <= {0.0, 1.0, 2.0}
     served = scraped(x2, "vllm:e2e_request_latency_seconds_count", "vllm-engine")
     assert min(served.values()) > 0, served  # the requests of the tests before reached both replicas

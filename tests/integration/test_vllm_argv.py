@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy.plan import Plan, resolve
 from deploy.init import init_profile
-from deploy.spec import builtin_names, load_profile, parse_profile
+from deploy.plan import Plan, resolve
 from deploy.render import render
+from deploy.spec import builtin_names, load_profile, parse_profile
 from tests.conftest import FIXTURE_PROFILES, REPO, kubernetes_expand
 
 pytestmark = pytest.mark.engine

@@ -29,10 +29,9 @@ import pytest
 import yaml
 
 from deploy.plan import resolve
-from deploy.spec import builtin_names, load_profile
 from deploy.render import render, write_files
-from tests.conftest import FIXTURE_PROFILES, venv_tool
-from tests.conftest import kubectl
+from deploy.spec import builtin_names, load_profile
+from tests.conftest import FIXTURE_PROFILES, kubectl, venv_tool
 
 pytestmark = [pytest.mark.static, pytest.mark.slow]  # NB: checkov alone takes ~8 s to start
 PROFILES = builtin_names() + [str(p) for p in sorted(FIXTURE_PROFILES.glob("*.yaml"))]

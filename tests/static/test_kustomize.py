@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from deploy.plan import Plan, resolve
-from deploy.spec import builtin_names, load_profile
 from deploy.render import render, write_files
+from deploy.spec import builtin_names, load_profile
 from tests.conftest import FIXTURE_PROFILES, kubectl, venv_tool
 from tests.tools import crds
 

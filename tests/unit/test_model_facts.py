@@ -12,8 +12,15 @@ from deploy.errors import UserError
 from deploy.plan import resolve
 from deploy.render import render
 from deploy.spec import load_profile, parse_profile
-from deploy.spec.model_facts import (DEFAULT_ITEMS, FORMULAS, ImageCost, bounded_value, image_cost, models_data,
-                                     served_by_vllm)
+from deploy.spec.model_facts import (
+    DEFAULT_ITEMS,
+    FORMULAS,
+    ImageCost,
+    bounded_value,
+    image_cost,
+    models_data,
+    served_by_vllm,
+)
 from deploy.spec.variant import write_variant
 from tests.conftest import FIXTURE_PROFILES
 

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import json
 
-from deploy.plan.memory import encoder_cache_gib
-from deploy.runtime.preflight import (HostFacts, driver_check, failures, free_memory_check, judge, memory_check,
-                                      parse_gpus)
 from deploy.plan import resolve
+from deploy.plan.memory import encoder_cache_gib
+from deploy.runtime.preflight import (
+    HostFacts,
+    driver_check,
+    failures,
+    free_memory_check,
+    judge,
+    memory_check,
+    parse_gpus,
+)
 from deploy.spec import load_profile
 from deploy.spec.variant import write_variant
 from tests.conftest import REPO

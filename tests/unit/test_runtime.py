@@ -265,7 +265,7 @@ def test_load_counts_requests_errors_and_percentiles():
     seen = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append(body["messages"][0]["content"][1]["image_url"]["url"][:10])
             status = 500 if len(seen) % 10 == 0 else 200

@@ -6,8 +6,8 @@ import json
 import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -97,7 +97,7 @@ def test_the_screen_shows_every_figure_from_the_live_metrics(plan):
 
 def test_missing_series_show_a_dash_not_zero(plan):
     """Before the first scrape nothing exists: the screen must not claim 0 of anything."""
-    with stub_prometheus({q: None for q in plan.monitoring.status_queries.values()}) as (endpoint, _):
+    with stub_prometheus(dict.fromkeys(plan.monitoring.status_queries.values())) as (endpoint, _):
         text = screen(plan.name, endpoint, snapshot(Prometheus(endpoint), plan.monitoring.status_queries), now=NOW)
     assert "engines healthy     —/—" in text and "— running · — waiting" in text and " 0" not in text
     assert text.endswith("alerts              none")
