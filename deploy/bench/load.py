@@ -158,7 +158,7 @@ def image_server(host: str | None) -> Iterator[str | None]:
 def median_results(rounds: list[list[LoadResult]]) -> list[LoadResult]:
     """Per concurrency level, the median of each figure over rounds."""
     combined = []
-    for level in zip(*rounds):
+    for level in zip(*rounds, strict=True):  # NB: every round ran the same levels
         combined.append(LoadResult(
             level[0].concurrency, sum(r.requests for r in level), sum(r.errors for r in level),
             round(statistics.median(r.seconds for r in level), 2),

@@ -113,7 +113,7 @@ def plot(path: Path, arms: dict[str, tuple[list[load.LoadResult], list[load.Load
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, len(arms), figsize=(6 * len(arms), 4), dpi=120, sharey=True)
-    for axis, (title, (container, bare)) in zip(axes, arms.items()):
+    for axis, (title, (container, bare)) in zip(axes, arms.items(), strict=True):
         for results, label, style in ((container, "container", "-"), (bare, "bare process", "--")):
             levels = [r.concurrency for r in results]
             axis.plot(levels, [r.p50_ms for r in results], style, marker="o", label=f"{label} p50")
@@ -180,7 +180,7 @@ def load_summary(container_rounds: list[list[load.LoadResult]], bare_rounds: lis
         "rounds": len(container_rounds),
         "container": load.results_json(through_container), "bare": load.results_json(through_bare),
         "rps_ratio": {str(c.concurrency): round(c.requests_per_second / b.requests_per_second, 3)
-                      for c, b in zip(through_container, through_bare)},
+                      for c, b in zip(through_container, through_bare, strict=True)},
         "rps_by_round": {
             "container": [[r.requests_per_second for r in levels] for levels in container_rounds],
             "bare": [[r.requests_per_second for r in levels] for levels in bare_rounds],

@@ -95,7 +95,7 @@ def session() -> tuple[dict[tuple[str, ...], dict], str]:
     answers = json.loads(result.stdout)
     assert len(answers) == len(unique)
     figure = f"{elapsed:.1f} s for {len(unique)} argv"
-    return {tuple(a): answer for a, answer in zip(unique, answers)}, figure
+    return {tuple(a): answer for a, answer in zip(unique, answers, strict=True)}, figure
 
 
 @pytest.fixture

@@ -121,9 +121,9 @@ def test_status_without_monitoring_is_a_user_error():
 def test_an_absent_or_refusing_prometheus_is_a_user_error(plan):
     with pytest.raises(UserError, match="does not answer.*is the stack up"):
         Prometheus(f"http://127.0.0.1:{free_port()}").scalar("up")
-    with stub_prometheus({}, refuse=True) as (endpoint, _):
-        with pytest.raises(UserError, match="refused /api/v1/query: parse error at char 3"):
-            Prometheus(endpoint).scalar("up{")
+    with (stub_prometheus({}, refuse=True) as (endpoint, _),
+          pytest.raises(UserError, match="refused /api/v1/query: parse error at char 3")):
+        Prometheus(endpoint).scalar("up{")
 
 
 def test_the_cli_exits_2_without_a_traceback(cli):
