@@ -53,7 +53,8 @@ def run(args: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] 
     lines = []
     with subprocess.Popen(list(args), cwd=cwd, env=dict(env) if env is not None else None, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as process:
-        for line in process.stdout:  # type: ignore[union-attr]
+        assert process.stdout is not None  # NB: stdout=PIPE
+        for line in process.stdout:
             lines.append(line)
             print(line, end="", flush=True)
     return Completed(list(args), process.returncode, "".join(lines))
