@@ -21,7 +21,7 @@ MONITORED = [ref for ref in PROFILES if resolve(load_profile(ref)).monitoring]
 
 def promtool(*args: str | Path) -> subprocess.CompletedProcess:
     if not PROMTOOL.exists():
-        pytest.fail("promtool is missing: run `make prometheus` (make test and make test-fast do)")
+        pytest.fail("promtool is missing: run `make prometheus` (make test, make test-fast and make check do)")
     return subprocess.run([str(PROMTOOL), *map(str, args)], capture_output=True, text=True, timeout=60)
 
 

@@ -22,7 +22,7 @@ from deploy.spec import builtin_names
 from deploy.spec.load import BUILTIN_DIR
 from tests.conftest import FIXTURE_PROFILES, compose_binary, venv_tool
 
-pytestmark = pytest.mark.slow  # NB: ~20 s; `make test` and `make lint` run it, `make test-fast` does not
+pytestmark = pytest.mark.slow  # NB: ~20 s; `make test` and `make validate-rendered` run it, `make test-fast` does not
 CANARY = "sk-canary-0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a"
 SOURCES = [BUILTIN_DIR / f"{n}.yaml" for n in builtin_names()] + sorted(FIXTURE_PROFILES.glob("*.yaml"))
 BASES = [yaml.safe_load(p.read_text(encoding="utf-8")) for p in SOURCES]
