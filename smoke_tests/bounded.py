@@ -16,8 +16,9 @@ import socket
 import ssl
 import time
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 MIB = 1024 * 1024
@@ -37,7 +38,7 @@ def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-class HttpFailure(AssertionError):
+class HttpFailureError(AssertionError):
     """An exchange that failed (no answer in time, too large, not HTTP) or an answer not of the expected kind.
     An AssertionError, so a case that meets one fails with this message rather than erroring."""
 
@@ -51,11 +52,11 @@ class _Bounded:
             raise TimeoutError("deadline")
         self.settimeout(left)  # type: ignore[attr-defined]
 
-    def recv_into(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def recv_into(self, *args, **kwargs):
         self._limit()
         return super().recv_into(*args, **kwargs)  # type: ignore[misc]
 
-    def sendall(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def sendall(self, *args, **kwargs):
         self._limit()
         return super().sendall(*args, **kwargs)  # type: ignore[misc]
 
@@ -102,22 +103,22 @@ class Answer:
         return self.content.decode("utf-8", "replace")
 
     def json(self) -> Any:
-        """The body as JSON; HttpFailure (naming the request and quoting the body) when it is not."""
+        """The body as JSON; HttpFailureError (naming the request and quoting the body) when it is not."""
         media = self.headers.get("content-type", "").split(";")[0].strip().lower()
         if media != "application/json" and not media.endswith("+json"):
-            raise HttpFailure(f"{self.method} {self.url} -> {self.status_code} {media or 'no content type'}, "
+            raise HttpFailureError(f"{self.method} {self.url} -> {self.status_code} {media or 'no content type'}, "
                               f"not JSON: {shown(self.text)}")
         try:
             return json.loads(self.text, parse_constant=_not_json)
         except (ValueError, RecursionError) as exc:
-            raise HttpFailure(f"{self.method} {self.url} -> {self.status_code}: invalid JSON "
+            raise HttpFailureError(f"{self.method} {self.url} -> {self.status_code}: invalid JSON "
                               f"({type(exc).__name__}: {shown(str(exc), 100)}): {shown(self.text)}") from None
 
 
-def fetch(method: str, url: str, *, deadline: float, cap: int = DEFAULT_CAP, headers: Optional[Mapping[str, str]] = None,
+def fetch(method: str, url: str, *, deadline: float, cap: int = DEFAULT_CAP, headers: Mapping[str, str] | None = None,
           json_body: Any = None, follow: bool = False) -> Answer:
     """One exchange within `deadline` seconds (redirects followed within it when `follow`), at most `cap` body
-    bytes. Any status is an Answer; no answer, a too large or a malformed one is an HttpFailure."""
+    bytes. Any status is an Answer; no answer, a too large or a malformed one is an HttpFailureError."""
     ends = time.monotonic() + deadline
     for _ in range(REDIRECTS + 1):
         answer = _once(method, url, ends, deadline, cap, headers or {}, json_body)
@@ -125,7 +126,7 @@ def fetch(method: str, url: str, *, deadline: float, cap: int = DEFAULT_CAP, hea
         if not (follow and answer.status_code in (301, 302, 303, 307, 308) and location):
             return answer
         url = urljoin(url, location)
-    raise HttpFailure(f"{method} {url}: more than {REDIRECTS} redirects")
+    raise HttpFailureError(f"{method} {url}: more than {REDIRECTS} redirects")
 
 
 def _once(method: str, url: str, ends: float, deadline: float, cap: int, headers: Mapping[str, str],
@@ -137,7 +138,7 @@ def _once(method: str, url: str, ends: float, deadline: float, cap: int, headers
     except ValueError:
         port = None
     if parts.scheme not in ("http", "https") or not parts.hostname or not port:
-        raise HttpFailure(f"{label}: not an http(s) URL with a host and a valid port")
+        raise HttpFailureError(f"{label}: not an http(s) URL with a host and a valid port")
     body = None if json_body is None else json.dumps(json_body).encode()
     sent = {**headers, **({"Content-Type": "application/json"} if body is not None else {})}
     conn = _Connection(parts.scheme, parts.hostname, port, ends)
@@ -151,14 +152,14 @@ def _once(method: str, url: str, ends: float, deadline: float, cap: int, headers
                 break
             size += len(chunk)
             if size > cap:
-                raise HttpFailure(f"{label}: the answer goes on past {cap} bytes")
+                raise HttpFailureError(f"{label}: the answer goes on past {cap} bytes")
             chunks.append(chunk)
         return Answer(method, url, resp.status, {k.lower(): v for k, v in resp.getheaders()}, b"".join(chunks))
     except TimeoutError:
-        raise HttpFailure(f"{label}: no complete answer within {deadline:g} s") from None
+        raise HttpFailureError(f"{label}: no complete answer within {deadline:g} s") from None
     except (OSError, http.client.HTTPException) as exc:
-        raise HttpFailure(f"{label}: {type(exc).__name__}: {shown(str(exc), 200)}") from None
+        raise HttpFailureError(f"{label}: {type(exc).__name__}: {shown(str(exc), 200)}") from None
     except ValueError:  # a header or URL with characters HTTP does not allow (a header may hold the key)
-        raise HttpFailure(f"{label}: the request could not be sent (characters HTTP does not allow)") from None
+        raise HttpFailureError(f"{label}: the request could not be sent (characters HTTP does not allow)") from None
     finally:
         conn.close()

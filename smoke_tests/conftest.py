@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
 
 import pytest
+from pluggy import Result
 
-from smoke_tests.bounded import IMAGE_CAP, HttpFailure, fetch, shown
+from smoke_tests.bounded import IMAGE_CAP, HttpFailureError, fetch, shown
 from smoke_tests.image_server import IMAGE_PATH, ImageServer, generated_jpeg
 from smoke_tests.settings import SmokeConfig, add_options, smoke_config
 from smoke_tests.support import Raw, data_url
@@ -41,7 +42,8 @@ NEEDS_OPTION = {"test_a_redirect_off_the_media_allowlist_is_not_followed": "redi
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     settings = smoke_config(config)
-    unconfigured = [i for i in items if not getattr(settings, NEEDS_OPTION.get(i.originalname, ""), True)]
+    unconfigured = [i for i in items if isinstance(i, pytest.Function)
+                    and not getattr(settings, NEEDS_OPTION.get(i.originalname, ""), True)]
     if unconfigured:  # NB: deselected, not skipped: they do not apply to this server (the header says so)
         config.hook.pytest_deselected(items=unconfigured)
         items[:] = [i for i in items if i not in unconfigured]
@@ -68,7 +70,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
-def _server_logs(s: SmokeConfig) -> Optional[str]:
+def _server_logs(s: SmokeConfig) -> str | None:
     parts = []
     if s.server_log:
         try:
@@ -88,7 +90,8 @@ def _server_logs(s: SmokeConfig) -> Optional[str]:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item,
+                               call: pytest.CallInfo) -> Generator[None, Result[pytest.TestReport], None]:
     outcome = yield
     report = outcome.get_result()
     if report.failed:
@@ -110,9 +113,9 @@ def raw(smoke: SmokeConfig) -> Raw:
     return Raw(smoke.base_url, smoke.api_key, smoke.request_timeout)
 
 
-def wait_ready(base_url: str, api_key: Optional[str], ready_timeout: float, request_timeout: float,
+def wait_ready(base_url: str, api_key: str | None, ready_timeout: float, request_timeout: float,
                interval: float = 1.0) -> float:
-    """Poll GET /health until 200; the seconds waited. HttpFailure when `ready_timeout` runs out: every probe
+    """Poll GET /health until 200; the seconds waited. HttpFailureError when `ready_timeout` runs out: every probe
     (at most 10 s, and never past the deadline) and the pauses between them fit in it."""
     start = time.monotonic()
     deadline = start + ready_timeout
@@ -128,10 +131,10 @@ def wait_ready(base_url: str, api_key: Optional[str], ready_timeout: float, requ
                 if resp.status_code == 200:
                     return time.monotonic() - start
                 last = f"HTTP {resp.status_code}: {shown(resp.text, 200)}"
-            except HttpFailure as exc:
+            except HttpFailureError as exc:
                 last = str(exc)
         if time.monotonic() + interval >= deadline:
-            raise HttpFailure(
+            raise HttpFailureError(
                 f"vLLM server at {base_url} not healthy after {ready_timeout:g} s "
                 f"(GET /health, last answer: {last}). Is it running? Raise --ready-timeout if it is still loading.")
         time.sleep(interval)
@@ -142,17 +145,17 @@ def server_ready(smoke: SmokeConfig) -> float:
     """Wait for GET /health == 200 within --ready-timeout; returns the seconds waited."""
     try:
         return wait_ready(smoke.base_url, smoke.api_key, smoke.ready_timeout, smoke.request_timeout)
-    except HttpFailure as exc:
+    except HttpFailureError as exc:
         pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session")
-def server_version(raw: Raw) -> Optional[str]:
+def server_version(raw: Raw) -> str | None:
     """vLLM's version from the open GET /version, or None for servers without it."""
     try:
         resp = raw.get("/version")
         version = resp.json().get("version") if resp.status_code == 200 else None
-    except (HttpFailure, AttributeError):
+    except (HttpFailureError, AttributeError):
         return None
     return version if isinstance(version, str) else None
 
@@ -174,7 +177,7 @@ def model(smoke: SmokeConfig, raw: Raw) -> str:
 
 
 @pytest.fixture(scope="session")
-def image_server(smoke: SmokeConfig) -> Iterator[Optional[ImageServer]]:
+def image_server(smoke: SmokeConfig) -> Iterator[ImageServer | None]:
     if not smoke.local_image_server:
         yield None
         return
@@ -186,7 +189,7 @@ def image_server(smoke: SmokeConfig) -> Iterator[Optional[ImageServer]]:
 class SmokeImage:
     url: str  # what the server fetches
     payload: bytes  # the exact bytes behind url
-    server: Optional[ImageServer]
+    server: ImageServer | None
 
     @property
     def data_url(self) -> str:
@@ -194,15 +197,15 @@ class SmokeImage:
 
 
 @pytest.fixture(scope="session")
-def image(smoke: SmokeConfig, image_server: Optional[ImageServer]) -> SmokeImage:
+def image(smoke: SmokeConfig, image_server: ImageServer | None) -> SmokeImage:
     if image_server is not None:
         return SmokeImage(image_server.url(IMAGE_PATH), generated_jpeg(), image_server)
     try:
         # NB: the base64 request must carry the same bytes the server fetches by URL, so fetch them here too
         resp = fetch("GET", smoke.image_url, deadline=smoke.request_timeout, cap=IMAGE_CAP, follow=True)
         if resp.status_code != 200 or not resp.content:
-            raise HttpFailure(f"HTTP {resp.status_code}, {len(resp.content)} bytes")
-    except HttpFailure as exc:
+            raise HttpFailureError(f"HTTP {resp.status_code}, {len(resp.content)} bytes")
+    except HttpFailureError as exc:
         pytest.fail(
             f"cannot download --image-url {smoke.image_url} to build the base64 request ({exc}). "
             "Pass --local-image-server to serve a generated JPEG from this process instead.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import threading
 import urllib.parse
-from functools import lru_cache
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 IMAGE_PATH = "/stop_sign.jpg"
@@ -15,7 +15,7 @@ REDIRECT_PATH = "/redirect"  # /redirect?to=URL answers 302 to URL
 TEXT_BODY = b"This is plain text, not an image.\n"
 
 
-@lru_cache(maxsize=None)
+@cache
 def generated_jpeg() -> bytes:
     """A 224x224 stop-sign-like picture; same bytes on every call (no randomness, no metadata)."""
     from PIL import Image, ImageDraw
@@ -36,7 +36,7 @@ def generated_jpeg() -> bytes:
     return buf.getvalue()
 
 
-@lru_cache(maxsize=None)
+@cache
 def large_jpeg(width: int = 4000, height: int = 3000) -> bytes:
     """A large photo-sized picture (gradients and lines, ~0.8 MB at 4000x3000); same bytes on every call."""
     from PIL import Image, ImageDraw
@@ -61,7 +61,7 @@ class ImageServer:
         hits = self.requests
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 hits.append(self.path)
                 if self.path.split("?", 1)[0] == IMAGE_PATH:
                     self._send(200, "image/jpeg", body)
@@ -97,7 +97,7 @@ class ImageServer:
     def url(self, path: str) -> str:
         return self.root + path
 
-    def __enter__(self) -> "ImageServer":
+    def __enter__(self) -> ImageServer:
         self._thread.start()
         return self
 

@@ -66,8 +66,9 @@ def snippet_1():
 
 def snippet_2():
     # ---- 2. 传入本地图片 (verbatim from the guide, except the SEED_* values)
-    from openai import OpenAI
     import base64
+
+    from openai import OpenAI
 
     # 设置API密钥和基础URL
     openai_api_key = SEED_API_KEY  # 在启动服务时设置的API密钥

@@ -8,8 +8,9 @@ hooks so the precedence rules can be unit-tested without a server.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
 
 SEED_IMAGE_URL = "https://air-example-data-2.s3.us-west-2.amazonaws.com/vllm_opensource_llava/stop_sign.jpg"
 
@@ -17,25 +18,25 @@ SEED_IMAGE_URL = "https://air-example-data-2.s3.us-west-2.amazonaws.com/vllm_ope
 @dataclass(frozen=True)
 class SmokeConfig:
     base_url: str  # server root, without /v1
-    api_key: Optional[str]  # None: the server is assumed to run without a key
-    model: Optional[str]  # None: use the first id of GET /v1/models
+    api_key: str | None  # None: the server is assumed to run without a key
+    model: str | None  # None: use the first id of GET /v1/models
     image_url: str  # ignored when local_image_server is set
     local_image_server: bool
     image_server_host: str  # the address the vLLM server uses to reach the local image server
     image_server_bind: str  # the address the local image server binds to
     image_server_port: int  # 0: any free port
-    missing_image_url: Optional[str]  # a URL that answers 404, for the bad-media case
-    redirect_host: Optional[str]  # another name of the image server's host, outside the server's media allowlist
+    missing_image_url: str | None  # a URL that answers 404, for the bad-media case
+    redirect_host: str | None  # another name of the image server's host, outside the server's media allowlist
     key_on_every_route: bool  # the endpoint (a router) checks the key on /health and its admin routes too
     stop_token_ids: tuple[int, ...]
     max_images: int  # the server's --limit-mm-per-prompt image count
     ready_timeout: float  # seconds to wait for GET /health == 200
     request_timeout: float  # seconds per HTTP request
     max_tokens: int  # per chat request (the seed snippets use the server default)
-    server_log: Optional[str]  # a file whose tail is attached to failed tests
-    server_log_command: Optional[str]  # a shell command whose output is attached to failed tests
-    server_stop_token_ids: Optional[tuple[int, ...]]  # stop ids the server applies to every request
-    image_tokens: Optional[int]  # the deployment's worst-case prompt tokens of one image
+    server_log: str | None  # a file whose tail is attached to failed tests
+    server_log_command: str | None  # a shell command whose output is attached to failed tests
+    server_stop_token_ids: tuple[int, ...] | None  # stop ids the server applies to every request
+    image_tokens: int | None  # the deployment's worst-case prompt tokens of one image
 
     @property
     def api_base(self) -> str:
@@ -148,7 +149,7 @@ def build_config(cli: Mapping[str, Any], env: Mapping[str, str], defaults: Mappi
     return SmokeConfig(**values)
 
 
-def smoke_config(pytest_config: Any, env: Optional[Mapping[str, str]] = None) -> SmokeConfig:
+def smoke_config(pytest_config: Any, env: Mapping[str, str] | None = None) -> SmokeConfig:
     """The one place a ``SmokeConfig`` is built from pytest's options (cached on the pytest config)."""
     cached = getattr(pytest_config, "_smoke_config", None)
     if cached is not None:

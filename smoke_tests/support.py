@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from smoke_tests.bounded import DEFAULT_CAP, Answer, fetch, shown
 
@@ -34,18 +34,18 @@ class Raw:
     """
 
     base_url: str
-    api_key: Optional[str]
+    api_key: str | None
     timeout: float
     cap: int = DEFAULT_CAP
 
-    def headers(self, api_key: Optional[str] = "default") -> dict[str, str]:
+    def headers(self, api_key: str | None = "default") -> dict[str, str]:
         key = self.api_key if api_key == "default" else api_key
         return {"Authorization": f"Bearer {key}"} if key is not None else {}
 
-    def get(self, path: str, api_key: Optional[str] = "default") -> Answer:
+    def get(self, path: str, api_key: str | None = "default") -> Answer:
         return fetch("GET", self.base_url + path, headers=self.headers(api_key), deadline=self.timeout, cap=self.cap)
 
-    def post(self, path: str, body: dict[str, Any], api_key: Optional[str] = "default") -> Answer:
+    def post(self, path: str, body: dict[str, Any], api_key: str | None = "default") -> Answer:
         return fetch("POST", self.base_url + path, json_body=body, headers=self.headers(api_key),
                      deadline=self.timeout, cap=self.cap)
 

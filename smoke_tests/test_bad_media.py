@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 import urllib.parse
+
+import pytest
 
 from smoke_tests.image_server import IMAGE_PATH, MISSING_PATH, REDIRECT_PATH, TEXT_PATH, generated_jpeg
 from smoke_tests.support import data_url, describe, user_message
@@ -53,8 +53,8 @@ def _request(case: str, smoke, model: str, image_server) -> dict:
     return {"model": model, "messages": user_message(*images), "max_tokens": 1, "temperature": 0}
 
 
-def _minor(version: str | None) -> str | None:
-    return ".".join(version.split(".")[:2]) if version else None
+def _minor(version: str | None) -> str:
+    return ".".join(version.split(".")[:2]) if version else ""
 
 
 @pytest.mark.parametrize("case", CASES)

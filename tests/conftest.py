@@ -114,7 +114,7 @@ STATIC = REPO / "tests" / "static"
 
 
 def pytest_collection_modifyitems(items):
-    """tests/static runs the real validators over rendered files: marked `static` (what `make lint` runs)."""
+    """tests/static runs the real validators over rendered files: marked `static` (`make validate-rendered`)."""
     for item in items:
         if STATIC in Path(item.fspath).parents:
             item.add_marker(pytest.mark.static)

@@ -12,10 +12,11 @@ made in the cgroup filesystem, and the client enters it by writing its own pid b
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 ROOT = Path("/sys/fs/cgroup")
 NAME = "vllm-deploy-bench-client"
@@ -36,10 +37,8 @@ class Cgroup:
 
     def remove(self) -> None:
         """Remove it once its processes have exited (rmdir refuses while one is left)."""
-        try:
+        with contextlib.suppress(OSError):
             self.path.rmdir()
-        except OSError:
-            pass
 
 
 def cpu_hierarchy(root: Path = ROOT) -> tuple[Path, int] | None:

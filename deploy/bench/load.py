@@ -6,18 +6,19 @@ The one load generator of the project (`vllm-deploy load`, `make bench`, the sta
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import statistics
 import sys
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from deploy.errors import UserError
 from deploy.runtime.http import MIB, Answer, Connections, HttpError, fetch, pick, shown
@@ -151,7 +152,7 @@ def load_levels(base_url: str, api_key: str | None, model: str | None, levels: l
         for level in levels:
             task = progress.add_task(f"concurrency {level}", total=count)
             results.append(load(base_url, api_key, model, level, count, image_urls,
-                                lambda task=task: progress.advance(task), deadline=deadline))
+                                functools.partial(progress.advance, task), deadline=deadline))
     return results
 
 
@@ -194,7 +195,7 @@ def image_server(host: str | None) -> Iterator[str | None]:
 def median_results(rounds: list[list[LoadResult]]) -> list[LoadResult]:
     """Per concurrency level, the median of each figure over rounds."""
     combined = []
-    for level in zip(*rounds):
+    for level in zip(*rounds, strict=True):  # NB: every round ran the same levels
         combined.append(LoadResult(
             level[0].concurrency, sum(r.requests for r in level), sum(r.errors for r in level),
             round(statistics.median(r.seconds for r in level), 2),

@@ -14,9 +14,10 @@ import re
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from deploy.bench.cgroup import Cgroup
 from deploy.bench.load import LoadResult, image_server, image_urls_for, load
@@ -118,6 +119,9 @@ def kill_under_load(stack: Stack, engines: dict[str, str], image_urls: list[str]
     the engine held when it died, how long until the router stops counting it healthy, and how long after
     `compose up` of its service until the engine is healthy and the router uses it again."""
     plan, key = stack.plan, stack.key() or ""
+    health = plan.router
+    if health is None:
+        raise ValueError(f"{plan.name}: an engine killed under load needs the router (tiny-cpu-x2 has it)")
     router = RouterClient(stack.endpoint, key)
     victim = plan.replicas[-1].service
     stop, results = threading.Event(), {}
@@ -146,7 +150,6 @@ def kill_under_load(stack: Stack, engines: dict[str, str], image_urls: list[str]
     wait_until(lambda: True if healthy_workers(router) == len(plan.replicas) else None, timeout=600, interval=0.2)
     back = time.monotonic() - started
     result: LoadResult = results["load"]
-    health = plan.router
     return {"victim": victim, "concurrency": CONCURRENCY, "requests": result.requests, "failed": result.errors,
             "failures": result.failures, "in_flight": held, "dropped_after_s": round(dropped, 1),
             "health_interval_s": health.health_check_interval_seconds,
@@ -161,7 +164,8 @@ def rollout_under_load(stack: Stack, image_urls: list[str], on_step: Callable[[s
     plan, key = stack.plan, stack.key() or ""
     steady = load(stack.endpoint, key, plan.served_model_name, CONCURRENCY, STEADY_REQUESTS, image_urls)
     before = {r.service: stack.container(r.service) for r in plan.replicas}
-    finished, outcome = threading.Event(), {}
+    finished = threading.Event()
+    outcome: dict[str, Any] = {}
 
     def roll() -> None:
         try:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import jinja2
 
@@ -57,7 +58,7 @@ def report(f: dict) -> str:
     loads = {"load client on the host": f["load"], "load client in its own cgroup": f["load_isolated"]}
     return environment.get_template("bench/BENCHMARKS.md.j2").render(
         f=f, targets=targets(f), requests_per_level=REQUESTS_PER_LEVEL,
-        loads={client: {"figures": load, "rows": list(zip(load["container"], load["bare"])),
+        loads={client: {"figures": load, "rows": list(zip(load["container"], load["bare"], strict=True)),
                         "errors": sum(r["errors"] for r in load["container"] + load["bare"])}
                for client, load in loads.items()},
         serve_rows=[("tiny-cpu-x2's router, one engine behind it", f["router"]["router"], f["router"]["settings"]),

@@ -19,6 +19,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from deploy.bench import load, replicas
 from deploy.bench.baseline import HEALTH_DEADLINE_SECONDS, BareServer
@@ -112,7 +113,7 @@ def plot(path: Path, arms: dict[str, tuple[list[load.LoadResult], list[load.Load
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, len(arms), figsize=(6 * len(arms), 4), dpi=120, sharey=True)
-    for axis, (title, (container, bare)) in zip(axes, arms.items()):
+    for axis, (title, (container, bare)) in zip(axes, arms.items(), strict=True):
         for results, label, style in ((container, "container", "-"), (bare, "bare process", "--")):
             levels = [r.concurrency for r in results]
             axis.plot(levels, [r.p50_ms for r in results], style, marker="o", label=f"{label} p50")
@@ -179,7 +180,7 @@ def load_summary(container_rounds: list[list[load.LoadResult]], bare_rounds: lis
         "rounds": len(container_rounds),
         "container": load.results_json(through_container), "bare": load.results_json(through_bare),
         "rps_ratio": {str(c.concurrency): round(c.requests_per_second / b.requests_per_second, 3)
-                      for c, b in zip(through_container, through_bare)},
+                      for c, b in zip(through_container, through_bare, strict=True)},
         "rps_by_round": {
             "container": [[r.requests_per_second for r in levels] for levels in container_rounds],
             "bare": [[r.requests_per_second for r in levels] for levels in bare_rounds],
@@ -210,7 +211,7 @@ def rounds(stack: Stack, engine_python: Path, figures: dict, repo: Path, cgroup:
         if number == 1:
             log("smoke suite against the warm container")
             started = time.monotonic()
-            code, cases, _ = run_suite(plan_options(plan, stack.endpoint, key, gateway))
+            code, cases, _ = run_suite(plan_options(plan, stack.endpoint, gateway), key=key)
             figures["smoke"] = {"wall_s": round(time.monotonic() - started, 2), "cases": len(cases),
                                 "passed": sum(c.status == "passed" for c in cases), "exit": code}
         stack.compose("down").checked("docker compose down")
@@ -233,8 +234,8 @@ def rounds(stack: Stack, engine_python: Path, figures: dict, repo: Path, cgroup:
 
 def runtime_changes(stack: Stack) -> dict:
     """Layers rebuilt and `up` time after each runtime-only change: none may rebuild."""
-    changes = {"max-model-len": {"max-model-len": 1024}, "dtype": {"dtype": "float32"},
-               "gpu-memory-utilization": {"gpu-memory-utilization": 0.5}}
+    changes: dict[str, dict[str, Any]] = {"max-model-len": {"max-model-len": 1024}, "dtype": {"dtype": "float32"},
+                                          "gpu-memory-utilization": {"gpu-memory-utilization": 0.5}}
     rebuilds = {}
     for label, change in [*changes.items(), ("api key", {})]:
         changed = variant(stack.root, stack.plan.port, **change)

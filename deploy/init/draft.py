@@ -16,8 +16,16 @@ from typing import Any
 from deploy.errors import UserError
 from deploy.init.source import ModelFiles
 from deploy.plan.memory import encoder_cache_gib, estimate_gib, text_config, vision_weights_gib
-from deploy.spec.model_facts import (architecture_facts, bounded_value, cost_bound, image_cost, models_data,
-                                     served_by_vllm, smallest_cost, vllm_architectures)
+from deploy.spec.model_facts import (
+    architecture_facts,
+    bounded_value,
+    cost_bound,
+    image_cost,
+    models_data,
+    served_by_vllm,
+    smallest_cost,
+    vllm_architectures,
+)
 
 AUTO_MAP_FILES = ("config.json", "preprocessor_config.json", "processor_config.json", "tokenizer_config.json")
 # generation_config.json key -> profile key, the sampling defaults vLLM reads (config/model.py:1869-1888).
@@ -173,6 +181,7 @@ def size(files: ModelFiles, draft: Draft, gpu_memory_gib: float | None, images: 
         if cost.prompt_tokens > per_image:
             value = bounded_value(estimated, kwargs, per_image)
             if value is None:
+                assert smallest is not None  # NB: a bounding key means the data knows the architecture
                 draft.images = max((draft.max_model_len - setup["text-tokens"]) // smallest.prompt_tokens, 1)
                 value = bounded_value(estimated, kwargs, (draft.max_model_len - setup["text-tokens"]) // draft.images)
             draft.notes["mm-processor-kwargs"] = (f"{bound[0]} lowered from {kwargs[bound[0]]} so that {draft.images} "

@@ -7,8 +7,15 @@ model (the frozen types) · engine (flags, argv, environment) · image (what run
 (the server's generation config, the image estimate) · memory (GPU memory arithmetic) · resolve
 """
 
-from deploy.plan.engine import (API_KEY_VARIABLE, CONTAINER_PORT, ENTRYPOINT, engine_flags, host_command,
-                                    host_environment, serve_args)
+from deploy.plan.engine import (
+    API_KEY_VARIABLE,
+    CONTAINER_PORT,
+    ENTRYPOINT,
+    engine_flags,
+    host_command,
+    host_environment,
+    serve_args,
+)
 from deploy.plan.image import build_recipe_digest
 from deploy.plan.model import Plan
 from deploy.plan.resolve import resolve

@@ -11,8 +11,16 @@ import hashlib
 import json
 
 from deploy.paths import TEMPLATE_DIR
-from deploy.plan.model import (MonitoringPlan, Panel, PanelQuery, ReplicaPlan, RouterPlan, Rule, RuleGroup,
-                               ServiceMonitorPlan)
+from deploy.plan.model import (
+    MonitoringPlan,
+    Panel,
+    PanelQuery,
+    ReplicaPlan,
+    RouterPlan,
+    Rule,
+    RuleGroup,
+    ServiceMonitorPlan,
+)
 from deploy.spec import Profile, device_facts
 
 ENGINE_JOB = "vllm-engine"

@@ -4,17 +4,40 @@ from __future__ import annotations
 
 import math
 
-from deploy.plan.engine import (API_KEY_VARIABLE, CONTAINER_PORT, CPUS_PER_GPU, CPUS_WITHOUT_GPU, ENTRYPOINT,
-                                    HEALTH_PATH, HUB_CACHE_DIR, STARTUP_PROBE_PERIOD_SECONDS, WRITABLE_CACHE_DIR,
-                                    edge_plan, egress_plan, container_environment, host_literal, local_endpoint, plan_warnings, engine_flags,
-                                    serve_args)
+from deploy.plan.engine import (
+    API_KEY_VARIABLE,
+    CONTAINER_PORT,
+    CPUS_PER_GPU,
+    CPUS_WITHOUT_GPU,
+    ENTRYPOINT,
+    HEALTH_PATH,
+    HUB_CACHE_DIR,
+    STARTUP_PROBE_PERIOD_SECONDS,
+    WRITABLE_CACHE_DIR,
+    container_environment,
+    edge_plan,
+    egress_plan,
+    engine_flags,
+    host_literal,
+    local_endpoint,
+    plan_warnings,
+    serve_args,
+)
 from deploy.plan.generation import generation_plan, vision_plan
 from deploy.plan.image import image_plan
+from deploy.plan.model import (
+    EngineSettings,
+    HealthPlan,
+    IngressRule,
+    KubernetesPlan,
+    NetworkPolicyPlan,
+    Plan,
+    SecretEnv,
+    SmokePlan,
+    StoragePlan,
+)
 from deploy.plan.monitoring import monitoring
 from deploy.plan.router import PRESTOP_SECONDS, engine_environment, replicas, router, router_enabled
-from deploy.plan.model import (EngineSettings, HealthPlan, IngressRule, KubernetesPlan, NetworkPolicyPlan, Plan,
-                               SecretEnv, SmokePlan,
-                                   StoragePlan)
 from deploy.spec import Profile, device_facts, gpu_count, model_storage
 
 

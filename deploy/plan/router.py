@@ -29,7 +29,7 @@ def replicas(profile: Profile) -> list[ReplicaPlan]:
     if not router_enabled(profile):
         return [ReplicaPlan(service="vllm", gpu_ids=[], cpuset=None, environment={},
                             url=f"http://vllm:{CONTAINER_PORT}")]
-    found = []
+    found: list[ReplicaPlan] = []
     per_replica = gpu_count(profile)
     cores = profile.resources.cpus or 1
     for index in range(profile.replicas):

@@ -23,8 +23,9 @@ import socket
 import ssl
 import time
 import unicodedata
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from deploy.errors import UserError
@@ -87,7 +88,7 @@ class HttpError(UserError):
     def brief(self) -> str:
         return self.problem + (f": {shown(self.said, 80)}" if self.said and self.kind == "status" else "")
 
-    def about(self, what: str, hint: str = "") -> "HttpError":
+    def about(self, what: str, hint: str = "") -> HttpError:
         """The same failure, saying whose endpoint it is (`Prometheus`) and what to do."""
         return HttpError(self.endpoint, self.kind, self.problem, self.said, self.status, hint or self.hint, what)
 
@@ -103,7 +104,7 @@ class Deadline:
         return self.ends - self.clock()
 
 
-class _Expired(TimeoutError):
+class _DeadlineExpiredError(TimeoutError):
     pass
 
 
@@ -115,14 +116,14 @@ class _Bounded:
     def _limit(self) -> None:
         left = self.deadline.left() if self.deadline is not None else None
         if left is not None and left <= 0:
-            raise _Expired()
+            raise _DeadlineExpiredError()
         self.settimeout(left)  # type: ignore[attr-defined]
 
-    def recv_into(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def recv_into(self, *args, **kwargs):
         self._limit()
         return super().recv_into(*args, **kwargs)  # type: ignore[misc]
 
-    def sendall(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def sendall(self, *args, **kwargs):
         self._limit()
         return super().sendall(*args, **kwargs)  # type: ignore[misc]
 
@@ -154,7 +155,7 @@ class _Connection(http.client.HTTPConnection):
     def connect(self) -> None:
         left = self.deadline.left() if self.deadline else None
         if left is not None and left <= 0:
-            raise _Expired()
+            raise _DeadlineExpiredError()
         raw = socket.create_connection((self.host, self.port), timeout=left)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock: Any = _Socket(raw.family, raw.type, raw.proto, fileno=raw.detach())
@@ -167,7 +168,7 @@ class _Connection(http.client.HTTPConnection):
     def bound(self, deadline: Deadline) -> None:
         self.deadline = deadline
         if self.sock is not None:
-            self.sock.deadline = deadline
+            self.sock.deadline = deadline  # type: ignore[union-attr]  # NB: always our _Socket (connect sets it)
 
     def dropped(self) -> bool:
         """A kept-alive connection the server closed (or wrote to unasked) since its last answer."""
@@ -267,7 +268,7 @@ class Answer:
     def fail(self, kind: str, problem: str, said: bool = True) -> HttpError:
         return HttpError(self.endpoint, kind, problem, shown(self.text()) if said else "", self.status)
 
-    def ok(self) -> "Answer":
+    def ok(self) -> Answer:
         """Itself when the status is 2xx."""
         if not 200 <= self.status < 300:
             raise self.fail("status", f"HTTP {self.status}")

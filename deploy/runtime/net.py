@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 from deploy.runtime.http import KIB, HttpError, fetch
 from deploy.runtime.process import wait_until

@@ -7,13 +7,15 @@ nothing; `judge` turns those facts into checks. `vllm-deploy doctor` prints them
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from deploy.plan import Plan
 from deploy.plan.memory import encoder_cache_gib, encoder_cache_tokens, estimate_gib, vision_weights_gib
@@ -156,10 +158,8 @@ def within(seconds: float, read: Callable[[], T]) -> T | None:
     found: list[T] = []
 
     def run() -> None:
-        try:
+        with contextlib.suppress(Exception):  # any failure of the call reads as "no answer"
             found.append(read())
-        except Exception:  # noqa: BLE001 - like Engine.info: anything but an answer means "not there"
-            pass
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()

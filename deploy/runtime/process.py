@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Protocol, Sequence, TypeVar
+from typing import Protocol, TypeVar
 
 from deploy.errors import UserError
 
@@ -27,7 +28,7 @@ class Completed:
     def ok(self) -> bool:
         return self.returncode == 0
 
-    def checked(self, what: str = "") -> "Completed":
+    def checked(self, what: str = "") -> Completed:
         """Itself, or a UserError naming the command and the end of its output."""
         if self.ok:
             return self
@@ -52,7 +53,8 @@ def run(args: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] 
     lines = []
     with subprocess.Popen(list(args), cwd=cwd, env=dict(env) if env is not None else None, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as process:
-        for line in process.stdout:  # type: ignore[union-attr]
+        assert process.stdout is not None  # NB: stdout=PIPE
+        for line in process.stdout:
             lines.append(line)
             print(line, end="", flush=True)
     return Completed(list(args), process.returncode, "".join(lines))

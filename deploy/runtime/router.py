@@ -5,8 +5,9 @@ Its admin routes check the key like every other route (our launcher turns the ro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from deploy.runtime.http import KIB, Answer, HttpError, fetch, pick
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
+from deploy.spec.base import ABSOLUTE_PATH
 from deploy.spec.model_facts import model_problems
 from deploy.spec.redact import show
-from deploy.spec.base import ABSOLUTE_PATH
 from deploy.spec.schema import Profile, is_hub_id
 
 DEVICES_FILE = Path(__file__).resolve().parent.parent / "data" / "devices.yaml"
@@ -23,7 +23,7 @@ def device_facts() -> dict[str, Any]:
     return yaml.safe_load(DEVICES_FILE.read_text(encoding="utf-8"))
 
 
-def model_storage(p: Profile) -> str:
+def model_storage(p: Profile) -> Literal["host", "hub", "tiny"]:
     return p.model.storage or ("host" if p.model.source.startswith("/") else "hub")
 
 

@@ -10,22 +10,26 @@ import difflib
 from functools import cache
 from typing import Any, Literal, get_args, get_origin
 
+from pydantic import BaseModel
+from pydantic_core import ErrorDetails
 
-from deploy.spec.redact import looks_secret, show
 from deploy.spec.base import PATTERN_WORDS, model_class
+from deploy.spec.redact import looks_secret, show
 from deploy.spec.schema import Profile, section_class
 
 
 @cache
 def _known_keys() -> frozenset[str]:
     """Every key the schema defines: those are shown as they are."""
-    keys, pending = set(), [Profile]
+    keys: set[str] = set()
+    pending: list[type[BaseModel]] = [Profile]
     while pending:
         cls = pending.pop()
         for name, field in cls.model_fields.items():
             keys.add(name.replace("_", "-"))
-            if model_class(field.annotation) is not None:
-                pending.append(model_class(field.annotation))
+            section = model_class(field.annotation)
+            if section is not None:
+                pending.append(section)
     return frozenset(keys)
 
 
@@ -58,7 +62,7 @@ def expected(loc: tuple[Any, ...]) -> str:
 SECRET_PATHS = ("api-key",)
 
 
-def sentence(error: dict[str, Any]) -> str:
+def sentence(error: ErrorDetails) -> str:
     kind, loc, got = error["type"], tuple(error["loc"]), error.get("input")
     ctx = error.get("ctx") or {}
     secret = bool(loc) and loc[0] in SECRET_PATHS

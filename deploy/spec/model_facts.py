@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -96,19 +97,22 @@ def image_cost(architecture: str | None, kwargs: dict[str, Any]) -> ImageCost | 
     return FORMULAS[facts["image-tokens"]["formula"]](effective_kwargs(facts, kwargs), fixed)
 
 
-def cost_bound(architecture: str) -> tuple[str, dict[str, Any]] | None:
+def cost_bound(architecture: str | None) -> tuple[str, dict[str, Any]] | None:
     """The processor key that bounds an image's cost (`bounds-cost` in the data) and its spec."""
     facts = architecture_facts(architecture) or {"mm-processor-kwargs": {}}
     return next(((k, s) for k, s in facts["mm-processor-kwargs"].items() if s.get("bounds-cost")), None)
 
 
-def bounded_value(architecture: str, kwargs: dict[str, Any], per_image: int, cap: Any = None) -> Any:
+def bounded_value(architecture: str | None, kwargs: dict[str, Any], per_image: int, cap: Any = None) -> Any:
     """The largest value of the bounding key (at most `cap`, else its current value) with which one image
     costs at most `per_image` prompt tokens; None when even the smallest does not."""
-    key, spec = cost_bound(architecture) or (None, None)
-    if key is None:
+    bound = cost_bound(architecture)
+    if bound is None:
         return None
-    current = effective_kwargs(architecture_facts(architecture), kwargs)[key]
+    key, spec = bound
+    facts = architecture_facts(architecture)
+    assert facts is not None  # NB: cost_bound found the key in them
+    current = effective_kwargs(facts, kwargs)[key]
     top = current if cap is None else min(current, cap)
 
     def fits(value: Any) -> bool:
@@ -127,11 +131,12 @@ def bounded_value(architecture: str, kwargs: dict[str, Any], per_image: int, cap
     return rounded if rounded >= spec.get("minimum", 1) else low
 
 
-def smallest_cost(architecture: str, kwargs: dict[str, Any]) -> ImageCost | None:
+def smallest_cost(architecture: str | None, kwargs: dict[str, Any]) -> ImageCost | None:
     """One image's cost with the bounding key at its smallest (its minimum, or false)."""
-    key, spec = cost_bound(architecture) or (None, None)
-    if key is None:
+    bound = cost_bound(architecture)
+    if bound is None:
         return image_cost(architecture, kwargs)
+    key, spec = bound
     return image_cost(architecture, {**kwargs, key: False if spec["type"] == "bool" else spec.get("minimum", 1)})
 
 
@@ -159,7 +164,7 @@ def vision_estimate(p: Profile) -> VisionEstimate | None:
 
 
 def _kwarg_problems(p: Profile, facts: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
-    found = []
+    found: list[tuple[tuple[str, ...], str]] = []
     known = facts["mm-processor-kwargs"]
     for key, value in p.engine.mm_processor_kwargs.items():
         where = ("engine", "mm-processor-kwargs", key)

@@ -35,7 +35,7 @@ def show(value: Any, secret: bool = False) -> str:
         return f"a string of {len(value)} characters (not shown: it may be a secret)"
     if isinstance(value, bytes):
         return "binary data"
-    if isinstance(value, (int, float, bool)) or isinstance(value, str):
+    if isinstance(value, (int, float, bool, str)):
         return f"{value!r} ({type(value).__name__})"
     return f"a {type(value).__name__} value"
 

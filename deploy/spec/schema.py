@@ -14,8 +14,23 @@ from typing import Annotated, Any, Literal
 from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from deploy.spec.base import (HUB_ID, AbsolutePath, DnsLabel, Dtype, EnvName, ImageReference, LabelKey, LabelValue,
-                               Labels, Line, Modality, ProfileName, RegistryPath, Section, model_class)
+from deploy.spec.base import (
+    HUB_ID,
+    AbsolutePath,
+    DnsLabel,
+    Dtype,
+    EnvName,
+    ImageReference,
+    LabelKey,
+    Labels,
+    LabelValue,
+    Line,
+    Modality,
+    ProfileName,
+    RegistryPath,
+    Section,
+    model_class,
+)
 from deploy.spec.flags import extra_args_problems
 from deploy.spec.generation import Architecture, GenerationSection, MmProcessorKwargs
 from deploy.spec.serving import Media, Monitoring, Router

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 
 from deploy.spec.base import HostName, Section
 
+
 class Router(Section):
     """vLLM's own router (PyPI vllm-router) in front of the replicas: one endpoint, health checks, retries."""
 

@@ -75,8 +75,9 @@ def _check_depth(text: str) -> None:
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
-                raise UserError("profile is not valid YAML", [Problem(event.start_mark.line + 1, "",
-                                                                      f"nested deeper than {MAX_DEPTH} levels")])
+                line = event.start_mark.line + 1 if event.start_mark else 0  # NB: the parser always sets it
+                raise UserError("profile is not valid YAML",
+                                [Problem(line, "", f"nested deeper than {MAX_DEPTH} levels")])
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
 
@@ -120,8 +121,9 @@ def parse(text: str) -> tuple[Document, list[Problem]]:
                     dotted = ".".join(str(p) for p in (*loc, key))
                     problems.append(Problem(here, dotted, f"duplicate key (first defined on line {seen[key]})"))
                 seen.setdefault(key, here)
-                lines[(*loc, key)] = here
-                walk(value_node, (*loc, key), inner)
+                key_loc = (*loc, key)  # NB: mypy 2.4 takes `lines[(*loc, key)]` for 3.11's `lines[*loc, key]`
+                lines[key_loc] = here
+                walk(value_node, key_loc, inner)
         elif isinstance(n, yaml.SequenceNode):
             for index, item in enumerate(n.value):
                 walk(item, (*loc, index), inner)

@@ -19,10 +19,10 @@ import pytest
 
 from deploy.plan import Plan, host_command, host_environment, resolve
 from deploy.render import write_generation_config
+from deploy.runtime.net import free_port, wait_for_http
+from deploy.runtime.smoke import plan_options, run_suite
 from deploy.spec import load_profile
 from deploy.spec.variant import write_variant
-from deploy.runtime.smoke import plan_options, run_suite
-from deploy.runtime.net import free_port, wait_for_http
 from tests.conftest import REPO
 from tests.tools import routes
 
@@ -232,6 +232,7 @@ def test_init_on_the_fabricated_tiny_model_drafts_a_profile_that_renders(tiny_mo
     assert result.code == 0, result.err
     data = yaml.safe_load(target.read_text())
     tiny_cpu = resolve(load_profile("tiny-cpu"))
+    assert tiny_cpu.generation is not None
     assert data["generation"]["stop-token-ids"] == tiny_cpu.smoke.server_stop_token_ids == [151645, 151643, 151648]
     assert data["generation"]["max-tokens"] == tiny_cpu.generation.config["max_new_tokens"] == 32
     assert data["model"]["architecture"] == "Idefics3ForConditionalGeneration"

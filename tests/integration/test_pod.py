@@ -14,26 +14,26 @@ does instead (podman 4.3 limitations, not manifest faults):
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 import json
 import os
 import secrets
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
 from deploy.plan import resolve
-from deploy.spec import load_profile
 from deploy.runtime.docker import docker_cli
+from deploy.runtime.net import free_port, wait_for_http
 from deploy.runtime.smoke import plan_options, run_suite
 from deploy.runtime.stack import Stack, prepare
-from deploy.runtime.net import free_port, wait_for_http
-from tests.tools import routes
+from deploy.spec import load_profile
 from tests.conftest import REPO
+from tests.tools import routes
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 CONF = REPO / ".work" / "containers.conf"

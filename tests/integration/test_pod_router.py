@@ -23,8 +23,14 @@ from deploy.runtime.process import wait_until
 from deploy.runtime.smoke import plan_options, run_suite
 from deploy.runtime.stack import Stack, prepare
 from deploy.spec import load_profile
-from tests.integration.test_pod import (CONF, configmap_options, create_podman_secret, kustomize_objects,
-                                       load_into_podman, podman)
+from tests.integration.test_pod import (
+    CONF,
+    configmap_options,
+    create_podman_secret,
+    kustomize_objects,
+    load_into_podman,
+    podman,
+)
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 READY_DEADLINE_SECONDS = 420
@@ -70,6 +76,7 @@ def routed(tmp_path_factory):
         pytest.fail("run scripts/podman-up.sh (make test does) to install podman and write its configuration")
     root = tmp_path_factory.mktemp("pod-router")
     plan = resolve(load_profile("tiny-cpu-x2"))
+    assert plan.router is not None
     prepare(Stack(plan, root), echo=False)  # both images the manifests name; cache hits after `up`
     for reference in (plan.image.reference, plan.router.image):
         load_into_podman(reference)

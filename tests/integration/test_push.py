@@ -13,9 +13,9 @@ import pytest
 import requests
 
 from deploy.plan import resolve
+from deploy.runtime.net import free_port, wait_for_http
 from deploy.spec import load_profile
 from deploy.spec.variant import write_variant
-from deploy.runtime.net import free_port, wait_for_http
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

@@ -62,7 +62,9 @@ def readiness(stack: Stack) -> dict:
 
 
 def in_container(stack: Stack, service: str, code: str) -> str:
-    done = subprocess.run([docker_cli(), "exec", stack.container(service), "/opt/venv/bin/python", "-c", code],
+    container = stack.container(service)
+    assert container is not None, f"{service} has no container"
+    done = subprocess.run([docker_cli(), "exec", container, "/opt/venv/bin/python", "-c", code],
                           capture_output=True, text=True, timeout=30)
     return done.stdout.strip()
 
@@ -101,16 +103,18 @@ def test_requests_are_spread_over_both_replicas(x2):
 
 
 def prometheus(stack: Stack) -> Prometheus:
+    assert stack.plan.monitoring is not None
     return Prometheus(stack.plan.monitoring.local_endpoint)
 
 
 def scraped(stack: Stack, query: str, job: str) -> dict[str, float]:
     """instance -> value of a metric in Prometheus, once every target of the job has a sample of it."""
+    assert stack.plan.monitoring is not None
     targets = set(stack.plan.monitoring.compose_targets[job])
 
     def complete() -> dict[str, float] | None:
         found = {labels["instance"]: value for labels, value in prometheus(stack).vector(query)
-                 if labels.get("job") == job}
+                 if labels.get("job") == job and value is not None}
         return found if set(found) == targets else None
 
     return wait_until(complete, timeout=60, interval=1)[0]  # a scrape or two after the requests
@@ -118,7 +122,7 @@ def scraped(stack: Stack, query: str, job: str) -> dict[str, float]:
 
 def test_prometheus_scrapes_every_replica_and_the_router(x2):
     assert x2.plan.monitoring and "prometheus" in x2.services
-    assert scraped(x2, "up", "vllm-engine") == {t: 1.0 for t in x2.plan.monitoring.compose_targets["vllm-engine"]}
+    assert scraped(x2, "up", "vllm-engine") == dict.fromkeys(x2.plan.monitoring.compose_targets["vllm-engine"], 1.0)
     assert set(scraped(x2, "vllm:num_requests_running", "vllm-engine").values()) <= {0.0, 1.0, 2.0}
     served = scraped(x2, "vllm:e2e_request_latency_seconds_count", "vllm-engine")
     assert min(served.values()) > 0, served  # the requests of the tests before reached both replicas
@@ -136,7 +140,8 @@ def test_every_rule_and_dashboard_query_evaluates(x2):
     assert recorded
     for name in recorded:
         if "ratio" not in name:  # NB: the error ratio has no series until a chat request failed or succeeded
-            assert wait_until(lambda: api.vector(name) or None, timeout=30, interval=1)[0], name
+            # NB: wait_until calls the lambda within this iteration, never after it (B023 does not apply)
+            assert wait_until(lambda: api.vector(name) or None, timeout=30, interval=1)[0], name  # noqa: B023
 
 
 def test_status_reads_the_live_metrics(x2):

@@ -199,7 +199,9 @@ def test_key_is_not_in_any_image_layer(running):
     key = stack.key().encode()
     saved = subprocess.Popen([docker_cli(), "save", stack.plan.image.reference], stdout=subprocess.PIPE)
     tail, found, total = b"", False, 0
-    for chunk in iter(lambda: saved.stdout.read(1 << 22), b""):
+    assert saved.stdout is not None
+    stdout = saved.stdout
+    for chunk in iter(lambda: stdout.read(1 << 22), b""):
         total += len(chunk)
         found = found or key in tail + chunk
         tail = chunk[-len(key):]
@@ -281,12 +283,13 @@ def test_runtime_only_changes_rebuild_nothing(running):
     stack.env_file.write_text(stack.env_file.read_text().replace("VLLM_API_KEY=sk-", "VLLM_API_KEY=sk-changed-"))
     changed = Stack(resolve(load_profile(str(profile))), stack.root)
     assert changed.plan.image.reference == stack.plan.image.reference
+    assert changed.plan.generation is not None
     assert changed.plan.generation.compose_config != stack.plan.generation.compose_config
     again = up(changed)
     assert again.build_steps_run == 0
     assert again.image == result.image
     assert models(changed)["max_model_len"] == 1024  # the new argv is live
-    assert changed.key().startswith("sk-changed-")
+    assert (changed.key() or "").startswith("sk-changed-")
     # The new generation config is live: a request without max_tokens gets the profile's 8.
     answer = requests.post(f"{changed.endpoint}/v1/chat/completions", headers={"Authorization": f"Bearer {changed.key()}"},
                            json={"model": changed.plan.served_model_name, "ignore_eos": True,

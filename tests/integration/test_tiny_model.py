@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import pytest
 
@@ -39,7 +40,7 @@ def _engine_python() -> str:
     return engine
 
 
-def _run(code: str, *args: str) -> dict:
+def _run(code: str, *args: str) -> Any:
     """Run CODE with the engine interpreter; it gets `mod` (deploy/assets/tiny_model.py) and
     `argv`, and must print one JSON document as its last line of output."""
     prelude = textwrap.dedent(f"""

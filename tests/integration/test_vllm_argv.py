@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy.plan import Plan, resolve
 from deploy.init import init_profile
-from deploy.spec import builtin_names, load_profile, parse_profile
+from deploy.plan import Plan, resolve
 from deploy.render import render
+from deploy.spec import builtin_names, load_profile, parse_profile
 from tests.conftest import FIXTURE_PROFILES, REPO, kubernetes_expand
 
 pytestmark = pytest.mark.engine
@@ -95,7 +95,7 @@ def session() -> tuple[dict[tuple[str, ...], dict], str]:
     answers = json.loads(result.stdout)
     assert len(answers) == len(unique)
     figure = f"{elapsed:.1f} s for {len(unique)} argv"
-    return {tuple(a): answer for a, answer in zip(unique, answers)}, figure
+    return {tuple(a): answer for a, answer in zip(unique, answers, strict=True)}, figure
 
 
 @pytest.fixture

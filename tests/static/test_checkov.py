@@ -29,10 +29,9 @@ import pytest
 import yaml
 
 from deploy.plan import resolve
-from deploy.spec import builtin_names, load_profile
 from deploy.render import render, write_files
-from tests.conftest import FIXTURE_PROFILES, venv_tool
-from tests.conftest import kubectl
+from deploy.spec import builtin_names, load_profile
+from tests.conftest import FIXTURE_PROFILES, kubectl, venv_tool
 
 pytestmark = [pytest.mark.static, pytest.mark.slow]  # NB: checkov alone takes ~8 s to start
 PROFILES = builtin_names() + [str(p) for p in sorted(FIXTURE_PROFILES.glob("*.yaml"))]
@@ -175,7 +174,7 @@ def test_checkov_scanned_every_rendered_file(reports, framework):
 def test_rendered_files_have_no_failures_beyond_the_skip_list(reports):
     by_framework, _ = reports
     unexpected: dict[str, list[str]] = defaultdict(list)
-    for framework, report in by_framework.items():
+    for report in by_framework.values():
         for check in failures(report, negative=False):
             if check["check_id"] not in SKIPPED:
                 unexpected[f"{check['check_id']} ({check['check_name']})"].append(

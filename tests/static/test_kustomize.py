@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from deploy.plan import Plan, resolve
-from deploy.spec import builtin_names, load_profile
 from deploy.render import render, write_files
+from deploy.spec import builtin_names, load_profile
 from tests.conftest import FIXTURE_PROFILES, kubectl, venv_tool
 from tests.tools import crds
 
@@ -101,7 +101,7 @@ def test_kustomize_builds_the_rendered_directory(ref, tmp_path, measured):
     containers = [c for d in by_kind["Deployment"] for c in d["spec"]["template"]["spec"]["containers"]]
     refs = [e["valueFrom"]["secretKeyRef"] for c in containers for e in c.get("env", [])
             if "secretKeyRef" in e.get("valueFrom", {})]
-    assert sorted(set(r["key"] for r in refs)) == sorted(s.name for s in plan.secrets)
+    assert sorted({r["key"] for r in refs}) == sorted(s.name for s in plan.secrets)
     for ref_ in refs:
         assert ref_["name"] == secret["metadata"]["name"], ref_
         assert ref_["key"] in secret["data"]

@@ -21,7 +21,7 @@ MONITORED = [ref for ref in PROFILES if resolve(load_profile(ref)).monitoring]
 
 def promtool(*args: str | Path) -> subprocess.CompletedProcess:
     if not PROMTOOL.exists():
-        pytest.fail("promtool is missing: run `make prometheus` (make test and make test-fast do)")
+        pytest.fail("promtool is missing: run `make prometheus` (make test, make test-fast and make check do)")
     return subprocess.run([str(PROMTOOL), *map(str, args)], capture_output=True, text=True, timeout=60)
 
 
@@ -53,6 +53,7 @@ def test_compose_config_and_rules_pass_promtool(out, ref):
 def test_prometheus_rule_groups_pass_promtool(out, ref, tmp_path):
     plan = resolve(load_profile(ref))
     path = out / "k8s" / plan.name / "prometheusrule.yaml"
+    assert plan.monitoring is not None, ref
     if not plan.monitoring.prometheus_operator:
         assert not path.exists()
         pytest.skip(f"{ref}: no prometheus-operator, no PrometheusRule rendered (checked it is absent)")
@@ -68,7 +69,9 @@ def test_prometheus_rule_groups_pass_promtool(out, ref, tmp_path):
 @pytest.mark.parametrize("ref", MONITORED)
 def test_every_dashboard_and_rule_expression_parses(ref, tmp_path):
     """Each query the plan holds (the rules' and the dashboard's) as a recording rule: promtool parses it."""
-    queries = resolve(load_profile(ref)).monitoring.queries
+    monitoring = resolve(load_profile(ref)).monitoring
+    assert monitoring is not None, ref
+    queries = monitoring.queries
     assert queries
     rules_file = tmp_path / "queries.yml"
     rules_file.write_text(yaml.safe_dump({"groups": [{"name": "queries", "rules": [

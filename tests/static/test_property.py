@@ -22,7 +22,7 @@ from deploy.spec import builtin_names
 from deploy.spec.load import BUILTIN_DIR
 from tests.conftest import FIXTURE_PROFILES, compose_binary, venv_tool
 
-pytestmark = pytest.mark.slow  # NB: ~20 s; `make test` and `make lint` run it, `make test-fast` does not
+pytestmark = pytest.mark.slow  # NB: ~20 s; `make test` and `make validate-rendered` run it, `make test-fast` does not
 CANARY = "sk-canary-0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a"
 SOURCES = [BUILTIN_DIR / f"{n}.yaml" for n in builtin_names()] + sorted(FIXTURE_PROFILES.glob("*.yaml"))
 BASES = [yaml.safe_load(p.read_text(encoding="utf-8")) for p in SOURCES]
@@ -148,7 +148,7 @@ def test_every_valid_mutation_passes_the_real_validators(validated_renders, meas
     for out in validated_renders:
         for project in out.glob("compose/*"):
             env = {"PATH": "/usr/bin:/bin", "HOME": str(out), "VLLM_API_KEY": "x", "MINICPM_KEY": "x"}
-            env.update({k: "x" for k in re.findall(r"\$\{([A-Z_][A-Z0-9_]*):\?", (project / "compose.yaml").read_text())})
+            env.update(dict.fromkeys(re.findall(r"\$\{([A-Z_][A-Z0-9_]*):\?", (project / "compose.yaml").read_text()), "x"))
             done = subprocess.run([compose_binary(), "config", "-q"], cwd=project, env=env, capture_output=True,
                                   text=True, timeout=60)
             assert done.returncode == 0, f"{project}: {done.stderr}"

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from deploy.plan import resolve
-from deploy.spec import builtin_names, load_profile
 from deploy.render import render
+from deploy.spec import builtin_names, load_profile
 from tests.conftest import FIXTURE_PROFILES, compose_binary, render_into, venv_tool
 from tests.tools import crds
 

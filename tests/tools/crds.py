@@ -21,9 +21,10 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
 
@@ -185,7 +186,7 @@ def _schema(filename: str) -> dict:
 def model_of(document: dict) -> dict | None:
     """The strict schema of a kind this checker knows (truthy), or None. The name is older than the
     schemas: it once returned a pydantic model."""
-    filename = KINDS.get((document.get("apiVersion"), document.get("kind")))
+    filename = KINDS.get((document.get("apiVersion", ""), document.get("kind", "")))
     return _schema(filename) if filename else None
 
 

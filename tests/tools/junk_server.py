@@ -9,14 +9,18 @@ The never-ending answers stop when the client hangs up or the server is shut dow
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import socket
 import struct
 import threading
 import time
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterable
+from typing import Any, TypeVar, cast
+
+T = TypeVar("T")
 
 # Server text with terminal escapes and a bidi override: a client must never show it raw.
 NASTY = "boom\x1b[31m red\x1b[0m \u202eevil\u202c\r\nsecond line\x07" + "x" * 5000
@@ -93,12 +97,10 @@ class JunkServer:
                         self.connection.shutdown(socket.SHUT_RDWR)
                     self.connection.close()
                     return
-                try:
+                with contextlib.suppress(OSError):  # the client hung up: what it should do with junk
                     server.answer(mode, self.wfile.write)
-                except OSError:
-                    pass  # the client hung up: what it should do with junk
 
-            do_GET = do_POST = do_PUT = do_DELETE = _any
+            do_GET = do_POST = do_PUT = do_DELETE = _any  # noqa: N815 (http.server's own method names)
 
         self.httpd = QuietServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -151,7 +153,7 @@ class JunkServer:
             sock.bind(("127.0.0.1", 0))
             return f"http://127.0.0.1:{sock.getsockname()[1]}/nothing"
 
-    def __enter__(self) -> "JunkServer":
+    def __enter__(self) -> JunkServer:
         self.thread.start()
         return self
 
@@ -161,15 +163,15 @@ class JunkServer:
         self.httpd.server_close()
 
 
-def within(seconds: float, call: Callable[[], object]) -> tuple[object, BaseException | None]:
+def within(seconds: float, call: Callable[[], T]) -> tuple[T, BaseException | None]:
     """Run `call` in a thread; its result or exception, or an AssertionError when it has not finished
     within `seconds` (a hang)."""
-    outcome: dict[str, object] = {}
+    outcome: dict[str, Any] = {}
 
     def run() -> None:
         try:
             outcome["result"] = call()
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test, which judges it
+        except BaseException as exc:
             outcome["error"] = exc
 
     started = time.monotonic()
@@ -178,4 +180,5 @@ def within(seconds: float, call: Callable[[], object]) -> tuple[object, BaseExce
     worker.join(seconds)
     if worker.is_alive():
         raise AssertionError(f"still running after {time.monotonic() - started:.0f} s: a hang")
-    return outcome.get("result"), outcome.get("error")  # type: ignore[return-value]
+    # NB: the result is None when the call raised: callers look at the error first.
+    return cast(T, outcome.get("result")), outcome.get("error")

@@ -8,14 +8,16 @@ and deadline)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -23,12 +25,12 @@ from deploy.bench.load import LoadResult, first_model, load
 from deploy.bench.replicas import healthy_workers, in_flight
 from deploy.errors import UserError
 from deploy.plan import resolve
-from deploy.runtime.http import Connections, HttpError, fetch, pick, shown, ShapeError
+from deploy.runtime.http import Connections, HttpError, ShapeError, fetch, pick, shown
 from deploy.runtime.net import http_ok
 from deploy.runtime.router import RouterClient
 from deploy.runtime.status import Prometheus, screen, snapshot, status
 from deploy.spec import load_profile
-from smoke_tests.bounded import HttpFailure
+from smoke_tests.bounded import HttpFailureError
 from smoke_tests.bounded import fetch as smoke_fetch
 from smoke_tests.conftest import wait_ready
 from smoke_tests.support import Raw
@@ -71,12 +73,12 @@ CLIENTS: dict[str, tuple[Callable[[str, Any], Any], type[BaseException], Callabl
     "health-probe": (lambda base, _: http_ok(base + "/health", DEADLINE), UserError, lambda r: isinstance(r, bool)),
     "engine-metrics": (lambda base, _: in_flight(base, DEADLINE), UserError, lambda r: isinstance(r, int) and r >= 0),
     # the smoke suite's own client: an AssertionError of its own, so a case fails with the message
-    "smoke-raw-json": (lambda base, _: Raw(base, CANARY, DEADLINE).get("/v1/models").json(), HttpFailure,
+    "smoke-raw-json": (lambda base, _: Raw(base, CANARY, DEADLINE).get("/v1/models").json(), HttpFailureError,
                        lambda result: True),
-    "smoke-health-wait": (lambda base, _: wait_ready(base, CANARY, DEADLINE, DEADLINE, interval=0.05), HttpFailure,
+    "smoke-health-wait": (lambda base, _: wait_ready(base, CANARY, DEADLINE, DEADLINE, interval=0.05), HttpFailureError,
                           lambda seconds: isinstance(seconds, float)),
     "smoke-image-download": (lambda base, _: smoke_fetch("GET", base + "/stop_sign.jpg", deadline=DEADLINE,
-                                                         cap=1024 * 1024, follow=True), HttpFailure,
+                                                         cap=1024 * 1024, follow=True), HttpFailureError,
                              lambda answer: answer.status_code >= 200),
 }
 ANSWERS = MODES + ("nothing-listening",)
@@ -192,7 +194,7 @@ class Counting(BaseHTTPRequestHandler):
     connections: set = set()
     close_after: bool = False
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         self.rfile.read(int(self.headers["Content-Length"]))
         Counting.connections.add(self.client_address[1])
         body = json.dumps({"choices": [{"message": {"role": "assistant", "content": "a sign"}}]}).encode()
@@ -246,7 +248,7 @@ def prometheus_answering(data: Any, alerts: Any = None):
     """A Prometheus whose every instant query answers `data` (the `data` of a success) and /alerts `alerts`."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             inner = alerts if "/alerts" in self.path and alerts is not None else \
                 {"alerts": []} if "/alerts" in self.path else data
             body = json.dumps({"status": "success", "data": inner}).encode()
@@ -316,7 +318,7 @@ def test_status_has_one_deadline_for_the_whole_screen(x2):
     """Each query answers in 0.1 s, well within a per-request timeout; eleven of them do not fit one 0.35 s screen."""
 
     class Slow(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             time.sleep(0.1)
             body = json.dumps({"status": "success", "data": vector("1")}).encode()
             self.send_response(200)
@@ -483,8 +485,8 @@ def test_smoke_with_nothing_listening_fails_within_its_wait(cli, junk, with_open
 
 def test_the_health_wait_stops_at_its_deadline_whatever_the_server_does(junk):
     for base in (junk.closed_url(), junk.url("stall"), junk.url("error-500")):
-        _, error = within(HANG, lambda base=base: wait_ready(base, None, 0.5, 5.0, interval=0.1))
-        assert isinstance(error, HttpFailure) and "not healthy after 0.5 s" in str(error)
+        _, error = within(HANG, functools.partial(wait_ready, base, None, 0.5, 5.0, interval=0.1))
+        assert isinstance(error, HttpFailureError) and "not healthy after 0.5 s" in str(error)
         clean(str(error))
 
 
@@ -537,10 +539,14 @@ def test_odd_daemon_facts_are_judged_and_escaped():
                          ids=["hangs", "not-an-object", "raises", "answers"])
 def test_doctor_reads_the_daemon_within_its_deadline(tmp_path, monkeypatch, info, daemon):
     from deploy.runtime.docker import Compose
+    from deploy.runtime.docker import Engine as DockerEngine
     from deploy.runtime.preflight import gather, judge
     from deploy.runtime.process import Completed
 
-    class Engine:
+    class Engine(DockerEngine):
+        def __init__(self) -> None:
+            pass
+
         def info(self):
             return info()
 

@@ -15,6 +15,7 @@ from deploy.paths import BUILD_ASSETS
 from deploy.plan.engine import API_KEY_VARIABLE, EDGE_MIDDLEWARE, HEALTH_PATH
 
 spec = importlib.util.spec_from_file_location("vllm_deploy_edge", BUILD_ASSETS["vllm_deploy_edge.py"])
+assert spec is not None and spec.loader is not None
 edge = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(edge)
 KEY = "sk-test-0123456789"
@@ -55,7 +56,7 @@ def key(monkeypatch):
 def test_it_reads_the_variable_vllm_reads_and_is_what_the_entrypoint_loads():
     assert edge.KEY_VARIABLE == API_KEY_VARIABLE
     assert EDGE_MIDDLEWARE == ("--middleware", "vllm_deploy_edge.KeyOnEveryRoute")
-    assert HEALTH_PATH in edge.PUBLIC and edge.PUBLIC == {"/health", "/metrics"}
+    assert HEALTH_PATH in edge.PUBLIC and {"/health", "/metrics"} == edge.PUBLIC
 
 
 @pytest.mark.parametrize("path", ["/invocations", "/tokenize", "/detokenize", "/load", "/scale_elastic_ep",

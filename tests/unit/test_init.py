@@ -60,8 +60,8 @@ def test_qwen_restates_its_sampling_defaults_and_bounds_its_images():
     assert "# the model's own max_pixels is 12845056; capped at 1003520." in text
     assert data["engine"]["max-model-len"] == 8192  # no card given: 8192 of its 128000
     assert "8192 of the model's 128000: pass --gpu-memory-gib" in text
-    plan = resolve(parse_profile(text, "q.yaml"))
-    assert plan.vision.image_prompt_tokens == 1282 and plan.vision.worst_case_tokens == 2564
+    vision = resolve(parse_profile(text, "q.yaml")).vision
+    assert vision is not None and vision.image_prompt_tokens == 1282 and vision.worst_case_tokens == 2564
 
 
 def test_a_card_size_sets_max_model_len_and_utilization():
@@ -76,7 +76,8 @@ def test_a_card_size_sets_max_model_len_and_utilization():
     assert (engine["max-model-len"], engine["gpu-memory-utilization"]) == (12544, 0.95)
     assert engine["mm-processor-kwargs"] == {"max_pixels": 718 * 784}  # 718 tokens + 2 markers = (12544 - 1024) / 16
     assert "max_pixels lowered from 1003520 so that 16 images fit max-model-len 12544 beside 1024 tokens" in text
-    assert resolve(parse_profile(text, "q.yaml")).vision.worst_case_tokens == 16 * 720 == 12544 - 1024
+    vision = resolve(parse_profile(text, "q.yaml")).vision
+    assert vision is not None and vision.worst_case_tokens == 16 * 720 == 12544 - 1024
 
 
 def test_a_card_too_small_is_refused():

@@ -12,8 +12,15 @@ from deploy.errors import UserError
 from deploy.plan import resolve
 from deploy.render import render
 from deploy.spec import load_profile, parse_profile
-from deploy.spec.model_facts import (DEFAULT_ITEMS, FORMULAS, bounded_value, image_cost, models_data,
-                                     served_by_vllm)
+from deploy.spec.model_facts import (
+    DEFAULT_ITEMS,
+    FORMULAS,
+    ImageCost,
+    bounded_value,
+    image_cost,
+    models_data,
+    served_by_vllm,
+)
 from deploy.spec.variant import write_variant
 from tests.conftest import FIXTURE_PROFILES
 
@@ -21,32 +28,38 @@ QWEN = "Qwen2_5_VLForConditionalGeneration"
 TINY = "Idefics3ForConditionalGeneration"
 
 
+def known_cost(architecture: str, kwargs: dict) -> ImageCost:
+    cost = image_cost(architecture, kwargs)
+    assert cost is not None, f"no image cost for {architecture}"
+    return cost
+
+
 @pytest.mark.parametrize(("slices", "embeddings", "prompt"), [
     (1, 64, 69), (2, 192, 202), (4, 320, 336), (6, 448, 470), (9, 640, 671),
     (12, 832, 872),  # NB: vLLM profiles 640 here (its dummy image stops at 9 slices); a real image reaches 832
 ])
 def test_minicpmv_image_cost_follows_max_slice_nums(slices, embeddings, prompt):
-    cost = image_cost("MiniCPMV", {"max_slice_nums": slices})
+    cost = known_cost("MiniCPMV", {"max_slice_nums": slices})
     assert (cost.embeddings, cost.prompt_tokens) == (embeddings, prompt)
 
 
 def test_minicpmv_without_image_ids_saves_their_three_markers():
-    assert image_cost("MiniCPMV", {"use_image_id": False}).prompt_tokens == 668
-    assert image_cost("MiniCPMV", {}).prompt_tokens == 671  # the checkpoint's defaults: 9 slices, image ids on
+    assert known_cost("MiniCPMV", {"use_image_id": False}).prompt_tokens == 668
+    assert known_cost("MiniCPMV", {}).prompt_tokens == 671  # the checkpoint's defaults: 9 slices, image ids on
 
 
 @pytest.mark.parametrize(("max_pixels", "embeddings"), [(12845056, 16384), (1003520, 1280), (802816, 1024),
                                                         (401408, 512), (784, 1)])
 def test_qwen_vl_image_cost_follows_max_pixels(max_pixels, embeddings):
-    cost = image_cost(QWEN, {"max_pixels": max_pixels})
+    cost = known_cost(QWEN, {"max_pixels": max_pixels})
     assert (cost.embeddings, cost.prompt_tokens) == (embeddings, embeddings + 2)  # <|vision_start|>, <|vision_end|>
     assert image_cost("Qwen2VLForConditionalGeneration", {"max_pixels": max_pixels}) == cost
 
 
 def test_the_tiny_model_costs_at_most_94_tokens_an_image():
     """2 x 2 tiles and a global one of 16 tokens, with their markers (93 measured: its tokenizer merges "\\n\\n")."""
-    assert image_cost(TINY, {}).prompt_tokens == 94 and image_cost(TINY, {}).embeddings == 80
-    assert image_cost(TINY, {"do_image_splitting": False}).prompt_tokens == 19
+    assert known_cost(TINY, {}).prompt_tokens == 94 and known_cost(TINY, {}).embeddings == 80
+    assert known_cost(TINY, {"do_image_splitting": False}).prompt_tokens == 19
 
 
 def test_an_architecture_without_facts_has_no_cost():
@@ -67,7 +80,7 @@ def test_the_data_is_consistent():
 
 def test_bounded_value_is_the_largest_setting_that_fits():
     assert bounded_value(QWEN, {}, 4095) == 4093 * 784  # a multiple of 784 px, one token each
-    assert image_cost(QWEN, {"max_pixels": 4093 * 784}).prompt_tokens == 4095
+    assert known_cost(QWEN, {"max_pixels": 4093 * 784}).prompt_tokens == 4095
     assert bounded_value(QWEN, {}, 10**6, cap=1003520) == 1003520
     assert bounded_value("MiniCPMV", {}, 604) == 8 and bounded_value("MiniCPMV", {}, 603) == 7
     assert bounded_value("MiniCPMV", {}, 68) is None  # one slice costs 69
@@ -80,6 +93,7 @@ def test_built_in_profiles_fit_their_worst_case():
     for name, (architecture, images, prompt, embeddings) in expected.items():
         plan = resolve(load_profile(name))
         v = plan.vision
+        assert v is not None, name
         assert (v.architecture, v.images, v.image_prompt_tokens, v.image_embeddings) == (
             architecture, images, prompt, embeddings)
         assert v.worst_case_tokens == images * prompt < plan.engine.max_model_len
@@ -188,32 +202,36 @@ def test_generation_flags_are_the_profiles_to_set():
 
 
 def test_the_generation_config_holds_only_what_the_profile_sets():
-    assert resolve(load_profile("tiny-cpu")).generation.config == {"eos_token_id": [151645, 151643, 151648],
-                                                                   "max_new_tokens": 32}
-    qwen = resolve(load_profile("qwen2_5-vl-7b")).generation.config
+    tiny, qwen = (resolve(load_profile(name)).generation for name in ("tiny-cpu", "qwen2_5-vl-7b"))
+    assert tiny is not None and qwen is not None
+    assert tiny.config == {"eos_token_id": [151645, 151643, 151648], "max_new_tokens": 32}
     # The model's own sampling defaults, restated (this file replaces the model's); do_sample keeps transformers quiet.
-    assert qwen == {"eos_token_id": [151645, 151643], "temperature": 0.1, "top_p": 0.001, "top_k": 1,
-                    "repetition_penalty": 1.05, "do_sample": True}
+    assert qwen.config == {"eos_token_id": [151645, 151643], "temperature": 0.1, "top_p": 0.001, "top_k": 1,
+                           "repetition_penalty": 1.05, "do_sample": True}
     assert resolve(load_profile(str(FIXTURE_PROFILES / "minimal-cpu.yaml"))).generation is None
 
 
 def test_the_generation_config_is_mounted_where_vllm_is_pointed(tmp_path):
     plan = resolve(load_profile("tiny-cpu"))
+    generation = plan.generation
+    assert generation is not None
     files = render(plan)
-    assert json.loads(files["compose/tiny-cpu/generation_config.json"]) == plan.generation.config
+    assert json.loads(files["compose/tiny-cpu/generation_config.json"]) == generation.config
     assert files["k8s/tiny-cpu/generation_config.json"] == files["compose/tiny-cpu/generation_config.json"]
     compose = yaml.safe_load(files["compose/tiny-cpu/compose.yaml"])
     service = compose["services"]["vllm"]
     (edge, mount) = service["configs"]  # the key-check module first, then the generation config
     assert edge["target"] == f"{plan.edge.directory}/{plan.edge.file_name}"
     assert compose["configs"][mount["source"]] == {"file": "./generation_config.json"}
-    assert mount["target"] == f"{plan.generation.directory}/generation_config.json"
-    assert service["command"][service["command"].index("--generation-config") + 1] == plan.generation.directory
+    assert mount["target"] == f"{generation.directory}/generation_config.json"
+    assert service["command"][service["command"].index("--generation-config") + 1] == generation.directory
     kustomization = yaml.safe_load(files["k8s/tiny-cpu/kustomization.yaml"])
     assert kustomization["configMapGenerator"] == [
         {"name": "tiny-cpu-edge", "files": ["vllm_deploy_edge.py"]},
         {"name": "tiny-cpu-generation", "files": ["generation_config.json"]}]
     # A new file content, a new compose config name: `docker compose up` then recreates the container.
     changed = write_variant("tiny-cpu", tmp_path / "p.yaml", {"generation": {"max-tokens": 16}})
-    assert resolve(load_profile(str(changed))).generation.compose_config != plan.generation.compose_config
-    assert resolve(load_profile(str(changed))).generation.configmap_name == plan.generation.configmap_name
+    changed_generation = resolve(load_profile(str(changed))).generation
+    assert changed_generation is not None
+    assert changed_generation.compose_config != generation.compose_config
+    assert changed_generation.configmap_name == generation.configmap_name

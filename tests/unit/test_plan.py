@@ -31,7 +31,7 @@ def test_minicpm_argv_is_the_seeds_command_line():
         "--mm-processor-kwargs", '{"max_slice_nums":9}',  # bounds one image at 671 tokens
         "--shutdown-timeout", "30",  # requests in flight finish on SIGTERM
     ]
-    assert plan.generation.config == {"eos_token_id": [151645, 151643]}
+    assert plan.generation is not None and plan.generation.config == {"eos_token_id": [151645, 151643]}
 
 
 def test_the_entrypoint_refuses_an_empty_key_before_running_vllm(tmp_path):
@@ -93,7 +93,7 @@ def test_serve_args_place_model_host_and_port_once():
     placed = ["--generation-config", "/tmp/g"]
     assert host_command(plan, "/v/bin/vllm", "/tmp/m", "127.0.0.1", 1234, "/tmp/g") == [
         "/v/bin/vllm", "serve", *argv[:7], *placed, *argv[7:], "--middleware", "vllm_deploy_edge.KeyOnEveryRoute"]
-    assert plan.argv[7:9] == ["--generation-config", plan.generation.directory]
+    assert plan.generation is not None and plan.argv[7:9] == ["--generation-config", plan.generation.directory]
     plain = resolve(load_profile(str(FIXTURE_PROFILES / "minimal-cpu.yaml")))  # no generation section
     assert plain.generation is None and "--generation-config" not in plain.argv
     assert host_command(plain, "/v/bin/vllm", "/tmp/m", "127.0.0.1", 1234, "/tmp/g")[2:-2] == serve_args(

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import json
 
-from deploy.plan.memory import encoder_cache_gib
-from deploy.runtime.preflight import (HostFacts, driver_check, failures, free_memory_check, judge, memory_check,
-                                      parse_gpus)
 from deploy.plan import resolve
+from deploy.plan.memory import encoder_cache_gib
+from deploy.runtime.preflight import (
+    HostFacts,
+    driver_check,
+    failures,
+    free_memory_check,
+    judge,
+    memory_check,
+    parse_gpus,
+)
 from deploy.spec import load_profile
 from deploy.spec.variant import write_variant
 from tests.conftest import REPO
@@ -133,7 +140,7 @@ def test_the_memory_estimate_adds_the_vision_encoder_cache(tmp_path):
     max_pixels (one image is 16384 embeddings)."""
     config = json.loads(QWEN_CONFIG.read_text())
     plan = resolve(load_profile("qwen2_5-vl-7b"))
-    assert plan.vision.image_embeddings == 1280
+    assert plan.vision is not None and plan.vision.image_embeddings == 1280
     small = memory_check(plan, read_gpus(smi("0, 24576, 24000, 580.65.06")), config)
     assert "vision encoder cache 0.01 (2048 tokens)" in small.detail
     # The vision tower's 32 layers of width 1280 (~0.63 B parameters) count too.

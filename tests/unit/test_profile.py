@@ -242,7 +242,7 @@ def test_profile_is_frozen():
 
     profile = load_profile("minicpm-v-2_6")
     with pytest.raises(ValidationError, match="frozen"):
-        profile.engine.dtype = "half"  # type: ignore[misc]
+        profile.engine.dtype = "half"  # type: ignore[misc]  # NB: the very assignment pydantic must refuse
 
 
 def test_the_builtin_minicpm_profile_validates_without_warnings(cli):

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
-from deploy.plan import resolve
-from deploy.spec import builtin_names, load_profile
 from deploy.errors import UserError
+from deploy.plan import resolve
 from deploy.render import render, write_files
+from deploy.spec import builtin_names, load_profile
 from tests.conftest import FIXTURE_PROFILES, GOLDEN, REPO, kubernetes_expand
 
 FIXTURES = sorted(FIXTURE_PROFILES.glob("*.yaml"))
@@ -64,7 +64,7 @@ def test_render_is_pure_and_repeatable(monkeypatch):
 
 def manifests(name: str, router: bool = False) -> dict[str, dict]:
     """The rendered objects by kind: the engine's, or with `router` the router's (router-*.yaml)."""
-    docs = {}
+    docs: dict[str, dict] = {}
     for path, text in rendered(name).items():
         if path.endswith(".yaml") and path.startswith("k8s/") and Path(path).name.startswith("router-") == router:
             for doc in yaml.safe_load_all(text):
@@ -250,9 +250,10 @@ def test_kubernetes_args_are_what_vllm_receives():
 
 
 def test_cpu_profile_without_a_ca_bundle_renders_no_build_secret():
-    from deploy.spec.variant import write_variant
+    import pathlib
+    import tempfile
 
-    import tempfile, pathlib
+    from deploy.spec.variant import write_variant
 
     with tempfile.TemporaryDirectory() as scratch:
         path = write_variant("tiny-cpu", pathlib.Path(scratch) / "p.yaml", {"image": {"ca-bundle": None}})

@@ -109,12 +109,14 @@ def test_router_command_lines_parse_with_the_routers_own_parser():
 
     for ref in ("tiny-cpu-x2", SINK):
         plan = resolve(load_profile(ref))
-        for argv in (plan.router.compose_argv, plan.router.kubernetes_argv):
+        router = plan.router
+        assert router is not None, ref
+        for argv in (router.compose_argv, router.kubernetes_argv):
             args = parse_router_args(list(argv))
             assert args.port == 8000 and args.policy == argv[argv.index("--policy") + 1]
             assert args.api_key is None  # the key never on a command line
             assert args.health_check_interval_secs == 5 and args.prometheus_port == 29000
-        compose_args = parse_router_args(list(plan.router.compose_argv))
+        compose_args = parse_router_args(list(router.compose_argv))
         assert compose_args.worker_urls == [r.url for r in plan.replicas] and not compose_args.service_discovery
-        discovery = parse_router_args(list(plan.router.kubernetes_argv))
+        discovery = parse_router_args(list(router.kubernetes_argv))
         assert discovery.service_discovery and discovery.service_discovery_port == 8000

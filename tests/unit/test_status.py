@@ -7,6 +7,7 @@ import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -28,6 +29,7 @@ def stub_prometheus(answers: dict[str, str | None], alerts: list[dict] | None = 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             url = urlparse(self.path)
+            body: dict[str, Any]
             if url.path == "/api/v1/query":
                 query = parse_qs(url.query)["query"][0]
                 asked.append(query)
@@ -95,7 +97,7 @@ def test_the_screen_shows_every_figure_from_the_live_metrics(plan):
 
 def test_missing_series_show_a_dash_not_zero(plan):
     """Before the first scrape nothing exists: the screen must not claim 0 of anything."""
-    with stub_prometheus({q: None for q in plan.monitoring.status_queries.values()}) as (endpoint, _):
+    with stub_prometheus(dict.fromkeys(plan.monitoring.status_queries.values())) as (endpoint, _):
         text = screen(plan.name, endpoint, snapshot(Prometheus(endpoint), plan.monitoring.status_queries), now=NOW)
     assert "engines healthy     —/—" in text and "— running · — waiting" in text and " 0" not in text
     assert text.endswith("alerts              none")
@@ -119,9 +121,9 @@ def test_status_without_monitoring_is_a_user_error():
 def test_an_absent_or_refusing_prometheus_is_a_user_error(plan):
     with pytest.raises(UserError, match="does not answer.*is the stack up"):
         Prometheus(f"http://127.0.0.1:{free_port()}").scalar("up")
-    with stub_prometheus({}, refuse=True) as (endpoint, _):
-        with pytest.raises(UserError, match="refused /api/v1/query: parse error at char 3"):
-            Prometheus(endpoint).scalar("up{")
+    with (stub_prometheus({}, refuse=True) as (endpoint, _),
+          pytest.raises(UserError, match="refused /api/v1/query: parse error at char 3")):
+        Prometheus(endpoint).scalar("up{")
 
 
 def test_the_cli_exits_2_without_a_traceback(cli):
