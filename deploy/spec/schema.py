@@ -115,8 +115,10 @@ class Engine(Section):
     )
     extra_args: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=200)] = Field(
         default_factory=list,
-        description="More vLLM flags, e.g. [--enable-prefix-caching]. Checked against vLLM's own option list; "
-        "flags the profile models and --config are refused.",
+        description="More vLLM flags, e.g. [--enable-prefix-caching]. Deny by default: each is resolved in vLLM's "
+        "own option table, under any spelling, and passes only if deploy/data/vllm-serve-classes.yaml allows it; "
+        "flags the profile models, and anything that loads code, reads files, opens routes or carries secrets, "
+        "are refused with what to use instead.",
     )
 
     mm_processor_kwargs: MmProcessorKwargs = Field(default_factory=dict)
