@@ -1,5 +1,5 @@
 """The tables generated from the pinned vLLM are current: regenerating them in the engine venv gives the
-committed bytes (deploy/data/vllm-serve-options.json, vllm-architectures.json); the
+committed bytes (deploy/data/vllm-serve-options.json, vllm-envs.json, vllm-architectures.json); the
 hand-reviewed classification (vllm-serve-classes.yaml) covers exactly the real parser's options; and the
 extra-args guard reads every spelling of every option as vLLM's own parser does."""
 
@@ -16,6 +16,7 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.engine
 TABLES = {
     "vllm-serve-options.json": ("scripts/vllm_serve_options.py", "make vllm-options"),
+    "vllm-envs.json": ("scripts/vllm_envs.py", "make vllm-envs"),
     "vllm-architectures.json": ("scripts/vllm_architectures.py", "make vllm-architectures"),
 }
 
