@@ -236,3 +236,291 @@ def test_the_option_table_lists_choices_where_argparse_has_them():
     table = json.loads(Path(flags.OPTIONS_FILE).read_text(encoding="utf-8"))["options"]
     assert table["--uvicorn-log-level"]["choices"] == ["critical", "debug", "error", "info", "trace", "warning"]
     assert "choices" not in table["--load-format"]
+
+
+# ---------------------------------------------------------------------------------------------
+# B. names and paths by the component's rule
+
+
+def problems_of(text: str) -> list[str]:
+    """Each problem of a profile as `dotted.path: message` ([] when it is valid), after checking that its line
+    is the line of that key in the text (the `file:line` the CLI prints)."""
+    from deploy.errors import UserError
+    from deploy.spec.load import parse_profile
+
+    try:
+        parse_profile(text, "p.yaml")
+    except UserError as exc:
+        lines = text.splitlines()
+        for problem in exc.problems:
+            last = problem.path.split(".")[-1]
+            here = lines[problem.line - 1].strip()
+            assert (here.startswith("-") if last.isdigit() else last.split("/")[-1][:20] in here or "(" in last), \
+                (problem, here)
+        return [f"{p.path}: {p.message}" for p in exc.problems]
+    return []
+
+
+def hostile(**changes: object) -> str:
+    from tests.unit.test_hostile import profile
+
+    return profile(**changes)
+
+
+# --- B1. model.source: no system directory of the host, after lexical normalisation
+
+SYSTEM_SOURCES = [
+    "/proc", "/sys", "/dev", "/run", "/var/run", "/etc", "/boot", "/usr", "/bin", "/sbin", "/lib", "/lib64",
+    "/lib32", "/libx32", "/var/lib/docker", "/var/lib/containerd", "/var/lib/kubelet",
+    "/var/run/docker.sock", "/proc/1/root", "/etc/kubernetes/pki", "/usr/local/models", "/var/lib/kubelet/pods",
+    "/dev/shm", "/run/containerd", "/sys/fs/cgroup", "/boot/efi", "/lib/modules",
+    "/var", "/var/lib",  # they hold /var/run and /var/lib/docker
+    "/var/run/", "/etc/", "/models/../proc", "/models/./../var/run", "/srv/models/../../etc/ssl", "/./proc",
+    "/models/../../../../dev",
+]
+
+
+@pytest.mark.parametrize("source", SYSTEM_SOURCES)
+def test_a_system_directory_is_no_model_source(source):
+    [problem] = problems_of(hostile(**{"model.source": source}))
+    assert problem.startswith("model.source: ") and "a system directory (" in problem, problem
+    assert "put the model in a directory of its own" in problem
+
+
+def test_the_root_and_doubled_slashes_are_no_model_source():
+    # NB: the path pattern refuses them before the system-directory rule sees them.
+    for source in ("/", "//proc", "/models//demo"):
+        [problem] = problems_of(hostile(**{"model.source": source}))
+        assert problem.startswith("model.source: storage 'host' needs an absolute path"), problem
+
+
+@pytest.mark.parametrize("source", ["/models/demo", "/root/ld/ld_model_pretrained/Minicpmv2_6", "/srv/models/x",
+                                    "/data/lib/models", "/variable/x", "/runs/x", "/etcetera", "/user/models",
+                                    "/mnt/var/run/x", "/models/demo/"])
+def test_an_ordinary_directory_is_a_model_source(source):
+    assert problems_of(hostile(**{"model.source": source})) == []
+
+
+PINNED_SOURCES = [
+    ("/var/run", "model.source: '/var/run' is a system directory (the host's runtime sockets, Docker's and "
+                 "containerd's among them): host storage mounts it into the container; put the model in a directory of "
+                 "its own, e.g. /models/<name> or /srv/models/<name>"),
+    ("/models/../proc/1/root", "model.source: '/models/../proc/1/root' (that is /proc/1/root) is under "
+                               "/proc, a system directory (the host's kernel interfaces): host storage mounts it into "
+                               "the container; put the model in a directory of its own, e.g. /models/<name> or "
+                               "/srv/models/<name>"),
+    ("/var", "model.source: '/var' holds /var/run, a system directory (the host's runtime sockets, Docker's "
+             "and containerd's among them): host storage mounts all of it into the container; put the model in a "
+             "directory of its own, e.g. /models/<name> or /srv/models/<name>"),
+    ("/models/x/../demo", "model.source: write the path without '.' or '..' parts (Kubernetes refuses '..' "
+                          "in a hostPath), e.g. /models/demo"),
+]
+
+
+@pytest.mark.parametrize("source, line", PINNED_SOURCES, ids=[s for s, _ in PINNED_SOURCES])
+def test_system_directory_messages(source, line):
+    assert problems_of(hostile(**{"model.source": source})) == [line]
+
+
+# --- B2. image.registry: a registry host by Docker's rule, never a Docker Hub account
+
+
+@pytest.mark.parametrize("registry", ["team", "team/ml", "ml-team/x/y", "library", "docker/x"])
+def test_a_docker_hub_account_is_no_registry(registry):
+    [problem] = problems_of(hostile(**{"image.registry": registry}))
+    assert problem.startswith("image.registry: expected a registry host first"), problem
+
+
+@pytest.mark.parametrize("registry", ["registry.example.com", "registry.example.com/ml", "localhost",
+                                      "localhost/x", "localhost:5000/ml", "127.0.0.1:5000/team", "ghcr.io/org/team",
+                                      "registry.example.com:443/ml"])
+def test_a_registry_host_is_a_registry(registry):
+    assert problems_of(hostile(**{"image.registry": registry})) == []
+
+
+def test_registry_message():
+    assert problems_of(hostile(**{"image.registry": "team"})) == [
+        "image.registry: expected a registry host first (a name with a '.', a host:port, or localhost), "
+        "e.g. registry.example.com/ml, localhost:5000/ml or 127.0.0.1:5000/team: Docker reads 'team' as an account "
+        "on Docker Hub, so the images would be pushed to and pulled from docker.io, where anyone can register that "
+        "name"]
+
+
+# --- B3. api-key.env: no variable the container's software reads
+
+
+def vllm_variables() -> list[str]:
+    from deploy.spec.names import vllm_variables
+
+    return sorted(vllm_variables())
+
+
+@pytest.mark.parametrize("name", [n for n in vllm_variables() if n != "VLLM_API_KEY"])
+def test_no_variable_vllm_reads_carries_the_key(name):
+    from deploy.spec.names import key_variable_problem
+
+    assert key_variable_problem(name), name
+
+
+FAMILIES = [
+    "HF_TOKEN", "HF_HOME", "HF_ENDPOINT", "HF_HUB_OFFLINE", "HUGGING_FACE_HUB_TOKEN", "TRANSFORMERS_CACHE",
+    "TOKENIZERS_PARALLELISM", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+    "ALL_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_INDEX_URL", "PIP_CERT",
+    "CUDA_VISIBLE_DEVICES", "CUDA_CACHE_PATH", "NVIDIA_VISIBLE_DEVICES", "NCCL_DEBUG", "TORCH_HOME",
+    "TORCHINDUCTOR_CACHE_DIR", "OMP_NUM_THREADS", "KMP_AFFINITY", "MKL_NUM_THREADS", "LD_PRELOAD", "LD_LIBRARY_PATH",
+    "PATH", "HOME", "USER", "SHELL", "TMPDIR", "LANG", "LC_ALL", "TZ", "XDG_CACHE_HOME", "XDG_CONFIG_HOME",
+    "TRITON_CACHE_DIR", "FLASHINFER_WORKSPACE_BASE", "DO_NOT_TRACK", "VLLM_ROUTER_API_KEY", "VLLM_HOST_IP",
+    "VLLM_SOMETHING_FUTURE", "KUBERNETES_SERVICE_HOST", "COMPOSE_PROJECT_NAME", "DOCKER_HOST", "BUILDKIT_PROGRESS",
+    "S3_SECRET_ACCESS_KEY", "LOCAL_RANK",
+]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_no_variable_of_these_families_carries_the_key(name):
+    [problem] = problems_of(hostile(**{"api-key.env": name}))
+    assert problem.startswith(f"api-key.env: {name} is a variable the container or vLLM reads for "
+                              "something else ("), problem
+
+
+@pytest.mark.parametrize("name", ["VLLM_API_KEY", "MINICPM_KEY", "MY_MODEL_KEY", "OPENAI_API_KEY", "SERVE_KEY",
+                                  "HFX_KEY", "PATHS_KEY"])
+def test_a_variable_of_ones_own_carries_the_key(name):
+    assert problems_of(hostile(**{"api-key.env": name})) == []
+
+
+def test_every_variable_the_rendered_files_set_is_refused_as_the_key(tmp_path):
+    """What the plan puts in any container's environment (engines, router, Prometheus), read back from the
+    rendered compose files and Kubernetes manifests of every shipped profile: none may carry the key."""
+    import yaml
+
+    from deploy.plan import resolve as plan
+    from deploy.render import render
+    from deploy.spec import builtin_names, load_profile
+    from deploy.spec.names import key_variable_problem
+    from tests.conftest import FIXTURE_PROFILES
+
+    names: set[str] = set()
+    for ref in [*builtin_names(), *map(str, FIXTURE_PROFILES.glob("*.yaml"))]:
+        for path, text in render(plan(load_profile(ref))).items():
+            if not path.endswith((".yaml", ".yml")):
+                continue
+            for doc in yaml.safe_load_all(text):
+                for service in ((doc or {}).get("services") or {}).values():
+                    env = service.get("environment") or {}
+                    names |= set(env) if isinstance(env, dict) else {e.split("=", 1)[0] for e in env}
+                spec = (((doc or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
+                for container in [*spec.get("containers", []), *spec.get("initContainers", [])]:
+                    names |= {e["name"] for e in container.get("env", [])}
+    assert {"VLLM_NO_USAGE_STATS", "HF_HUB_OFFLINE", "VLLM_ROUTER_API_KEY", "HOME"} <= names  # the walk found them
+    assert sorted(n for n in names - {"VLLM_API_KEY"} if not key_variable_problem(n)) == []
+
+
+def test_key_variable_messages():
+    assert problems_of(hostile(**{"api-key.env": "HTTPS_PROXY"})) == [
+        "api-key.env: HTTPS_PROXY is a variable the container or vLLM reads for something else (HTTP "
+        "clients take it as their proxy); name one of your own, e.g. VLLM_API_KEY or MY_MODEL_KEY"]
+    assert problems_of(hostile(**{"api-key.env": "CUDA_VISIBLE_DEVICES"})) == [
+        "api-key.env: CUDA_VISIBLE_DEVICES is a variable the container or vLLM reads for something else "
+        "(vLLM, by its own table: deploy/data/vllm-envs.json); name one of your own, e.g. VLLM_API_KEY or MY_MODEL_KEY"]
+    # A reserved family with a pasted key after it: the name is not repeated.
+    [problem] = problems_of(hostile(**{"api-key.env": "HF_" + CANARY.upper().replace("-", "_")}))
+    assert problem.startswith("api-key.env: this name is a variable") and CANARY.upper() not in problem
+
+
+# --- B4. Kubernetes fields as the API server validates them
+
+TOLERATIONS_REFUSED = [
+    ([{}], "kubernetes.tolerations.0: operator Equal (the default) needs a key: name the taint's key, e.g. "
+           "{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}, or write operator: Exists alone to tolerate "
+           "every taint"),
+    ([{"operator": "Equal", "value": "x"}], "kubernetes.tolerations.0: operator Equal (the default) needs a "
+                                            "key: name the taint's key, e.g. {key: nvidia.com/gpu, operator: Exists, "
+                                            "effect: NoSchedule}, or write operator: Exists alone to tolerate every "
+                                            "taint"),
+    ([{"key": "a", "operator": "Exists", "value": "x"}],
+     "kubernetes.tolerations.0: value must be empty with operator Exists (it matches every value of the "
+     "key); use operator Equal to match one value"),
+    ([{"key": "a", "tolerationSeconds": 60}],
+     "kubernetes.tolerations.0: tolerationSeconds needs effect NoExecute (it bounds how long the pod stays "
+     "on a node tainted NoExecute)"),
+    ([{"key": "a", "effect": "NoSchedule", "tolerationSeconds": 60}],
+     "kubernetes.tolerations.0: tolerationSeconds needs effect NoExecute (it bounds how long the pod stays "
+     "on a node tainted NoExecute)"),
+    ([{"key": "a", "operator": "Gt", "value": "1"}],
+     "kubernetes.tolerations.0.operator: expected one of 'Exists' or 'Equal', got 'Gt' (str)"),
+    ([{"key": "a", "effect": "NoSchedul"}],
+     "kubernetes.tolerations.0.effect: expected one of 'NoSchedule', 'PreferNoSchedule' or 'NoExecute', "
+     "got 'NoSchedul' (str)"),
+    ([{"key": "a b", "operator": "Exists"}],
+     "kubernetes.tolerations.0.key: expected a Kubernetes label key like app.kubernetes.io/name or gpu-type, "
+     "got 'a b' (str)"),
+    ([{"key": "a", "value": "v" * 64}],
+     "kubernetes.tolerations.0.value: expected at most 63 characters, got 64"),
+]
+
+
+@pytest.mark.parametrize("tolerations, line", TOLERATIONS_REFUSED, ids=[str(t)[:40] for t, _ in TOLERATIONS_REFUSED])
+def test_tolerations_are_validated_as_the_api_server_would(tolerations, line):
+    assert problems_of(hostile(**{"kubernetes.tolerations": tolerations})) == [line]
+
+
+@pytest.mark.parametrize("tolerations", [
+    [{"operator": "Exists"}], [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    [{"key": "a"}], [{"key": "a", "value": ""}], [{"key": "a", "operator": "Equal", "value": "b", "effect": "NoExecute",
+                                                  "tolerationSeconds": 300}],
+    [{"key": "example.com/" + "k" * 63, "operator": "Exists", "effect": "PreferNoSchedule"}],
+])
+def test_valid_tolerations_pass(tolerations):
+    assert problems_of(hostile(**{"kubernetes.tolerations": tolerations})) == []
+
+
+LONG_PREFIX = ".".join(["a" * 63] * 4)  # 255 characters: a DNS-1123 subdomain is at most 253
+VALID_PREFIX = ".".join(["a" * 63] * 3 + ["b" * 61])  # 253
+
+
+@pytest.mark.parametrize("changes, line", [
+    ({"kubernetes.node-selector": {f"{LONG_PREFIX}/gpu": "x"}},
+     "kubernetes.node-selector.(a key that may be a secret): expected a Kubernetes label key whose prefix "
+     "(before '/') is at most 253 characters, got 255"),
+    ({"kubernetes.node-selector": {"a/" + "n" * 64: "x"}},
+     "kubernetes.node-selector.(a key that may be a secret): expected a Kubernetes label key like "
+     "app.kubernetes.io/name or gpu-type, got a string of 66 characters (not shown: it may be a secret)"),
+    ({"kubernetes.node-selector": {"-gpu": "x"}},
+     "kubernetes.node-selector.-gpu: expected a Kubernetes label key like app.kubernetes.io/name or "
+     "gpu-type, got '-gpu' (str)"),
+    ({"kubernetes.node-selector": {"gpu": "x-"}},
+     "kubernetes.node-selector.gpu: expected a Kubernetes label value: up to 63 letters, digits, '-', '_' "
+     "or '.', starting and ending with a letter or digit, got 'x-' (str)"),
+    ({"kubernetes.node-affinity": {"Example.com/gpu": ["a"]}},
+     "kubernetes.node-affinity.Example.com/gpu: expected a Kubernetes label key like "
+     "app.kubernetes.io/name or gpu-type, got 'Example.com/gpu' (str)"),
+    ({"kubernetes.network-policy-from": {"app/name/x": "gateway"}},
+     "kubernetes.network-policy-from.app/name/x: expected a Kubernetes label key like "
+     "app.kubernetes.io/name or gpu-type, got 'app/name/x' (str)"),
+    ({"kubernetes.namespace": "kube-system"},
+     "kubernetes.namespace: the kube- prefix is reserved for Kubernetes' own namespaces (kube-system, "
+     "kube-public, kube-node-lease): deploy into a namespace of its own, e.g. vllm"),
+    ({"kubernetes.namespace": "a" * 64}, "kubernetes.namespace: expected at most 63 characters, got 64"),
+    ({"kubernetes.namespace": "ml.team"},
+     "kubernetes.namespace: expected lowercase letters, digits and '-', starting and ending with a letter "
+     "or digit, got 'ml.team' (str)"),
+    ({"kubernetes.storage-class": "Fast"},
+     "kubernetes.storage-class: expected a Kubernetes name: lowercase letters, digits, '-' and '.', "
+     "starting and ending with a letter or digit, e.g. fast-ssd or nvidia, got 'Fast' (str)"),
+    ({"kubernetes.runtime-class-name": "nvidia."},
+     "kubernetes.runtime-class-name: expected a Kubernetes name: lowercase letters, digits, '-' and '.', "
+     "starting and ending with a letter or digit, e.g. fast-ssd or nvidia, got 'nvidia.' (str)"),
+], ids=["key-prefix-255", "key-name-64", "key-dash", "value-dash", "affinity-uppercase-prefix", "two-slashes",
+        "kube-namespace", "namespace-64", "namespace-dot", "storage-class-upper", "runtime-class-dot"])
+def test_kubernetes_names_are_validated_as_the_api_server_would(changes, line):
+    assert problems_of(hostile(**changes)) == [line]
+
+
+@pytest.mark.parametrize("changes", [
+    {"kubernetes.node-selector": {f"{VALID_PREFIX}/gpu": "x"}},  # 257 characters, valid in Kubernetes
+    {"kubernetes.node-selector": {"kubernetes.io/hostname": "node-1", "gpu": ""}},
+    {"kubernetes.storage-class": "fast.ssd.example.com"}, {"kubernetes.runtime-class-name": "nvidia.com"},
+    {"kubernetes.namespace": "kubeflow"},
+])
+def test_valid_kubernetes_names_pass(changes):
+    assert problems_of(hostile(**changes)) == []
