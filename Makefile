@@ -11,7 +11,7 @@ TEST_ARGS ?=
 
 COMPOSE_BINARY = $(shell $(PY) -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')
 
-.PHONY: help venv test-venv engine docker podman registry prometheus status up down rollout push logs smoke bench load render golden validate-rendered ruff format-check mypy check test test-fast vllm-options vllm-architectures
+.PHONY: help venv test-venv engine docker podman registry prometheus status up down rollout push logs smoke bench load render golden validate-rendered ruff format-check mypy check test test-fast vllm-options vllm-envs vllm-architectures
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
@@ -96,6 +96,9 @@ test-fast: test-venv prometheus ## unit tests and the quick validators: no Docke
 
 vllm-options: engine ## regenerate vLLM's option table (deploy/data/vllm-serve-options.json) from the engine venv
 	$(ENGINE_VENV)/bin/python scripts/vllm_serve_options.py > deploy/data/vllm-serve-options.json.tmp && mv deploy/data/vllm-serve-options.json.tmp deploy/data/vllm-serve-options.json
+
+vllm-envs: engine ## regenerate the variables vLLM reads (deploy/data/vllm-envs.json) from the engine venv
+	$(ENGINE_VENV)/bin/python scripts/vllm_envs.py > deploy/data/vllm-envs.json.tmp && mv deploy/data/vllm-envs.json.tmp deploy/data/vllm-envs.json
 
 vllm-architectures: engine ## regenerate vLLM's architecture table (deploy/data/vllm-architectures.json) from the engine venv
 	$(ENGINE_VENV)/bin/python scripts/vllm_architectures.py > deploy/data/vllm-architectures.json.tmp && mv deploy/data/vllm-architectures.json.tmp deploy/data/vllm-architectures.json

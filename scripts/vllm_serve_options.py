@@ -3,8 +3,9 @@
     .venv-engine/bin/python scripts/vllm_serve_options.py > deploy/data/vllm-serve-options.json
 
 The profile's flag guard resolves extra-args against this table exactly as argparse would (unique
-prefixes included), so a flag the profile models can't slip in under another spelling. The CPU and
-CUDA builds of a vLLM release share this parser. `make test` checks the table is current.
+prefixes included), so a flag the profile models can't slip in under another spelling; what each
+destination may do is classified by hand in deploy/data/vllm-serve-classes.yaml. The CPU and CUDA
+builds of a vLLM release share this parser. `make test` checks the table is current.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ def main() -> int:
     for action in serve._actions:
         for option in action.option_strings:
             options[option] = {"dest": action.dest, "takes_value": action.nargs != 0}
+            if action.choices is not None:
+                # NB: the values argparse accepts; the classification's `values:` must be among them.
+                options[option]["choices"] = sorted(str(c) for c in action.choices if c is not None)
     table = {
         "vllm_version": importlib.metadata.version("vllm").split("+")[0],
         "allow_abbrev": serve.allow_abbrev,

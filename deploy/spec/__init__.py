@@ -1,8 +1,10 @@
 """The profile: one YAML file per deployment, validated into a frozen `Profile`.
 
 base (patterns, value types, the section class) · schema (the model, defaults, bounds) · serving (router,
-media) · generation (the model-aware sections) · flags (the extra-args guard) · yaml_lines (bounded YAML with
-lines) · messages (errors as sentences, secrets never echoed) · model_facts (what an image costs,
+media) · generation (the model-aware sections) · flags (the extra-args guard, deny by default from vLLM's
+option table) · names (the key variable, host paths, the registry, by the components' rules) · kube
+(Kubernetes names and tolerations, as the API server checks them) · yaml_lines (bounded YAML with lines) ·
+messages (errors as sentences, secrets never echoed) · model_facts (what an image costs,
 deploy/data/models.yaml) · checks (cross-field) · load (entry points)
 """
 

@@ -6,13 +6,17 @@ from __future__ import annotations
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from deploy.spec.kube import QUALIFIED_KEY_MAX, qualified_name_problem
 
 Dtype = Literal["auto", "half", "float16", "bfloat16", "float", "float32"]
 Modality = Literal["image", "video", "audio"]
 
-# DNS-1123 label, for Kubernetes namespaces.
+# DNS-1123 label, for Kubernetes namespaces; DNS-1123 subdomain, for most other object names (apimachinery's
+# validation.go, see deploy/spec/kube.py).
 DNS_LABEL = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 # A compose project and image name; Kubernetes names take it with "_" turned into "-".
 PROFILE_NAME = r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$"
 ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
@@ -24,7 +28,7 @@ IMAGE_REFERENCE = (
     r"[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*"
     r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
 )
-# Kubernetes label keys ([prefix/]name) and values.
+# Kubernetes label keys ([prefix/]name: IsQualifiedName) and values (IsValidLabelValue), apimachinery's patterns.
 LABEL_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 # A Hugging Face repository id.
@@ -37,6 +41,8 @@ ABSOLUTE_PATH = r"^(/[A-Za-z0-9._+-]+)+/?$"
 # What each pattern means, in words, for error messages.
 PATTERN_WORDS = {
     DNS_LABEL: "lowercase letters, digits and '-', starting and ending with a letter or digit",
+    DNS_SUBDOMAIN: "a Kubernetes name: lowercase letters, digits, '-' and '.', starting and ending with a letter "
+                   "or digit, e.g. fast-ssd or nvidia",
     PROFILE_NAME: "lowercase letters, digits, '-' and '_', starting and ending with a letter or digit",
     ENV_NAME: "an environment variable name: capital letters, digits and '_', e.g. VLLM_API_KEY",
     REGISTRY_PATH: "a registry host and path in lowercase, e.g. registry.example.com/ml or 127.0.0.1:5000/team",
@@ -55,12 +61,20 @@ def _pattern(pattern: str, max_length: int) -> Any:
     return Field(pattern=pattern, max_length=max_length)
 
 
+def _qualified_name(key: str) -> str:
+    problem = qualified_name_problem(key)
+    if problem:
+        raise ValueError(problem)
+    return key
+
+
 DnsLabel = Annotated[str, _pattern(DNS_LABEL, 63)]
+DnsSubdomain = Annotated[str, _pattern(DNS_SUBDOMAIN, 253)]
 ProfileName = Annotated[str, _pattern(PROFILE_NAME, 40)]
 EnvName = Annotated[str, _pattern(ENV_NAME, 100)]
 RegistryPath = Annotated[str, _pattern(REGISTRY_PATH, 200)]
 ImageReference = Annotated[str, _pattern(IMAGE_REFERENCE, 255)]
-LabelKey = Annotated[str, _pattern(LABEL_KEY, 253)]
+LabelKey = Annotated[str, _pattern(LABEL_KEY, QUALIFIED_KEY_MAX), AfterValidator(_qualified_name)]
 LabelValue = Annotated[str, _pattern(LABEL_VALUE, 63)]
 HostName = Annotated[str, _pattern(HOST_NAME, 253)]
 AbsolutePath = Annotated[str, _pattern(ABSOLUTE_PATH, 1024)]

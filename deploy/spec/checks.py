@@ -11,6 +11,7 @@ import yaml
 
 from deploy.spec.base import ABSOLUTE_PATH
 from deploy.spec.model_facts import model_problems
+from deploy.spec.names import system_directory_problem
 from deploy.spec.redact import show
 from deploy.spec.schema import Profile, is_hub_id
 
@@ -39,6 +40,8 @@ def cross_checks(p: Profile) -> list[tuple[tuple[str, ...], str]]:
     if storage in ("host", "tiny") and not re.fullmatch(ABSOLUTE_PATH[1:-1], p.model.source):
         found.append((("model", "source"), f"storage {storage!r} needs an absolute path of plain characters "
                       f"(letters, digits, '.', '_', '+', '-'), got {show(p.model.source)}"))
+    elif storage == "host" and (system := system_directory_problem(p.model.source)):
+        found.append((("model", "source"), system))
     if storage == "hub" and not is_hub_id(p.model.source):
         found.append((("model", "source"), "expected a Hugging Face id like Qwen/Qwen2.5-VL-7B-Instruct, "
                       f"got {show(p.model.source)}"))

@@ -1,9 +1,15 @@
-"""The guard on engine.extra-args: every flag resolved against vLLM's own option table, as argparse would.
+"""The guard on engine.extra-args: deny by default, from vLLM's own option table.
 
-vLLM's parser (FlexibleArgumentParser) turns `_` into `-` in flag names, reads `--flag.key value` as
-a JSON field of `--flag`, and accepts any unambiguous prefix (`--api-ke` is `--api-key`). A flag the
-profile models, or one that would break a promise the toolkit makes, is refused under any of these
-spellings. The table (deploy/data/vllm-serve-options.json) is generated from the pinned vLLM.
+Every flag is resolved against the option table generated from the pinned vLLM's parser
+(deploy/data/vllm-serve-options.json, `make vllm-options`) exactly as vLLM reads it: its
+FlexibleArgumentParser turns `_` into `-` in long flag names, reads `--flag.key value` as a JSON field
+of `--flag`, rewrites `-O3` as `--optimization-level 3`; argparse then accepts any unambiguous prefix
+(`--api-ke` is `--api-key`, `-as` is `-asc`) and a one-letter short option glued to its value (`-qfp8`).
+
+What the resolved option's destination may do comes from a committed, human-reviewed classification
+of every destination (deploy/data/vllm-serve-classes.yaml): allowed (perhaps only some values),
+modelled by a profile key, or refused with a reason and what to use instead. A destination the table
+has and the classification does not (a newer vLLM) is refused until it is classified.
 """
 
 from __future__ import annotations
@@ -11,37 +17,72 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import yaml
+
 from deploy.spec.redact import looks_secret
 
-OPTIONS_FILE = Path(__file__).resolve().parent.parent / "data" / "vllm-serve-options.json"
-
-# vLLM destination -> the profile key that sets it (two sources of truth would disagree silently).
-MODELLED = {
-    "model": "model.source", "model_tag": "model.source", "served_model_name": "model.served-name",
-    "revision": "model.revision", "host": "server.bind-address", "port": "server.port", "api_key": "api-key.env",
-    "dtype": "engine.dtype", "max_model_len": "engine.max-model-len",
-    "gpu_memory_utilization": "engine.gpu-memory-utilization", "trust_remote_code": "engine.trust-remote-code",
-    "tensor_parallel_size": "engine.tensor-parallel-size", "max_num_seqs": "engine.max-num-seqs",
-    "enforce_eager": "engine.enforce-eager", "limit_mm_per_prompt": "engine.limit-mm-per-prompt",
-    "kv_cache_memory_bytes": "engine.kv-cache-space-gib", "allowed_media_domains": "media.allowed-domains",
-    "shutdown_timeout": "engine.shutdown-timeout-seconds",
-    "mm_processor_kwargs": "engine.mm-processor-kwargs", "generation_config": "generation",
-}
-# vLLM destination -> why a profile may not set it at all.
-REFUSED = {
-    "config": "reads more flags from a file the guard cannot see",
-    "uds": "serves on a socket instead of the port the health checks and the Service use",
-    "allowed_local_media_path": "lets clients read files inside the container (the key among them, via /proc)",
-}
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+OPTIONS_FILE = DATA_DIR / "vllm-serve-options.json"
+CLASSES_FILE = DATA_DIR / "vllm-serve-classes.yaml"
 NUMBER = re.compile(r"^-\d")
+
+
+@dataclass(frozen=True)
+class Allowed:
+    values: tuple[str, ...] | None  # None: any value vLLM accepts
+    why: str  # what the other values would do
+
+
+@dataclass(frozen=True)
+class Refused:
+    reason: str  # completes "it ..."
+    instead: str
+
+
+@dataclass(frozen=True)
+class Classes:
+    vllm_version: str
+    allowed: dict[str, Allowed]
+    modelled: dict[str, str]  # destination -> the profile key that sets it
+    refused: dict[str, Refused]
 
 
 @cache
 def option_table() -> dict[str, dict]:
     return json.loads(OPTIONS_FILE.read_text(encoding="utf-8"))["options"]
+
+
+@cache
+def table_version() -> str:
+    return json.loads(OPTIONS_FILE.read_text(encoding="utf-8"))["vllm_version"]
+
+
+@cache
+def classes() -> Classes:
+    """The classification file, checked for shape: a malformed file is the toolkit's bug, not the user's."""
+    raw = yaml.safe_load(CLASSES_FILE.read_text(encoding="utf-8"))
+    allowed: dict[str, Allowed] = {}
+    for dest, spec in (raw.get("allowed") or {}).items():
+        if spec is None:
+            allowed[dest] = Allowed(values=None, why="")
+        elif isinstance(spec, dict) and set(spec) == {"values", "why"} and spec["values"]:
+            allowed[dest] = Allowed(values=tuple(str(v).lower() for v in spec["values"]), why=str(spec["why"]))
+        else:
+            raise RuntimeError(f"{CLASSES_FILE.name}: allowed.{dest}: expected nothing or {{values, why}}")
+    modelled = {str(k): str(v) for k, v in (raw.get("modelled") or {}).items()}
+    refused: dict[str, Refused] = {}
+    for dest, spec in (raw.get("refused") or {}).items():
+        if not (isinstance(spec, dict) and set(spec) == {"reason", "instead"} and all(spec.values())):
+            raise RuntimeError(f"{CLASSES_FILE.name}: refused.{dest}: expected {{reason, instead}}")
+        refused[dest] = Refused(reason=str(spec["reason"]), instead=str(spec["instead"]))
+    twice = (set(allowed) & set(modelled)) | (set(allowed) & set(refused)) | (set(modelled) & set(refused))
+    if twice:
+        raise RuntimeError(f"{CLASSES_FILE.name}: classified twice: {', '.join(sorted(twice))}")
+    return Classes(vllm_version=str(raw["vllm_version"]), allowed=allowed, modelled=modelled, refused=refused)
 
 
 def _flag_name(item: str) -> str:
@@ -62,13 +103,80 @@ def resolve(item: str) -> tuple[str | None, list[str]]:
     name = _flag_name(item)
     if name in table:
         return name, []
-    if name.startswith("--"):  # NB: argparse expands unambiguous prefixes of long options only
+    if name.startswith("--"):  # NB: a long prefix only ever matches long options
         matches = sorted(option for option in table if option.startswith(name) and option.startswith("--"))
-        if len(matches) == 1:
-            return matches[0], []
-        if matches:
-            return None, matches
+    elif name.startswith("-") and len(name) > 1:
+        # NB: argparse matches a single-dash prefix (`-as` is `-asc`) and a one-letter option glued to its
+        # value (`-qfp8` is `-q fp8`).
+        matches = sorted({option for option in table if option.startswith(name) and not option.startswith("--")}
+                         | ({name[:2]} if name[:2] in table else set()))
+    else:
+        matches = []
+    if len(matches) == 1:
+        return matches[0], []
+    if matches:
+        return None, matches
     return None, difflib.get_close_matches(name, list(table), n=1)
+
+
+def _value(args: list[str], index: int) -> str | None:
+    """The value of the long flag at args[index]: after `=`, else the next item (what argparse takes)."""
+    item = args[index]
+    if "=" in item:
+        return item.split("=", 1)[1]
+    return args[index + 1] if index + 1 < len(args) else None
+
+
+def _shown(written: str, option: str) -> str:
+    """A flag vLLM knows, as written, less what could be a pasted value: a `.field` suffix that looks like a
+    secret, or a value glued to a one-letter option (`-q<value>`)."""
+    base, dot, field = written.partition(".")
+    if not base.startswith("--") and not option.startswith(base):
+        base = base[:2] + "…"  # NB: the rest was a value glued to the one-letter option
+    if dot and looks_secret(field):
+        field = "(not shown)"
+    return repr(base + dot + field)
+
+
+def flag_problem(args: list[str], index: int) -> str | None:
+    """What is wrong with the flag at args[index], as a sentence that never repeats a value; None if allowed."""
+    item = args[index]
+    if any(ch.isspace() for ch in item.split("=", 1)[0]) or "\n" in item:
+        return f"item {index}: one flag per item (a flag name holds no spaces or newlines)"
+    option, candidates = resolve(item)
+    written = item.split("=", 1)[0]
+    version = table_version()
+    if option is None:
+        # NB: an unknown flag might be a pasted key: shown only when it does not look like one.
+        shown = repr(written) if not looks_secret(written) else "(a flag that may hold a secret)"
+        if len(candidates) > 1:
+            return (f"item {index}: {shown} is ambiguous in vLLM {version} (could be "
+                    f"{', '.join(candidates[:4])}{', …' if len(candidates) > 4 else ''}); write it in full")
+        hint = f" (did you mean {candidates[0]!r}?)" if candidates else ""
+        return f"item {index}: {shown} is not a `vllm serve` flag{hint}"
+    shown = _shown(written, option)
+    spelled = shown + (f" (read by vLLM as {option})" if option != written else "")
+    dest = option_table()[option]["dest"]
+    known = classes()
+    if dest in known.modelled:
+        return f"item {index}: {spelled} duplicates {known.modelled[dest]}: set the profile field instead"
+    if dest in known.refused:
+        refused = known.refused[dest]
+        return f"item {index}: {spelled} is refused: it {refused.reason}; instead: {refused.instead}"
+    if dest not in known.allowed:
+        return (f"item {index}: {spelled} is refused: deploy/data/vllm-serve-classes.yaml does not classify it "
+                f"yet (a flag newer than vLLM {known.vllm_version}); whatever is not known to be safe is refused "
+                "until it is reviewed there")
+    allowed = known.allowed[dest]
+    if allowed.values is not None:
+        choices = " or ".join(filter(None, [", ".join(allowed.values[:-1]), allowed.values[-1]]))
+        if "." in written.lstrip("-"):
+            return f"item {index}: {spelled} takes one plain value here: write it as {option} VALUE ({choices})"
+        value = _value(args, index)
+        if value is None or value.lower() not in allowed.values:
+            # NB: the value is never shown: it could be anything, a pasted key included.
+            return f"item {index}: {spelled} takes only {choices} in a profile: {allowed.why}"
+    return None
 
 
 def extra_args_problems(args: list[str]) -> list[str]:
@@ -77,25 +185,7 @@ def extra_args_problems(args: list[str]) -> list[str]:
     for index, item in enumerate(args):
         if not item.startswith("-") or NUMBER.match(item):
             continue  # a value of the flag before it
-        if any(ch.isspace() for ch in item.split("=", 1)[0]) or "\n" in item:
-            problems.append(f"item {index}: one flag per item (a flag name holds no spaces or newlines)")
-            continue
-        option, candidates = resolve(item)
-        written = item.split("=", 1)[0]
-        # NB: a flag vLLM knows is shown as written; an unknown one might be a pasted key.
-        shown = written if option or not looks_secret(written) else "(a flag that may hold a secret)"
-        if option is None:
-            if len(candidates) > 1:
-                problems.append(f"item {index}: {shown!r} is ambiguous in vLLM 0.32 (could be "
-                                f"{', '.join(candidates[:4])}{', …' if len(candidates) > 4 else ''}); write it in full")
-            else:
-                hint = f" (did you mean {candidates[0]!r}?)" if candidates else ""
-                problems.append(f"item {index}: {shown!r} is not a `vllm serve` flag{hint}")
-            continue
-        dest = option_table()[option]["dest"]
-        spelled = f"{shown!r}" + (f" (read by vLLM as {option})" if option != shown else "")
-        if dest in MODELLED:
-            problems.append(f"item {index}: {spelled} duplicates {MODELLED[dest]}: set the profile field instead")
-        elif dest in REFUSED:
-            problems.append(f"item {index}: {spelled} is refused: it {REFUSED[dest]}")
+        problem = flag_problem(args, index)
+        if problem:
+            problems.append(problem)
     return problems

@@ -12,12 +12,13 @@ import re
 from typing import Annotated, Any, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from deploy.spec.base import (
     HUB_ID,
     AbsolutePath,
     DnsLabel,
+    DnsSubdomain,
     Dtype,
     EnvName,
     ImageReference,
@@ -33,24 +34,29 @@ from deploy.spec.base import (
 )
 from deploy.spec.flags import extra_args_problems
 from deploy.spec.generation import Architecture, GenerationSection, MmProcessorKwargs
+from deploy.spec.kube import namespace_problem, toleration_problems
+from deploy.spec.names import key_variable_problem, registry_problem
 from deploy.spec.serving import Media, Monitoring, Router
-
-# Variables the key must not be read from: the container or vLLM use them for something else, so
-# naming one would either break the server or hand its value to every client as the key.
-RESERVED_VARIABLES = frozenset({
-    "PATH", "HOME", "USER", "SHELL", "PWD", "TMPDIR", "HOSTNAME", "LANG", "TERM", "IFS", "ENV", "BASH_ENV",
-    "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "LD_PRELOAD", "LD_LIBRARY_PATH", "HF_TOKEN", "HF_HOME",
-    "HUGGING_FACE_HUB_TOKEN", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "TRANSFORMERS_OFFLINE", "HF_HUB_OFFLINE",
-    "DO_NOT_TRACK", "FLASHINFER_WORKSPACE_BASE", "TRITON_CACHE_DIR", "CUDA_CACHE_PATH", "TORCHINDUCTOR_CACHE_DIR",
-})
-RESERVED_PREFIXES = ("LC_", "LD_", "PYTHON", "NVIDIA_", "CUDA_", "NCCL_", "TORCH", "OMP_", "KMP_", "MKL_")
 
 
 def _not_reserved(name: str) -> str:
-    if name != "VLLM_API_KEY" and (name in RESERVED_VARIABLES or name.startswith(RESERVED_PREFIXES)
-                                   or name.startswith("VLLM_")):
-        raise ValueError(f"{name} is a variable the container or vLLM reads for something else; "
-                         "name one of your own, e.g. VLLM_API_KEY or MY_MODEL_KEY")
+    problem = key_variable_problem(name)
+    if problem:
+        raise ValueError(problem)
+    return name
+
+
+def _registry_host(path: str) -> str:
+    problem = registry_problem(path)
+    if problem:
+        raise ValueError(problem)
+    return path
+
+
+def _own_namespace(name: str) -> str:
+    problem = namespace_problem(name)
+    if problem:
+        raise ValueError(problem)
     return name
 
 
@@ -130,8 +136,10 @@ class Engine(Section):
     )
     extra_args: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=200)] = Field(
         default_factory=list,
-        description="More vLLM flags, e.g. [--enable-prefix-caching]. Checked against vLLM's own option list; "
-        "flags the profile models and --config are refused.",
+        description="More vLLM flags, e.g. [--enable-prefix-caching]. Deny by default: each is resolved in vLLM's "
+        "own option table, under any spelling, and passes only if deploy/data/vllm-serve-classes.yaml allows it; "
+        "flags the profile models, and anything that loads code, reads files, opens routes or carries secrets, "
+        "are refused with what to use instead.",
     )
 
     mm_processor_kwargs: MmProcessorKwargs = Field(default_factory=dict)
@@ -166,7 +174,7 @@ class Image(Section):
         description="CPU image: a host CA bundle pip trusts during the build (TLS-intercepting proxies), "
         "passed as a BuildKit secret, never stored in a layer, e.g. /etc/ssl/certs/ca-certificates.crt.",
     )
-    registry: RegistryPath | None = Field(
+    registry: Annotated[RegistryPath, AfterValidator(_registry_host)] | None = Field(
         None,
         description="Registry and path clusters pull built images from, e.g. registry.example.com/ml. Built "
         "images are named <registry>/<name>:<hash> (`vllm-deploy push` pushes them); without it "
@@ -194,7 +202,7 @@ class Server(Section):
 
 
 class Toleration(BaseModel):
-    """A Kubernetes toleration, in Kubernetes' own spelling."""
+    """A Kubernetes toleration, in Kubernetes' own spelling, with the API server's rules (deploy/spec/kube.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     key: LabelKey | None = None
@@ -203,13 +211,20 @@ class Toleration(BaseModel):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
     tolerationSeconds: int | None = Field(None, ge=0, le=10**9)  # noqa: N815 (Kubernetes' spelling)
 
+    @model_validator(mode="after")
+    def _as_the_api_server_would(self) -> Toleration:
+        problems = toleration_problems(self.key, self.operator, self.value, self.effect, self.tolerationSeconds)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
 
 class Kubernetes(Section):
-    namespace: DnsLabel = Field("vllm", description="Namespace of every object (not `default`: keep workloads apart).")
+    namespace: Annotated[DnsLabel, AfterValidator(_own_namespace)] = Field("vllm", description="Namespace of every object (not `default`: keep workloads apart).")
     create_namespace: bool = Field(
         True, description="Render the Namespace object too; false where it exists and you may not create namespaces."
     )
-    storage_class: DnsLabel | None = None
+    storage_class: DnsSubdomain | None = None
     storage_size_gib: int = Field(50, ge=1, le=1_000_000, description="Size of the model cache volume (hub storage).")
     node_selector: Labels = Field(
         default_factory=dict,
@@ -226,7 +241,7 @@ class Kubernetes(Section):
         default_factory=list,
         description="e.g. [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}] for tainted GPU nodes.",
     )
-    runtime_class_name: DnsLabel | None = Field(
+    runtime_class_name: DnsSubdomain | None = Field(
         None,
         description="RuntimeClass of the pod, e.g. nvidia where the GPU operator installs one and the "
         "container runtime's default is not NVIDIA's.",

@@ -1,5 +1,7 @@
 """The tables generated from the pinned vLLM are current: regenerating them in the engine venv gives the
-committed bytes (deploy/data/vllm-serve-options.json, deploy/data/vllm-architectures.json)."""
+committed bytes (deploy/data/vllm-serve-options.json, vllm-envs.json, vllm-architectures.json); the
+hand-reviewed classification (vllm-serve-classes.yaml) covers exactly the real parser's options; and the
+extra-args guard reads every spelling of every option as vLLM's own parser does."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.engine
 TABLES = {
     "vllm-serve-options.json": ("scripts/vllm_serve_options.py", "make vllm-options"),
+    "vllm-envs.json": ("scripts/vllm_envs.py", "make vllm-envs"),
     "vllm-architectures.json": ("scripts/vllm_architectures.py", "make vllm-architectures"),
 }
 
@@ -26,14 +29,59 @@ def engine_python() -> Path:
     return path
 
 
-@pytest.mark.parametrize("table", list(TABLES))
-def test_the_committed_table_is_what_the_pinned_vllm_generates(table):
-    script, target = TABLES[table]
+def generate(script: str) -> str:
     result = subprocess.run([str(engine_python()), str(REPO / script)], capture_output=True, text=True, timeout=600,
                             cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.parametrize("table", list(TABLES))
+def test_the_committed_table_is_what_the_pinned_vllm_generates(table):
+    script, target = TABLES[table]
     committed = (REPO / "deploy" / "data" / table).read_text(encoding="utf-8")
-    assert result.stdout == committed, f"deploy/data/{table} drifted from the engine venv's vLLM: run `{target}`"
+    assert generate(script) == committed, f"deploy/data/{table} drifted from the engine venv's vLLM: run `{target}`"
+
+
+def test_every_option_of_the_real_parser_is_classified_and_nothing_else():
+    import json
+
+    from deploy.spec.flags import classes
+
+    parser = {spec["dest"] for spec in json.loads(generate("scripts/vllm_serve_options.py"))["options"].values()}
+    known = classes()
+    classified = {*known.allowed, *known.modelled, *known.refused}
+    assert not parser - classified, f"unclassified in deploy/data/vllm-serve-classes.yaml: {sorted(parser - classified)}"
+    assert not classified - parser, f"classified but not in vLLM's parser: {sorted(classified - parser)}"
+
+
+def test_the_guard_reads_every_spelling_as_vllms_parser_does():
+    """Each option under each spelling vLLM accepts (`_`, `=value`, a unique prefix, `.field`, a glued value):
+    the option the guard resolves is the one vLLM's FlexibleArgumentParser and argparse resolve."""
+    import json
+
+    from deploy.spec.flags import option_table, resolve
+    from tests.unit.test_deny import spellings
+
+    argvs = [argv for option in sorted(option_table()) for argv in spellings(option)]
+    argvs += [["--api", "x"], ["--max-num", "8"], ["-d", "1"], ["--nonexistent-flag"], ["-O3"], ["-Odecode"]]
+    result = subprocess.run([str(engine_python()), str(REPO / "tests" / "tools" / "vllm_resolve.py")],
+                            input=json.dumps(argvs), capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    theirs = json.loads(result.stdout)
+    table = option_table()
+    unsafe: list[tuple[list[str], str | None, str | None]] = []
+    lenient: list[tuple[list[str], str | None, str | None]] = []
+    for argv, dest in zip(argvs, theirs, strict=True):
+        option, candidates = resolve(argv[0])
+        ours = table[option]["dest"] if option else ("ambiguous" if len(candidates) > 1 else None)
+        if ours != dest:
+            # NB: where one side reads no option at all, vLLM fails to start or the guard refuses: no hole.
+            (lenient if None in (option, dest) or dest == "ambiguous" else unsafe).append((argv, ours, dest))
+    assert not unsafe, f"the guard and vLLM's parser read these as different options (argv, guard, vLLM): {unsafe}"
+    # NB: Python 3.11's argparse does not prefix-match `-as=2` (later versions do); the guard reads it as
+    # `-asc` either way. That is the only leniency: anything else means the guard's mirror drifted.
+    assert all(not a[0].startswith("--") and "=" in a[0] for a, _, _ in lenient), lenient
 
 
 def test_the_architecture_table_knows_the_built_in_models():

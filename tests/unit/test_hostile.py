@@ -263,7 +263,7 @@ SAFE: list[tuple[str, str, Check]] = [
     ("value-kubernetes-expansion", args("--override-generation-config", '{"x": "$(VLLM_API_KEY)"}'), expansion_safe),
     ("value-escaped-expansion", args("--override-generation-config", '{"x": "$$(VLLM_API_KEY)"}'), expansion_safe),
     ("value-shell-variables", args("--override-generation-config", '{"x": "${VLLM_API_KEY} $HOME $"}'), expansion_safe),
-    ("value-compose-interpolation", args("--chat-template", "${VLLM_API_KEY:?x}"), expansion_safe),
+    ("value-compose-interpolation", args("--response-role", "${VLLM_API_KEY:?x}"), expansion_safe),
     ("value-negative-number", args("--seed", "-1"), expansion_safe),
     ("value-json-with-dollar-paren", args("--override-generation-config", '{"a": "$(", "b": ")$"}'), expansion_safe),
     ("pip-url-requirement", profile(**{"image.extra-pip": ["pkg @ https://example.com/pkg-1.0-py3-none-any.whl"]}), pip_line_safe),
