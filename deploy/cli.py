@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from deploy.errors import MAX_LINE, UserError, escape
+from deploy.errors import MAX_LINE, MAX_PROBLEMS, UserError, escape
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug, not the user's input
@@ -71,10 +71,12 @@ def cmd_render(args: argparse.Namespace) -> int:
     _warn(warnings)
     out = Path(args.out) if args.out else _source_root()
     if args.check:
-        stale = stale_files(files, out)
-        for path in stale:
-            print(f"out of date: {path}", file=sys.stderr)
-        if stale:
+        drift = stale_files(files, out)
+        for item in drift[:MAX_PROBLEMS]:
+            print(f"out of date: {escape(item.path, limit=MAX_LINE)} ({escape(item.reason)})", file=sys.stderr)
+        if len(drift) > MAX_PROBLEMS:
+            print(f"… and {len(drift) - MAX_PROBLEMS} more", file=sys.stderr)
+        if drift:
             print("run `make render` (or `vllm-deploy render --all`) and commit the result", file=sys.stderr)
             return 1
         print(f"{len(files)} files up to date")
