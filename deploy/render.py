@@ -27,9 +27,24 @@ __all__ = ["Drift", "render", "render_profiles", "stale_files", "template_text",
            "write_generation_config"]
 
 
+def _json(value: Any, separators: tuple[str, str]) -> str:
+    """JSON text that YAML 1.1 reads back as the same value. NB: JSON writes 1e-07, which a YAML 1.1 reader
+    (PyYAML) takes for a string: its floats need a dot, so it is written 1.0e-07."""
+    if isinstance(value, float) and "e" in (text := repr(value)) and "." not in text:
+        mantissa, exponent = text.split("e")
+        return f"{mantissa}.0e{exponent}"
+    if isinstance(value, dict):
+        items = (f"{json.dumps(k if isinstance(k, str) else json.dumps(k), ensure_ascii=False)}{separators[1]}"
+                 f"{_json(v, separators)}" for k, v in value.items())
+        return "{" + separators[0].join(items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + separators[0].join(_json(v, separators) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _yaml_scalar(value: Any) -> str:
     """JSON is YAML: every scalar comes out quoted, so "on", "no", "1" and "0.9" stay strings."""
-    return json.dumps(value, ensure_ascii=False)
+    return _json(value, (", ", ": "))
 
 
 def _compose_scalar(value: Any) -> str:
@@ -43,7 +58,7 @@ def _compose_scalar(value: Any) -> str:
 
 def _flow(value: Any) -> str:
     """A YAML flow collection with quoted scalars: `{"a": "b"}`, `["x", "y"]`."""
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    return _json(value, (", ", ": "))
 
 
 # Kubernetes expands `$(VAR)` in command, args and env values and reads `$$` as a literal `$`; any
