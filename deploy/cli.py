@@ -52,7 +52,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     plan = _plan(args.profile)
     # NB: the plan holds no secret values at all, only the names of the variables that carry them.
-    print(yaml.safe_dump(plan.model_dump(mode="json"), sort_keys=False, allow_unicode=True), end="")
+    # NB: escaped for the terminal: PyYAML writes a profile's bidi controls and U+2028 as they are.
+    print(escape(yaml.safe_dump(plan.model_dump(mode="json"), sort_keys=False, allow_unicode=True),
+                 keep_newlines=True), end="")
     return 0
 
 

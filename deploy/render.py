@@ -18,7 +18,7 @@ import jinja2
 import yaml
 
 from deploy.paths import BUILD_ASSETS, TEMPLATE_DIR
-from deploy.errors import UserError
+from deploy.errors import UserError, is_unsafe
 from deploy.output import Drift, stale_files, write_files
 from deploy.plan import Plan
 from deploy.plan.generation import config_text
@@ -39,7 +39,12 @@ def _json(value: Any, separators: tuple[str, str]) -> str:
         return "{" + separators[0].join(items) + "}"
     if isinstance(value, (list, tuple)):
         return "[" + separators[0].join(_json(v, separators) for v in value) + "]"
-    return json.dumps(value, ensure_ascii=False)
+    text = json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and not value.isprintable():
+        # NB: bidi controls, U+2028/9, C1 and DEL as \u escapes, which JSON and YAML both read back as the same
+        # character: a rendered file never holds them raw (a YAML 1.1 reader folds a raw U+2028 into a space).
+        text = "".join(f"\\u{ord(c):04x}" if ord(c) < 0x10000 and is_unsafe(c) else c for c in text)
+    return text
 
 
 def _yaml_scalar(value: Any) -> str:

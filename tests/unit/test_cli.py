@@ -161,3 +161,13 @@ def test_valid_echoes_the_reference_escaped(cli, tmp_path):
     target.write_text((REPO / "deploy" / "profiles" / "tiny-cpu.yaml").read_text(encoding="utf-8"))
     result = cli("validate", str(target))
     assert (result.code, result.out) == (0, f"{tmp_path}/p\\u202e.yaml: valid\n")
+
+
+def test_show_escapes_what_the_profile_said(cli, tmp_path):
+    lines = (REPO / "deploy" / "profiles" / "tiny-cpu.yaml").read_text(encoding="utf-8").splitlines(keepends=True)
+    target = tmp_path / "p.yaml"
+    target.write_text("".join('description: "\\u202e\\u2066 x"\n' if line.startswith("description:") else line
+                              for line in lines), encoding="utf-8")
+    result = cli("show", str(target))
+    assert result.code == 0 and "\u202e" not in result.out and "\u2066" not in result.out
+    assert result.out.splitlines()[1] == "description: \\u202e\\u2066 x"

@@ -277,6 +277,13 @@ def egress_blocks_metadata(plan: Any, files: dict[str, str]) -> None:
     assert "10.0.0.0/8" in blocks[0]["except"] and "Egress" in policy["policyTypes"]
 
 
+def nothing_raw(plan: Any, files: dict[str, str]) -> None:
+    """Bidi controls, U+2028 and C1 reach no rendered file raw, and every file still says the same value."""
+    expansion_safe(plan, files)
+    for path, text in files.items():
+        assert not [c for c in text if is_unsafe(c) and c != "\n"], path
+
+
 SAFE: list[tuple[str, str, Check]] = [
     ("value-kubernetes-expansion", args("--override-generation-config", '{"x": "$(VLLM_API_KEY)"}'), expansion_safe),
     ("value-escaped-expansion", args("--override-generation-config", '{"x": "$$(VLLM_API_KEY)"}'), expansion_safe),
@@ -293,6 +300,7 @@ SAFE: list[tuple[str, str, Check]] = [
     ("egress-policy", profile(**{"kubernetes.egress-policy": True, "media.blocked-networks": ["10.0.0.0/8"]}),
      egress_blocks_metadata),
     ("valid-extra-flag", args("--enable-prefix-caching", "-O3"), expansion_safe),
+    ("value-bidi-and-line-separator", args("--chat-template", "a\u2028b\u202ec\u2066d\x7f"), nothing_raw),
 ]
 
 
