@@ -88,7 +88,10 @@ def _strays(out_dir: Path, files: dict[str, str]) -> list[Drift]:
     found = []
     for owned in owned_directories(files):
         root = out_dir / owned
-        if not root.is_dir() or root.is_symlink():
+        try:
+            if not stat.S_ISDIR(os.lstat(root).st_mode):  # missing, a link or a file: reported file by file
+                continue
+        except OSError:
             continue
 
         def unreadable(exc: OSError) -> None:
@@ -108,6 +111,12 @@ def stale_files(files: dict[str, str], out_dir: Path) -> list[Drift]:
     """How the files under `out_dir` differ from `files`: missing, changed, undecodable, behind a symbolic
     link, or stray (in a directory render owns, yet not rendered). Reads only; never follows a link."""
     out_dir = Path(out_dir)
+    try:
+        os.stat(out_dir)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise UserError(f"{out_dir}: cannot be used as the output root ({exc.strerror})") from None
     drift = [Drift(path, reason) for path, text in sorted(files.items())
              if (reason := _drift(out_dir, path, text)) is not None]
     return sorted(drift + _strays(out_dir, files), key=lambda d: d.path)

@@ -481,3 +481,10 @@ def test_floats_are_written_so_yaml_1_1_reads_them_back():
     for value in (1e-07, 1e16, -2.5e-10, 0.1, 1.0):
         assert yaml.safe_load(_yaml_scalar(value)) == value and isinstance(yaml.safe_load(_yaml_scalar(value)), float)
     assert _flow({"temperature": 1e-07, "x": [1e16]}) == '{"temperature": 1.0e-07, "x": [1.0e+16]}'
+
+
+@pytest.mark.parametrize("check", [[], ["--check"]])
+def test_an_out_name_too_long_for_the_filesystem_is_a_user_error(cli, tmp_path, check):
+    out = tmp_path / ("a" * 300)
+    result = cli("render", "tiny-cpu", "--out", str(out), *check)
+    assert (result.code, result.err) == (2, f"error: {out}: cannot be used as the output root (File name too long)\n")
