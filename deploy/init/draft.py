@@ -170,6 +170,7 @@ def _processor_kwargs(files: ModelFiles, draft: Draft) -> dict[str, Any]:
     if bound is None:
         return {}
     key, spec = bound
+    own: bool | int | None
     if spec["type"] == "bool":
         own = files.boolean(spec["file"], spec["key"])
     else:
