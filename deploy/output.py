@@ -174,9 +174,9 @@ class _Write:
             return self.fds[relative]
         if relative == PurePosixPath("."):
             missing = [p for p in (self.out_dir, *self.out_dir.parents) if not os.path.lexists(p)]
-            for parent in reversed(missing):
-                os.mkdir(parent, 0o755)
-                self.created_roots.append(parent)
+            for root in reversed(missing):
+                os.mkdir(root, 0o755)
+                self.created_roots.append(root)
             fd = os.open(self.out_dir, os.O_RDONLY | os.O_DIRECTORY)
         else:
             parent = self.directory(relative.parent)
