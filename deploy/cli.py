@@ -7,14 +7,17 @@ so `vllm-deploy --help` starts fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from pathlib import Path
 
-from deploy.errors import UserError
+from deploy.errors import MAX_LINE, MAX_PROBLEMS, UserError, escape
 
 EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug, not the user's input
+INTERNAL_MESSAGE = 300  # characters of an unexpected exception's message shown
 
 
 def _source_root() -> Path:
@@ -25,7 +28,7 @@ def _source_root() -> Path:
 
 def _warn(messages: list[str]) -> None:
     for message in messages:
-        print(f"warning: {message}", file=sys.stderr)
+        print(f"warning: {escape(message, limit=MAX_LINE)}", file=sys.stderr)
 
 
 def _plan(ref: str, warn: bool = True):
@@ -41,7 +44,7 @@ def _plan(ref: str, warn: bool = True):
 
 def cmd_validate(args: argparse.Namespace) -> int:
     _plan(args.profile)
-    print(f"{args.profile}: valid")
+    print(f"{escape(args.profile)}: valid")
     return 0
 
 
@@ -50,7 +53,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     plan = _plan(args.profile)
     # NB: the plan holds no secret values at all, only the names of the variables that carry them.
-    print(yaml.safe_dump(plan.model_dump(mode="json"), sort_keys=False, allow_unicode=True), end="")
+    # NB: escaped for the terminal: PyYAML writes a profile's bidi controls and U+2028 as they are.
+    print(escape(yaml.safe_dump(plan.model_dump(mode="json"), sort_keys=False, allow_unicode=True),
+                 keep_newlines=True), end="")
     return 0
 
 
@@ -69,16 +74,18 @@ def cmd_render(args: argparse.Namespace) -> int:
     _warn(warnings)
     out = Path(args.out) if args.out else _source_root()
     if args.check:
-        stale = stale_files(files, out)
-        for path in stale:
-            print(f"out of date: {path}", file=sys.stderr)
-        if stale:
+        drift = stale_files(files, out)
+        for item in drift[:MAX_PROBLEMS]:
+            print(f"out of date: {escape(item.path, limit=MAX_LINE)} ({escape(item.reason)})", file=sys.stderr)
+        if len(drift) > MAX_PROBLEMS:
+            print(f"… and {len(drift) - MAX_PROBLEMS} more", file=sys.stderr)
+        if drift:
             print("run `make render` (or `vllm-deploy render --all`) and commit the result", file=sys.stderr)
             return 1
         print(f"{len(files)} files up to date")
         return 0
     written = write_files(files, out)
-    print(f"wrote {len(written)} files under {out}")
+    print(f"wrote {len(written)} files under {escape(out)}")
     return 0
 
 
@@ -100,7 +107,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(text, end="")
         return 0
     write_new(Path(args.output), text, args.force)
-    print(f"wrote {args.output}: review it, then `vllm-deploy validate {args.output}`", file=sys.stderr)
+    shown = escape(args.output)
+    print(f"wrote {shown}: review it, then `vllm-deploy validate {shown}`", file=sys.stderr)
     return 0
 
 
@@ -221,8 +229,32 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 1 if any(r.errors for r in results) else 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with the command line's own words escaped in its error messages (they repeat them)."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {escape(message, limit=MAX_LINE)}\n")
+
+
+def _internal_error(exc: BaseException) -> str:
+    """One line for a bug: the exception's type and its message, escaped, cut short, without secrets."""
+    try:
+        text = str(exc)
+    except Exception:  # NB: a broken __str__ must not hide the first error behind a second one
+        text = ""
+    try:
+        from deploy.spec.redact import hide_secrets
+
+        text = hide_secrets(text)
+    except Exception:
+        text = "(message not shown)"
+    detail = f": {escape(text, limit=INTERNAL_MESSAGE)}" if text else ""
+    return f"vllm-deploy: internal error: {escape(type(exc).__name__)}{detail} (run with --debug for the traceback)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vllm-deploy",
         description="One YAML profile -> Dockerfile, compose file and Kubernetes manifests for vLLM.",
     )
@@ -316,20 +348,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The one error boundary: a UserError is exit 2, Ctrl-C 130, anything else one line and exit 70."""
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after a bare -- is passed through untouched (to pytest, for `smoke`).
     passthrough = argv[argv.index("--") + 1:] if "--" in argv else []
-    args = build_parser().parse_args(argv[: len(argv) - len(passthrough) - (1 if "--" in argv else 0)])
-    args.passthrough = passthrough
-    if "--" in argv and args.command != "smoke":
-        print(f"error: arguments after -- go to the smoke suite's pytest; `{args.command}` takes none", file=sys.stderr)
-        return EXIT_USER_ERROR
+    own = argv[: len(argv) - len(passthrough) - (1 if "--" in argv else 0)]
+    debug = "--debug" in own
     try:
+        args = build_parser().parse_args(own)
+        args.passthrough = passthrough
+        if "--" in argv and args.command != "smoke":
+            print(f"error: arguments after -- go to the smoke suite's pytest; `{args.command}` takes none",
+                  file=sys.stderr)
+            return EXIT_USER_ERROR
         return args.run(args)
     except UserError as exc:
-        if args.debug:
+        if debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # NB: `vllm-deploy show x | head`: the reader left; say nothing more (Python's own advice: point
+        # stdout at /dev/null, so the interpreter's final flush does not fail again).
+        if debug:
+            raise
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as exc:
+        if debug:
+            raise
+        print(_internal_error(exc), file=sys.stderr)
+        return EXIT_INTERNAL_ERROR

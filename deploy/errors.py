@@ -1,8 +1,45 @@
-"""The one error type for mistakes a user can fix. The CLI catches it once and exits 2."""
+"""The one error type for mistakes a user can fix (the CLI catches it once and exits 2), and the one
+escaping every text from outside goes through before it reaches a terminal.
+
+NB: escaping happens here, where problems are formatted, so no caller can forget it: a profile key,
+a file name or a model file's token reaches the terminal as `\\x1b[2J` or `\\u202e`, never as the
+control character itself.
+"""
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
+
+# Shown at most: a message about 19,000 unknown keys is its first problems and a count, not 4 MB.
+MAX_PROBLEMS = 50
+MAX_LINE = 2000  # characters of one problem or one summary line, after escaping
+
+# Categories never written raw: controls (C0, C1, DEL), format characters (bidi overrides and isolates,
+# U+200E/F marks, zero-width characters, the BOM), line and paragraph separators (U+2028/9), surrogates
+# and unassigned code points.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Cn"})
+
+
+def _escaped(char: str) -> str:
+    point = ord(char)
+    return f"\\x{point:02x}" if point < 0x100 else f"\\u{point:04x}" if point < 0x10000 else f"\\U{point:08x}"
+
+
+def is_unsafe(char: str) -> bool:
+    """A character that may move the cursor, reorder the line, start a new one or hide itself."""
+    return unicodedata.category(char) in _UNSAFE_CATEGORIES
+
+
+def escape(text: object, *, keep_newlines: bool = False, limit: int | None = None) -> str:
+    """`text` safe for a terminal or a log: unsafe characters as Python-style escapes (`\\x1b`, `\\u202e`),
+    `limit` characters at most. With `keep_newlines`, a line feed stays a line break (a multi-line summary)."""
+    text = str(text)
+    if not text.isprintable():
+        text = "".join(c if (c == "\n" and keep_newlines) or not is_unsafe(c) else _escaped(c) for c in text)
+    if limit is not None and len(text) > limit:
+        text = f"{text[:limit]}… ({len(text) - limit} more characters)"
+    return text
 
 
 @dataclass(frozen=True, order=True)
@@ -15,7 +52,9 @@ class Problem:
 
     def format(self, source: str) -> str:
         where = f"{source}:{self.line}" if self.line else source
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        path, message = escape(self.path, limit=MAX_LINE), escape(self.message, limit=MAX_LINE)
+        text = f"{path}: {message}" if path else message
+        return f"{escape(where, limit=MAX_LINE)}: {text}" if where else text
 
 
 class UserError(Exception):
@@ -28,6 +67,10 @@ class UserError(Exception):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        lines = [self.summary]
-        lines += [f"  - {p.format(self.source)}" for p in self.problems]
+        # NB: the summary keeps its line breaks (the runtime appends a command's output or a log tail);
+        # every other unsafe character is escaped, and each line is capped.
+        lines = [escape(line, limit=MAX_LINE) for line in str(self.summary).split("\n")]
+        lines += [f"  - {p.format(self.source)}" for p in self.problems[:MAX_PROBLEMS]]
+        if len(self.problems) > MAX_PROBLEMS:
+            lines.append(f"  … and {len(self.problems) - MAX_PROBLEMS} more")
         return "\n".join(lines)

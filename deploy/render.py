@@ -1,4 +1,5 @@
-"""Rendering: a pure function from a Plan to file texts, plus the one place that writes them.
+"""Rendering: a pure function from a Plan to file texts. deploy/output.py writes them (all or nothing) and
+checks them for drift; both are re-exported here.
 
 `render(plan)` reads nothing but its templates and never the environment, so the same plan
 always gives the same bytes (golden files depend on it).
@@ -7,11 +8,8 @@ always gives the same bytes (golden files depend on it).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import shutil
-import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -19,15 +17,39 @@ from typing import Any
 import jinja2
 import yaml
 
-from deploy.errors import UserError
+from deploy.errors import UserError, is_unsafe
+from deploy.output import Drift, stale_files, write_files
 from deploy.paths import BUILD_ASSETS, PACKAGE_DIR, TEMPLATE_DIR
 from deploy.plan import Plan
 from deploy.plan.generation import config_text
 
+__all__ = ["Drift", "render", "render_profiles", "stale_files", "template_text", "write_files",
+           "write_generation_config"]
+
+
+def _json(value: Any, separators: tuple[str, str]) -> str:
+    """JSON text that YAML 1.1 reads back as the same value. NB: JSON writes 1e-07, which a YAML 1.1 reader
+    (PyYAML) takes for a string: its floats need a dot, so it is written 1.0e-07."""
+    if isinstance(value, float) and "e" in (text := repr(value)) and "." not in text:
+        mantissa, exponent = text.split("e")
+        return f"{mantissa}.0e{exponent}"
+    if isinstance(value, dict):
+        items = (f"{json.dumps(k if isinstance(k, str) else json.dumps(k), ensure_ascii=False)}{separators[1]}"
+                 f"{_json(v, separators)}" for k, v in value.items())
+        return "{" + separators[0].join(items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + separators[0].join(_json(v, separators) for v in value) + "]"
+    text = json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and not value.isprintable():
+        # NB: bidi controls, U+2028/9, C1 and DEL as \u escapes, which JSON and YAML both read back as the same
+        # character: a rendered file never holds them raw (a YAML 1.1 reader folds a raw U+2028 into a space).
+        text = "".join(f"\\u{ord(c):04x}" if ord(c) < 0x10000 and is_unsafe(c) else c for c in text)
+    return text
+
 
 def _yaml_scalar(value: Any) -> str:
     """JSON is YAML: every scalar comes out quoted, so "on", "no", "1" and "0.9" stay strings."""
-    return json.dumps(value, ensure_ascii=False)
+    return _json(value, (", ", ": "))
 
 
 def _compose_scalar(value: Any) -> str:
@@ -41,7 +63,7 @@ def _compose_scalar(value: Any) -> str:
 
 def _flow(value: Any) -> str:
     """A YAML flow collection with quoted scalars: `{"a": "b"}`, `["x", "y"]`."""
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    return _json(value, (", ", ": "))
 
 
 # Kubernetes expands `$(VAR)` in command, args and env values and reads `$$` as a literal `$`; any
@@ -220,53 +242,3 @@ def render_profiles(refs: list[str]) -> tuple[dict[str, str], list[str]]:
     if problems:
         raise UserError("nothing was written:\n" + "\n".join(problems))
     return files, warnings
-
-
-def stale_files(files: dict[str, str], out_dir: Path) -> list[str]:
-    """The files whose copy under `out_dir` is missing or differs (drift from a hand edit or a template change)."""
-    return [path for path, text in sorted(files.items())
-            if not (out_dir / path).is_file() or (out_dir / path).read_text(encoding="utf-8") != text]
-
-
-def _unwritable(out_dir: Path, relative: str) -> str | None:
-    """Why `relative` cannot be written under `out_dir`, or None."""
-    path = Path(relative)
-    if path.is_absolute() or ".." in path.parts:
-        return f"{relative}: not a path inside the output directory"
-    target = out_dir / path
-    for parent in reversed(target.parents):
-        if parent == out_dir or out_dir not in parent.parents:
-            continue
-        if parent.exists() and not parent.is_dir():
-            return f"{parent}: is a file where a directory is needed"
-    if target.is_dir():
-        return f"{target}: is a directory where a file is needed"
-    return None
-
-
-def write_files(files: dict[str, str], out_dir: Path) -> list[Path]:
-    """Write all files or none: check every target can take a file, stage every file in a temporary
-    directory beside them, then move them in. On any failure nothing changes and nothing is left."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"{out_dir}: is not a directory; the output root must be a directory")
-    blocked = [reason for relative in sorted(files) if (reason := _unwritable(out_dir, relative))]
-    if blocked:
-        raise UserError("nothing was written:\n" + "\n".join(f"  - {reason}" for reason in blocked))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".vllm-deploy-render-", dir=out_dir))
-    try:
-        for relative, content in sorted(files.items()):
-            staged = staging / relative
-            staged.parent.mkdir(parents=True, exist_ok=True)
-            staged.write_text(content, encoding="utf-8", newline="\n")
-            staged.chmod(0o644)
-        targets = []
-        for relative in sorted(files):
-            target = out_dir / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / relative, target)
-            targets.append(target)
-        return targets
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)

@@ -30,6 +30,12 @@ def locate(ref: str) -> Path:
     if not ref.strip() or "\0" in ref:
         raise UserError(f"{ref!r}: expected a profile name or a path to a profile YAML file")
     path = Path(ref)
+    try:
+        path.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as exc:  # a name too long, a loop of links, a directory it may not look into
+        raise UserError(f"{ref}: cannot read profile: {exc.strerror}") from None
     if path.is_dir():
         raise UserError(f"{ref}: is a directory; expected a profile YAML file or one of: {', '.join(builtin_names())}")
     if not path.exists():

@@ -156,8 +156,12 @@ def vision_estimate(p: Profile) -> VisionEstimate | None:
     """The worst-case image tokens of one request; None without an architecture the data knows, or without images."""
     facts = architecture_facts(p.model.architecture)
     images = p.engine.limit_mm_per_prompt.get("image", DEFAULT_ITEMS)
+    # NB: the settings are checked before any arithmetic: a string where a number belongs is a problem
+    # _kwarg_problems reports, not a TypeError in a formula.
+    if facts is None or images == 0 or _kwarg_problems(p, facts):
+        return None
     cost = image_cost(p.model.architecture, dict(p.engine.mm_processor_kwargs))
-    if facts is None or cost is None or images == 0 or _kwarg_problems(p, facts):
+    if cost is None:
         return None
     return VisionEstimate(p.model.architecture or "", images, cost,
                           effective_kwargs(facts, dict(p.engine.mm_processor_kwargs)))

@@ -35,8 +35,14 @@ def show(value: Any, secret: bool = False) -> str:
         return f"a string of {len(value)} characters (not shown: it may be a secret)"
     if isinstance(value, bytes):
         return "binary data"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        # NB: repr() fails past 4,300 digits; a number this long says nothing in a message anyway.
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
     if isinstance(value, (int, float, bool, str)):
         return f"{value!r} ({type(value).__name__})"
     return f"a {type(value).__name__} value"
 
 
+def hide_secrets(text: str) -> str:
+    """Free text (an unexpected exception's message) with every word shaped like a credential hidden."""
+    return " ".join("(hidden)" if SECRET_SHAPES.search(word) else word for word in text.split(" "))

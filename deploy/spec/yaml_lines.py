@@ -21,6 +21,10 @@ from deploy.errors import Problem, UserError
 MAX_BYTES = 1 << 20  # a profile is a page of YAML; 1 MiB is generous
 MAX_NODES = 20_000  # after alias expansion: a "billion laughs" document stops here
 MAX_DEPTH = 40
+# NB: Python turns an integer into text only up to 4,300 digits (sys.get_int_max_str_digits) and a hex or
+# binary YAML integer has no such limit when read; no profile value comes near this many characters.
+MAX_INT_CHARS = 1000
+INT_TAG = "tag:yaml.org,2002:int"
 
 Location = tuple[str | int, ...]
 
@@ -93,6 +97,7 @@ def parse(text: str) -> tuple[Document, list[Problem]]:
         raise UserError("profile is not valid YAML", [Problem(0, "", f"YAML error: {type(exc).__name__}")]) from None
 
     problems: list[Problem] = []
+    too_large: list[Problem] = []
     lines: dict[Location, int] = {}
     count = 0
 
@@ -127,9 +132,14 @@ def parse(text: str) -> tuple[Document, list[Problem]]:
         elif isinstance(n, yaml.SequenceNode):
             for index, item in enumerate(n.value):
                 walk(item, (*loc, index), inner)
+        elif n.tag == INT_TAG and len(n.value) > MAX_INT_CHARS:
+            too_large.append(Problem(line, ".".join(str(p) for p in loc), f"integer too large: {len(n.value)} "
+                                     f"characters (a profile value has at most {MAX_INT_CHARS})"))
 
     if node is not None:
         walk(node, (), ())
+    if too_large:  # NB: before constructing: a long decimal integer cannot even be read
+        raise UserError("profile is not valid YAML", too_large)
     loader = yaml.SafeLoader("")
     try:
         data = loader.construct_document(node) if node is not None else None

@@ -7,6 +7,7 @@ import secrets
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from deploy.plan import resolve
@@ -91,3 +92,83 @@ def test_console_script_and_module_agree():
     direct = subprocess.run([venv_tool("vllm-deploy"), "show", "tiny-cpu"], capture_output=True, text=True)
     assert module.returncode == direct.returncode == 0
     assert direct.stdout == module.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# The one error boundary: a bug is one line and exit 70, never a traceback or a raw control character
+
+
+def test_an_unexpected_exception_is_one_escaped_line_and_exit_70(cli, monkeypatch):
+    import deploy.cli
+
+    message = "boom \x1b[2J\u202e sk-abcdefghijklmnopqrstuvwxyz123456 " + "word " * 100
+
+    def broken(args):
+        raise RuntimeError(message)
+
+    monkeypatch.setattr(deploy.cli, "cmd_validate", broken)
+    result = cli("validate", "tiny-cpu")
+    shown = "boom \\x1b[2J\\u202e (hidden) " + "word " * 100  # the key-shaped word is hidden
+    assert (result.code, result.out) == (70, "")
+    assert result.err == (f"vllm-deploy: internal error: RuntimeError: {shown[:300]}… ({len(shown) - 300} more "
+                          "characters) "
+                          "(run with --debug for the traceback)\n")
+
+
+def test_debug_shows_the_traceback_of_an_unexpected_exception(cli, monkeypatch):
+    import deploy.cli
+
+    empty: dict[str, int] = {}
+    monkeypatch.setattr(deploy.cli, "cmd_schema", lambda args: empty["missing"])
+    assert cli("schema").err == ("vllm-deploy: internal error: KeyError: 'missing' (run with --debug for the "
+                                 "traceback)\n")
+    with pytest.raises(KeyError):
+        cli("--debug", "schema")
+
+
+def test_ctrl_c_stays_exit_130_and_a_closed_pipe_is_quiet(cli, monkeypatch):
+    import deploy.cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(deploy.cli, "cmd_schema", interrupted)
+    assert (cli("schema").code, cli("schema").err) == (130, "")
+
+    def closed(args):
+        raise BrokenPipeError
+
+    monkeypatch.setattr(deploy.cli, "cmd_schema", closed)
+    assert (cli("schema").code, cli("schema").err) == (1, "")
+
+
+def test_command_line_words_in_usage_errors_are_escaped(capsys):
+    from deploy.cli import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(["schema", "\x1b]0;owned\x07", "\u202ex"])
+    assert caught.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "vllm-deploy: error: unrecognized arguments: \\x1b]0;owned\\x07 \\u202ex")
+
+
+def test_a_profile_name_too_long_for_the_filesystem_is_a_user_error(cli):
+    result = cli("validate", "a" * 300)
+    assert (result.code, result.err) == (2, f"error: {'a' * 300}: cannot read profile: File name too long\n")
+
+
+def test_valid_echoes_the_reference_escaped(cli, tmp_path):
+    target = tmp_path / "p\u202e.yaml"
+    target.write_text((REPO / "deploy" / "profiles" / "tiny-cpu.yaml").read_text(encoding="utf-8"))
+    result = cli("validate", str(target))
+    assert (result.code, result.out) == (0, f"{tmp_path}/p\\u202e.yaml: valid\n")
+
+
+def test_show_escapes_what_the_profile_said(cli, tmp_path):
+    lines = (REPO / "deploy" / "profiles" / "tiny-cpu.yaml").read_text(encoding="utf-8").splitlines(keepends=True)
+    target = tmp_path / "p.yaml"
+    target.write_text("".join('description: "\\u202e\\u2066 x"\n' if line.startswith("description:") else line
+                              for line in lines), encoding="utf-8")
+    result = cli("show", str(target))
+    assert result.code == 0 and "\u202e" not in result.out and "\u2066" not in result.out
+    assert result.out.splitlines()[1] == "description: \\u202e\\u2066 x"

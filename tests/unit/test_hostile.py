@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from deploy.errors import is_unsafe
 from deploy.plan import resolve
 from deploy.render import render
 from deploy.spec import load_profile
@@ -205,6 +206,24 @@ REFUSED: list[tuple[str, str, list[str]]] = [
     ("tab-indent", "name: demo\nmodel:\n\tsource: /x\n", ["YAML syntax error"]),
     ("nul-byte", "name: de\x00mo\n", ["YAML"]),
     ("impossible-date", profile().replace("vllm-deploy/model: demo", "vllm-deploy/model: 2024-02-31"), ["a value cannot be read"]),
+    # --- crashes measured as tracebacks, and text that reached the terminal raw (#17)
+    ("hex-int-past-str-limit", profile().replace("max-model-len: 2048", "max-model-len: 0x" + "f" * 5000),
+     ["p.yaml:6: engine.max-model-len: integer too large: 5002 characters (a profile value has at most 1000)"]),
+    ("binary-int-past-str-limit", profile().replace("max-model-len: 2048", "max-model-len: 0b" + "1" * 20000),
+     ["p.yaml:6: engine.max-model-len: integer too large: 20002 characters (a profile value has at most 1000)"]),
+    ("decimal-int-past-str-limit", profile(**{"smoke.stop-token-ids": [7]}).replace("- 7", "- " + "9" * 5000),
+     ["smoke.stop-token-ids.0: integer too large: 5000 characters (a profile value has at most 1000)"]),
+    ("mm-kwargs-string-qwen", profile(**{"model.architecture": "Qwen2_5_VLForConditionalGeneration",
+                                         "engine.mm-processor-kwargs": {"max_pixels": "big"}}),
+     ["p.yaml:9: engine.mm-processor-kwargs.max_pixels: expected an integer\n"]),
+    ("mm-kwargs-string-minicpm", profile(**{"model.architecture": "MiniCPMV",
+                                            "engine.mm-processor-kwargs": {"max_slice_nums": "9"}}),
+     ["p.yaml:9: engine.mm-processor-kwargs.max_slice_nums: expected an integer\n"]),
+    ("unknown-key-escape", profile() + '"\\e[2J\\e]0;owned\\a": 1\n',
+     ["p.yaml:14: \\x1b[2J\\x1b]0;owned\\x07: unknown key; expected one of: api-key"]),
+    ("unknown-key-bidi", profile() + "evil\u202egnp.exe: 1\nx\u2066y: 2\n",
+     ["p.yaml:14: evil\\u202egnp.exe: unknown key", "p.yaml:15: x\\u2066y: unknown key"]),
+    ("unknown-nested-key-escape", profile(**{"engine.\x9b\u2028x": 1}), ["engine.\\x9b\\u2028x: unknown key"]),
 ]
 
 # (id, profile text, check of the rendered files): valid, and safe where each value goes.
@@ -259,6 +278,13 @@ def egress_blocks_metadata(plan: Any, files: dict[str, str]) -> None:
     assert "10.0.0.0/8" in blocks[0]["except"] and "Egress" in policy["policyTypes"]
 
 
+def nothing_raw(plan: Any, files: dict[str, str]) -> None:
+    """Bidi controls, U+2028 and C1 reach no rendered file raw, and every file still says the same value."""
+    expansion_safe(plan, files)
+    for path, text in files.items():
+        assert not [c for c in text if is_unsafe(c) and c != "\n"], path
+
+
 SAFE: list[tuple[str, str, Check]] = [
     ("value-kubernetes-expansion", args("--override-generation-config", '{"x": "$(VLLM_API_KEY)"}'), expansion_safe),
     ("value-escaped-expansion", args("--override-generation-config", '{"x": "$$(VLLM_API_KEY)"}'), expansion_safe),
@@ -275,6 +301,7 @@ SAFE: list[tuple[str, str, Check]] = [
     ("egress-policy", profile(**{"kubernetes.egress-policy": True, "media.blocked-networks": ["10.0.0.0/8"]}),
      egress_blocks_metadata),
     ("valid-extra-flag", args("--enable-prefix-caching", "-O3"), expansion_safe),
+    ("value-bidi-and-line-separator", args("--response-role", "a\u2028b\u202ec\u2066d\x7f"), nothing_raw),
 ]
 
 
@@ -297,6 +324,7 @@ def test_hostile_profile_is_refused_clearly(cli, tmp_path, case_id, text, needle
     assert "Traceback" not in result.err
     assert CANARY not in result.err
     assert "p.yaml" in result.err  # where it is
+    assert not [c for c in result.err if is_unsafe(c) and c != "\n"], "a raw control character reached the terminal"
     for needle in needles:
         assert needle in result.err, result.err
 
@@ -347,13 +375,23 @@ def bounded(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           timeout=10, preexec_fn=limit, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
-@pytest.mark.parametrize("case_id", ["alias-bomb", "recursive-alias", "very-deep-nesting", "big-yaml-int"])
+@pytest.mark.parametrize("case_id", ["alias-bomb", "recursive-alias", "very-deep-nesting", "big-yaml-int",
+                                     "hex-int-past-str-limit"])
 def test_resource_cases_stay_within_500_mb_and_10_s(tmp_path, case_id):
     text = next(t for i, t, _ in REFUSED if i == case_id)
     (tmp_path / "p.yaml").write_text(text, encoding="utf-8")
     done = bounded(["validate", "p.yaml"], tmp_path)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "Traceback" not in done.stderr and "MemoryError" not in done.stderr
+
+
+def test_thousands_of_problems_are_a_short_message(cli, tmp_path):
+    (tmp_path / "p.yaml").write_text(profile() + "".join(f"unknown{i}: 1\n" for i in range(3000)))
+    result = cli("validate", "p.yaml", cwd=tmp_path)
+    lines = result.err.splitlines()
+    assert result.code == 2 and lines[0] == "error: p.yaml is invalid (3000 problems):"
+    assert len(lines) == 52 and lines[-1] == "  … and 2950 more"
+    assert len(result.err) < 20_000
 
 
 def test_a_fifo_does_not_hang_a_child_process(tmp_path):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -307,3 +309,183 @@ def test_installed_package_reproduces_committed_output(tmp_path):
     for path, content in produced.items():
         assert (REPO / path).read_bytes() == content, path
     assert set(produced) == {p for name in builtin_names() for p in rendered(name)}
+
+
+# ---------------------------------------------------------------------------------------------
+# All or nothing, never through a symbolic link (#17)
+
+
+def snapshot(root: Path) -> dict[str, bytes | str]:
+    """Every entry under root: a file's bytes, a link's target, a directory as "dir"."""
+    found: dict[str, bytes | str] = {}
+    for path in sorted(root.rglob("*")):
+        relative = str(path.relative_to(root))
+        found[relative] = (f"-> {os.readlink(path)}" if path.is_symlink() else "dir" if path.is_dir()
+                           else path.read_bytes())
+    return found
+
+
+def test_a_symlinked_profile_directory_is_refused_and_its_target_untouched(cli, tmp_path):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    assert cli("render", "tiny-cpu", "--out", str(out)).code == 0
+    (out / "compose" / "tiny-cpu").rename(elsewhere)
+    (elsewhere / "compose.yaml").write_text("theirs\n")
+    (out / "compose" / "tiny-cpu").symlink_to(elsewhere)
+    before = snapshot(tmp_path)
+    result = cli("render", "tiny-cpu", "--out", str(out))
+    assert (result.code, result.out) == (2, "")
+    assert result.err == (f"error: nothing was written:\n  - {out}/compose/tiny-cpu: is a symbolic link; render writes "
+                          f"only real files and directories under {out} (remove the link)\n")
+    assert snapshot(tmp_path) == before
+    check = cli("render", "tiny-cpu", "--out", str(out), "--check")
+    assert check.code == 1
+    assert ("out of date: compose/tiny-cpu/compose.yaml (compose/tiny-cpu is a symbolic link: render writes only real "
+            "files and directories)\n") in check.err
+
+
+@pytest.mark.parametrize("link", ["k8s/tiny-cpu/service.yaml", "compose/tiny-cpu/wheels", "k8s"])
+def test_a_symbolic_link_anywhere_below_out_is_refused(cli, tmp_path, link):
+    out = tmp_path / "out"
+    assert cli("render", "tiny-cpu", "--out", str(out)).code == 0
+    target = out / link
+    moved = tmp_path / "moved"
+    target.rename(moved)
+    target.symlink_to(moved)
+    before = snapshot(tmp_path)
+    result = cli("render", "tiny-cpu", "--out", str(out))
+    assert result.code == 2 and f"  - {out}/{link}: is a symbolic link; render writes only real files" in result.err
+    assert snapshot(tmp_path) == before
+
+
+def render_files() -> dict[str, str]:
+    return rendered("tiny-cpu")
+
+
+def failing_on(monkeypatch, name: str, call: int, error: int):
+    """os.<name> in deploy.output raising OSError(error) on its `call`-th call (counted from 1)."""
+    import deploy.output
+
+    real = getattr(os, name)
+    calls = []
+
+    def fake(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == call:
+            raise OSError(error, os.strerror(error))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(deploy.output.os, name, fake)
+
+
+@pytest.mark.parametrize("name, call, error, reason", [
+    ("replace", 3, errno.EXDEV, "Invalid cross-device link"),  # moving in, after two files are replaced
+    ("open", 5, errno.ENOSPC, "No space left on device"),  # staging: a full disk
+    ("mkdir", 1, errno.EACCES, "Permission denied"),  # a directory it may not create
+])
+def test_a_failure_midway_puts_every_file_back(monkeypatch, tmp_path, name, call, error, reason):
+    files = render_files()
+    write_files(files, tmp_path)
+    (tmp_path / "compose" / "tiny-cpu" / "compose.yaml").write_text("hand edit\n")
+    (tmp_path / "k8s" / "tiny-cpu" / "service.yaml").unlink()
+    if name == "mkdir":
+        (tmp_path / "compose" / "tiny-cpu" / "wheels" / "README").unlink()
+        (tmp_path / "compose" / "tiny-cpu" / "wheels").rmdir()
+    before = snapshot(tmp_path)
+    failing_on(monkeypatch, name, call, error)
+    with pytest.raises(UserError) as caught:
+        write_files(files, tmp_path)
+    assert str(caught.value).endswith(f": cannot be written ({reason}); nothing was changed")
+    assert snapshot(tmp_path) == before  # replaced files back, created ones gone, nothing staged left
+
+
+def test_a_failed_first_render_leaves_no_directory(monkeypatch, tmp_path):
+    failing_on(monkeypatch, "replace", 4, errno.EIO)
+    with pytest.raises(UserError, match=r"out/compose/tiny-cpu/\S+: cannot be written \(Input/output error\); "
+                                        r"nothing was changed"):
+        write_files(render_files(), tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_link_that_appears_after_the_checks_is_not_followed(monkeypatch, tmp_path):
+    """Directories are opened without following links: a swap between check and write is refused."""
+    import deploy.output
+
+    files = render_files()
+    write_files(files, tmp_path / "out")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    real = deploy.output._Write.stage
+
+    def swap_then_stage(self, relative, content):
+        k8s = tmp_path / "out" / "k8s" / "tiny-cpu"
+        if not k8s.is_symlink():  # after every check passed, before the first file is staged
+            shutil.rmtree(k8s)
+            k8s.symlink_to(elsewhere)
+        return real(self, relative, content)
+
+    monkeypatch.setattr(deploy.output._Write, "stage", swap_then_stage)
+    with pytest.raises(UserError, match=r"cannot be written \(a symbolic link appeared on its way\); nothing was changed"):
+        write_files(files, tmp_path / "out")
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_check_reports_stray_undecodable_and_odd_files_but_not_the_stacks_secrets(cli, tmp_path):
+    assert cli("render", "tiny-cpu", "--out", str(tmp_path)).code == 0
+    compose, k8s = tmp_path / "compose" / "tiny-cpu", tmp_path / "k8s" / "tiny-cpu"
+    for kept in (compose / ".env", k8s / "secrets.env", compose / "wheels" / "torch-2.9.0-cp312-none-any.whl"):
+        kept.write_text("VLLM_API_KEY=sk-x\n")
+    assert cli("render", "tiny-cpu", "--out", str(tmp_path), "--check").code == 0
+    (compose / "notes\x1b[2J.txt").write_text("mine\n")
+    (k8s / "service.yaml").write_bytes(b"\xff\xfe not UTF-8\n")
+    (compose / "prometheus").mkdir()
+    (compose / "prometheus" / "old.yml").write_text("x\n")
+    os.mkfifo(compose / "Dockerfile.router")
+    (k8s / "etc").symlink_to("/etc")
+    (tmp_path / "compose" / "other" ).mkdir()
+    (tmp_path / "compose" / "other" / "x").write_text("another profile's: not ours to judge\n")
+    result = cli("render", "tiny-cpu", "--out", str(tmp_path), "--check")
+    assert (result.code, result.out) == (1, "")
+    assert result.err == (
+        "out of date: compose/tiny-cpu/Dockerfile.router (not written by render: delete it, or keep it outside "
+        "compose/tiny-cpu/)\n"
+        "out of date: compose/tiny-cpu/notes\\x1b[2J.txt (not written by render: delete it, or keep it outside "
+        "compose/tiny-cpu/)\n"
+        "out of date: compose/tiny-cpu/prometheus/old.yml (not written by render: delete it, or keep it outside "
+        "compose/tiny-cpu/)\n"
+        "out of date: k8s/tiny-cpu/etc (not written by render: delete it, or keep it outside k8s/tiny-cpu/)\n"
+        "out of date: k8s/tiny-cpu/service.yaml (differs: not UTF-8 text)\n"
+        "run `make render` (or `vllm-deploy render --all`) and commit the result\n")
+
+
+def test_check_reports_a_file_render_writes_that_became_a_fifo_without_blocking(cli, tmp_path):
+    assert cli("render", "tiny-cpu", "--out", str(tmp_path)).code == 0
+    service = tmp_path / "k8s" / "tiny-cpu" / "service.yaml"
+    service.unlink()
+    os.mkfifo(service)
+    result = cli("render", "tiny-cpu", "--out", str(tmp_path), "--check")
+    assert "out of date: k8s/tiny-cpu/service.yaml (not a regular file)\n" in result.err
+    refused = cli("render", "tiny-cpu", "--out", str(tmp_path))
+    assert refused.code == 2 and f"{service}: is not a regular file (a device, FIFO or socket)" in refused.err
+
+
+def test_the_files_render_leaves_alone_are_the_ones_git_ignores():
+    from deploy.output import KEPT
+
+    samples = [pattern.replace("*", "x", 1).replace("*", "y") for pattern in KEPT]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *samples], cwd=REPO, capture_output=True, text=True)
+    assert ignored.stdout.split() == samples
+
+
+def test_floats_are_written_so_yaml_1_1_reads_them_back():
+    from deploy.render import _flow, _yaml_scalar
+
+    for value in (1e-07, 1e16, -2.5e-10, 0.1, 1.0):
+        assert yaml.safe_load(_yaml_scalar(value)) == value and isinstance(yaml.safe_load(_yaml_scalar(value)), float)
+    assert _flow({"temperature": 1e-07, "x": [1e16]}) == '{"temperature": 1.0e-07, "x": [1.0e+16]}'
+
+
+@pytest.mark.parametrize("check", [[], ["--check"]])
+def test_an_out_name_too_long_for_the_filesystem_is_a_user_error(cli, tmp_path, check):
+    out = tmp_path / ("a" * 300)
+    result = cli("render", "tiny-cpu", "--out", str(out), *check)
+    assert (result.code, result.err) == (2, f"error: {out}: cannot be used as the output root (File name too long)\n")
