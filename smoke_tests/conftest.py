@@ -151,7 +151,7 @@ def server_ready(smoke: SmokeConfig) -> float:
 
 @pytest.fixture(scope="session")
 def server_version(raw: Raw) -> str | None:
-    """vLLM's version from the open GET /version, or None for servers without it."""
+    """vLLM's version from GET /version (with the key), or None for servers without it."""
     try:
         resp = raw.get("/version")
         version = resp.json().get("version") if resp.status_code == 200 else None

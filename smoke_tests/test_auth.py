@@ -1,4 +1,4 @@
-"""Case 6: the API key is enforced on /v1/* (raw HTTP to see the status)."""
+"""Case 6: the API key is enforced on /v1/* and on every other route that runs the model (raw HTTP to see the status)."""
 
 import pytest
 
@@ -25,6 +25,18 @@ def test_rejected_without_the_right_key(raw, smoke, model, image, method, path, 
     assert resp.status_code == 401, describe(resp)
     if not smoke.key_on_every_route:  # NB: a router answers with its own body
         assert resp.json() == {"error": "Unauthorized"}, describe(resp)  # vLLM's auth middleware body
+
+
+@pytest.mark.parametrize("key", [None, WRONG_KEY], ids=["missing-key", "wrong-key"])
+@pytest.mark.parametrize("path", ["/invocations", "/tokenize"])
+def test_inference_outside_v1_needs_the_key_too(raw, smoke, model, image, path, key):
+    """vLLM 0.32 checks its key on /v1… only, yet /invocations (SageMaker) runs a chat completion and /tokenize
+    fetches the image URLs it is given. A locked deployment refuses both without the key; a router that does
+    not serve the route at all may answer 404."""
+    body = {"model": model, "messages": user_message(image.url), "max_tokens": 1}
+    resp = raw.post(path, body, api_key=key)
+    allowed = {401, 404} if smoke.key_on_every_route else {401}
+    assert resp.status_code in allowed, describe(resp)
 
 
 def test_health_is_open_or_checked_as_configured(raw, smoke):
