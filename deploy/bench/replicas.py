@@ -22,6 +22,7 @@ import requests
 from deploy.bench.cgroup import Cgroup
 from deploy.bench.load import LoadResult, image_server, image_urls_for, load
 from deploy.bench.vllm_bench import ServeResult, ServeSettings, median_result, result_json, serve_bench
+from deploy.errors import UserError
 from deploy.plan import resolve
 from deploy.plan.router import CONTAINER_PORT
 from deploy.runtime.docker import docker_cli
@@ -87,7 +88,7 @@ def router_overhead(stack: Stack, straight_url: str, serve: Callable[[str, str],
 def healthy_workers(router: RouterClient) -> int | None:
     try:
         return router.readiness().get("healthy_workers", 0)
-    except (requests.RequestException, ValueError):
+    except (requests.RequestException, UserError):
         return None
 
 
@@ -106,7 +107,9 @@ def kill_under_load(stack: Stack, engines: dict[str, str], image_urls: list[str]
     the engine held when it died, how long until the router stops counting it healthy, and how long after
     `compose up` of its service until the engine is healthy and the router uses it again."""
     plan, key = stack.plan, stack.key() or ""
-    router = RouterClient(stack.endpoint, key)
+    router = stack.router()
+    if router is None:
+        raise UserError(f"{plan.name} has no router running")
     victim = plan.replicas[-1].service
     stop, results = threading.Event(), {}
 
