@@ -23,6 +23,7 @@ from deploy.errors import UserError
 from deploy.plan import resolve
 from deploy.plan.router import CLIENT_GROUPS, KEY_HASH_VARIABLE, KEY_VARIABLE, PUBLIC_ROUTES, front_routes, route_table
 from deploy.render import render
+from deploy.runtime.net import free_port
 from deploy.runtime.process import Completed
 from deploy.runtime.router import ADMIN_PROGRAM, RouterClient
 from deploy.spec import device_facts, load_profile
@@ -165,7 +166,7 @@ def start_launcher(tmp_path: Path, front_exit: int, router_host: str = "127.0.0.
     (tmp_path / "front.py").write_text(FRONT)
     record = tmp_path / "front.json"
     # NB: a worker no one serves: the router waits for it (as before its engines are up) and does not bind.
-    router_args = ["--worker-urls", "http://127.0.0.1:9", "--host", router_host, "--port", "0",
+    router_args = ["--worker-urls", "http://127.0.0.1:9", "--host", router_host, "--port", str(free_port()),
                    "--worker-startup-timeout-secs", "60"]
     env = {**os.environ, KEY_VARIABLE: "sk-secret"}
     process = subprocess.Popen([sys.executable, str(LAUNCHER), sys.executable, str(tmp_path / "front.py"), str(record),
