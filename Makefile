@@ -11,7 +11,7 @@ TEST_ARGS ?=
 
 COMPOSE_BINARY = $(shell $(PY) -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')
 
-.PHONY: help venv test-venv engine docker podman registry prometheus status up down rollout push logs smoke bench load render golden validate-rendered ruff format-check mypy check test test-fast vllm-options vllm-envs vllm-architectures
+.PHONY: help venv test-venv engine docker podman registry prometheus status up down rollout push logs smoke bench load render golden validate-rendered ruff format-check mypy check test test-fast vllm-options vllm-envs vllm-architectures vllm-router-routes
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
@@ -102,3 +102,6 @@ vllm-envs: engine ## regenerate the variables vLLM reads (deploy/data/vllm-envs.
 
 vllm-architectures: engine ## regenerate vLLM's architecture table (deploy/data/vllm-architectures.json) from the engine venv
 	$(ENGINE_VENV)/bin/python scripts/vllm_architectures.py > deploy/data/vllm-architectures.json.tmp && mv deploy/data/vllm-architectures.json.tmp deploy/data/vllm-architectures.json
+
+vllm-router-routes: venv ## regenerate vLLM's router's route table (deploy/data/vllm-router-routes.json) from its pinned sdist
+	$(PY) scripts/vllm_router_routes.py > deploy/data/vllm-router-routes.json.tmp && mv deploy/data/vllm-router-routes.json.tmp deploy/data/vllm-router-routes.json

@@ -172,6 +172,7 @@ def render(plan: Plan) -> dict[str, str]:
     if plan.router:
         files[f"{compose_dir}/Dockerfile.router"] = text("docker/Dockerfile.router.j2")
         files[f"{compose_dir}/router_launch.py"] = asset_copy("router_launch.py")
+        files[f"{compose_dir}/router-haproxy.cfg"] = text("router/haproxy.cfg.j2")
         for name in ("router-deployment", "router-service", "router-rbac"):
             files[f"{k8s_dir}/{name}.yaml"] = text(f"k8s/{name}.yaml.j2")
     if plan.kubernetes.rolling:

@@ -155,3 +155,14 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("measured (figures, not assertions)")
         for name, value in MEASURED.items():
             terminalreporter.write_line(f"{name}: {value}")
+
+
+def module_from_file(name: str, path: Path):
+    """A module loaded from a file that is not importable as a package (an asset, a script)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

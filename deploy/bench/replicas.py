@@ -22,6 +22,7 @@ from typing import Any
 from deploy.bench.cgroup import Cgroup
 from deploy.bench.load import LoadResult, image_server, image_urls_for, load
 from deploy.bench.vllm_bench import ServeResult, ServeSettings, median_result, result_json, serve_bench
+from deploy.errors import UserError
 from deploy.plan import resolve
 from deploy.plan.router import CONTAINER_PORT
 from deploy.runtime.docker import docker_cli
@@ -122,7 +123,9 @@ def kill_under_load(stack: Stack, engines: dict[str, str], image_urls: list[str]
     health = plan.router
     if health is None:
         raise ValueError(f"{plan.name}: an engine killed under load needs the router (tiny-cpu-x2 has it)")
-    router = RouterClient(stack.endpoint, key)
+    router = stack.router()
+    if router is None:
+        raise UserError(f"{plan.name} has no router running")
     victim = plan.replicas[-1].service
     stop, results = threading.Event(), {}
 

@@ -89,24 +89,38 @@ class ReplicaPlan(_Frozen):
     starts_after: str | None = None
 
 
+class FrontRoute(_Frozen):
+    """A route the router's front lets clients reach (one entry of vLLM's router's own route table)."""
+
+    method: str
+    path: str
+    public: bool  # answered without the key
+
+
 class RouterPlan(_Frozen):
-    """vLLM's router (PyPI vllm-router) in front of the replicas; its argv built once, here."""
+    """vLLM's router (PyPI vllm-router) in front of the replicas, behind its front (haproxy) in one container;
+    their argv built once, here."""
 
     image: str  # built from the registry-free Debian base, like the CPU engine
     base: str
     version: str
     python: str
     run_as_user: int
-    entrypoint: list[str]  # our launcher: the key and the client check come from the environment
+    entrypoint: list[str]  # our launcher, then the front's argv up to "--": the router's argv follows
     compose_argv: list[str]  # static worker URLs: the compose services
     kubernetes_argv: list[str]  # service discovery of the engine pods by label
-    compose_environment: dict[str, str]  # non-secret
-    kubernetes_environment: dict[str, str]
-    api_key_variable: str  # the router reads the (same) key from this variable
-    container_port: int
+    api_key_variable: str  # the router reads the (same) key from this variable, for its calls to the engines
+    container_port: int  # the front's: clients, the Service and the probes
+    router_port: int  # the router's own, on 127.0.0.1 inside the container only: its admin routes
+    admin_url: str  # where an operator inside the container reaches the admin routes
     metrics_port: int
-    health_path: str
-    health_command: list[str]  # compose healthcheck and the Kubernetes exec probes: with the key
+    front_config: str  # the front's haproxy configuration, in the image
+    front_routes: list[FrontRoute]  # the client allowlist; everything else is 404 at the front
+    key_hash_variable: str  # the front reads sha256("Bearer <key>") from this variable, never the key
+    front_timeout_seconds: int  # client and server inactivity at the front: beyond the router's own timeout
+    health_path: str  # public: the probes need no key
+    liveness_path: str
+    health_command: list[str]  # compose healthcheck, through the front
     object_name: str  # Kubernetes Deployment, Service, ServiceAccount, Role
     labels: dict[str, str]
     selector: dict[str, str]

@@ -90,7 +90,7 @@ def resolve(profile: Profile) -> Plan:
                      "app.kubernetes.io/component": "router", "app.kubernetes.io/part-of": "vllm-deploy",
                      "app.kubernetes.io/managed-by": "vllm-deploy"}
     engine_service = f"{k8s_name}-engine" if router_enabled(profile) else k8s_name
-    router_plan = router(profile, selector, engine_service, f"{k8s_name}-router", router_labels,
+    router_plan = router(profile, selector, f"{k8s_name}-router", router_labels,
                          [replica.url for replica in replica_plans])
     shutdown = e.shutdown_timeout_seconds
     clients = dict(k.network_policy_from) if k.network_policy_from is not None else None

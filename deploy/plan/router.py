@@ -3,22 +3,45 @@
 The router is vLLM's own (PyPI vllm-router). Compose gives it static worker URLs; on Kubernetes it
 discovers the engine pods by label, so each pod is a worker with its own health checks (a headless
 Service would be a single worker to it).
+
+The router has one credential for everything (its admin routes included) and checks a client key by
+asking the engines, caching a refusal for its lifetime. So it listens on 127.0.0.1 only, and a front
+(Debian's haproxy, in the same container, started by our launcher) takes the container's port: it lets
+clients reach an allowlist of routes drawn from the router's own route table
+(deploy/data/vllm-router-routes.json), requires the key on all of them but a public few, and never
+passes an admin route. Operators reach those inside the container (`docker exec`, `kubectl exec`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from functools import cache
 
-from deploy.paths import BUILD_ASSETS, TEMPLATE_DIR
-from deploy.plan.model import ReplicaPlan, RouterPlan
+from deploy.paths import BUILD_ASSETS, PACKAGE_DIR, TEMPLATE_DIR
+from deploy.plan.model import FrontRoute, ReplicaPlan, RouterPlan
 from deploy.spec import Profile, device_facts, gpu_count
 
-CONTAINER_PORT = 8000
+CONTAINER_PORT = 8000  # the front's (haproxy): what clients, the Service and the probes reach
+ROUTER_PORT = 8001  # the router's own, bound to 127.0.0.1: admin routes are reachable inside the container only
 METRICS_PORT = 29000
 PRESTOP_SECONDS = 5  # endpoints and the router's health checks drop a pod before it gets SIGTERM
 KEY_VARIABLE = "VLLM_ROUTER_API_KEY"
+KEY_HASH_VARIABLE = "VLLM_DEPLOY_FRONT_KEY_SHA256"  # set by the launcher for the front alone
 KEEP_ALIVE_SECONDS = 120  # longer than the router's connection pool keeps an idle connection (90 s)
+FRONT_BINARY = "/usr/sbin/haproxy"
+FRONT_CONFIG = "/opt/vllm-deploy/router-haproxy.cfg"
+ROUTES_FILE = PACKAGE_DIR / "data" / "vllm-router-routes.json"
+CLIENT_GROUPS = ("protected", "public")  # the route table's groups a client may ever see; never admin, worker
+# The front's allowlist: what a client of a chat model calls. Everything else in the router's table (its
+# other inference APIs, stored responses, admin and worker routes) and anything it may add later: 404.
+CLIENT_ROUTES = [("POST", "/v1/chat/completions"), ("POST", "/v1/completions"), ("GET", "/v1/models"),
+                 ("GET", "/health"), ("GET", "/readiness"), ("GET", "/liveness")]
+# Answered without the key: what kubelet probes and load-balancer health checks call, which carry no
+# credentials. /liveness says "OK"; /readiness says ready or not and how many engines are healthy. NB: not
+# /health: its 503 names every unhealthy engine's internal URL, and one bad replica fails it.
+PUBLIC_ROUTES = {("GET", "/readiness"), ("GET", "/liveness")}
+FRONT_TIMEOUT_MARGIN_SECONDS = 30  # the router's own request timeout answers first
 
 
 def router_enabled(profile: Profile) -> bool:
@@ -56,9 +79,30 @@ def engine_environment(profile: Profile) -> dict[str, str]:
     return {"VLLM_HTTP_TIMEOUT_KEEP_ALIVE": str(KEEP_ALIVE_SECONDS)}
 
 
+@cache
+def route_table() -> dict:
+    """vLLM's router's own route table (scripts/vllm_router_routes.py wrote it from the pinned sdist)."""
+    return json.loads(ROUTES_FILE.read_text(encoding="utf-8"))
+
+
+def front_routes() -> list[FrontRoute]:
+    """The front's allowlist, each route checked against the router's table: a route the pinned router
+    does not have (or has only among its admin or worker routes) is a mistake here, not a client route."""
+    table = route_table()
+    clients = {(r["method"], r["path"]) for group in CLIENT_GROUPS for r in table["groups"][group]}
+    # NB: a templated path ("/v1/responses/{response_id}") would need a pattern: the front matches exact paths.
+    unknown = [f"{method} {path}" for method, path in CLIENT_ROUTES if (method, path) not in clients or "{" in path]
+    if unknown or not set(CLIENT_ROUTES) >= PUBLIC_ROUTES:
+        raise RuntimeError(f"the router front's allowlist names routes that are not client routes of "
+                           f"vllm-router {table['vllm_router_version']}: {', '.join(unknown) or PUBLIC_ROUTES}")
+    return [FrontRoute(method=method, path=path, public=(method, path) in PUBLIC_ROUTES)
+            for method, path in CLIENT_ROUTES]
+
+
 def _common_argv(profile: Profile, load_budget: int) -> list[str]:
     r = profile.router
-    argv = ["--host", "0.0.0.0", "--port", str(CONTAINER_PORT), "--policy", r.policy,
+    # NB: the router on loopback only: its admin routes answer anyone who reaches its port.
+    argv = ["--host", "127.0.0.1", "--port", str(ROUTER_PORT), "--policy", r.policy,
             "--prometheus-host", "0.0.0.0", "--prometheus-port", str(METRICS_PORT),
             "--health-check-interval-secs", str(r.health_check_interval_seconds),
             "--health-failure-threshold", str(r.health_failure_threshold), "--health-success-threshold", "1",
@@ -75,40 +119,44 @@ def _common_argv(profile: Profile, load_budget: int) -> list[str]:
 def _reference(profile: Profile, inputs: dict) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps(inputs, sort_keys=True).encode())
-    for name in ("docker/Dockerfile.router.j2",):
+    for name in ("docker/Dockerfile.router.j2", "router/haproxy.cfg.j2"):
         digest.update((TEMPLATE_DIR / name).read_bytes())
     digest.update(BUILD_ASSETS["router_launch.py"].read_bytes())
     repository = profile.image.registry or device_facts()["local-registry"]
     return f"{repository}/router:{digest.hexdigest()[:12]}"
 
 
-def router(profile: Profile, engine_selector: dict[str, str], engine_service: str, object_name: str,
-           labels: dict[str, str], engine_urls: list[str]) -> RouterPlan | None:
+def router(profile: Profile, engine_selector: dict[str, str], object_name: str, labels: dict[str, str],
+           engine_urls: list[str]) -> RouterPlan | None:
     if not router_enabled(profile):
         return None
     facts = device_facts()["router"]
     budget = profile.kubernetes.load_budget_seconds
     python = facts["python"]
+    routes = front_routes()
+    front_timeout = profile.router.request_timeout_seconds + FRONT_TIMEOUT_MARGIN_SECONDS
+    # Everything the image's files are rendered from: a change gives a new image name.
     inputs = {"base": facts["base-image"], "version": facts["version"], "python": python,
-              "run_as_user": facts["run-as-user"]}
+              "run_as_user": facts["run-as-user"], "routes": [r.model_dump() for r in routes],
+              "ports": [CONTAINER_PORT, ROUTER_PORT], "front_timeout": front_timeout,
+              "key_hash_variable": KEY_HASH_VARIABLE, "front_config": FRONT_CONFIG}
     common = _common_argv(profile, budget)
     namespace = profile.kubernetes.namespace
-    health = (f"import os, urllib.request; urllib.request.urlopen(urllib.request.Request("
-              f"'http://127.0.0.1:{CONTAINER_PORT}/readiness', headers={{'Authorization': 'Bearer ' + "
-              f"os.environ['{KEY_VARIABLE}']}}), timeout=4)")
+    # NB: through the front, on a public route: the probe proves both processes answer, and needs no key.
+    health = (f"import urllib.request; urllib.request.urlopen("
+              f"'http://127.0.0.1:{CONTAINER_PORT}/readiness', timeout=4)")
     return RouterPlan(
         image=_reference(profile, inputs), base=facts["base-image"], version=facts["version"], python=python,
         run_as_user=facts["run-as-user"],
-        entrypoint=[python, "/opt/vllm-deploy/router_launch.py"],
+        entrypoint=[python, "/opt/vllm-deploy/router_launch.py", FRONT_BINARY, "-db", "-f", FRONT_CONFIG, "--"],
         compose_argv=["--worker-urls", *engine_urls, *common],
         kubernetes_argv=["--service-discovery", "--selector", *(f"{k}={v}" for k, v in engine_selector.items()),
                          "--service-discovery-port", str(CONTAINER_PORT), "--service-discovery-namespace", namespace,
                          *common],
-        compose_environment={"VLLM_ROUTER_KEY_VALIDATION_URLS": ",".join(f"{u}/v1/models" for u in engine_urls)},
-        kubernetes_environment={"VLLM_ROUTER_KEY_VALIDATION_URLS":
-                                f"http://{engine_service}.{namespace}.svc:{CONTAINER_PORT}/v1/models"},
-        api_key_variable=KEY_VARIABLE, container_port=CONTAINER_PORT, metrics_port=METRICS_PORT,
-        health_path="/readiness", health_command=[python, "-c", health],
+        api_key_variable=KEY_VARIABLE, container_port=CONTAINER_PORT, router_port=ROUTER_PORT,
+        admin_url=f"http://127.0.0.1:{ROUTER_PORT}", metrics_port=METRICS_PORT, front_config=FRONT_CONFIG,
+        front_routes=routes, key_hash_variable=KEY_HASH_VARIABLE, front_timeout_seconds=front_timeout,
+        health_path="/readiness", liveness_path="/liveness", health_command=[python, "-c", health],
         object_name=object_name, labels=labels,
         selector={k: v for k, v in labels.items() if k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")},
         prestop_seconds=PRESTOP_SECONDS,

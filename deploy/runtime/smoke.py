@@ -55,7 +55,7 @@ def plan_options(plan: Plan, endpoint: str, image_server_host: str | None) -> li
     if image_server_host:
         options += ["--local-image-server", "--image-server-host", image_server_host]
     if plan.router:
-        options.append("--key-on-every-route")  # vLLM's router, with its client check on, guards /health too
+        options.append("--key-on-every-route")  # the router's front guards /health too, and no admin route passes
     return options
 
 

@@ -65,6 +65,15 @@ class Stack:
     def container(self, service: str | None = None) -> str | None:
         return self.compose.container(service or self.front)
 
+    def router(self) -> RouterClient | None:
+        """The running router's API, or None without one. Its admin calls run inside its container (`docker
+        exec`): the published port is the front's, which never passes them."""
+        container = self.container("router") if self.plan.router else None
+        if not container or not self.plan.router:
+            return None
+        return RouterClient(self.endpoint, [self.compose.docker, "exec", container], self.plan.router.python,
+                            self.plan.router.admin_url, self.runner)
+
     def gateway(self) -> str | None:
         """The host's address on the stack's network, where the engines reach a server of ours (images)."""
         container = self.container(self.plan.replicas[0].service)
@@ -160,7 +169,7 @@ def rollout(stack: Stack, on_step=print) -> list[tuple[str, float]]:
     and no request meets a replica that is going away."""
     check_host(stack)
     prepare(stack)
-    router = RouterClient(stack.endpoint, stack.key() or "") if stack.plan.router and stack.container("router") else None
+    router = stack.router()
     done = []
     for replica in stack.plan.replicas:
         on_step(f"replacing {replica.service} …")

@@ -1,5 +1,6 @@
 """tiny-cpu-x2's Kubernetes objects, as kustomize builds them, under `podman kube play`: two engine pods and
-the router pod in front of them; the smoke suite passes through the router pod.
+the router pod in front of them; the smoke suite passes through the router pod, whose front answers only
+the client allowlist and checks the key; its admin routes answer inside the pod only.
 
 Where podman differs from a cluster (besides what test_pod.py lists): it has no API server, so the
 router cannot discover the engine pods by label; the test gives it the engine pods' addresses as static
@@ -20,6 +21,7 @@ import yaml
 from deploy.plan import resolve
 from deploy.runtime.net import free_port, wait_for_http
 from deploy.runtime.process import wait_until
+from deploy.runtime.router import RouterClient
 from deploy.runtime.smoke import plan_options, run_suite
 from deploy.runtime.stack import Stack, prepare
 from deploy.spec import load_profile
@@ -31,6 +33,7 @@ from tests.integration.test_pod import (
     load_into_podman,
     podman,
 )
+from tests.tools.router_routes import every_route, other_spellings
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 READY_DEADLINE_SECONDS = 420
@@ -107,9 +110,6 @@ def routed(tmp_path_factory):
         start = args.index("--service-discovery")
         end = args.index("--service-discovery-namespace") + 2
         container["args"] = ["--worker-urls", *(f"http://{a}:8000" for a in addresses), *args[:start], *args[end:]]
-        for variable in container["env"]:
-            if variable["name"] == "VLLM_ROUTER_KEY_VALIDATION_URLS":
-                variable["value"] = ",".join(f"http://{a}:8000/v1/models" for a in addresses)
         for_podman(router, "router", publish=True)
         container = router["spec"]["template"]["spec"]["containers"][0]
         port = container["ports"][0]["hostPort"]
@@ -120,9 +120,8 @@ def routed(tmp_path_factory):
         base_url = f"http://127.0.0.1:{port}"
 
         def ready() -> bool:
-            try:
-                return requests.get(f"{base_url}/readiness", headers={"Authorization": f"Bearer {key}"},
-                                    timeout=2).json().get("healthy_workers") == 2
+            try:  # NB: public at the front, as the kubelet's probes call it
+                return requests.get(f"{base_url}/readiness", timeout=2).json().get("healthy_workers") == 2
             except (requests.RequestException, ValueError):
                 return False
 
@@ -143,7 +142,24 @@ def test_the_smoke_suite_passes_through_the_router_pod(routed, measured):
     measured["smoke suite through the router pod (cases)"] = len(cases)
 
 
-def test_the_router_pod_checks_the_key(routed):
-    _, base_url, key, _ = routed
+def router_admin(plan) -> RouterClient:
+    """The router's admin routes, from inside its pod's container (as `kubectl exec` would)."""
+    names = [n for n in podman("ps", "--format", "{{.Names}}").stdout.split()
+             if n.startswith(f"{plan.router.object_name}-pod-")]
+    assert len(names) == 1, podman("ps", "-a").stdout
+    return RouterClient("", ["env", f"CONTAINERS_CONF={CONF}", "podman", "exec", names[0]], plan.router.python,
+                        plan.router.admin_url)
+
+
+def test_the_router_pod_answers_only_the_allowlist_and_checks_the_key(routed, measured):
+    plan, base_url, key, _ = routed
     assert requests.get(f"{base_url}/v1/models", timeout=5).status_code == 401
     assert requests.get(f"{base_url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=5).ok
+    admin = router_admin(plan)
+    expected = sorted(admin.workers())
+    assert len(expected) == plan.kubernetes.replicas
+    problems, calls = every_route(plan, base_url, key, expected[0])
+    problems += other_spellings(base_url, key, expected[0])
+    assert not problems, "\n".join(problems)
+    assert sorted(admin.workers()) == expected  # the admin routes called with the client key did nothing
+    measured["router pod front: table routes x 3 keys called"] = calls

@@ -1,6 +1,8 @@
 """tiny-cpu-x2 for real: two CPU replicas behind vLLM's router under Docker Compose. The smoke suite passes
-through the router; the key is checked at the router and at each engine; a rollout under load loses no
-request; a killed engine costs at most the requests in flight on it, and the router takes it back.
+through the router; its front answers only the client allowlist of the router's route table and checks
+the key (admin routes unreachable, even with the client key), each engine checks it too; a rollout under
+load loses no request; a killed engine costs at most the requests in flight on it, and the router takes it
+back; a router started before its engines accepts the key once they are up, without a restart.
 Prometheus beside it scrapes every replica and the router, every rule and dashboard query evaluates, the
 "engine down" alert fires for the killed engine, and `vllm-deploy status` reads it all.
 
@@ -9,6 +11,8 @@ A copy of tiny-cpu-x2 under its own name and a free port: a developer's own stac
 
 from __future__ import annotations
 
+import functools
+import os
 import subprocess
 import threading
 import time
@@ -22,15 +26,18 @@ from deploy.plan import resolve
 from deploy.runtime.docker import docker_cli
 from deploy.runtime.net import free_port
 from deploy.runtime.process import wait_until
+from deploy.runtime.router import RouterClient
 from deploy.runtime.smoke import plan_options, run_suite
-from deploy.runtime.stack import Stack, down, up
+from deploy.runtime.stack import Stack, down, up, wait_services
 from deploy.runtime.status import Prometheus, status
 from deploy.spec import load_profile
 from deploy.spec.variant import write_variant
 from tests.conftest import print_logs_if_failed
+from tests.tools.router_routes import every_route, other_spellings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-NAME = "tiny-cpu-x2-test"
+# NB: engineers sharing one Docker host give each run its own compose project (and cache volume).
+NAME = os.environ.get("ROUTER_TEST_PROJECT", "tiny-cpu-x2-test")
 LOAD_REQUESTS = 500  # the issue's figure, at concurrency 8
 CONCURRENCY = 8
 
@@ -77,13 +84,31 @@ def test_the_smoke_suite_passes_through_the_router(x2):
     assert readiness(x2)["healthy_workers"] == 2
 
 
-def test_the_key_is_checked_at_the_router_and_at_each_engine(x2):
-    # At the router: every route, its admin routes included (the stock router leaves those open).
-    assert requests.get(f"{x2.endpoint}/v1/models", timeout=5).status_code == 401
-    assert requests.post(f"{x2.endpoint}/remove_worker", params={"url": "http://vllm-0:8000"}, timeout=5).status_code == 401
-    assert requests.get(f"{x2.endpoint}/v1/models", headers={"Authorization": "Bearer wrong"}, timeout=5).status_code == 401
-    assert requests.get(f"{x2.endpoint}/v1/models", headers={"Authorization": f"Bearer {x2.key()}"}, timeout=5).ok
-    # At each engine, reached on the compose network (engines publish no port).
+def workers(stack: Stack) -> list[str]:
+    """The router's workers, asked on its admin route from inside its container (the only way in)."""
+    router = stack.router()
+    assert router is not None, "no router container"
+    return sorted(router.workers())
+
+
+def test_every_route_of_the_routers_table_is_closed_but_the_allowlist(x2, measured):
+    """Each route of vLLM's router's own table on the published port: outside the front's allowlist 404 with
+    any key (admin routes with the client key included: called so that they would act, removing a real
+    replica or adding a foreign URL); on it 401 without the right key but on the public routes; the
+    client's routes answer with it. The router still has both replicas."""
+    expected = sorted(r.url for r in x2.plan.replicas)
+    assert workers(x2) == expected
+    started = time.monotonic()
+    problems, calls = every_route(x2.plan, x2.endpoint, x2.key(), x2.plan.replicas[0].url)
+    problems += other_spellings(x2.endpoint, x2.key(), x2.plan.replicas[0].url)
+    assert not problems, "\n".join(problems)
+    assert workers(x2) == expected
+    assert readiness(x2)["healthy_workers"] == 2
+    measured["router front: table routes x 3 keys called (s)"] = f"{calls} calls, {time.monotonic() - started:.1f}"
+
+
+def test_each_engine_checks_the_key_too(x2):
+    # Reached on the compose network (engines publish no port).
     probe = ("import urllib.request, urllib.error\n"
              "try:\n    urllib.request.urlopen('http://127.0.0.1:8000/v1/models', timeout=5); print(200)\n"
              "except urllib.error.HTTPError as e:\n    print(e.code)")
@@ -228,3 +253,68 @@ def test_a_killed_engine_costs_at_most_its_requests_in_flight(x2, measured):
     assert "engines healthy     1/2" in shown[0], shown[0]
     final = readiness(x2)
     assert (final["healthy_workers"], final["total_workers"]) == (2, 2)
+
+
+def test_a_router_started_before_its_engines_accepts_the_key_once_they_are_up(x2, measured):
+    """The router's own key check asked the engines and kept a refusal for good, so a router that served
+    before its engines refused the right key until restarted (on Kubernetes, where it serves at once and
+    discovers the engine pods later, its own keyed probe made that refusal). The front asks no engine.
+    Two routers start before the engines: the compose service (static workers: its front answers, the
+    router waits for them) and a second one with no workers, serving at once as on Kubernetes, given the
+    engines later through its admin route. The key works on both as soon as the engines are up, and
+    neither container was restarted."""
+    plan = x2.plan
+    engines, urls = [r.service for r in plan.replicas], [r.url for r in plan.replicas]
+    headers = {"Authorization": f"Bearer {x2.key()}"}
+    x2.compose("stop", "router", *engines).checked("docker compose stop")
+    x2.compose("up", "-d", "--no-deps", "router").checked("docker compose up router")
+    early, port = f"{NAME}-router-early", free_port()
+    argv = [a for a in plan.router.compose_argv if a != "--worker-urls" and a not in urls]
+    try:
+        x2.compose("run", "-d", "--no-deps", "--name", early, "-p", f"127.0.0.1:{port}:{plan.router.container_port}",
+                   "router", *argv).checked("docker compose run router")
+        routers = {"service": (x2.container("router"), x2.endpoint), "early": (early, f"http://127.0.0.1:{port}")}
+        started_at = {name: x2.engine.inspect(c)["State"]["StartedAt"] for name, (c, _) in routers.items()}
+
+        def models(endpoint: str, sent: dict | None = None) -> int | None:
+            try:
+                return requests.get(f"{endpoint}/v1/models", headers=headers if sent is None else sent,
+                                    timeout=5).status_code
+            except requests.RequestException:
+                return None
+
+        # Before any engine: the service's front answers for a router still waiting for its workers; the early
+        # router answers itself (no workers). The right key is not refused; no key is.
+        assert wait_until(lambda: models(x2.endpoint), timeout=60, interval=0.5)[0] in (502, 503)
+        assert wait_until(lambda: models(routers["early"][1]), timeout=60, interval=0.5)[0] == 503
+        for _, endpoint in routers.values():
+            assert models(endpoint, {}) == 401
+        began = time.monotonic()
+        x2.compose("start", *engines).checked("docker compose start")
+        wait_services(x2, engines)
+        admin = RouterClient(routers["early"][1], [docker_cli(), "exec", early], plan.router.python,
+                             plan.router.admin_url)
+        for url in urls:
+            admin.add(url)
+
+        def both_workers(endpoint: str) -> bool | None:
+            try:  # NB: the front answers 503 (not JSON) until the router listens
+                found = requests.get(f"{endpoint}/readiness", timeout=5).json()
+                return True if found.get("healthy_workers") == 2 else None
+            except (requests.RequestException, ValueError):
+                return None
+
+        for name, (container, endpoint) in routers.items():
+            wait_until(functools.partial(both_workers, endpoint), timeout=300, interval=1)
+            assert models(endpoint) == 200, name
+            chat = requests.post(f"{endpoint}/v1/chat/completions", headers=headers, timeout=120, json={
+                "model": plan.served_model_name, "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]})
+            assert chat.status_code == 200, (name, chat.text[:300])
+            state = x2.engine.inspect(container)
+            assert state["State"]["StartedAt"] == started_at[name] and state["RestartCount"] == 0, name
+        measured["routers before their engines: engines started to the key working on both (s)"] = round(
+            time.monotonic() - began, 1)
+        assert workers(x2) == sorted(urls)
+    finally:
+        subprocess.run([docker_cli(), "rm", "-f", early], capture_output=True)
+    wait_services(x2, ["router"])  # healthy again, as the module found it

@@ -60,11 +60,9 @@ CLIENTS: dict[str, tuple[Callable[[str, Any], Any], type[BaseException], Callabl
     # Prometheus: a clear UserError, or a screen whose unusable figures say n/a
     "status": (run_status, UserError, lambda text: "n/a" in text),
     # the router: its admin routes want a 2xx; readiness a JSON object, healthy_workers an integer in it
-    "router-admin": (lambda base, _: RouterClient(base, CANARY, admin_deadline=DEADLINE).remove("http://vllm-1:8000"),
-                     UserError, lambda result: result is None),
-    "router-readiness": (lambda base, _: RouterClient(base, CANARY, readiness_deadline=DEADLINE).readiness(),
+    "router-readiness": (lambda base, _: RouterClient(base, (), "python3", "", readiness_deadline=DEADLINE).readiness(),
                          UserError, lambda result: isinstance(result, dict)),
-    "router-healthy-workers": (lambda base, _: healthy_workers(RouterClient(base, CANARY, readiness_deadline=DEADLINE)),
+    "router-healthy-workers": (lambda base, _: healthy_workers(RouterClient(base, (), "python3", "", readiness_deadline=DEADLINE)),
                                UserError, lambda result: result is None),
     # the load generator: anything but a chat completion is an error it counts, never an exception
     "load": (run_load, UserError, lambda r: r.requests == r.errors == 4 and sum(r.failures.values()) == 4),
@@ -115,7 +113,9 @@ def test_the_corpus_covers_what_the_issue_lists():
     listed = {"trickle-body", "trickle-headers", "endless", "huge", "wrong-content-type", "html", "text-200",
               "invalid-json", "wrong-shape", "nan", "error-500", "reset", "nothing-listening", "empty-choices"}
     assert listed <= set(ANSWERS)
-    assert len(CLIENTS) * len(ANSWERS) >= 250
+    # NB: the router's admin calls run inside its container (docker exec), not over HTTP from here: their odd
+    # answers are pinned in test_router_front.py (test_admin_failures_are_one_sentence).
+    assert len(CLIENTS) * len(ANSWERS) >= 230
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,17 +7,14 @@ these pin the middleware's own decisions without vLLM.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 
 import pytest
 
 from deploy.paths import BUILD_ASSETS
 from deploy.plan.engine import API_KEY_VARIABLE, EDGE_MIDDLEWARE, HEALTH_PATH
+from tests.conftest import module_from_file
 
-spec = importlib.util.spec_from_file_location("vllm_deploy_edge", BUILD_ASSETS["vllm_deploy_edge.py"])
-assert spec is not None and spec.loader is not None
-edge = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(edge)
+edge = module_from_file("vllm_deploy_edge", BUILD_ASSETS["vllm_deploy_edge.py"])
 KEY = "sk-test-0123456789"
 
 

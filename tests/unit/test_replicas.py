@@ -43,12 +43,19 @@ def test_cpu_replicas_get_their_own_core_and_only_the_router_is_published():
     assert router["depends_on"] == {"vllm-0": {"condition": "service_healthy"},
                                     "vllm-1": {"condition": "service_healthy"}}
     assert router["command"][:3] == ["--worker-urls", "http://vllm-0:8000", "http://vllm-1:8000"]
-    # The key reaches the router from the same source as the engines, by environment only.
-    assert router["environment"]["VLLM_ROUTER_API_KEY"].startswith("${VLLM_API_KEY:?")
-    assert router["environment"]["VLLM_ROUTER_KEY_VALIDATION_URLS"] == (
-        "http://vllm-0:8000/v1/models,http://vllm-1:8000/v1/models")
-    assert not [a for a in router["command"] if "api-key" in a or "VLLM_API_KEY" in a]
+    # The key reaches the router from the same source as the engines, by environment only; the front checks
+    # it (no engine is asked: nothing to validate against).
+    assert router["environment"] == {
+        "VLLM_ROUTER_API_KEY": "${VLLM_API_KEY:?set VLLM_API_KEY in the environment or in .env}"}
+    assert not [a for a in router["command"] + router["entrypoint"] if "api-key" in a or "VLLM_API_KEY" in a]
     assert router["read_only"] is True and router["cap_drop"] == ["ALL"]
+    # The front takes the published port; the router listens on loopback inside the container.
+    assert router["entrypoint"][2:] == ["/usr/sbin/haproxy", "-db", "-f", "/opt/vllm-deploy/router-haproxy.cfg", "--"]
+    command = router["command"]
+    assert command[command.index("--host") + 1] == "127.0.0.1" and command[command.index("--port") + 1] == "8001"
+    # Its health check goes through the front, on a public route: no key in it.
+    assert "/readiness" in router["healthcheck"]["test"][-1] and "KEY" not in router["healthcheck"]["test"][-1]
+    assert router["stop_grace_period"] == "605s"  # preStop 5 + the router's request timeout 600
 
 
 def test_gpu_replicas_get_their_own_gpus():
@@ -96,7 +103,15 @@ def test_the_router_discovers_engine_pods_and_may_only_read_pods():
     assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
     assert pod["serviceAccountName"] == "tiny-cpu-x2-router" and pod["securityContext"]["runAsNonRoot"] is True
     env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert list(env) == ["VLLM_ROUTER_API_KEY"]
     assert env["VLLM_ROUTER_API_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "VLLM_API_KEY"
+    # The front's port is the pod's only http port; the probes reach its public routes without a key.
+    container = pod["containers"][0]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8000, "metrics": 29000}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readiness", "port": "http"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/readiness", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/liveness", "port": "http"}
+    assert pod["terminationGracePeriodSeconds"] == 605
     # The public Service is the router's; the engines' is internal.
     services = {o["metadata"]["name"]: o for o in found if o["kind"] == "Service"}
     assert services["tiny-cpu-x2"]["spec"]["selector"] == router["spec"]["selector"]["matchLabels"]
@@ -113,7 +128,7 @@ def test_router_command_lines_parse_with_the_routers_own_parser():
         assert router is not None, ref
         for argv in (router.compose_argv, router.kubernetes_argv):
             args = parse_router_args(list(argv))
-            assert args.port == 8000 and args.policy == argv[argv.index("--policy") + 1]
+            assert (args.host, args.port) == ("127.0.0.1", 8001) and args.policy == argv[argv.index("--policy") + 1]
             assert args.api_key is None  # the key never on a command line
             assert args.health_check_interval_secs == 5 and args.prometheus_port == 29000
         compose_args = parse_router_args(list(router.compose_argv))
