@@ -88,8 +88,8 @@ mypy: test-venv ## mypy with the pydantic plugin over deploy/, tests/, smoke_tes
 check: ruff format-check mypy test-fast ## before a commit: ruff, the format check, mypy, then the fast suite
 
 # NB: ruff and mypy first, so that a lint or type error fails in seconds, before the engine venv and Docker.
-test: ruff mypy test-venv engine docker podman registry prometheus ## set up and run every test, slow ones included (what CI runs)
-	ENGINE_PYTHON=$(CURDIR)/$(ENGINE_VENV)/bin/python $(PY) -m pytest $(TEST_ARGS)
+test: ruff format-check mypy test-venv engine docker podman registry prometheus ## set up and run every test, slow ones included (what CI runs)
+	ENGINE_PYTHON=$(CURDIR)/$(ENGINE_VENV)/bin/python $(PY) -m pytest --durations=40 $(TEST_ARGS)
 
 test-fast: test-venv prometheus ## unit tests and the quick validators: no Docker, no vLLM engine
 	$(PY) -m pytest -m "not engine and not docker and not podman and not slow" -q

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from deploy.errors import MAX_LINE, MAX_PROBLEMS, UserError, escape
+from deploy.errors import MAX_LINE, UserError, escape
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug, not the user's input
@@ -54,13 +54,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     plan = _plan(args.profile)
     # NB: the plan holds no secret values at all, only the names of the variables that carry them.
     # NB: escaped for the terminal: PyYAML writes a profile's bidi controls and U+2028 as they are.
-    print(escape(yaml.safe_dump(plan.model_dump(mode="json"), sort_keys=False, allow_unicode=True),
-                 keep_newlines=True), end="")
+    print(
+        escape(yaml.safe_dump(plan.model_dump(mode="json"), sort_keys=False, allow_unicode=True), keep_newlines=True),
+        end="",
+    )
     return 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from deploy.render import render_profiles, stale_files, write_files
+    from deploy.render import drift_lines, render_profiles, stale_files, write_files
     from deploy.spec import builtin_names
 
     if args.all and args.profiles:
@@ -75,12 +77,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else _source_root()
     if args.check:
         drift = stale_files(files, out)
-        for item in drift[:MAX_PROBLEMS]:
-            print(f"out of date: {escape(item.path, limit=MAX_LINE)} ({escape(item.reason)})", file=sys.stderr)
-        if len(drift) > MAX_PROBLEMS:
-            print(f"… and {len(drift) - MAX_PROBLEMS} more", file=sys.stderr)
+        for line in drift_lines(drift):
+            print(line, file=sys.stderr)
         if drift:
-            print("run `make render` (or `vllm-deploy render --all`) and commit the result", file=sys.stderr)
             return 1
         print(f"{len(files)} files up to date")
         return 0
@@ -101,8 +100,9 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     if args.output is not None and not args.output.strip():
         raise UserError("init: -o needs a file name (it was empty)")
-    text = init_profile(args.source, name=args.name, device=args.device, gpu_memory_gib=args.gpu_memory_gib,
-                        images=args.images)
+    text = init_profile(
+        args.source, name=args.name, device=args.device, gpu_memory_gib=args.gpu_memory_gib, images=args.images
+    )
     if args.output is None:
         print(text, end="")
         return 0
@@ -131,8 +131,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     stack = _stack(args.profile)
     result = up(stack)
-    print(f"image ready in {result.build_seconds} s ({result.build_steps_run} build steps run), "
-          f"healthy {result.healthy_seconds} s after start")
+    print(
+        f"image ready in {result.build_seconds} s ({result.build_steps_run} build steps run), "
+        f"healthy {result.healthy_seconds} s after start"
+    )
     print(how_to_call(stack))
     return 0
 
@@ -188,26 +190,14 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
-    from deploy.runtime.smoke import BASE_URL_READY_SECONDS, plan_options, print_table, run_suite
+    from deploy.runtime.smoke import smoke_command
 
-    options: list[str] = []
-    key, ready = args.api_key, BASE_URL_READY_SECONDS
-    if args.profile and not args.base_url:
-        # A profile brought up by `up`: its published port, its key, an image server on its network's gateway,
-        # and its load budget to become healthy.
-        stack = _stack(args.profile, warn=False)
-        options = plan_options(stack.plan, stack.endpoint, stack.gateway())
-        key, ready = args.api_key or stack.key(), stack.plan.health.start_period_seconds
-    for flag, value in (("--base-url", args.base_url), ("--model", args.model), ("--image-url", args.image_url)):
-        if value:
-            options += [flag, value]
-    if args.local_image_server:
-        options.append("--local-image-server")
-    code, cases, output = run_suite(options + args.passthrough, key=key, ready=ready)
-    print_table(cases)
-    if code != 0:
-        print(output, file=sys.stderr)
-    return 0 if code == 0 else 1
+    # A profile brought up by `up` (no --base-url): its published port, its key, an image server on its
+    # network's gateway, and its load budget to become healthy.
+    stack = _stack(args.profile, warn=False) if args.profile and not args.base_url else None
+    return smoke_command(
+        stack, args.api_key, args.base_url, args.model, args.image_url, args.local_image_server, args.passthrough
+    )
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -217,16 +207,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from deploy.bench.load import image_server, image_urls_for, levels_of, load_levels, print_results, write_json
+    from deploy.bench.load import load_command
 
-    levels = levels_of(args.concurrency)
-    with image_server(args.image_server_host) as url:
-        results = load_levels(args.base_url.rstrip("/"), args.api_key, args.model, levels, args.requests,
-                              image_urls_for(url), deadline=args.timeout)
-    print_results(results, f"{args.base_url}: {args.requests} image requests per level")
-    if args.json:
-        write_json(Path(args.json), {"base_url": args.base_url, "results": results})
-    return 1 if any(r.errors for r in results) else 0
+    return load_command(
+        args.base_url,
+        args.api_key,
+        args.model,
+        args.concurrency,
+        args.requests,
+        args.image_server_host,
+        args.timeout,
+        Path(args.json) if args.json else None,
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -281,23 +273,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_schema)
 
     p = sub.add_parser("init", help="draft a commented profile from a model's config files")
-    p.add_argument("source", metavar="SOURCE",
-                   help="a model directory, or a hub id whose config files are in the local Hugging Face cache")
+    p.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="a model directory, or a hub id whose config files are in the local Hugging Face cache",
+    )
     p.add_argument("-o", "--output", metavar="FILE", help="write the profile here (default: standard output)")
     p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     p.add_argument("--name", help="profile name (default: from the model's name)")
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="default: cuda")
-    p.add_argument("--gpu-memory-gib", type=float, metavar="GIB",
-                   help="memory of one GPU: max-model-len and gpu-memory-utilization are sized to fit it")
+    p.add_argument(
+        "--gpu-memory-gib",
+        type=float,
+        metavar="GIB",
+        help="memory of one GPU: max-model-len and gpu-memory-utilization are sized to fit it",
+    )
     p.add_argument("--images", type=int, metavar="N", help="images a request may carry (default: 2)")
     p.set_defaults(run=cmd_init)
 
-    for name, run, text in (("up", cmd_up, "render, build and start a profile with Docker Compose; wait until healthy"),
-                            ("down", cmd_down, "stop a profile's containers (volumes are kept)"),
-                            ("push", cmd_push, "build a profile's images and push them to its image.registry"),
-                            ("rollout", cmd_rollout, "replace a running stack's replicas one at a time, each healthy before the next"),
-                            ("doctor", cmd_doctor, "preflight: Docker, Compose v2, NVIDIA runtime, port, model, memory"),
-                            ("logs", cmd_logs, "show the vLLM container's logs")):
+    for name, run, text in (
+        ("up", cmd_up, "render, build and start a profile with Docker Compose; wait until healthy"),
+        ("down", cmd_down, "stop a profile's containers (volumes are kept)"),
+        ("push", cmd_push, "build a profile's images and push them to its image.registry"),
+        ("rollout", cmd_rollout, "replace a running stack's replicas one at a time, each healthy before the next"),
+        ("doctor", cmd_doctor, "preflight: Docker, Compose v2, NVIDIA runtime, port, model, memory"),
+        ("logs", cmd_logs, "show the vLLM container's logs"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("profile", help=profile_help)
         p.set_defaults(run=run)
@@ -314,8 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("smoke", help="run the smoke suite against a running server and print a table")
     p.add_argument("profile", nargs="?", help=profile_help + " (its port, model and smoke settings)")
     p.add_argument("--base-url", help="server root, e.g. http://127.0.0.1:8000 (env SMOKE_BASE_URL)")
-    p.add_argument("--api-key", help="the server's key (better: env SMOKE_API_KEY, then VLLM_API_KEY; "
-                   "the suite gets it in its environment)")
+    p.add_argument(
+        "--api-key",
+        help="the server's key (better: env SMOKE_API_KEY, then VLLM_API_KEY; the suite gets it in its environment)",
+    )
     p.add_argument("--model", help="model name (default: the first of /v1/models)")
     p.add_argument("--image-url", help="image to request by URL (default: the guide's stop sign)")
     p.add_argument("--local-image-server", action="store_true", help="serve a generated JPEG from this machine")
@@ -323,8 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_smoke)
 
     p = sub.add_parser("bench", help="every figure of BENCHMARKS.md on tiny-cpu (what `make bench` runs)")
-    p.add_argument("--engine-python", default=".venv-engine/bin/python",
-                   help="the engine venv's python, for the bare-process baseline")
+    p.add_argument(
+        "--engine-python",
+        default=".venv-engine/bin/python",
+        help="the engine venv's python, for the bare-process baseline",
+    )
     p.set_defaults(run=cmd_bench)
 
     p = sub.add_parser("load", help="multimodal load against any endpoint: req/s and latency per concurrency")
@@ -333,10 +339,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="default: the first of /v1/models")
     p.add_argument("--concurrency", default="1,4,8", help="levels, comma-separated (default 1,4,8)")
     p.add_argument("--requests", type=int, default=100, help="requests per level (default 100)")
-    p.add_argument("--timeout", type=float, default=300.0,
-                   help="seconds one request may take, all told; past it the request counts as an error (300)")
-    p.add_argument("--image-server-host", help="serve the URL images from this address of this machine "
-                   "(one the server can reach); default: base64 images only")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds one request may take, all told; past it the request counts as an error (300)",
+    )
+    p.add_argument(
+        "--image-server-host",
+        help="serve the URL images from this address of this machine "
+        "(one the server can reach); default: base64 images only",
+    )
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.set_defaults(run=cmd_load)
 
@@ -351,15 +364,17 @@ def main(argv: list[str] | None = None) -> int:
     """The one error boundary: a UserError is exit 2, Ctrl-C 130, anything else one line and exit 70."""
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after a bare -- is passed through untouched (to pytest, for `smoke`).
-    passthrough = argv[argv.index("--") + 1:] if "--" in argv else []
+    passthrough = argv[argv.index("--") + 1 :] if "--" in argv else []
     own = argv[: len(argv) - len(passthrough) - (1 if "--" in argv else 0)]
     debug = "--debug" in own
     try:
         args = build_parser().parse_args(own)
         args.passthrough = passthrough
         if "--" in argv and args.command != "smoke":
-            print(f"error: arguments after -- go to the smoke suite's pytest; `{args.command}` takes none",
-                  file=sys.stderr)
+            print(
+                f"error: arguments after -- go to the smoke suite's pytest; `{args.command}` takes none",
+                file=sys.stderr,
+            )
             return EXIT_USER_ERROR
         return args.run(args)
     except UserError as exc:

@@ -18,7 +18,7 @@ MAX_LINE = 2000  # characters of one problem or one summary line, after escaping
 # Categories never written raw: controls (C0, C1, DEL), format characters (bidi overrides and isolates,
 # U+200E/F marks, zero-width characters, the BOM), line and paragraph separators (U+2028/9), surrogates
 # and unassigned code points.
-_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Cn"})
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Cn", "Co"})
 
 
 def _escaped(char: str) -> str:
@@ -28,7 +28,9 @@ def _escaped(char: str) -> str:
 
 def is_unsafe(char: str) -> bool:
     """A character that may move the cursor, reorder the line, start a new one or hide itself."""
-    return unicodedata.category(char) in _UNSAFE_CATEGORIES
+    category = unicodedata.category(char)
+    # NB: spaces other than " " (no-break, ideographic, …) pass for a space on screen: shown escaped too.
+    return category in _UNSAFE_CATEGORIES or (category == "Zs" and char != " ")
 
 
 def escape(text: object, *, keep_newlines: bool = False, limit: int | None = None) -> str:
@@ -40,6 +42,24 @@ def escape(text: object, *, keep_newlines: bool = False, limit: int | None = Non
     if limit is not None and len(text) > limit:
         text = f"{text[:limit]}… ({len(text) - limit} more characters)"
     return text
+
+
+SHOWN_CHARS = 200  # of a server's text in a message
+
+
+def shown(text: str, limit: int = SHOWN_CHARS) -> str:
+    """Text that came from outside, safe for a terminal: one line, control, bidi and other invisible
+    format characters escaped (`\\x1b`, `\\u202e`), at most `limit` characters then how many more."""
+    escaped = escape(text).strip()
+    if len(escaped) <= limit:
+        return escaped
+    return escaped[:limit] + f"… ({len(escaped) - limit} more characters)"
+
+
+def shown_lines(text: str) -> str:
+    """Output that came from outside (a child's, with servers' words in it), escaped line by line: its
+    line breaks and indentation kept, everything else as `shown` escapes it."""
+    return "\n".join(escape(line) for line in text.splitlines())
 
 
 @dataclass(frozen=True, order=True)

@@ -15,7 +15,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from deploy.errors import UserError
+from deploy.errors import MAX_LINE, MAX_PROBLEMS, UserError, escape
 
 # Files render never writes yet expects in a directory it owns: the stack's secrets and the wheels `make up`
 # fetches. .gitignore keeps them out of git (tests/unit/test_render.py checks it agrees).
@@ -34,8 +34,13 @@ class Drift:
 
 def owned_directories(files: dict[str, str]) -> list[str]:
     """The directories render owns: compose/<name>/ and k8s/<name>/ of the profiles rendered."""
-    return sorted({"/".join(parts[:2]) for parts in (PurePosixPath(p).parts for p in files)
-                   if len(parts) > 2 and parts[0] in ("compose", "k8s")})
+    return sorted(
+        {
+            "/".join(parts[:2])
+            for parts in (PurePosixPath(p).parts for p in files)
+            if len(parts) > 2 and parts[0] in ("compose", "k8s")
+        }
+    )
 
 
 def _kept(relative: str) -> bool:
@@ -95,8 +100,12 @@ def _strays(out_dir: Path, files: dict[str, str]) -> list[Drift]:
             continue
 
         def unreadable(exc: OSError) -> None:
-            found.append(Drift(str(PurePosixPath(*Path(exc.filename).relative_to(out_dir).parts)),
-                               f"cannot be read ({exc.strerror})"))
+            found.append(
+                Drift(
+                    str(PurePosixPath(*Path(exc.filename).relative_to(out_dir).parts)),
+                    f"cannot be read ({exc.strerror})",
+                )
+            )
 
         for directory, subdirectories, names in os.walk(root, onerror=unreadable):
             here = Path(directory)
@@ -117,8 +126,11 @@ def stale_files(files: dict[str, str], out_dir: Path) -> list[Drift]:
         pass
     except OSError as exc:
         raise UserError(f"{out_dir}: cannot be used as the output root ({exc.strerror})") from None
-    drift = [Drift(path, reason) for path, text in sorted(files.items())
-             if (reason := _drift(out_dir, path, text)) is not None]
+    drift = [
+        Drift(path, reason)
+        for path, text in sorted(files.items())
+        if (reason := _drift(out_dir, path, text)) is not None
+    ]
     return sorted(drift + _strays(out_dir, files), key=lambda d: d.path)
 
 
@@ -139,8 +151,10 @@ def _unwritable(out_dir: Path, relative: str) -> str | None:
         except OSError as exc:
             return f"{current}: cannot be checked ({exc.strerror})"
         if stat.S_ISLNK(mode):
-            return (f"{current}: is a symbolic link; render writes only real files and directories under "
-                    f"{out_dir} (remove the link)")
+            return (
+                f"{current}: is a symbolic link; render writes only real files and directories under "
+                f"{out_dir} (remove the link)"
+            )
         if not last and not stat.S_ISDIR(mode):
             return f"{current}: is a file where a directory is needed"
         if last and stat.S_ISDIR(mode):
@@ -292,8 +306,11 @@ def write_files(files: dict[str, str], out_dir: Path) -> list[Path]:
         write.roll_back()
         appeared = exc.errno in (errno.ELOOP, errno.ENOTDIR) and _link_in_path(out_dir, write.current) is not None
         why = "a symbolic link appeared on its way" if appeared else exc.strerror or str(exc)
-        left = (f"; {len(write.leftovers)} change(s) could not be undone, see {out_dir}" if write.leftovers else
-                "; nothing was changed")
+        left = (
+            f"; {len(write.leftovers)} change(s) could not be undone, see {out_dir}"
+            if write.leftovers
+            else "; nothing was changed"
+        )
         raise UserError(f"{out_dir / write.current}: cannot be written ({why}){left}") from None
     except BaseException:
         write.roll_back()
@@ -303,3 +320,16 @@ def write_files(files: dict[str, str], out_dir: Path) -> list[Path]:
     finally:
         write.close()
     return [out_dir / relative for relative in sorted(files)]
+
+
+def drift_lines(drift: list[Drift]) -> list[str]:
+    """What `render --check` says of the drift it found: a line a file (escaped, the first MAX_PROBLEMS),
+    then what to do; nothing when there is none."""
+    if not drift:
+        return []
+    lines = [
+        f"out of date: {escape(item.path, limit=MAX_LINE)} ({escape(item.reason)})" for item in drift[:MAX_PROBLEMS]
+    ]
+    if len(drift) > MAX_PROBLEMS:
+        lines.append(f"… and {len(drift) - MAX_PROBLEMS} more")
+    return [*lines, "run `make render` (or `vllm-deploy render --all`) and commit the result"]

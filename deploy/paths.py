@@ -6,10 +6,14 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).parent
 # Installed wheels carry the templates inside the package; a source checkout keeps them at the top.
-TEMPLATE_DIR = next((d for d in (PACKAGE_DIR / "templates", PACKAGE_DIR.parent / "templates") if d.is_dir()),
-                    PACKAGE_DIR / "templates")
+TEMPLATE_DIR = next(
+    (d for d in (PACKAGE_DIR / "templates", PACKAGE_DIR.parent / "templates") if d.is_dir()), PACKAGE_DIR / "templates"
+)
 # Files an image build copies into its context, beside the rendered Dockerfile.
 ASSETS_DIR = PACKAGE_DIR / "assets"
-BUILD_ASSETS = {"engine-venv.sh": ASSETS_DIR / "engine-venv.sh", "tiny_model.py": ASSETS_DIR / "tiny_model.py",
-                "router_launch.py": ASSETS_DIR / "router_launch.py",
-                "vllm_deploy_edge.py": ASSETS_DIR / "edge" / "vllm_deploy_edge.py"}
+BUILD_ASSETS = {
+    "engine-venv.sh": ASSETS_DIR / "engine-venv.sh",
+    "tiny_model.py": ASSETS_DIR / "tiny_model.py",
+    "router_launch.py": ASSETS_DIR / "router_launch.py",
+    "vllm_deploy_edge.py": ASSETS_DIR / "edge" / "vllm_deploy_edge.py",
+}

@@ -18,13 +18,21 @@ import jinja2
 import yaml
 
 from deploy.errors import UserError, is_unsafe
-from deploy.output import Drift, stale_files, write_files
+from deploy.output import Drift, drift_lines, stale_files, write_files
 from deploy.paths import BUILD_ASSETS, PACKAGE_DIR, TEMPLATE_DIR
 from deploy.plan import Plan
 from deploy.plan.generation import config_text
 
-__all__ = ["Drift", "render", "render_profiles", "stale_files", "template_text", "write_files",
-           "write_generation_config"]
+__all__ = [
+    "Drift",
+    "drift_lines",
+    "render",
+    "render_profiles",
+    "stale_files",
+    "template_text",
+    "write_files",
+    "write_generation_config",
+]
 
 
 def _json(value: Any, separators: tuple[str, str]) -> str:
@@ -34,8 +42,11 @@ def _json(value: Any, separators: tuple[str, str]) -> str:
         mantissa, exponent = text.split("e")
         return f"{mantissa}.0e{exponent}"
     if isinstance(value, dict):
-        items = (f"{json.dumps(k if isinstance(k, str) else json.dumps(k), ensure_ascii=False)}{separators[1]}"
-                 f"{_json(v, separators)}" for k, v in value.items())
+        items = (
+            f"{json.dumps(k if isinstance(k, str) else json.dumps(k), ensure_ascii=False)}{separators[1]}"
+            f"{_json(v, separators)}"
+            for k, v in value.items()
+        )
         return "{" + separators[0].join(items) + "}"
     if isinstance(value, (list, tuple)):
         return "[" + separators[0].join(_json(v, separators) for v in value) + "]"
@@ -86,11 +97,18 @@ def _kubernetes_flow(value: Any) -> str:
 
 def _rule_groups(groups: list, indent: int) -> str:
     """Prometheus rule groups as a YAML block (quoted by PyYAML where needed), indented for the template."""
-    plain = [{"name": g.name, "rules": [
-        {k: v for k, v in (("record", r.record), ("alert", r.alert), ("expr", r.expr), ("for", r.for_)) if v}
-        | ({"labels": {"severity": r.severity}} if r.severity else {})
-        | ({"annotations": {"summary": r.summary, "description": r.description}} if r.summary else {})
-        for r in g.rules]} for g in groups]
+    plain = [
+        {
+            "name": g.name,
+            "rules": [
+                {k: v for k, v in (("record", r.record), ("alert", r.alert), ("expr", r.expr), ("for", r.for_)) if v}
+                | ({"labels": {"severity": r.severity}} if r.severity else {})
+                | ({"annotations": {"summary": r.summary, "description": r.description}} if r.summary else {})
+                for r in g.rules
+            ],
+        }
+        for g in groups
+    ]
     text = yaml.safe_dump(plain, sort_keys=False, allow_unicode=True, width=10_000, default_style=None)
     pad = " " * indent
     return "".join(f"\n{pad}{line}" for line in text.splitlines())
@@ -234,8 +252,10 @@ def render_profiles(refs: list[str]) -> tuple[dict[str, str], list[str]]:
             problems.append(str(exc))
             continue
         if plan.name in names:
-            problems.append(f"{ref} and {names[plan.name]} are both named {plan.name!r}: their files would overwrite "
-                            "each other; rename one")
+            problems.append(
+                f"{ref} and {names[plan.name]} are both named {plan.name!r}: their files would overwrite "
+                "each other; rename one"
+            )
             continue
         names[plan.name] = ref
         warnings += plan.warnings

@@ -31,8 +31,10 @@ def main() -> int:
     def listing(names: list[str]) -> str:  # one name a line, so a vLLM upgrade reads as a short diff
         return "[\n" + ",\n".join(f"    {json.dumps(n)}" for n in names) + "\n  ]"
 
-    out.write(f'{{\n  "vllm_version": {json.dumps(version)},\n  "multimodal": {listing(multimodal)},\n'
-              f'  "text": {listing(text)}\n}}\n')
+    out.write(
+        f'{{\n  "vllm_version": {json.dumps(version)},\n  "multimodal": {listing(multimodal)},\n'
+        f'  "text": {listing(text)}\n}}\n'
+    )
     return 0
 
 

@@ -72,14 +72,14 @@ def routes(source: str) -> dict[str, list[dict]]:
     body = source[body_start:]
     groups: dict[str, list[dict]] = {}
     for group in GROUP.finditer(body):
-        statement = body[group.end():statement_end(body, group.end())]
+        statement = body[group.end() : statement_end(body, group.end())]
         found = groups.setdefault(group.group(1), [])
         for call in re.finditer(r"\.route\(", statement):
-            arguments = statement[call.end() - 1:balanced(statement, call.end() - 1)]
+            arguments = statement[call.end() - 1 : balanced(statement, call.end() - 1)]
             path = re.match(r'\(\s*"([^"]+)"\s*,', arguments)
             if not path:
                 raise ValueError(f"a route whose path is not a string literal: {arguments[:80]}")
-            methods = sorted({m.upper() for m in METHOD.findall(arguments[path.end():])})
+            methods = sorted({m.upper() for m in METHOD.findall(arguments[path.end() :])})
             if not methods:
                 raise ValueError(f"a route with no method: {path.group(1)}")
             for method in methods:
@@ -99,8 +99,23 @@ def version(sdist: Path) -> str:
 def downloaded(scratch: Path) -> Path:
     """The pinned sdist, downloaded by pip and unpacked under `scratch`; its top folder."""
     pinned = yaml.safe_load(DEVICES.read_text(encoding="utf-8"))["router"]["version"]
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-                    f"vllm-router=={pinned}", "-d", str(scratch)], check=True, stdout=sys.stderr)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            f"vllm-router=={pinned}",
+            "-d",
+            str(scratch),
+        ],
+        check=True,
+        stdout=sys.stderr,
+    )
     archive = next(scratch.glob("vllm_router-*.tar.gz"))
     with tarfile.open(archive) as tar:
         tar.extractall(scratch, filter="data")
@@ -124,8 +139,10 @@ def write(sdist: Path) -> None:
     for name, found in groups.items():
         entries = ",\n".join(f"    {json.dumps(r)}" for r in found)
         lines.append(f"  {json.dumps(name)}: [\n{entries}\n  ]")
-    sys.stdout.write(f'{{"vllm_router_version": {json.dumps(version(sdist))}, "source": "src/server.rs {FUNCTION}", '
-                     '"groups": {\n' + ",\n".join(lines) + "\n}}\n")
+    sys.stdout.write(
+        f'{{"vllm_router_version": {json.dumps(version(sdist))}, "source": "src/server.rs {FUNCTION}", '
+        '"groups": {\n' + ",\n".join(lines) + "\n}}\n"
+    )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,10 @@ def main() -> int:
     }
     # One option a line, so a vLLM upgrade reads as a short diff.
     lines = [f"  {json.dumps(name)}: {json.dumps(spec)}" for name, spec in table["options"].items()]
-    out.write(f'{{"vllm_version": {json.dumps(table["vllm_version"])}, "allow_abbrev": {json.dumps(table["allow_abbrev"])}, '
-              '"options": {\n' + ",\n".join(lines) + "\n}}\n")
+    out.write(
+        f'{{"vllm_version": {json.dumps(table["vllm_version"])}, "allow_abbrev": {json.dumps(table["allow_abbrev"])}, '
+        '"options": {\n' + ",\n".join(lines) + "\n}}\n"
+    )
     return 0
 
 

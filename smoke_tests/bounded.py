@@ -29,8 +29,10 @@ REDIRECTS = 5
 
 def shown(text: str, limit: int = 300) -> str:
     """Server text for a message: control, bidi and invisible characters escaped, one line, truncated."""
-    out = "".join("\\\\" if c == "\\" else c if unicodedata.category(c)[0] not in "CZ" or c == " " else
-                  f"\\u{ord(c):04x}" for c in text)
+    out = "".join(
+        "\\\\" if c == "\\" else c if unicodedata.category(c)[0] not in "CZ" or c == " " else f"\\u{ord(c):04x}"
+        for c in text
+    )
     return out if len(out) <= limit else out[:limit] + f"… ({len(out) - limit} more characters)"
 
 
@@ -106,17 +108,29 @@ class Answer:
         """The body as JSON; HttpFailureError (naming the request and quoting the body) when it is not."""
         media = self.headers.get("content-type", "").split(";")[0].strip().lower()
         if media != "application/json" and not media.endswith("+json"):
-            raise HttpFailureError(f"{self.method} {self.url} -> {self.status_code} {media or 'no content type'}, "
-                              f"not JSON: {shown(self.text)}")
+            raise HttpFailureError(
+                f"{self.method} {self.url} -> {self.status_code} {media or 'no content type'}, "
+                f"not JSON: {shown(self.text)}"
+            )
         try:
             return json.loads(self.text, parse_constant=_not_json)
         except (ValueError, RecursionError) as exc:
-            raise HttpFailureError(f"{self.method} {self.url} -> {self.status_code}: invalid JSON "
-                              f"({type(exc).__name__}: {shown(str(exc), 100)}): {shown(self.text)}") from None
+            raise HttpFailureError(
+                f"{self.method} {self.url} -> {self.status_code}: invalid JSON "
+                f"({type(exc).__name__}: {shown(str(exc), 100)}): {shown(self.text)}"
+            ) from None
 
 
-def fetch(method: str, url: str, *, deadline: float, cap: int = DEFAULT_CAP, headers: Mapping[str, str] | None = None,
-          json_body: Any = None, follow: bool = False) -> Answer:
+def fetch(
+    method: str,
+    url: str,
+    *,
+    deadline: float,
+    cap: int = DEFAULT_CAP,
+    headers: Mapping[str, str] | None = None,
+    json_body: Any = None,
+    follow: bool = False,
+) -> Answer:
     """One exchange within `deadline` seconds (redirects followed within it when `follow`), at most `cap` body
     bytes. Any status is an Answer; no answer, a too large or a malformed one is an HttpFailureError."""
     ends = time.monotonic() + deadline
@@ -129,8 +143,9 @@ def fetch(method: str, url: str, *, deadline: float, cap: int = DEFAULT_CAP, hea
     raise HttpFailureError(f"{method} {url}: more than {REDIRECTS} redirects")
 
 
-def _once(method: str, url: str, ends: float, deadline: float, cap: int, headers: Mapping[str, str],
-          json_body: Any) -> Answer:
+def _once(
+    method: str, url: str, ends: float, deadline: float, cap: int, headers: Mapping[str, str], json_body: Any
+) -> Answer:
     parts = urlsplit(url)
     label = shown(f"{method} {parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}")
     try:

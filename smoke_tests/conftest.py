@@ -36,14 +36,19 @@ MODULE_ORDER = ["test_health", "test_chat", "test_seed_snippets", "test_auth", "
 
 
 # Cases that need a server configured for them, and the option that says it is.
-NEEDS_OPTION = {"test_a_redirect_off_the_media_allowlist_is_not_followed": "redirect_host",
-                "test_server_stop_ids_apply_without_extra_body": "server_stop_token_ids"}
+NEEDS_OPTION = {
+    "test_a_redirect_off_the_media_allowlist_is_not_followed": "redirect_host",
+    "test_server_stop_ids_apply_without_extra_body": "server_stop_token_ids",
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     settings = smoke_config(config)
-    unconfigured = [i for i in items if isinstance(i, pytest.Function)
-                    and not getattr(settings, NEEDS_OPTION.get(i.originalname, ""), True)]
+    unconfigured = [
+        i
+        for i in items
+        if isinstance(i, pytest.Function) and not getattr(settings, NEEDS_OPTION.get(i.originalname, ""), True)
+    ]
     if unconfigured:  # NB: deselected, not skipped: they do not apply to this server (the header says so)
         config.hook.pytest_deselected(items=unconfigured)
         items[:] = [i for i in items if i not in unconfigured]
@@ -62,10 +67,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"smoke: base_url={s.base_url} model={s.model or '(first of /v1/models)'} "
         f"api_key={'set' if s.api_key else 'none'}",
         f"smoke: image={image} stop_token_ids={list(s.stop_token_ids)} max_images={s.max_images}",
-        "smoke: media allowlist case " + (f"on (redirect via {s.redirect_host})" if s.redirect_host else
-                                          "not run (no --redirect-host)"),
-        "smoke: server-side stop ids " + (f"{list(s.server_stop_token_ids)}" if s.server_stop_token_ids else
-                                          "not run (no --server-stop-token-ids)")
+        "smoke: media allowlist case "
+        + (f"on (redirect via {s.redirect_host})" if s.redirect_host else "not run (no --redirect-host)"),
+        "smoke: server-side stop ids "
+        + (f"{list(s.server_stop_token_ids)}" if s.server_stop_token_ids else "not run (no --server-stop-token-ids)")
         + f"; image tokens bound {s.image_tokens if s.image_tokens else 'unknown (no --image-tokens)'}",
     ]
 
@@ -82,16 +87,18 @@ def _server_logs(s: SmokeConfig) -> str | None:
         try:
             out = subprocess.run(s.server_log_command, shell=True, capture_output=True, text=True, timeout=30)
             lines = (out.stdout + out.stderr).splitlines()
-            parts.append(f"--- `{s.server_log_command}` (last {LOG_TAIL_LINES} lines) ---\n"
-                         + "\n".join(lines[-LOG_TAIL_LINES:]))
+            parts.append(
+                f"--- `{s.server_log_command}` (last {LOG_TAIL_LINES} lines) ---\n" + "\n".join(lines[-LOG_TAIL_LINES:])
+            )
         except (OSError, subprocess.SubprocessError) as exc:
             parts.append(f"--- `{s.server_log_command}` failed: {exc}")
     return "\n".join(parts) or None
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item,
-                               call: pytest.CallInfo) -> Generator[None, Result[pytest.TestReport], None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo
+) -> Generator[None, Result[pytest.TestReport], None]:
     outcome = yield
     report = outcome.get_result()
     if report.failed:
@@ -113,8 +120,9 @@ def raw(smoke: SmokeConfig) -> Raw:
     return Raw(smoke.base_url, smoke.api_key, smoke.request_timeout)
 
 
-def wait_ready(base_url: str, api_key: str | None, ready_timeout: float, request_timeout: float,
-               interval: float = 1.0) -> float:
+def wait_ready(
+    base_url: str, api_key: str | None, ready_timeout: float, request_timeout: float, interval: float = 1.0
+) -> float:
     """Poll GET /health until 200; the seconds waited. HttpFailureError when `ready_timeout` runs out: every probe
     (at most 10 s, and never past the deadline) and the pauses between them fit in it."""
     start = time.monotonic()
@@ -126,8 +134,13 @@ def wait_ready(base_url: str, api_key: str | None, ready_timeout: float, request
         left = deadline - time.monotonic()
         if left > 0:
             try:
-                resp = fetch("GET", base_url + "/health", headers=headers, cap=64 * 1024,
-                             deadline=min(HEALTH_PROBE_SECONDS, request_timeout, left))
+                resp = fetch(
+                    "GET",
+                    base_url + "/health",
+                    headers=headers,
+                    cap=64 * 1024,
+                    deadline=min(HEALTH_PROBE_SECONDS, request_timeout, left),
+                )
                 if resp.status_code == 200:
                     return time.monotonic() - start
                 last = f"HTTP {resp.status_code}: {shown(resp.text, 200)}"
@@ -136,7 +149,8 @@ def wait_ready(base_url: str, api_key: str | None, ready_timeout: float, request
         if time.monotonic() + interval >= deadline:
             raise HttpFailureError(
                 f"vLLM server at {base_url} not healthy after {ready_timeout:g} s "
-                f"(GET /health, last answer: {last}). Is it running? Raise --ready-timeout if it is still loading.")
+                f"(GET /health, last answer: {last}). Is it running? Raise --ready-timeout if it is still loading."
+            )
         time.sleep(interval)
 
 
@@ -170,8 +184,11 @@ def model(smoke: SmokeConfig, raw: Raw) -> str:
     )
     body = resp.json()
     listed = body.get("data") if isinstance(body, dict) else None
-    ids = [m["id"] for m in listed if isinstance(m, dict) and isinstance(m.get("id"), str)] \
-        if isinstance(listed, list) else []
+    ids = (
+        [m["id"] for m in listed if isinstance(m, dict) and isinstance(m.get("id"), str)]
+        if isinstance(listed, list)
+        else []
+    )
     assert ids, f"GET /v1/models lists no model: {shown(resp.text, 300)}; pass --model"
     return ids[0]
 
@@ -220,8 +237,9 @@ def client(smoke: SmokeConfig):
     from openai import OpenAI
 
     # NB: the openai client insists on a key; "EMPTY" is vLLM's own convention for open servers
-    with OpenAI(api_key=smoke.api_key or "EMPTY", base_url=smoke.api_base,
-                timeout=smoke.request_timeout, max_retries=0) as c:
+    with OpenAI(
+        api_key=smoke.api_key or "EMPTY", base_url=smoke.api_base, timeout=smoke.request_timeout, max_retries=0
+    ) as c:
         yield c
 
 

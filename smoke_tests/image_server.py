@@ -26,9 +26,19 @@ def generated_jpeg() -> bytes:
     c, r, k = 112, 80, 0.4142  # octagon around (c, c - 32)
     cy = c - 32
     draw.polygon(
-        [(c - r * k, cy - r), (c + r * k, cy - r), (c + r, cy - r * k), (c + r, cy + r * k),
-         (c + r * k, cy + r), (c - r * k, cy + r), (c - r, cy + r * k), (c - r, cy - r * k)],
-        fill=(200, 20, 30), outline=(255, 255, 255), width=4,
+        [
+            (c - r * k, cy - r),
+            (c + r * k, cy - r),
+            (c + r, cy - r * k),
+            (c + r, cy + r * k),
+            (c + r * k, cy + r),
+            (c - r * k, cy + r),
+            (c - r, cy + r * k),
+            (c - r, cy - r * k),
+        ],
+        fill=(200, 20, 30),
+        outline=(255, 255, 255),
+        width=4,
     )
     draw.rectangle((62, cy - 12, 162, cy + 12), fill=(255, 255, 255))  # where the word STOP would be
     buf = io.BytesIO()
@@ -42,8 +52,10 @@ def large_jpeg(width: int = 4000, height: int = 3000) -> bytes:
     from PIL import Image, ImageDraw
 
     ramp = Image.linear_gradient("L")
-    img = Image.merge("RGB", (ramp.resize((width, height)), ramp.rotate(90).resize((width, height)),
-                              Image.new("L", (width, height), 128)))
+    img = Image.merge(
+        "RGB",
+        (ramp.resize((width, height)), ramp.rotate(90).resize((width, height)), Image.new("L", (width, height), 128)),
+    )
     draw = ImageDraw.Draw(img)
     for x in range(0, width, max(width // 16, 1)):
         draw.line((x, 0, width - x, height), fill=(255, 255, 255), width=9)
@@ -91,8 +103,9 @@ class ImageServer:
         host = f"[{advertised_host}]" if ":" in advertised_host else advertised_host
         self.root = f"http://{host}:{self.port}"
         # NB: a short poll interval makes shutdown() at session end take ~50 ms instead of ~0.5 s
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="smoke-image-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="smoke-image-server", daemon=True
+        )
 
     def url(self, path: str) -> str:
         return self.root + path

@@ -55,9 +55,7 @@ def snippet_1():
                 ],
             }
         ],
-        extra_body={
-            "stop_token_ids": [151645, 151643]
-        }
+        extra_body={"stop_token_ids": [151645, 151643]},
     )
 
     print("Chat response:", chat_response)
@@ -81,8 +79,8 @@ def snippet_2():
     )
 
     # 用于传本地图片
-    with open(SEED_IMAGE_PATH, 'rb') as file:
-        image = "data:image/jpeg;base64," + base64.b64encode(file.read()).decode('utf-8')
+    with open(SEED_IMAGE_PATH, "rb") as file:
+        image = "data:image/jpeg;base64," + base64.b64encode(file.read()).decode("utf-8")
 
     # 创建聊天完成请求
     chat_response = client.chat.completions.create(
@@ -103,9 +101,7 @@ def snippet_2():
                 ],
             }
         ],
-        extra_body={
-            "stop_token_ids": [151645, 151643]
-        }
+        extra_body={"stop_token_ids": [151645, 151643]},
     )
 
     print("Chat response:", chat_response)

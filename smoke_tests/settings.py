@@ -74,54 +74,154 @@ def _str(value: Any) -> str:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("base_url", "--base-url", ("SMOKE_BASE_URL",), "http://127.0.0.1:8000", _str,
-           "server root URL, without /v1"),
-    Option("api_key", "--api-key", ("SMOKE_API_KEY", "VLLM_API_KEY"), None, _str,
-           "API key the server was started with (omit for an open server)"),
-    Option("model", "--model", ("SMOKE_MODEL",), None, _str,
-           "model name to request (default: first id from /v1/models)"),
-    Option("image_url", "--image-url", ("SMOKE_IMAGE_URL",), SEED_IMAGE_URL, _str,
-           "image URL the server fetches (ignored with --local-image-server)"),
-    Option("local_image_server", "--local-image-server", ("SMOKE_LOCAL_IMAGE_SERVER",), False, _bool,
-           "serve a generated JPEG from this process and use its URL", is_switch=True),
-    Option("image_server_host", "--image-server-host", ("SMOKE_IMAGE_SERVER_HOST",), "127.0.0.1", _str,
-           "host/IP the vLLM server uses to reach the local image server (a container: the bridge gateway)"),
-    Option("image_server_bind", "--image-server-bind", ("SMOKE_IMAGE_SERVER_BIND",), None, _str,
-           "address the local image server binds to (default: --image-server-host)"),
-    Option("image_server_port", "--image-server-port", ("SMOKE_IMAGE_SERVER_PORT",), 0, int,
-           "port of the local image server (default: any free port)"),
-    Option("missing_image_url", "--missing-image-url", ("SMOKE_MISSING_IMAGE_URL",), None, _str,
-           "an image URL that answers 404 (default: one on the local image server)"),
-    Option("redirect_host", "--redirect-host", ("SMOKE_REDIRECT_HOST",), None, _str,
-           "another name for the local image server's host that the server's --allowed-media-domains leaves out "
-           "(e.g. localhost): adds the case that a redirect off the allowlist is not followed"),
-    Option("key_on_every_route", "--key-on-every-route", ("SMOKE_KEY_ON_EVERY_ROUTE",), False, _bool,
-           "the endpoint checks the key on every route, /health included (vLLM's router): expect that, "
-           "instead of vLLM's open /health", is_switch=True),
-    Option("stop_token_ids", "--stop-token-ids", ("SMOKE_STOP_TOKEN_IDS",), "151645,151643", _ids,
-           "comma-separated stop token ids sent as extra_body (the seed's Qwen2 ids)"),
-    Option("max_images", "--max-images", ("SMOKE_MAX_IMAGES",), 2, int,
-           "the server's per-prompt image limit (--limit-mm-per-prompt)"),
-    Option("ready_timeout", "--ready-timeout", ("SMOKE_READY_TIMEOUT",), 300.0, float,
-           "seconds to wait for GET /health == 200"),
-    Option("request_timeout", "--request-timeout", ("SMOKE_REQUEST_TIMEOUT",), 60.0, float,
-           "seconds per HTTP request"),
-    Option("max_tokens", "--max-tokens", ("SMOKE_MAX_TOKENS",), 8, int,
-           "max_tokens of the suite's own chat requests"),
-    Option("server_log", "--server-log", ("SMOKE_SERVER_LOG",), None, _str,
-           "server log file: its tail is attached to each failed test"),
-    Option("server_log_command", "--server-log-command", ("SMOKE_SERVER_LOG_COMMAND",), None, _str,
-           "shell command printing the server's logs (e.g. `docker logs NAME`), attached to failed tests"),
-    Option("server_stop_token_ids", "--server-stop-token-ids", ("SMOKE_SERVER_STOP_TOKEN_IDS",), None, _ids,
-           "comma-separated stop ids the server applies to every request (its generation config): adds the case "
-           "that a request sending no stop_token_ids stops at each of them"),
-    Option("image_tokens", "--image-tokens", ("SMOKE_IMAGE_TOKENS",), None, int,
-           "the deployment's worst-case prompt tokens of one image (vllm-deploy's estimate): the large-image cases "
-           "then hold the server to it, and expect --max-images large images to be served"),
+    Option(
+        "base_url", "--base-url", ("SMOKE_BASE_URL",), "http://127.0.0.1:8000", _str, "server root URL, without /v1"
+    ),
+    Option(
+        "api_key",
+        "--api-key",
+        ("SMOKE_API_KEY", "VLLM_API_KEY"),
+        None,
+        _str,
+        "API key the server was started with (omit for an open server)",
+    ),
+    Option(
+        "model", "--model", ("SMOKE_MODEL",), None, _str, "model name to request (default: first id from /v1/models)"
+    ),
+    Option(
+        "image_url",
+        "--image-url",
+        ("SMOKE_IMAGE_URL",),
+        SEED_IMAGE_URL,
+        _str,
+        "image URL the server fetches (ignored with --local-image-server)",
+    ),
+    Option(
+        "local_image_server",
+        "--local-image-server",
+        ("SMOKE_LOCAL_IMAGE_SERVER",),
+        False,
+        _bool,
+        "serve a generated JPEG from this process and use its URL",
+        is_switch=True,
+    ),
+    Option(
+        "image_server_host",
+        "--image-server-host",
+        ("SMOKE_IMAGE_SERVER_HOST",),
+        "127.0.0.1",
+        _str,
+        "host/IP the vLLM server uses to reach the local image server (a container: the bridge gateway)",
+    ),
+    Option(
+        "image_server_bind",
+        "--image-server-bind",
+        ("SMOKE_IMAGE_SERVER_BIND",),
+        None,
+        _str,
+        "address the local image server binds to (default: --image-server-host)",
+    ),
+    Option(
+        "image_server_port",
+        "--image-server-port",
+        ("SMOKE_IMAGE_SERVER_PORT",),
+        0,
+        int,
+        "port of the local image server (default: any free port)",
+    ),
+    Option(
+        "missing_image_url",
+        "--missing-image-url",
+        ("SMOKE_MISSING_IMAGE_URL",),
+        None,
+        _str,
+        "an image URL that answers 404 (default: one on the local image server)",
+    ),
+    Option(
+        "redirect_host",
+        "--redirect-host",
+        ("SMOKE_REDIRECT_HOST",),
+        None,
+        _str,
+        "another name for the local image server's host that the server's --allowed-media-domains leaves out "
+        "(e.g. localhost): adds the case that a redirect off the allowlist is not followed",
+    ),
+    Option(
+        "key_on_every_route",
+        "--key-on-every-route",
+        ("SMOKE_KEY_ON_EVERY_ROUTE",),
+        False,
+        _bool,
+        "the endpoint checks the key on every route, /health included (vLLM's router): expect that, "
+        "instead of vLLM's open /health",
+        is_switch=True,
+    ),
+    Option(
+        "stop_token_ids",
+        "--stop-token-ids",
+        ("SMOKE_STOP_TOKEN_IDS",),
+        "151645,151643",
+        _ids,
+        "comma-separated stop token ids sent as extra_body (the seed's Qwen2 ids)",
+    ),
+    Option(
+        "max_images",
+        "--max-images",
+        ("SMOKE_MAX_IMAGES",),
+        2,
+        int,
+        "the server's per-prompt image limit (--limit-mm-per-prompt)",
+    ),
+    Option(
+        "ready_timeout",
+        "--ready-timeout",
+        ("SMOKE_READY_TIMEOUT",),
+        300.0,
+        float,
+        "seconds to wait for GET /health == 200",
+    ),
+    Option("request_timeout", "--request-timeout", ("SMOKE_REQUEST_TIMEOUT",), 60.0, float, "seconds per HTTP request"),
+    Option("max_tokens", "--max-tokens", ("SMOKE_MAX_TOKENS",), 8, int, "max_tokens of the suite's own chat requests"),
+    Option(
+        "server_log",
+        "--server-log",
+        ("SMOKE_SERVER_LOG",),
+        None,
+        _str,
+        "server log file: its tail is attached to each failed test",
+    ),
+    Option(
+        "server_log_command",
+        "--server-log-command",
+        ("SMOKE_SERVER_LOG_COMMAND",),
+        None,
+        _str,
+        "shell command printing the server's logs (e.g. `docker logs NAME`), attached to failed tests",
+    ),
+    Option(
+        "server_stop_token_ids",
+        "--server-stop-token-ids",
+        ("SMOKE_SERVER_STOP_TOKEN_IDS",),
+        None,
+        _ids,
+        "comma-separated stop ids the server applies to every request (its generation config): adds the case "
+        "that a request sending no stop_token_ids stops at each of them",
+    ),
+    Option(
+        "image_tokens",
+        "--image-tokens",
+        ("SMOKE_IMAGE_TOKENS",),
+        None,
+        int,
+        "the deployment's worst-case prompt tokens of one image (vllm-deploy's estimate): the large-image cases "
+        "then hold the server to it, and expect --max-images large images to be served",
+    ),
 )
 
 
-def build_config(cli: Mapping[str, Any], env: Mapping[str, str], defaults: Mapping[str, Any] | None = None) -> SmokeConfig:
+def build_config(
+    cli: Mapping[str, Any], env: Mapping[str, str], defaults: Mapping[str, Any] | None = None
+) -> SmokeConfig:
     """Resolve every setting: CLI value (not None) > first set env var > ``defaults`` > built-in default."""
     defaults = defaults or {}
     values: dict[str, Any] = {}

@@ -46,8 +46,14 @@ class Raw:
         return fetch("GET", self.base_url + path, headers=self.headers(api_key), deadline=self.timeout, cap=self.cap)
 
     def post(self, path: str, body: dict[str, Any], api_key: str | None = "default") -> Answer:
-        return fetch("POST", self.base_url + path, json_body=body, headers=self.headers(api_key),
-                     deadline=self.timeout, cap=self.cap)
+        return fetch(
+            "POST",
+            self.base_url + path,
+            json_body=body,
+            headers=self.headers(api_key),
+            deadline=self.timeout,
+            cap=self.cap,
+        )
 
 
 def describe(resp: Answer) -> str:

@@ -14,14 +14,14 @@ def _needs_key(smoke):
 
 
 @pytest.mark.parametrize("key", [None, WRONG_KEY], ids=["missing-key", "wrong-key"])
-@pytest.mark.parametrize("method,path", [("GET", "/v1/models"), ("POST", "/v1/chat/completions")],
-                         ids=["models", "chat"])
+@pytest.mark.parametrize(
+    "method,path", [("GET", "/v1/models"), ("POST", "/v1/chat/completions")], ids=["models", "chat"]
+)
 def test_rejected_without_the_right_key(raw, smoke, model, image, method, path, key):
     if method == "GET":
         resp = raw.get(path, api_key=key)
     else:
-        resp = raw.post(path, {"model": model, "messages": user_message(image.data_url), "max_tokens": 1},
-                        api_key=key)
+        resp = raw.post(path, {"model": model, "messages": user_message(image.data_url), "max_tokens": 1}, api_key=key)
     assert resp.status_code == 401, describe(resp)
     if not smoke.key_on_every_route:  # NB: a router answers with its own body
         assert resp.json() == {"error": "Unauthorized"}, describe(resp)  # vLLM's auth middleware body

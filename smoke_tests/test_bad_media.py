@@ -46,8 +46,11 @@ def _request(case: str, smoke, model: str, image_server) -> dict:
     elif case == "too-many-images":
         images = [data_url(generated_jpeg())] * (smoke.max_images + 1)
     elif case == "unknown-model":
-        return {"model": model + "-no-such-model", "messages": user_message(data_url(generated_jpeg())),
-                "max_tokens": 1}
+        return {
+            "model": model + "-no-such-model",
+            "messages": user_message(data_url(generated_jpeg())),
+            "max_tokens": 1,
+        }
     else:  # pragma: no cover
         raise AssertionError(case)
     return {"model": model, "messages": user_message(*images), "max_tokens": 1, "temperature": 0}
@@ -74,12 +77,10 @@ def test_bad_request_is_a_client_error(case, raw, smoke, model, image_server, se
 
 
 def test_still_serves_after_bad_requests(raw, model):
-    body = {"model": model, "messages": user_message(data_url(generated_jpeg())), "max_tokens": 2,
-            "temperature": 0}
+    body = {"model": model, "messages": user_message(data_url(generated_jpeg())), "max_tokens": 2, "temperature": 0}
     resp = raw.post("/v1/chat/completions", body)
     assert resp.status_code == 200, describe(resp)
     assert resp.json()["choices"][0]["message"]["role"] == "assistant"
-
 
 
 def test_a_redirect_off_the_media_allowlist_is_not_followed(raw, smoke, model, image_server):

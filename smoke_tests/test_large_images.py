@@ -36,7 +36,8 @@ def test_a_large_image_is_served_within_its_token_bound_or_refused(raw, smoke, m
             cost = resp.json()["usage"]["prompt_tokens"] - text_only.json()["usage"]["prompt_tokens"]
             assert 0 < cost <= smoke.image_tokens, (
                 f"one {WIDTH}x{HEIGHT} image took {cost} prompt tokens, more than the deployment's worst case "
-                f"{smoke.image_tokens} (--image-tokens)")
+                f"{smoke.image_tokens} (--image-tokens)"
+            )
     else:
         _clear_client_error(resp)
     _still_serves(raw, model)

@@ -27,8 +27,14 @@ def test_seed_snippet_runs(snippet, smoke, model, image, tmp_path):
     if smoke.api_key:
         env["SMOKE_API_KEY"] = smoke.api_key
     # NB: the seed sets no max_tokens, so the server generates up to --max-model-len; allow for that
-    proc = subprocess.run([sys.executable, str(SCRIPT), snippet], env=env, capture_output=True, text=True,
-                          encoding="utf-8", timeout=max(300.0, smoke.request_timeout * 5))
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), snippet],
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=max(300.0, smoke.request_timeout * 5),
+    )
     assert proc.returncode == 0, (
         f"exit {proc.returncode}\nstdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-4000:]}"
     )

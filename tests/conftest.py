@@ -78,9 +78,9 @@ def kubernetes_expand(text: str, variables: dict[str, str]) -> str:
                 out.append("$")
                 cursor += 2
                 continue
-            if following == "(" and ")" in text[cursor + 2:]:
+            if following == "(" and ")" in text[cursor + 2 :]:
                 end = text.index(")", cursor + 2)
-                name = text[cursor + 2:end]
+                name = text[cursor + 2 : end]
                 out.append(variables.get(name, f"$({name})"))
                 cursor = end + 1
                 continue

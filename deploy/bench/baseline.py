@@ -20,10 +20,15 @@ class BareServer:
         self.url = f"http://127.0.0.1:{self.port}"
         # NB: the container mounts the plan's generation config; a host process reads the same file from scratch.
         generation = write_generation_config(plan, work / "generation") if plan.generation else None
-        self.command = host_command(plan, str(engine_python.parent / "vllm"), str(model_dir), "127.0.0.1", self.port,
-                                    generation)
-        self.env = {"PATH": f"{engine_python.parent}:/usr/bin:/bin", **host_environment(plan, str(work)),
-                    "VLLM_API_KEY": key, "VLLM_CACHE_ROOT": str(work / "bare-vllm-cache")}
+        self.command = host_command(
+            plan, str(engine_python.parent / "vllm"), str(model_dir), "127.0.0.1", self.port, generation
+        )
+        self.env = {
+            "PATH": f"{engine_python.parent}:/usr/bin:/bin",
+            **host_environment(plan, str(work)),
+            "VLLM_API_KEY": key,
+            "VLLM_CACHE_ROOT": str(work / "bare-vllm-cache"),
+        }
         self.log = work / "bare.log"
         self.process: subprocess.Popen | None = None
 

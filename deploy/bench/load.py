@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from deploy.errors import UserError
-from deploy.runtime.http import MIB, Answer, Connections, HttpError, fetch, pick, shown
+from deploy.errors import UserError, shown
+from deploy.runtime.http import MIB, Answer, Connections, HttpError, fetch, pick
 from deploy.runtime.process import Runner, run
 
 PROMPT = "请描述这张图片"
@@ -53,9 +53,17 @@ def completion(answer: Answer) -> None:
     answer.ok().read(lambda body: pick(body, "choices[0].message", dict))
 
 
-def load(base_url: str, api_key: str | None, model: str, concurrency: int, count: int, image_urls: list[str],
-         advance: Callable[[], None] = lambda: None, until: Callable[[], bool] | None = None,
-         deadline: float = REQUEST_DEADLINE_SECONDS) -> LoadResult:
+def load(
+    base_url: str,
+    api_key: str | None,
+    model: str,
+    concurrency: int,
+    count: int,
+    image_urls: list[str],
+    advance: Callable[[], None] = lambda: None,
+    until: Callable[[], bool] | None = None,
+    deadline: float = REQUEST_DEADLINE_SECONDS,
+) -> LoadResult:
     """`count` chat requests, each with one image, cycling through `image_urls` (URLs and data URLs).
 
     With `until`, at least `count` requests and then more until `until()` is true (load that spans an
@@ -71,14 +79,33 @@ def load(base_url: str, api_key: str | None, model: str, concurrency: int, count
             local.connections = connections = Connections()
             with kept_lock:
                 kept.append(connections)
-        body = {"model": model, "max_tokens": 8, "temperature": 0,
-                "messages": [{"role": "user", "content": [
-                    {"type": "text", "text": PROMPT},
-                    {"type": "image_url", "image_url": {"url": image_urls[index % len(image_urls)]}}]}]}
+        body = {
+            "model": model,
+            "max_tokens": 8,
+            "temperature": 0,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": PROMPT},
+                        {"type": "image_url", "image_url": {"url": image_urls[index % len(image_urls)]}},
+                    ],
+                }
+            ],
+        }
         started = time.monotonic()
         try:
-            completion(fetch("POST", f"{base_url}/v1/chat/completions", json_body=body, headers=headers,
-                             deadline=deadline, cap=ANSWER_CAP, connections=connections))
+            completion(
+                fetch(
+                    "POST",
+                    f"{base_url}/v1/chat/completions",
+                    json_body=body,
+                    headers=headers,
+                    deadline=deadline,
+                    cap=ANSWER_CAP,
+                    connections=connections,
+                )
+            )
             failure = None
         except HttpError as error:
             failure = error.brief
@@ -111,9 +138,16 @@ def load(base_url: str, api_key: str | None, model: str, concurrency: int, count
         connections.close()
     latencies = sorted(t for _, t in results)
     failures = Counter(failure for failure, _ in results if failure)
-    return LoadResult(concurrency, count, sum(failures.values()), round(seconds, 2),
-                      round(count / seconds, 2), round(_percentile(latencies, 0.5) * 1000, 1),
-                      round(_percentile(latencies, 0.95) * 1000, 1), dict(failures))
+    return LoadResult(
+        concurrency,
+        count,
+        sum(failures.values()),
+        round(seconds, 2),
+        round(count / seconds, 2),
+        round(_percentile(latencies, 0.5) * 1000, 1),
+        round(_percentile(latencies, 0.95) * 1000, 1),
+        dict(failures),
+    )
 
 
 def first_model(base_url: str, api_key: str | None, deadline: float = MODELS_DEADLINE_SECONDS) -> str:
@@ -130,13 +164,22 @@ def levels_of(concurrency: str) -> list[int]:
     """`--concurrency 1,4,8` as levels; a UserError for anything but positive whole numbers."""
     parts = [part.strip() for part in concurrency.split(",")]
     if not all(part.isascii() and part.isdigit() and int(part) > 0 for part in parts):
-        raise UserError(f"load: --concurrency takes positive whole numbers separated by commas (e.g. 1,4,8), "
-                        f"not '{shown(concurrency, 60)}'")
+        raise UserError(
+            f"load: --concurrency takes positive whole numbers separated by commas (e.g. 1,4,8), "
+            f"not '{shown(concurrency, 60)}'"
+        )
     return [int(part) for part in parts]
 
 
-def load_levels(base_url: str, api_key: str | None, model: str | None, levels: list[int], count: int,
-                image_urls: list[str], deadline: float = REQUEST_DEADLINE_SECONDS) -> list[LoadResult]:
+def load_levels(
+    base_url: str,
+    api_key: str | None,
+    model: str | None,
+    levels: list[int],
+    count: int,
+    image_urls: list[str],
+    deadline: float = REQUEST_DEADLINE_SECONDS,
+) -> list[LoadResult]:
     """Load at each concurrency level with a rich progress bar; the model defaults to the first served."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -147,29 +190,63 @@ def load_levels(base_url: str, api_key: str | None, model: str | None, levels: l
     # NB: a few untimed requests first, so the first level does not pay for warming caches.
     load(base_url, api_key, model, 1, 5, image_urls, deadline=deadline)
     results = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  transient=True) as progress:
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+    ) as progress:
         for level in levels:
             task = progress.add_task(f"concurrency {level}", total=count)
-            results.append(load(base_url, api_key, model, level, count, image_urls,
-                                functools.partial(progress.advance, task), deadline=deadline))
+            results.append(
+                load(
+                    base_url,
+                    api_key,
+                    model,
+                    level,
+                    count,
+                    image_urls,
+                    functools.partial(progress.advance, task),
+                    deadline=deadline,
+                )
+            )
     return results
 
 
-def load_levels_apart(base_url: str, api_key: str, model: str, levels: list[int], count: int,
-                      image_server_host: str | None, out: Path, runner: Runner = run,
-                      wrap: Callable[[Sequence[str]], list[str]] = list) -> list[LoadResult]:
+def load_levels_apart(
+    base_url: str,
+    api_key: str,
+    model: str,
+    levels: list[int],
+    count: int,
+    image_server_host: str | None,
+    out: Path,
+    runner: Runner = run,
+    wrap: Callable[[Sequence[str]], list[str]] = list,
+) -> list[LoadResult]:
     """`load_levels` in a process of its own (`vllm-deploy load`, its image server included), which `wrap`
     may place elsewhere (a cgroup of its own): the client then competes with the server as one process."""
-    command = [sys.executable, "-m", "deploy", "load", "--base-url", base_url, "--model", model,
-               "--concurrency", ",".join(map(str, levels)), "--requests", str(count), "--json", str(out),
-               *(["--image-server-host", image_server_host] if image_server_host else [])]
+    command = [
+        sys.executable,
+        "-m",
+        "deploy",
+        "load",
+        "--base-url",
+        base_url,
+        "--model",
+        model,
+        "--concurrency",
+        ",".join(map(str, levels)),
+        "--requests",
+        str(count),
+        "--json",
+        str(out),
+        *(["--image-server-host", image_server_host] if image_server_host else []),
+    ]
     out.unlink(missing_ok=True)
     # NB: the key through the environment (the command's default), never argv.
     done = runner(wrap(command), env={**os.environ, "VLLM_API_KEY": api_key}, timeout=1800)
     if not out.exists():
-        raise RuntimeError(f"the load client wrote no result (exit {done.returncode}):\n"
-                           f"{(done.stderr or done.stdout).strip()[-2000:]}")
+        raise RuntimeError(
+            f"the load client wrote no result (exit {done.returncode}):\n{(done.stderr or done.stdout).strip()[-2000:]}"
+        )
     return [LoadResult(**r) for r in json.loads(out.read_text(encoding="utf-8"))["results"]]
 
 
@@ -196,11 +273,17 @@ def median_results(rounds: list[list[LoadResult]]) -> list[LoadResult]:
     """Per concurrency level, the median of each figure over rounds."""
     combined = []
     for level in zip(*rounds, strict=True):  # NB: every round ran the same levels
-        combined.append(LoadResult(
-            level[0].concurrency, sum(r.requests for r in level), sum(r.errors for r in level),
-            round(statistics.median(r.seconds for r in level), 2),
-            round(statistics.median(r.requests_per_second for r in level), 2),
-            round(statistics.median(r.p50_ms for r in level), 1), round(statistics.median(r.p95_ms for r in level), 1)))
+        combined.append(
+            LoadResult(
+                level[0].concurrency,
+                sum(r.requests for r in level),
+                sum(r.errors for r in level),
+                round(statistics.median(r.seconds for r in level), 2),
+                round(statistics.median(r.requests_per_second for r in level), 2),
+                round(statistics.median(r.p50_ms for r in level), 1),
+                round(statistics.median(r.p95_ms for r in level), 1),
+            )
+        )
     return combined
 
 
@@ -216,8 +299,14 @@ def print_results(results: list[LoadResult], title: str) -> None:
     for column in ("concurrency", "requests", "errors", "req/s", "p50 ms", "p95 ms"):
         table.add_column(column, justify="right")
     for r in results:
-        table.add_row(str(r.concurrency), str(r.requests), str(r.errors), f"{r.requests_per_second:.1f}",
-                      f"{r.p50_ms:.0f}", f"{r.p95_ms:.0f}")
+        table.add_row(
+            str(r.concurrency),
+            str(r.requests),
+            str(r.errors),
+            f"{r.requests_per_second:.1f}",
+            f"{r.p50_ms:.0f}",
+            f"{r.p95_ms:.0f}",
+        )
     console = Console()
     console.print(table)
     for r in results:
@@ -228,7 +317,30 @@ def print_results(results: list[LoadResult], title: str) -> None:
 
 def write_json(path: Path, data: dict) -> None:
     """Results as JSON; LoadResult values become mappings."""
+
     def plain(value):
         return asdict(value) if isinstance(value, LoadResult) else str(value)
 
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=plain) + "\n", encoding="utf-8")
+
+
+def load_command(
+    base_url: str,
+    api_key: str | None,
+    model: str | None,
+    concurrency: str,
+    count: int,
+    image_server_host: str | None,
+    deadline: float,
+    json_path: Path | None,
+) -> int:
+    """`vllm-deploy load`: each concurrency level in turn, the table, the JSON; 1 when a request failed."""
+    levels = levels_of(concurrency)
+    with image_server(image_server_host) as url:
+        results = load_levels(
+            base_url.rstrip("/"), api_key, model, levels, count, image_urls_for(url), deadline=deadline
+        )
+    print_results(results, f"{base_url}: {count} image requests per level")
+    if json_path is not None:
+        write_json(json_path, {"base_url": base_url, "results": results})
+    return 1 if any(r.errors for r in results) else 0

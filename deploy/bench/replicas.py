@@ -49,9 +49,11 @@ METRICS_CAP = 8 * MIB  # an engine's Prometheus text (every histogram's buckets)
 def x2_variant(work: Path, name: str, changes: dict | None = None) -> Stack:
     root = work / name
     root.mkdir(parents=True, exist_ok=True)
-    profile = write_variant("tiny-cpu-x2", root / "profile.yaml",
-                            {"name": name, "server": {"port": free_port()}, "monitoring": {"enabled": False},
-                             **(changes or {})})
+    profile = write_variant(
+        "tiny-cpu-x2",
+        root / "profile.yaml",
+        {"name": name, "server": {"port": free_port()}, "monitoring": {"enabled": False}, **(changes or {})},
+    )
     return Stack(resolve(load_profile(str(profile))), root)
 
 
@@ -62,13 +64,15 @@ def publish_engines(stack: Stack) -> dict[str, str]:
     stack.directory.mkdir(parents=True, exist_ok=True)
     (stack.directory / "compose.override.yaml").write_text(
         "# Written by `make bench`: each engine straight from the host, for the bench only.\nservices:\n"
-        + "".join(f'  {service}:\n    ports: ["127.0.0.1:{port}:{CONTAINER_PORT}"]\n' for service, port in ports.items()),
-        encoding="utf-8")
+        + "".join(
+            f'  {service}:\n    ports: ["127.0.0.1:{port}:{CONTAINER_PORT}"]\n' for service, port in ports.items()
+        ),
+        encoding="utf-8",
+    )
     return {service: f"http://127.0.0.1:{port}" for service, port in ports.items()}
 
 
-def router_overhead(stack: Stack, straight_url: str, serve: Callable[[str, str], ServeResult],
-                    rounds: int) -> dict:
+def router_overhead(stack: Stack, straight_url: str, serve: Callable[[str, str], ServeResult], rounds: int) -> dict:
     """`vllm bench serve` through the router and straight to its one engine, alternating (the order flips
     each round, so a drift in the machine's load does not favour one arm); medians over rounds."""
     urls = {"router": stack.endpoint, "straight": straight_url}
@@ -79,7 +83,8 @@ def router_overhead(stack: Stack, straight_url: str, serve: Callable[[str, str],
     router, straight = median_result(by_round["router"]), median_result(by_round["straight"])
     return {
         "rounds": rounds,
-        "router": result_json(router), "straight": result_json(straight),
+        "router": result_json(router),
+        "straight": result_json(straight),
         "rps_ratio": round(router.requests_per_second / straight.requests_per_second, 3),
         "added_p50_e2el_ms": round(router.ms["e2el"]["p50"] - straight.ms["e2el"]["p50"], 1),
         "added_p50_ttft_ms": round(router.ms["ttft"]["p50"] - straight.ms["ttft"]["p50"], 1),
@@ -100,6 +105,7 @@ def healthy_workers(router: RouterClient) -> int | None:
 def requests_held(metrics: str) -> int:
     """Requests an engine holds, from its Prometheus text: running plus waiting (a sample that is not a
     finite number counts nothing)."""
+
     def number(text: str) -> float:
         try:
             value = float(text)
@@ -107,8 +113,14 @@ def requests_held(metrics: str) -> int:
             return 0.0
         return value if math.isfinite(value) else 0.0
 
-    return round(sum(number(value) for value in re.findall(
-        r"^vllm:num_requests_(?:running|waiting)(?:\{[^}]*\})? ([0-9.e+-]+)$", metrics, flags=re.M)))
+    return round(
+        sum(
+            number(value)
+            for value in re.findall(
+                r"^vllm:num_requests_(?:running|waiting)(?:\{[^}]*\})? ([0-9.e+-]+)$", metrics, flags=re.M
+            )
+        )
+    )
 
 
 def in_flight(engine_url: str, deadline: float = METRICS_DEADLINE_SECONDS) -> int:
@@ -130,8 +142,9 @@ def kill_under_load(stack: Stack, engines: dict[str, str], image_urls: list[str]
     stop, results = threading.Event(), {}
 
     def traffic() -> None:
-        results["load"] = load(stack.endpoint, key, plan.served_model_name, CONCURRENCY, STEADY_REQUESTS,
-                               image_urls, until=stop.is_set)
+        results["load"] = load(
+            stack.endpoint, key, plan.served_model_name, CONCURRENCY, STEADY_REQUESTS, image_urls, until=stop.is_set
+        )
 
     loader = threading.Thread(target=traffic)
     loader.start()
@@ -140,8 +153,9 @@ def kill_under_load(stack: Stack, engines: dict[str, str], image_urls: list[str]
         held = in_flight(engines[victim])
         killed = time.monotonic()
         subprocess.run([docker_cli(), "kill", stack.container(victim) or ""], check=True, capture_output=True)
-        wait_until(lambda: True if healthy_workers(router) == len(plan.replicas) - 1 else None,
-                   timeout=120, interval=0.2)
+        wait_until(
+            lambda: True if healthy_workers(router) == len(plan.replicas) - 1 else None, timeout=120, interval=0.2
+        )
         dropped = time.monotonic() - killed
         time.sleep(5)  # the load stays on the survivor for a while
     finally:
@@ -153,12 +167,20 @@ def kill_under_load(stack: Stack, engines: dict[str, str], image_urls: list[str]
     wait_until(lambda: True if healthy_workers(router) == len(plan.replicas) else None, timeout=600, interval=0.2)
     back = time.monotonic() - started
     result: LoadResult = results["load"]
-    return {"victim": victim, "concurrency": CONCURRENCY, "requests": result.requests, "failed": result.errors,
-            "failures": result.failures, "in_flight": held, "dropped_after_s": round(dropped, 1),
-            "health_interval_s": health.health_check_interval_seconds,
-            "health_failure_threshold": health.health_failure_threshold,
-            "health_bound_s": health.health_check_interval_seconds * health.health_failure_threshold,
-            "engine_healthy_after_s": round(engine_back, 1), "back_in_router_after_s": round(back, 1)}
+    return {
+        "victim": victim,
+        "concurrency": CONCURRENCY,
+        "requests": result.requests,
+        "failed": result.errors,
+        "failures": result.failures,
+        "in_flight": held,
+        "dropped_after_s": round(dropped, 1),
+        "health_interval_s": health.health_check_interval_seconds,
+        "health_failure_threshold": health.health_failure_threshold,
+        "health_bound_s": health.health_check_interval_seconds * health.health_failure_threshold,
+        "engine_healthy_after_s": round(engine_back, 1),
+        "back_in_router_after_s": round(back, 1),
+    }
 
 
 def rollout_under_load(stack: Stack, image_urls: list[str], on_step: Callable[[str], None]) -> dict:
@@ -183,25 +205,41 @@ def rollout_under_load(stack: Stack, image_urls: list[str], on_step: Callable[[s
 
     roller = threading.Thread(target=roll)
     roller.start()
-    during = load(stack.endpoint, key, plan.served_model_name, CONCURRENCY, ROLLOUT_REQUESTS, image_urls,
-                  until=finished.is_set)
+    during = load(
+        stack.endpoint, key, plan.served_model_name, CONCURRENCY, ROLLOUT_REQUESTS, image_urls, until=finished.is_set
+    )
     roller.join()
     if "error" in outcome:
         raise outcome["error"]
     after = {r.service: stack.container(r.service) for r in plan.replicas}
-    return {"concurrency": CONCURRENCY, "steady": asdict(steady), "during": asdict(during),
-            "replaced": [{"service": service, "s": seconds} for service, seconds in outcome["replaced"]],
-            "rollout_s": outcome["seconds"], "all_replaced": all(before[s] != after[s] for s in before)}
+    return {
+        "concurrency": CONCURRENCY,
+        "steady": asdict(steady),
+        "during": asdict(during),
+        "replaced": [{"service": service, "s": seconds} for service, seconds in outcome["replaced"]],
+        "rollout_s": outcome["seconds"],
+        "all_replaced": all(before[s] != after[s] for s in before),
+    }
 
 
-def measure(work: Path, vllm: Path, tokenizer: Path, cgroup: Cgroup, log: Callable[[str], None],
-            section: Callable) -> dict:
+def measure(
+    work: Path, vllm: Path, tokenizer: Path, cgroup: Cgroup, log: Callable[[str], None], section: Callable
+) -> dict:
     """Every figure of tiny-cpu-x2's router; `vllm bench serve` runs in the client's cgroup."""
     figures: dict = {}
 
     def serve(stack: Stack, settings: ServeSettings) -> Callable[[str, str], ServeResult]:
-        return lambda url, label: serve_bench(vllm, url, stack.plan.served_model_name, tokenizer, stack.key() or "",
-                                              work / "vllm-bench", settings, label, wrap=cgroup.wrap)
+        return lambda url, label: serve_bench(
+            vllm,
+            url,
+            stack.plan.served_model_name,
+            tokenizer,
+            stack.key() or "",
+            work / "vllm-bench",
+            settings,
+            label,
+            wrap=cgroup.wrap,
+        )
 
     for name in (X1, X2):
         subprocess.run([docker_cli(), "volume", "rm", "-f", f"{name}_cache"], capture_output=True)
@@ -210,8 +248,14 @@ def measure(work: Path, vllm: Path, tokenizer: Path, cgroup: Cgroup, log: Callab
     try:
         log("router overhead: tiny-cpu-x2's router with one engine behind it, against that engine straight")
         section("x1 stack up", up, x1)
-        figures["router"] = section("router overhead", router_overhead, x1, engines[x1.plan.replicas[0].service],
-                                    serve(x1, OVERHEAD_SERVE), OVERHEAD_ROUNDS)
+        figures["router"] = section(
+            "router overhead",
+            router_overhead,
+            x1,
+            engines[x1.plan.replicas[0].service],
+            serve(x1, OVERHEAD_SERVE),
+            OVERHEAD_ROUNDS,
+        )
         figures["router"]["settings"] = asdict(OVERHEAD_SERVE)
     finally:
         down(x1, remove_volumes=True)

@@ -46,12 +46,24 @@ def log(message: str) -> None:
 
 
 def machine() -> dict[str, str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem_kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                       if line.startswith("MemTotal")))
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory_gib": f"{mem_kib / 2**20:.1f}",
-            "kernel": platform.release(), "python": sys.version.split()[0]}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kib = int(
+        next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    )
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory_gib": f"{mem_kib / 2**20:.1f}",
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+    }
 
 
 def timed(command: list[str], repeat: int = 5) -> float:
@@ -65,8 +77,9 @@ def timed(command: list[str], repeat: int = 5) -> float:
 
 
 def variant(work: Path, port: int, **engine_changes) -> Stack:
-    profile = write_variant("tiny-cpu", work / "profile.yaml", {"name": NAME, "server": {"port": port},
-                                                               "engine": engine_changes})
+    profile = write_variant(
+        "tiny-cpu", work / "profile.yaml", {"name": NAME, "server": {"port": port}, "engine": engine_changes}
+    )
     return Stack(resolve(load_profile(str(profile))), work)
 
 
@@ -88,20 +101,41 @@ def first_image_request(stack: Stack, key: str) -> float:
 
 def image_breakdown(tag: str) -> dict:
     docker = docker_cli()
-    size = int(subprocess.run([docker, "image", "inspect", "-f", "{{.Size}}", tag], capture_output=True,
-                              text=True, check=True).stdout)
-    history = subprocess.run([docker, "history", "--no-trunc", "--human=false", "--format", "{{.Size}}\t{{.CreatedBy}}",
-                              tag], capture_output=True, text=True, check=True).stdout.splitlines()
+    size = int(
+        subprocess.run(
+            [docker, "image", "inspect", "-f", "{{.Size}}", tag], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    history = subprocess.run(
+        [docker, "history", "--no-trunc", "--human=false", "--format", "{{.Size}}\t{{.CreatedBy}}", tag],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     layers = []
     for line in history:
         layer_size, created_by = line.split("\t", 1)
         if int(layer_size) > 1_000_000:
             layers.append({"mb": round(int(layer_size) / 1e6), "step": " ".join(created_by.split())[:110]})
-    du = subprocess.run([docker, "run", "--rm", "--entrypoint", "sh", tag, "-c",
-                         "du -sk /opt/venv/lib/python3*/site-packages/* | sort -rn | head -12"],
-                        capture_output=True, text=True, check=True).stdout.splitlines()
-    packages = [{"mb": round(int(kib) * 1024 / 1e6), "package": Path(path).name}
-                for kib, path in (line.split("\t", 1) for line in du)]
+    du = subprocess.run(
+        [
+            docker,
+            "run",
+            "--rm",
+            "--entrypoint",
+            "sh",
+            tag,
+            "-c",
+            "du -sk /opt/venv/lib/python3*/site-packages/* | sort -rn | head -12",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    packages = [
+        {"mb": round(int(kib) * 1024 / 1e6), "package": Path(path).name}
+        for kib, path in (line.split("\t", 1) for line in du)
+    ]
     return {"image_gb": round(size / 1e9, 2), "layers": layers, "packages": packages}
 
 
@@ -141,8 +175,12 @@ def cold(stack: Stack, repo: Path) -> dict:
     cold_base = "localhost/vllm-deploy/debian-python:bench-cold"
     subprocess.run([docker, "image", "rm", cold_base], capture_output=True)
     started = time.monotonic()
-    subprocess.run(["bash", str(ASSETS_DIR / "base-image.sh"), cold_base], check=True, capture_output=True,
-                   env={**os.environ, "WORK_DIR": str(stack.root)})
+    subprocess.run(
+        ["bash", str(ASSETS_DIR / "base-image.sh"), cold_base],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "WORK_DIR": str(stack.root)},
+    )
     base_seconds = time.monotonic() - started
     subprocess.run([docker, "image", "rm", cold_base], capture_output=True)
     log("cold: image build with an empty build cache")
@@ -154,9 +192,14 @@ def cold(stack: Stack, repo: Path) -> dict:
     log("cold: start and first image request")
     healthy = start_container(stack)
     first = first_image_request(stack, stack.key() or "")
-    figures = {"tool_venv_s": round(venv_seconds, 1), "base_image_s": round(base_seconds, 1),
-               "image_build_s": round(build_seconds, 1), "start_to_healthy_s": round(healthy, 1),
-               "first_image_request_s": round(first, 2), "build_steps_run": steps}
+    figures = {
+        "tool_venv_s": round(venv_seconds, 1),
+        "base_image_s": round(base_seconds, 1),
+        "image_build_s": round(build_seconds, 1),
+        "start_to_healthy_s": round(healthy, 1),
+        "first_image_request_s": round(first, 2),
+        "build_steps_run": steps,
+    }
     figures["total_s"] = round(venv_seconds + base_seconds + build_seconds + healthy + first, 1)
     return figures
 
@@ -165,9 +208,12 @@ def tiny_model(engine_python: Path, work: Path) -> Path:
     """The tiny model on the host (deterministic: the same as in the image), for the bare process and
     as `vllm bench serve`'s tokenizer."""
     model_dir = work / "tiny-vlm"
-    subprocess.run([str(engine_python), str(BUILD_ASSETS["tiny_model.py"]), str(model_dir), "--warm-vllm-cache"],
-                   check=True, capture_output=True,
-                   env={**os.environ, "VLLM_CACHE_ROOT": str(work / "bare-vllm-cache"), "HF_HUB_OFFLINE": "1"})
+    subprocess.run(
+        [str(engine_python), str(BUILD_ASSETS["tiny_model.py"]), str(model_dir), "--warm-vllm-cache"],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "VLLM_CACHE_ROOT": str(work / "bare-vllm-cache"), "HF_HUB_OFFLINE": "1"},
+    )
     return model_dir
 
 
@@ -178,9 +224,12 @@ def load_summary(container_rounds: list[list[load.LoadResult]], bare_rounds: lis
     through_container, through_bare = load.median_results(container_rounds), load.median_results(bare_rounds)
     return {
         "rounds": len(container_rounds),
-        "container": load.results_json(through_container), "bare": load.results_json(through_bare),
-        "rps_ratio": {str(c.concurrency): round(c.requests_per_second / b.requests_per_second, 3)
-                      for c, b in zip(through_container, through_bare, strict=True)},
+        "container": load.results_json(through_container),
+        "bare": load.results_json(through_bare),
+        "rps_ratio": {
+            str(c.concurrency): round(c.requests_per_second / b.requests_per_second, 3)
+            for c, b in zip(through_container, through_bare, strict=True)
+        },
         "rps_by_round": {
             "container": [[r.requests_per_second for r in levels] for levels in container_rounds],
             "bare": [[r.requests_per_second for r in levels] for levels in bare_rounds],
@@ -199,9 +248,18 @@ def rounds(stack: Stack, engine_python: Path, figures: dict, repo: Path, cgroup:
 
     def measure(arm: str, url: str, image_host: str | None) -> None:
         for client, wrap in (("host", list), ("isolated", cgroup.wrap)):
-            loads[client][arm].append(load.load_levels_apart(url, key, plan.served_model_name, LEVELS,
-                                                             REQUESTS_PER_LEVEL, image_host,
-                                                             work / "load.json", wrap=wrap))
+            loads[client][arm].append(
+                load.load_levels_apart(
+                    url,
+                    key,
+                    plan.served_model_name,
+                    LEVELS,
+                    REQUESTS_PER_LEVEL,
+                    image_host,
+                    work / "load.json",
+                    wrap=wrap,
+                )
+            )
 
     for number in range(1, REPEATS + 1):
         log(f"round {number}/{REPEATS}: container start and load")
@@ -212,8 +270,12 @@ def rounds(stack: Stack, engine_python: Path, figures: dict, repo: Path, cgroup:
             log("smoke suite against the warm container")
             started = time.monotonic()
             code, cases, _ = run_suite(plan_options(plan, stack.endpoint, gateway), key=key)
-            figures["smoke"] = {"wall_s": round(time.monotonic() - started, 2), "cases": len(cases),
-                                "passed": sum(c.status == "passed" for c in cases), "exit": code}
+            figures["smoke"] = {
+                "wall_s": round(time.monotonic() - started, 2),
+                "cases": len(cases),
+                "passed": sum(c.status == "passed" for c in cases),
+                "exit": code,
+            }
         stack.compose("down").checked("docker compose down")
         log(f"round {number}/{REPEATS}: bare process start and load")
         bare_starts.append(bare.start())
@@ -222,20 +284,31 @@ def rounds(stack: Stack, engine_python: Path, figures: dict, repo: Path, cgroup:
         finally:
             bare.stop()
     figures["warm_start"] = {
-        "container_s": [round(x, 2) for x in container_starts], "bare_s": [round(x, 2) for x in bare_starts],
+        "container_s": [round(x, 2) for x in container_starts],
+        "bare_s": [round(x, 2) for x in bare_starts],
         "ratio": round(statistics.median(container_starts) / statistics.median(bare_starts), 3),
     }
     figures["load"] = load_summary(loads["host"]["container"], loads["host"]["bare"])
     figures["load_isolated"] = load_summary(loads["isolated"]["container"], loads["isolated"]["bare"])
-    plot(repo / "BENCHMARKS-latency.png",
-         {CLIENTS[client]: (load.median_results(loads[client]["container"]), load.median_results(loads[client]["bare"]))
-          for client in CLIENTS})
+    plot(
+        repo / "BENCHMARKS-latency.png",
+        {
+            CLIENTS[client]: (
+                load.median_results(loads[client]["container"]),
+                load.median_results(loads[client]["bare"]),
+            )
+            for client in CLIENTS
+        },
+    )
 
 
 def runtime_changes(stack: Stack) -> dict:
     """Layers rebuilt and `up` time after each runtime-only change: none may rebuild."""
-    changes: dict[str, dict[str, Any]] = {"max-model-len": {"max-model-len": 1024}, "dtype": {"dtype": "float32"},
-                                          "gpu-memory-utilization": {"gpu-memory-utilization": 0.5}}
+    changes: dict[str, dict[str, Any]] = {
+        "max-model-len": {"max-model-len": 1024},
+        "dtype": {"dtype": "float32"},
+        "gpu-memory-utilization": {"gpu-memory-utilization": 0.5},
+    }
     rebuilds = {}
     for label, change in [*changes.items(), ("api key", {})]:
         changed = variant(stack.root, stack.plan.port, **change)
@@ -246,9 +319,12 @@ def runtime_changes(stack: Stack) -> dict:
         run_steps, total_steps = images.build(changed.plan, changed.compose, echo=False)
         stack.compose("up", "-d", "--no-build", "vllm").checked("docker compose up")
         wait_for_http(f"{stack.endpoint}/health", HEALTH_DEADLINE_SECONDS, interval=0.1)
-        rebuilds[label] = {"layers_rebuilt": run_steps, "steps": total_steps,
-                           "same_tag": changed.plan.image.reference == stack.plan.image.reference,
-                           "up_s": round(time.monotonic() - started, 1)}
+        rebuilds[label] = {
+            "layers_rebuilt": run_steps,
+            "steps": total_steps,
+            "same_tag": changed.plan.image.reference == stack.plan.image.reference,
+            "up_s": round(time.monotonic() - started, 1),
+        }
     return rebuilds
 
 
@@ -292,10 +368,13 @@ def run(engine_python: Path, repo: Path) -> dict:
         cgroup.remove()
     log("CLI timings")
     with tempfile.TemporaryDirectory() as scratch:
-        figures["cli"] = section("CLI", lambda: {
-            "startup_s": timed([sys.executable, "-m", "deploy", "--help"]),
-            "render_all_s": timed([sys.executable, "-m", "deploy", "render", "--all", "--out", scratch]),
-        })
+        figures["cli"] = section(
+            "CLI",
+            lambda: {
+                "startup_s": timed([sys.executable, "-m", "deploy", "--help"]),
+                "render_all_s": timed([sys.executable, "-m", "deploy", "render", "--all", "--out", scratch]),
+            },
+        )
     figures["duration_s"]["total"] = round(time.monotonic() - started)
     return figures
 

@@ -70,15 +70,24 @@ def _check_drafted(files: ModelFiles, draft: Draft, text: str) -> None:
         raise RuntimeError("init drafted a comment that changes the profile")
 
 
-def init_profile(source: str, *, name: str | None = None, device: str = "cuda", gpu_memory_gib: float | None = None,
-                 images: int | None = None, env: Mapping[str, str] | None = None) -> str:
+def init_profile(
+    source: str,
+    *,
+    name: str | None = None,
+    device: str = "cuda",
+    gpu_memory_gib: float | None = None,
+    images: int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> str:
     """The profile text for a model; a UserError when the files say it cannot be served, or the draft is invalid."""
     from deploy.plan import resolve
     from deploy.spec import parse_profile
 
     if gpu_memory_gib is not None and (device == "cpu" or not 0 < gpu_memory_gib <= MAX_CARD_GIB):
-        raise UserError(f"init: --gpu-memory-gib sizes a GPU profile (a number of GiB above 0, at most {MAX_CARD_GIB}); "
-                        "a CPU profile sizes its KV cache with engine.kv-cache-space-gib")
+        raise UserError(
+            f"init: --gpu-memory-gib sizes a GPU profile (a number of GiB above 0, at most {MAX_CARD_GIB}); "
+            "a CPU profile sizes its KV cache with engine.kv-cache-space-gib"
+        )
     if images is not None and not 0 <= images <= 1000:
         raise UserError("init: --images takes 0 to 1000")
     if name is not None and not (len(name) <= 40 and re.fullmatch(PROFILE_NAME[1:-1], name)):
@@ -86,14 +95,18 @@ def init_profile(source: str, *, name: str | None = None, device: str = "cuda", 
     files = read_model_files(source, env)
     if not (is_hub_id(files.source) or re.fullmatch(ABSOLUTE_PATH[1:-1], files.source)):
         # NB: model.source goes into manifests, mounts and a shell; its comment repeats it.
-        raise UserError(f"{files.source}: a profile's model.source takes {PATTERN_WORDS[ABSOLUTE_PATH]}; move or "
-                        "link the model directory to such a path")
+        raise UserError(
+            f"{files.source}: a profile's model.source takes {PATTERN_WORDS[ABSOLUTE_PATH]}; move or "
+            "link the model directory to such a path"
+        )
     draft = draft_profile(files, name=name, device=device, gpu_memory_gib=gpu_memory_gib, images=images)
     text = profile_text(files, draft)
     try:
         resolve(parse_profile(text, f"the profile drafted for {source}"))
     except UserError as exc:
-        raise UserError(f"init: the profile drafted for {source} does not validate; nothing was written\n{exc}") from None
+        raise UserError(
+            f"init: the profile drafted for {source} does not validate; nothing was written\n{exc}"
+        ) from None
     _check_drafted(files, draft, text)
     return text
 

@@ -32,14 +32,28 @@ from deploy.spec.model_facts import (
 
 AUTO_MAP_FILES = ("config.json", "preprocessor_config.json", "processor_config.json", "tokenizer_config.json")
 # generation_config.json key -> profile key, the sampling defaults vLLM reads (config/model.py:1869-1888).
-SAMPLING = {"max_new_tokens": "max-tokens", "temperature": "temperature", "top_p": "top-p", "top_k": "top-k",
-            "min_p": "min-p", "repetition_penalty": "repetition-penalty"}
+SAMPLING = {
+    "max_new_tokens": "max-tokens",
+    "temperature": "temperature",
+    "top_p": "top-p",
+    "top_k": "top-k",
+    "min_p": "min-p",
+    "repetition_penalty": "repetition-penalty",
+}
 ARCHITECTURE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 MAX_MODEL_LEN = 10_000_000  # the profile's bound (engine.max-model-len)
 # The largest sizes init believes of a config.json (a 1T-parameter model stays well inside them).
-SIZE_LIMITS = {"hidden_size": 1_000_000, "num_hidden_layers": 10_000, "num_attention_heads": 100_000,
-               "num_key_value_heads": 100_000, "head_dim": 100_000, "vocab_size": 100_000_000,
-               "intermediate_size": 10_000_000, "depth": 10_000, "out_hidden_size": 1_000_000}
+SIZE_LIMITS = {
+    "hidden_size": 1_000_000,
+    "num_hidden_layers": 10_000,
+    "num_attention_heads": 100_000,
+    "num_key_value_heads": 100_000,
+    "head_dim": 100_000,
+    "vocab_size": 100_000_000,
+    "intermediate_size": 10_000_000,
+    "depth": 10_000,
+    "out_hidden_size": 1_000_000,
+}
 
 
 def shown(value: Any) -> str:
@@ -90,47 +104,66 @@ def _architecture(files: ModelFiles, draft: Draft) -> None:
         hint = f" (closest: {close[0]})" if close else ""
         others = len(listed) - len(names)
         unnamed = f" (and {others} not shown: not a class name)" if others else ""
-        raise UserError(f"{files.directory / 'config.json'}: vLLM {table['vllm_version']} serves none of its "
-                        f"architectures {names}{unnamed}{hint}; see deploy/data/vllm-architectures.json")
+        raise UserError(
+            f"{files.directory / 'config.json'}: vLLM {table['vllm_version']} serves none of its "
+            f"architectures {names}{unnamed}{hint}; see deploy/data/vllm-architectures.json"
+        )
     draft.architecture = served
     facts = architecture_facts(served)
     kind = "multimodal" if served in vllm_architectures()["multimodal"] else "text-only"
-    draft.notes["architecture"] = f"config.json; a {kind} architecture vLLM {vllm_architectures()['vllm_version']} serves"
+    draft.notes["architecture"] = (
+        f"config.json; a {kind} architecture vLLM {vllm_architectures()['vllm_version']} serves"
+    )
     if facts is None:
         draft.notes["architecture"] += "; deploy/data/models.yaml has no image-token facts on it: no estimate"
         return
-    differ = [f"{spec['key']} is {shown(files.value(spec['file'], spec['key']))} here, {spec['value']!r} there"
-              for spec in facts["image-tokens"]["fixed"].values()
-              if files.value(spec["file"], spec["key"]) is not None
-              and not same_number(files.value(spec["file"], spec["key"]), spec["value"])]
+    differ = [
+        f"{spec['key']} is {shown(files.value(spec['file'], spec['key']))} here, {spec['value']!r} there"
+        for spec in facts["image-tokens"]["fixed"].values()
+        if files.value(spec["file"], spec["key"]) is not None
+        and not same_number(files.value(spec["file"], spec["key"]), spec["value"])
+    ]
     if differ:
         # NB: the estimate's fixed values are another checkpoint's: without the architecture, no wrong estimate.
-        draft.notes["architecture-left-out"] = (f"the image-token facts of deploy/data/models.yaml are "
-                                                f"{facts['checkpoint']}'s: {'; '.join(differ)}")
+        draft.notes["architecture-left-out"] = (
+            f"the image-token facts of deploy/data/models.yaml are {facts['checkpoint']}'s: {'; '.join(differ)}"
+        )
 
 
 def _trust_remote_code(files: ModelFiles, draft: Draft) -> None:
     mapped = [name for name in AUTO_MAP_FILES if files.get(name).get("auto_map")]
     draft.trust_remote_code = bool(mapped)
-    draft.notes["trust-remote-code"] = (f"auto_map in {', '.join(mapped)}: transformers needs the repository's own code"
-                                        if mapped else "no auto_map: the model's code ships with transformers and vLLM")
+    draft.notes["trust-remote-code"] = (
+        f"auto_map in {', '.join(mapped)}: transformers needs the repository's own code"
+        if mapped
+        else "no auto_map: the model's code ships with transformers and vLLM"
+    )
 
 
 def _stop_ids(files: ModelFiles, draft: Draft) -> None:
     found: dict[int, str] = {}
     has_generation = "generation_config.json" in files.files
     origin = "generation_config.json" if has_generation else "config.json (no generation_config.json)"
-    eos = (files.token_ids("generation_config.json", "eos_token_id") if has_generation else
-           files.token_ids("config.json", f"{files.text_prefix()}eos_token_id"))
+    eos = (
+        files.token_ids("generation_config.json", "eos_token_id")
+        if has_generation
+        else files.token_ids("config.json", f"{files.text_prefix()}eos_token_id")
+    )
     for token_id in eos:
         found.setdefault(token_id, f"eos_token_id of {origin}")
     added = files.added_tokens
     eos_token, pad_token = files.special_token("eos_token"), files.special_token("pad_token")
     for token in models_data()["end-tokens"]:
         if token in added:  # NB: only a token the tokenizer defines has an id to stop at
-            role = ("its chat template ends turns with it" if token in (files.chat_template or "") else
-                    "the tokenizer's eos token" if token == eos_token else
-                    "the tokenizer's pad token" if token == pad_token else "the tokenizer defines it")
+            role = (
+                "its chat template ends turns with it"
+                if token in (files.chat_template or "")
+                else "the tokenizer's eos token"
+                if token == eos_token
+                else "the tokenizer's pad token"
+                if token == pad_token
+                else "the tokenizer defines it"
+            )
             found.setdefault(added[token], f"{token}: {role}")
     for token_id, why in found.items():
         text = next((t for t, i in added.items() if i == token_id), None)
@@ -140,8 +173,11 @@ def _stop_ids(files: ModelFiles, draft: Draft) -> None:
         elif text and not why.startswith(text):
             found[token_id] = f"{text}: {why}"
     if len(found) > MAX_STOP_IDS:
-        files.problem(origin.split(" ")[0], "eos_token_id", f"with the tokenizer's end tokens, {len(found)} stop ids: "
-                      f"a profile takes at most {MAX_STOP_IDS}")
+        files.problem(
+            origin.split(" ")[0],
+            "eos_token_id",
+            f"with the tokenizer's end tokens, {len(found)} stop ids: a profile takes at most {MAX_STOP_IDS}",
+        )
     draft.stop_token_ids = list(found)[:MAX_STOP_IDS]
     draft.notes["stop-token-ids"] = "; ".join(f"{i}: {why}" for i, why in found.items()) or "none found"
 
@@ -164,8 +200,12 @@ def _expected(key: str) -> str:
     """What the profile's generation section takes for `key`, in words, from the model's own bounds."""
     field = Generation.model_fields[key.replace("-", "_")]
     noun = "an integer" if int in get_args(field.annotation) else "a number"
-    bound = {attr: getattr(m, attr) for m in field.metadata for attr in ("gt", "ge", "le")
-             if getattr(m, attr, None) is not None}
+    bound = {
+        attr: getattr(m, attr)
+        for m in field.metadata
+        for attr in ("gt", "ge", "le")
+        if getattr(m, attr, None) is not None
+    }
     if "ge" in bound and "le" in bound:
         return f"{noun} from {bound['ge']} to {bound['le']}"
     words = {"gt": "greater than", "ge": "at least", "le": "at most"}
@@ -196,13 +236,22 @@ def _model_config(files: ModelFiles) -> dict[str, Any]:
     checked; the text model's under text_config, as deploy/plan/memory.py reads them."""
     prefix = files.text_prefix()
     text: dict[str, Any] = {}
-    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
-                "vocab_size", "intermediate_size"):
+    for key in (
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "vocab_size",
+        "intermediate_size",
+    ):
         value = files.integer("config.json", prefix + key, 0 if key == "vocab_size" else 1, SIZE_LIMITS[key])
         if value is not None:
             text[key] = value
-        elif key in ("hidden_size", "num_hidden_layers", "num_attention_heads") and \
-                files.value("config.json", prefix + key) is None:
+        elif (
+            key in ("hidden_size", "num_hidden_layers", "num_attention_heads")
+            and files.value("config.json", prefix + key) is None
+        ):
             files.problem("config.json", prefix + key, "missing; --gpu-memory-gib sizes the KV cache from it")
     vision: dict[str, Any] = {}
     if files.mapping("config.json", "vision_config"):
@@ -211,8 +260,11 @@ def _model_config(files: ModelFiles) -> dict[str, Any]:
             if value is not None:
                 vision[key] = value
     dtype = files.value("config.json", "torch_dtype") or files.value("config.json", "dtype")
-    return {"text_config": text, "vision_config": vision,
-            "torch_dtype": dtype if isinstance(dtype, str) and dtype in DTYPE_BYTES else None}
+    return {
+        "text_config": text,
+        "vision_config": vision,
+        "torch_dtype": dtype if isinstance(dtype, str) and dtype in DTYPE_BYTES else None,
+    }
 
 
 def size(files: ModelFiles, draft: Draft, gpu_memory_gib: float | None, images: int) -> None:
@@ -221,14 +273,19 @@ def size(files: ModelFiles, draft: Draft, gpu_memory_gib: float | None, images: 
     sizing = gpu_memory_gib is not None and draft.device != "cpu"
     config = _model_config(files) if sizing else {}
     prefix = files.text_prefix()
-    longest = (files.integer("config.json", f"{prefix}max_position_embeddings", 1, 2**31)
-               or (files.integer("config.json", "max_position_embeddings", 1, 2**31) if prefix else None) or 8192)
+    longest = (
+        files.integer("config.json", f"{prefix}max_position_embeddings", 1, 2**31)
+        or (files.integer("config.json", "max_position_embeddings", 1, 2**31) if prefix else None)
+        or 8192
+    )
     longest_allowed = min(longest, MAX_MODEL_LEN)
     multimodal = draft.architecture in vllm_architectures()["multimodal"]
     if multimodal and images == 0:
         # NB: the template writes limit-mm-per-prompt only for one image or more; left out, vLLM takes 999.
-        raise UserError("init: --images 0 is not drafted for a multimodal model; draft with --images 1, then set "
-                        "engine.limit-mm-per-prompt.image to 0")
+        raise UserError(
+            "init: --images 0 is not drafted for a multimodal model; draft with --images 1, then set "
+            "engine.limit-mm-per-prompt.image to 0"
+        )
     draft.images = images if multimodal else 0
     estimated = draft.architecture if "architecture-left-out" not in draft.notes else None
     kwargs = _processor_kwargs(files, draft) if draft.images else {}
@@ -240,13 +297,18 @@ def size(files: ModelFiles, draft: Draft, gpu_memory_gib: float | None, images: 
     step = setup["context-step"]
     if not sizing:
         draft.max_model_len = min(longest, setup["context-without-memory"])
-        draft.notes["max-model-len"] = (f"the model's {longest}" if longest <= setup["context-without-memory"] else
-                                        f"{setup['context-without-memory']} of the model's {longest}: pass "
-                                        "--gpu-memory-gib to size it to a card")
+        draft.notes["max-model-len"] = (
+            f"the model's {longest}"
+            if longest <= setup["context-without-memory"]
+            else f"{setup['context-without-memory']} of the model's {longest}: pass "
+            "--gpu-memory-gib to size it to a card"
+        )
         if draft.images and draft.max_model_len < need:
-            raise UserError(f"{files.source}: the model's context of {longest} tokens cannot hold {draft.images} "
-                            f"image{'s' if draft.images > 1 else ''} of at least {need - setup['text-tokens']} tokens "
-                            f"beside {setup['text-tokens']} tokens of text; pass fewer --images")
+            raise UserError(
+                f"{files.source}: the model's context of {longest} tokens cannot hold {draft.images} "
+                f"image{'s' if draft.images > 1 else ''} of at least {need - setup['text-tokens']} tokens "
+                f"beside {setup['text-tokens']} tokens of text; pass fewer --images"
+            )
     else:
         weights = estimate_gib(config, "auto", 1, 1)[0] + vision_weights_gib(config, "auto")
         per_token = estimate_gib(config, "auto", 2**20, 1)[1] / 2**20
@@ -257,16 +319,19 @@ def size(files: ModelFiles, draft: Draft, gpu_memory_gib: float | None, images: 
             if fits >= need:
                 break
         else:
-            raise UserError(f"{files.source}: does not fit a {gpu_memory_gib:g} GiB card: weights ~{weights:.1f} GiB, "
-                            f"vision encoder cache ~{encoder:.2f} GiB and ~{setup['overhead-gib']} GiB of CUDA context "
-                            f"and activations leave room for {fits} tokens of KV cache at gpu-memory-utilization "
-                            f"{utilization}, fewer than the {need} a request with {draft.images} images needs; use a "
-                            "larger card, tensor parallelism, or fewer --images")
+            raise UserError(
+                f"{files.source}: does not fit a {gpu_memory_gib:g} GiB card: weights ~{weights:.1f} GiB, "
+                f"vision encoder cache ~{encoder:.2f} GiB and ~{setup['overhead-gib']} GiB of CUDA context "
+                f"and activations leave room for {fits} tokens of KV cache at gpu-memory-utilization "
+                f"{utilization}, fewer than the {need} a request with {draft.images} images needs; use a "
+                "larger card, tensor parallelism, or fewer --images"
+            )
         draft.max_model_len, draft.gpu_memory_utilization = fits, utilization
         draft.notes["max-model-len"] = (
             f"fits {utilization} x {gpu_memory_gib:g} GiB: weights ~{weights:.1f} GiB + KV {fits} x "
             f"{per_token * 2**20:.0f} KiB + vision encoder cache ~{encoder:.2f} GiB + ~{setup['overhead-gib']} GiB "
-            f"overhead" + (f" (the model's own {longest})" if fits == longest else ""))
+            f"overhead" + (f" (the model's own {longest})" if fits == longest else "")
+        )
     if draft.images and cost is not None and bound is not None:
         per_image = (draft.max_model_len - setup["text-tokens"]) // draft.images
         if cost.prompt_tokens > per_image:
@@ -275,19 +340,21 @@ def size(files: ModelFiles, draft: Draft, gpu_memory_gib: float | None, images: 
                 assert smallest is not None  # NB: a bounding key means the data knows the architecture
                 draft.images = max((draft.max_model_len - setup["text-tokens"]) // smallest.prompt_tokens, 1)
                 value = bounded_value(estimated, kwargs, (draft.max_model_len - setup["text-tokens"]) // draft.images)
-            draft.notes["mm-processor-kwargs"] = (f"{bound[0]} lowered from {kwargs[bound[0]]} so that {draft.images} "
-                                                  f"images fit max-model-len {draft.max_model_len} beside "
-                                                  f"{setup['text-tokens']} tokens of text")
+            draft.notes["mm-processor-kwargs"] = (
+                f"{bound[0]} lowered from {kwargs[bound[0]]} so that {draft.images} "
+                f"images fit max-model-len {draft.max_model_len} beside "
+                f"{setup['text-tokens']} tokens of text"
+            )
             kwargs = {bound[0]: value}
         cost = image_cost(estimated, kwargs)
     draft.mm_processor_kwargs = kwargs
     draft.image_prompt_tokens = cost.prompt_tokens if cost and draft.images else None
 
 
-def draft_profile(files: ModelFiles, *, name: str | None, device: str, gpu_memory_gib: float | None,
-                  images: int | None) -> Draft:
-    draft = Draft(name=name or profile_name(files.source), source=files.source, device=device,
-                  revision=files.revision)
+def draft_profile(
+    files: ModelFiles, *, name: str | None, device: str, gpu_memory_gib: float | None, images: int | None
+) -> Draft:
+    draft = Draft(name=name or profile_name(files.source), source=files.source, device=device, revision=files.revision)
     _architecture(files, draft)
     _trust_remote_code(files, draft)
     _stop_ids(files, draft)

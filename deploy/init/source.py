@@ -25,9 +25,15 @@ from deploy.spec.schema import is_hub_id
 MiB = 2**20
 # The most `init` reads of each file. Config files are kilobytes; tokenizer_config.json may carry a large
 # added_tokens_decoder (~1 MB for Gemma) and tokenizer.json the whole vocabulary (~10-35 MB).
-FILE_CAPS = {"config.json": 4 * MiB, "generation_config.json": 1 * MiB, "preprocessor_config.json": 4 * MiB,
-             "processor_config.json": 4 * MiB, "tokenizer_config.json": 16 * MiB, "tokenizer.json": 64 * MiB,
-             "chat_template.json": 4 * MiB}
+FILE_CAPS = {
+    "config.json": 4 * MiB,
+    "generation_config.json": 1 * MiB,
+    "preprocessor_config.json": 4 * MiB,
+    "processor_config.json": 4 * MiB,
+    "tokenizer_config.json": 16 * MiB,
+    "tokenizer.json": 64 * MiB,
+    "chat_template.json": 4 * MiB,
+}
 FILES = tuple(FILE_CAPS)
 CHAT_TEMPLATE_CAP = 4 * MiB  # chat_template.jinja: templates are a few kilobytes
 REF_CAP = 4096  # refs/main holds one commit id
@@ -68,8 +74,7 @@ def read_capped(path: Path, cap: int) -> bytes:
         if not stat.S_ISREG(info.st_mode):
             raise UserError(f"{path}: is not a regular file; expected a model's file")
         if info.st_size > cap:
-            raise UserError(f"{path}: is {info.st_size} bytes; init reads at most {cap // MiB} MiB of it "
-                            f"({cap} bytes)")
+            raise UserError(f"{path}: is {info.st_size} bytes; init reads at most {cap // MiB} MiB of it ({cap} bytes)")
         with os.fdopen(os.dup(fd), "rb") as handle:
             data = handle.read(cap + 1)
         if len(data) > cap:
@@ -131,8 +136,11 @@ class ModelFiles:
         problems = list(dict.fromkeys(self.problems))
         if problems:
             count = f"{len(problems)} value{'s' if len(problems) > 1 else ''}"
-            raise UserError(f"init: {count} in the model's files cannot be used; nothing was drafted "
-                            "(fix the files, or write the profile by hand):", problems)
+            raise UserError(
+                f"init: {count} in the model's files cannot be used; nothing was drafted "
+                "(fix the files, or write the profile by hand):",
+                problems,
+            )
 
     def integer(self, name: str, dotted: str, low: int, high: int) -> int | None:
         """An integer from low to high (true and false are not integers); None when absent or wrong."""
@@ -164,10 +172,19 @@ class ModelFiles:
         items = value if isinstance(value, list) else [] if value is None else [value]
         wrong = next((i for i in items if not (_is_int(i) and 0 <= i <= MAX_TOKEN_ID)), None)
         if wrong is not None or None in items or len(items) > MAX_STOP_IDS:
-            got = (f"a list of {len(items)}" if len(items) > MAX_STOP_IDS else
-                   f"a list holding {kind(wrong)}" if isinstance(value, list) else kind(value))
-            self.problem(name, dotted, f"expected a token id or a list of at most {MAX_STOP_IDS} token ids "
-                         f"(integers from 0 to {MAX_TOKEN_ID}), got {got}")
+            got = (
+                f"a list of {len(items)}"
+                if len(items) > MAX_STOP_IDS
+                else f"a list holding {kind(wrong)}"
+                if isinstance(value, list)
+                else kind(value)
+            )
+            self.problem(
+                name,
+                dotted,
+                f"expected a token id or a list of at most {MAX_STOP_IDS} token ids "
+                f"(integers from 0 to {MAX_TOKEN_ID}), got {got}",
+            )
             return []
         return items
 
@@ -192,10 +209,17 @@ class ModelFiles:
             decoder = {}
         for key, token in decoder.items():
             number = int(key) if key.isascii() and key.isdigit() and len(key) <= 9 else None
-            if number is None or number > MAX_TOKEN_ID or not isinstance(token, dict) \
-                    or not isinstance(token.get("content"), str):
-                self.problem("tokenizer_config.json", "added_tokens_decoder", "expected token ids (0 to "
-                             f"{MAX_TOKEN_ID}) as keys and objects with a string content as values")
+            if (
+                number is None
+                or number > MAX_TOKEN_ID
+                or not isinstance(token, dict)
+                or not isinstance(token.get("content"), str)
+            ):
+                self.problem(
+                    "tokenizer_config.json",
+                    "added_tokens_decoder",
+                    f"expected token ids (0 to {MAX_TOKEN_ID}) as keys and objects with a string content as values",
+                )
                 return {}
             found[token["content"]] = number
         listed = self.get("tokenizer.json").get("added_tokens", [])
@@ -203,10 +227,17 @@ class ModelFiles:
             self.problem("tokenizer.json", "added_tokens", f"expected a list, got {kind(listed)}")
             listed = []
         for token in listed:
-            if not (isinstance(token, dict) and isinstance(token.get("content"), str) and _is_int(token.get("id"))
-                    and 0 <= token["id"] <= MAX_TOKEN_ID):
-                self.problem("tokenizer.json", "added_tokens", f"expected objects with a string content and an "
-                             f"id from 0 to {MAX_TOKEN_ID}")
+            if not (
+                isinstance(token, dict)
+                and isinstance(token.get("content"), str)
+                and _is_int(token.get("id"))
+                and 0 <= token["id"] <= MAX_TOKEN_ID
+            ):
+                self.problem(
+                    "tokenizer.json",
+                    "added_tokens",
+                    f"expected objects with a string content and an id from 0 to {MAX_TOKEN_ID}",
+                )
                 return found
             found.setdefault(token["content"], token["id"])
         return found
@@ -225,10 +256,13 @@ def token_name(text: str | None) -> str | None:
 
 def hub_caches(env: Mapping[str, str]) -> list[Path]:
     """Where huggingface_hub keeps downloads, in its own order of precedence."""
-    candidates = [env.get("HF_HUB_CACHE"), env.get("HUGGINGFACE_HUB_CACHE"),
-                  f"{env['HF_HOME']}/hub" if env.get("HF_HOME") else None,
-                  f"{env['XDG_CACHE_HOME']}/huggingface/hub" if env.get("XDG_CACHE_HOME") else None,
-                  f"{env['HOME']}/.cache/huggingface/hub" if env.get("HOME") else None]
+    candidates = [
+        env.get("HF_HUB_CACHE"),
+        env.get("HUGGINGFACE_HUB_CACHE"),
+        f"{env['HF_HOME']}/hub" if env.get("HF_HOME") else None,
+        f"{env['XDG_CACHE_HOME']}/huggingface/hub" if env.get("XDG_CACHE_HOME") else None,
+        f"{env['HOME']}/.cache/huggingface/hub" if env.get("HOME") else None,
+    ]
     return [Path(c) for c in candidates if c]
 
 
@@ -242,8 +276,11 @@ def _snapshot(repo: Path) -> tuple[Path, str | None] | None:
             commit = ""
         if COMMIT.fullmatch(commit) and (repo / "snapshots" / commit / "config.json").is_file():
             return repo / "snapshots" / commit, commit
-    snapshots = sorted((p for p in (repo / "snapshots").glob("*") if (p / "config.json").is_file()),
-                       key=lambda p: p.stat().st_mtime, reverse=True)
+    snapshots = sorted(
+        (p for p in (repo / "snapshots").glob("*") if (p / "config.json").is_file()),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
     if not snapshots:
         return None
     # NB: a directory name is outside text: it becomes model.revision only when it is a commit id.
@@ -269,9 +306,11 @@ def locate(source: str, env: Mapping[str, str]) -> tuple[str, Path, str | None]:
             if found:
                 return source, found[0], found[1]
         where = ", ".join(str(c) for c in caches) or "no cache directory (HF_HOME and HOME unset)"
-        raise UserError(f"{source}: its config files are not on this machine (looked in {where}); fetch them without "
-                        f"the weights, e.g. `huggingface-cli download {source} config.json generation_config.json "
-                        "preprocessor_config.json tokenizer_config.json`, or pass a model directory")
+        raise UserError(
+            f"{source}: its config files are not on this machine (looked in {where}); fetch them without "
+            f"the weights, e.g. `huggingface-cli download {source} config.json generation_config.json "
+            "preprocessor_config.json tokenizer_config.json`, or pass a model directory"
+        )
     raise UserError(f"{source}: expected a model directory or a Hugging Face id like Qwen/Qwen2.5-VL-7B-Instruct")
 
 
@@ -279,7 +318,9 @@ def _chat_template(directory: Path, files: dict[str, dict[str, Any]]) -> str | N
     """The chat template: tokenizer_config.json's, else chat_template.jinja / .json beside it (newer transformers)."""
     template = files.get("tokenizer_config.json", {}).get("chat_template")
     if isinstance(template, list):  # named templates: the default one
-        template = next((t.get("template") for t in template if isinstance(t, dict) and t.get("name") == "default"), None)
+        template = next(
+            (t.get("template") for t in template if isinstance(t, dict) and t.get("name") == "default"), None
+        )
     if not isinstance(template, str) and (directory / "chat_template.jinja").is_file():
         template = read_text(directory / "chat_template.jinja", CHAT_TEMPLATE_CAP)
     if not isinstance(template, str):

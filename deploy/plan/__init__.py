@@ -21,5 +21,16 @@ from deploy.plan.model import Plan
 from deploy.plan.resolve import resolve
 from deploy.spec import device_facts
 
-__all__ = ["API_KEY_VARIABLE", "CONTAINER_PORT", "ENTRYPOINT", "Plan", "build_recipe_digest", "device_facts",
-           "engine_flags", "host_command", "host_environment", "resolve", "serve_args"]
+__all__ = [
+    "API_KEY_VARIABLE",
+    "CONTAINER_PORT",
+    "ENTRYPOINT",
+    "Plan",
+    "build_recipe_digest",
+    "device_facts",
+    "engine_flags",
+    "host_command",
+    "host_environment",
+    "resolve",
+    "serve_args",
+]

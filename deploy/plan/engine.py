@@ -37,7 +37,6 @@ KEY_GUARD_SCRIPT = (
 ENTRYPOINT = ("/bin/sh", "-c", KEY_GUARD_SCRIPT, "key-guard", *SERVE)
 
 
-
 def engine_flags(profile: Profile) -> list[str]:
     """The vLLM flags a profile sets, one spelling (kebab case), only where they differ from vLLM's defaults."""
     e = profile.engine
@@ -69,38 +68,56 @@ def engine_flags(profile: Profile) -> list[str]:
     return flags + list(e.extra_args)
 
 
-def serve_args(model: str, served_model_name: str, host: str, port: int, flags: list[str],
-               generation_dir: str | None = None) -> list[str]:
+def serve_args(
+    model: str, served_model_name: str, host: str, port: int, flags: list[str], generation_dir: str | None = None
+) -> list[str]:
     """`vllm serve` arguments. The one place the positional model, its name, host, port and the directory of the
     generation config (a mount in the container, a scratch directory on a host) are placed."""
     placed = ["--generation-config", generation_dir] if generation_dir else []
     return [model, "--served-model-name", served_model_name, "--host", host, "--port", str(port), *placed, *flags]
 
 
-def host_command(plan: Plan, vllm: str, model: str, host: str, port: int, generation_dir: str | None = None) -> list[str]:
+def host_command(
+    plan: Plan, vllm: str, model: str, host: str, port: int, generation_dir: str | None = None
+) -> list[str]:
     """The plan's `vllm serve` as a host process (tests and the bench baseline): its model path, host, port and,
     when the plan has one, the directory its generation config was written to (deploy.render.write_generation_config)."""
     if plan.generation is not None and generation_dir is None:
-        raise ValueError(f"{plan.name} has a generation config: write it (deploy.render.write_generation_config) and "
-                         "pass its directory")
-    return [vllm, *SERVE[1:], *serve_args(model, plan.served_model_name, host, port, plan.engine_flags,
-                                          generation_dir if plan.generation is not None else None),
-            *EDGE_MIDDLEWARE]
+        raise ValueError(
+            f"{plan.name} has a generation config: write it (deploy.render.write_generation_config) and "
+            "pass its directory"
+        )
+    return [
+        vllm,
+        *SERVE[1:],
+        *serve_args(
+            model,
+            plan.served_model_name,
+            host,
+            port,
+            plan.engine_flags,
+            generation_dir if plan.generation is not None else None,
+        ),
+        *EDGE_MIDDLEWARE,
+    ]
 
 
 def host_environment(plan: Plan, scratch: str) -> dict[str, str]:
     """The plan's environment for a host process: the container's cache paths moved under `scratch`, the
     key-check middleware imported from the package's own copy."""
     cache = plan.writable_dirs["cache"]
-    moved = {name: scratch + value[len(cache):] if value.startswith(cache) else value
-             for name, value in plan.environment.items()}
+    moved = {
+        name: scratch + value[len(cache) :] if value.startswith(cache) else value
+        for name, value in plan.environment.items()
+    }
     return {**moved, "PYTHONPATH": str(BUILD_ASSETS[EDGE_FILE].parent)}
 
 
 def edge_plan(object_name: str) -> EdgePlan:
     digest = hashlib.sha256(BUILD_ASSETS[EDGE_FILE].read_bytes()).hexdigest()[:10]
-    return EdgePlan(file_name=EDGE_FILE, directory=EDGE_DIR, compose_config=f"edge-{digest}",
-                    configmap_name=f"{object_name}-edge")
+    return EdgePlan(
+        file_name=EDGE_FILE, directory=EDGE_DIR, compose_config=f"edge-{digest}", configmap_name=f"{object_name}-edge"
+    )
 
 
 def container_environment(profile: Profile, storage: StoragePlan) -> dict[str, str]:
@@ -144,8 +161,10 @@ def egress_plan(profile: Profile) -> EgressPlan | None:
     if not profile.kubernetes.egress_policy:
         return None
     blocked = [*LINK_LOCAL, *profile.media.blocked_networks]
-    return EgressPlan(blocked_ipv4=[str(n) for n in blocked if n.version == 4],
-                      blocked_ipv6=[str(n) for n in blocked if n.version == 6])
+    return EgressPlan(
+        blocked_ipv4=[str(n) for n in blocked if n.version == 4],
+        blocked_ipv6=[str(n) for n in blocked if n.version == 6],
+    )
 
 
 def host_literal(address: str) -> str:
@@ -166,5 +185,3 @@ def plan_warnings(profile: Profile, storage: str) -> list[str]:
             "pinned: a new upstream commit changes the code you run; pin model.revision to a commit"
         )
     return found
-
-

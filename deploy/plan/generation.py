@@ -18,9 +18,15 @@ GENERATION_FILE = "generation_config.json"
 # reach vLLM: eos_token_id (stop ids, SamplingParams.update_from_generation_config) and the sampling
 # defaults ModelConfig.get_diff_sampling_param reads (config/model.py:1869-1888).
 CONFIG_KEYS = {
-    "stop_token_ids": "eos_token_id", "max_tokens": "max_new_tokens", "temperature": "temperature",
-    "top_p": "top_p", "top_k": "top_k", "min_p": "min_p", "repetition_penalty": "repetition_penalty",
-    "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty",
+    "stop_token_ids": "eos_token_id",
+    "max_tokens": "max_new_tokens",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "min_p": "min_p",
+    "repetition_penalty": "repetition_penalty",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
 }
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p")
 
@@ -48,14 +54,24 @@ def generation_plan(profile: Profile, object_name: str) -> GenerationPlan | None
         return None
     config = generation_config(profile.generation)
     digest = hashlib.sha256(config_text(config).encode()).hexdigest()[:10]
-    return GenerationPlan(config=config, file_name=GENERATION_FILE, directory=GENERATION_DIR,
-                          compose_config=f"generation-{digest}", configmap_name=f"{object_name}-generation")
+    return GenerationPlan(
+        config=config,
+        file_name=GENERATION_FILE,
+        directory=GENERATION_DIR,
+        compose_config=f"generation-{digest}",
+        configmap_name=f"{object_name}-generation",
+    )
 
 
 def vision_plan(profile: Profile) -> VisionPlan | None:
     estimate = vision_estimate(profile)
     if estimate is None:
         return None
-    return VisionPlan(architecture=estimate.architecture, mm_processor_kwargs=estimate.kwargs, images=estimate.images,
-                      image_prompt_tokens=estimate.image.prompt_tokens, image_embeddings=estimate.image.embeddings,
-                      worst_case_tokens=estimate.worst_case_tokens)
+    return VisionPlan(
+        architecture=estimate.architecture,
+        mm_processor_kwargs=estimate.kwargs,
+        images=estimate.images,
+        image_prompt_tokens=estimate.image.prompt_tokens,
+        image_embeddings=estimate.image.embeddings,
+        worst_case_tokens=estimate.worst_case_tokens,
+    )

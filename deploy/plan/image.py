@@ -17,8 +17,11 @@ def build_recipe_digest() -> str:
     """Digest of what an image build runs (Dockerfile templates, copied scripts): a new recipe, a new tag."""
     digest = hashlib.sha256()
     engine_files = [TEMPLATE_DIR / "docker" / f"Dockerfile.{kind}.j2" for kind in ("base", "cpu", "cuda")]
-    for path in engine_files + [BUILD_ASSETS["engine-venv.sh"], BUILD_ASSETS["tiny_model.py"],
-                                BUILD_ASSETS["vllm_deploy_edge.py"]]:
+    for path in engine_files + [
+        BUILD_ASSETS["engine-venv.sh"],
+        BUILD_ASSETS["tiny_model.py"],
+        BUILD_ASSETS["vllm_deploy_edge.py"],
+    ]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -34,18 +37,29 @@ def image_plan(profile: Profile) -> ImagePlan:
         "engine_env": {k: str(v) for k, v in facts.get("engine-env", {}).items()},
         "extra_pip": list(profile.image.extra_pip),
     }
-    cuda_tags = [CudaTag(image=t["image"], cuda=t["cuda"], min_driver=t["min-driver"]) for t in facts.get("cuda-tags", [])]
+    cuda_tags = [
+        CudaTag(image=t["image"], cuda=t["cuda"], min_driver=t["min-driver"]) for t in facts.get("cuda-tags", [])
+    ]
     # NB: the official image needs no build when the profile adds nothing to it: clusters pull it as it is.
-    build = profile.image.device == "cpu" or bool(profile.image.extra_pip) or inputs["base"] not in {t.image for t in cuda_tags}
+    build = (
+        profile.image.device == "cpu"
+        or bool(profile.image.extra_pip)
+        or inputs["base"] not in {t.image for t in cuda_tags}
+    )
     if build:
-        payload = json.dumps({**inputs, "entrypoint": ENTRYPOINT, "recipe": build_recipe_digest()}, sort_keys=True).encode()
+        payload = json.dumps(
+            {**inputs, "entrypoint": ENTRYPOINT, "recipe": build_recipe_digest()}, sort_keys=True
+        ).encode()
         repository = profile.image.registry or device_facts()["local-registry"]
         reference = f"{repository}/{profile.name}:{hashlib.sha256(payload).hexdigest()[:12]}"
     else:
         reference = inputs["base"]
     return ImagePlan(
-        reference=reference, build=build, ca_bundle=profile.image.ca_bundle, registry=profile.image.registry,
-        cuda=next((t for t in cuda_tags if t.image == inputs["base"]), None), cuda_tags=cuda_tags, **inputs,
+        reference=reference,
+        build=build,
+        ca_bundle=profile.image.ca_bundle,
+        registry=profile.image.registry,
+        cuda=next((t for t in cuda_tags if t.image == inputs["base"]), None),
+        cuda_tags=cuda_tags,
+        **inputs,
     )
-
-

@@ -324,5 +324,3 @@ class Plan(_Frozen):
     def api_key_source(self) -> str:
         """The variable in the user's environment, .env or Secret file that holds the key."""
         return next(s.source for s in self.secrets if s.name == self.api_key_variable)
-
-

@@ -43,67 +43,150 @@ def rules(profile: Profile, router: RouterPlan | None) -> list[RuleGroup]:
         Rule(record="vllm_deploy:requests_running:sum", expr="sum(vllm:num_requests_running)"),
         Rule(record="vllm_deploy:ttft_seconds:p95", expr=_quantile(0.95, "vllm:time_to_first_token_seconds", WINDOW)),
         Rule(record="vllm_deploy:e2e_seconds:p95", expr=_quantile(0.95, "vllm:e2e_request_latency_seconds", WINDOW)),
-        Rule(record="vllm_deploy:chat_error_ratio",
-             expr=f'sum(rate(http_requests_total{{{chat},status="5xx"}}[{WINDOW}])) '
-                  f'/ clamp_min(sum(rate(http_requests_total{{{chat}}}[{WINDOW}])), 1e-9)'),
+        Rule(
+            record="vllm_deploy:chat_error_ratio",
+            expr=f'sum(rate(http_requests_total{{{chat},status="5xx"}}[{WINDOW}])) '
+            f"/ clamp_min(sum(rate(http_requests_total{{{chat}}}[{WINDOW}])), 1e-9)",
+        ),
     ]
     alerting = [
-        Rule(alert="VllmEngineDown", expr=f'up{{job="{ENGINE_JOB}"}} == 0', for_=f"{a.engine_down_seconds}s",
-             severity="critical", summary="A vLLM engine stopped answering /metrics",
-             description="{{ $labels.instance }} has not been scraped for a while: the process is down or hung."),
-        Rule(alert="VllmRequestsQueued", expr=f"vllm:num_requests_waiting > {a.queue_waiting_requests}", for_=hold,
-             severity="warning", summary="Requests wait in a vLLM engine's queue",
-             description="{{ $labels.instance }} has {{ $value }} requests waiting: add replicas or lower the load."),
-        Rule(alert="VllmKvCacheNearlyFull", expr=f"vllm:kv_cache_usage_perc > {a.kv_cache_usage}", for_=hold,
-             severity="warning", summary="A vLLM engine's KV cache is nearly full",
-             description="{{ $labels.instance }} uses {{ $value | humanizePercentage }} of its KV cache: requests "
-                         "will queue or be preempted."),
-        Rule(alert="VllmSlowFirstToken", expr=f"vllm_deploy:ttft_seconds:p95 > {a.ttft_p95_seconds}", for_=hold,
-             severity="warning", summary="The 95th percentile time to first token is over budget",
-             description=f"p95 time to first token is {{{{ $value }}}} s (budget {a.ttft_p95_seconds} s)."),
-        Rule(alert="VllmServerErrors", expr=f"vllm_deploy:chat_error_ratio > {a.error_ratio}", for_=hold,
-             severity="critical", summary="Chat requests end in server errors",
-             description=f"{{{{ $value | humanizePercentage }}}} of chat requests fail (budget {a.error_ratio})."),
+        Rule(
+            alert="VllmEngineDown",
+            expr=f'up{{job="{ENGINE_JOB}"}} == 0',
+            for_=f"{a.engine_down_seconds}s",
+            severity="critical",
+            summary="A vLLM engine stopped answering /metrics",
+            description="{{ $labels.instance }} has not been scraped for a while: the process is down or hung.",
+        ),
+        Rule(
+            alert="VllmRequestsQueued",
+            expr=f"vllm:num_requests_waiting > {a.queue_waiting_requests}",
+            for_=hold,
+            severity="warning",
+            summary="Requests wait in a vLLM engine's queue",
+            description="{{ $labels.instance }} has {{ $value }} requests waiting: add replicas or lower the load.",
+        ),
+        Rule(
+            alert="VllmKvCacheNearlyFull",
+            expr=f"vllm:kv_cache_usage_perc > {a.kv_cache_usage}",
+            for_=hold,
+            severity="warning",
+            summary="A vLLM engine's KV cache is nearly full",
+            description="{{ $labels.instance }} uses {{ $value | humanizePercentage }} of its KV cache: requests "
+            "will queue or be preempted.",
+        ),
+        Rule(
+            alert="VllmSlowFirstToken",
+            expr=f"vllm_deploy:ttft_seconds:p95 > {a.ttft_p95_seconds}",
+            for_=hold,
+            severity="warning",
+            summary="The 95th percentile time to first token is over budget",
+            description=f"p95 time to first token is {{{{ $value }}}} s (budget {a.ttft_p95_seconds} s).",
+        ),
+        Rule(
+            alert="VllmServerErrors",
+            expr=f"vllm_deploy:chat_error_ratio > {a.error_ratio}",
+            for_=hold,
+            severity="critical",
+            summary="Chat requests end in server errors",
+            description=f"{{{{ $value | humanizePercentage }}}} of chat requests fail (budget {a.error_ratio}).",
+        ),
     ]
     if router:
-        alerting.append(Rule(alert="VllmRouterDown", expr=f'up{{job="{ROUTER_JOB}"}} == 0',
-                             for_=f"{a.engine_down_seconds}s", severity="critical",
-                             summary="vLLM's router stopped answering", description="No request reaches any engine."))
-    return [RuleGroup(name="vllm-deploy.recording", rules=recording),
-            RuleGroup(name="vllm-deploy.alerts", rules=alerting)]
+        alerting.append(
+            Rule(
+                alert="VllmRouterDown",
+                expr=f'up{{job="{ROUTER_JOB}"}} == 0',
+                for_=f"{a.engine_down_seconds}s",
+                severity="critical",
+                summary="vLLM's router stopped answering",
+                description="No request reaches any engine.",
+            )
+        )
+    return [
+        RuleGroup(name="vllm-deploy.recording", rules=recording),
+        RuleGroup(name="vllm-deploy.alerts", rules=alerting),
+    ]
 
 
 def panels(router: RouterPlan | None) -> list[Panel]:
     q = "$__rate_interval"
     found = [
-        Panel(title="Requests running and waiting", unit="short", queries=[
-            PanelQuery(legend="running {{instance}}", expr="vllm:num_requests_running"),
-            PanelQuery(legend="waiting {{instance}}", expr="vllm:num_requests_waiting")]),
-        Panel(title="KV cache usage", unit="percentunit", queries=[
-            PanelQuery(legend="{{instance}}", expr="vllm:kv_cache_usage_perc")]),
-        Panel(title="Time to first token", unit="s", queries=[
-            PanelQuery(legend="p50", expr=_quantile(0.5, "vllm:time_to_first_token_seconds", q)),
-            PanelQuery(legend="p95", expr=_quantile(0.95, "vllm:time_to_first_token_seconds", q))]),
-        Panel(title="Time per output token", unit="s", queries=[
-            PanelQuery(legend="p50", expr=_quantile(0.5, "vllm:request_time_per_output_token_seconds", q)),
-            PanelQuery(legend="p95", expr=_quantile(0.95, "vllm:request_time_per_output_token_seconds", q))]),
-        Panel(title="End-to-end request latency", unit="s", queries=[
-            PanelQuery(legend="p50", expr=_quantile(0.5, "vllm:e2e_request_latency_seconds", q)),
-            PanelQuery(legend="p95", expr=_quantile(0.95, "vllm:e2e_request_latency_seconds", q))]),
-        Panel(title="Tokens per second", unit="short", queries=[
-            PanelQuery(legend="prompt", expr=f"sum(rate(vllm:prompt_tokens_total[{q}]))"),
-            PanelQuery(legend="generated", expr=f"sum(rate(vllm:generation_tokens_total[{q}]))")]),
-        Panel(title="Images per second", unit="short", queries=[
-            PanelQuery(legend="images", expr=f"sum(rate(vllm:mm_cache_queries_total[{q}]))")]),
-        Panel(title="Chat requests by status", unit="reqps", queries=[
-            PanelQuery(legend="{{status}}",
-                       expr=f'sum by (status) (rate(http_requests_total{{handler="/v1/chat/completions"}}[{q}]))')]),
+        Panel(
+            title="Requests running and waiting",
+            unit="short",
+            queries=[
+                PanelQuery(legend="running {{instance}}", expr="vllm:num_requests_running"),
+                PanelQuery(legend="waiting {{instance}}", expr="vllm:num_requests_waiting"),
+            ],
+        ),
+        Panel(
+            title="KV cache usage",
+            unit="percentunit",
+            queries=[PanelQuery(legend="{{instance}}", expr="vllm:kv_cache_usage_perc")],
+        ),
+        Panel(
+            title="Time to first token",
+            unit="s",
+            queries=[
+                PanelQuery(legend="p50", expr=_quantile(0.5, "vllm:time_to_first_token_seconds", q)),
+                PanelQuery(legend="p95", expr=_quantile(0.95, "vllm:time_to_first_token_seconds", q)),
+            ],
+        ),
+        Panel(
+            title="Time per output token",
+            unit="s",
+            queries=[
+                PanelQuery(legend="p50", expr=_quantile(0.5, "vllm:request_time_per_output_token_seconds", q)),
+                PanelQuery(legend="p95", expr=_quantile(0.95, "vllm:request_time_per_output_token_seconds", q)),
+            ],
+        ),
+        Panel(
+            title="End-to-end request latency",
+            unit="s",
+            queries=[
+                PanelQuery(legend="p50", expr=_quantile(0.5, "vllm:e2e_request_latency_seconds", q)),
+                PanelQuery(legend="p95", expr=_quantile(0.95, "vllm:e2e_request_latency_seconds", q)),
+            ],
+        ),
+        Panel(
+            title="Tokens per second",
+            unit="short",
+            queries=[
+                PanelQuery(legend="prompt", expr=f"sum(rate(vllm:prompt_tokens_total[{q}]))"),
+                PanelQuery(legend="generated", expr=f"sum(rate(vllm:generation_tokens_total[{q}]))"),
+            ],
+        ),
+        Panel(
+            title="Images per second",
+            unit="short",
+            queries=[PanelQuery(legend="images", expr=f"sum(rate(vllm:mm_cache_queries_total[{q}]))")],
+        ),
+        Panel(
+            title="Chat requests by status",
+            unit="reqps",
+            queries=[
+                PanelQuery(
+                    legend="{{status}}",
+                    expr=f'sum by (status) (rate(http_requests_total{{handler="/v1/chat/completions"}}[{q}]))',
+                )
+            ],
+        ),
     ]
     if router:
-        found.append(Panel(title="Router: healthy workers and errors", unit="short", queries=[
-            PanelQuery(legend="active workers", expr="vllm_router_active_workers"),
-            PanelQuery(legend="errors {{error_type}}",
-                       expr=f"sum by (error_type) (rate(vllm_router_request_errors_total[{q}]))")]))
+        found.append(
+            Panel(
+                title="Router: healthy workers and errors",
+                unit="short",
+                queries=[
+                    PanelQuery(legend="active workers", expr="vllm_router_active_workers"),
+                    PanelQuery(
+                        legend="errors {{error_type}}",
+                        expr=f"sum by (error_type) (rate(vllm_router_request_errors_total[{q}]))",
+                    ),
+                ],
+            )
+        )
     return found
 
 
@@ -111,18 +194,32 @@ def dashboard(name: str, found: list[Panel]) -> dict:
     """A Grafana dashboard (JSON model) of the panels, two a row, on a Prometheus data source to choose."""
     source = {"type": "prometheus", "uid": "${datasource}"}
     return {
-        "title": f"vLLM · {name}", "uid": f"vllm-deploy-{hashlib.sha256(name.encode()).hexdigest()[:10]}",
-        "schemaVersion": 39, "version": 1, "editable": True, "tags": ["vllm", "vllm-deploy"],
-        "time": {"from": "now-1h", "to": "now"}, "refresh": "30s",
-        "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus",
-                                 "label": "Prometheus"}]},
-        "panels": [{
-            "id": index + 1, "type": "timeseries", "title": panel.title, "datasource": source,
-            "gridPos": {"h": 8, "w": 12, "x": 12 * (index % 2), "y": 8 * (index // 2)},
-            "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
-            "targets": [{"refId": chr(65 + i), "datasource": source, "expr": query.expr, "legendFormat": query.legend}
-                        for i, query in enumerate(panel.queries)],
-        } for index, panel in enumerate(found)],
+        "title": f"vLLM · {name}",
+        "uid": f"vllm-deploy-{hashlib.sha256(name.encode()).hexdigest()[:10]}",
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": True,
+        "tags": ["vllm", "vllm-deploy"],
+        "time": {"from": "now-1h", "to": "now"},
+        "refresh": "30s",
+        "templating": {
+            "list": [{"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Prometheus"}]
+        },
+        "panels": [
+            {
+                "id": index + 1,
+                "type": "timeseries",
+                "title": panel.title,
+                "datasource": source,
+                "gridPos": {"h": 8, "w": 12, "x": 12 * (index % 2), "y": 8 * (index // 2)},
+                "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
+                "targets": [
+                    {"refId": chr(65 + i), "datasource": source, "expr": query.expr, "legendFormat": query.legend}
+                    for i, query in enumerate(panel.queries)
+                ],
+            }
+            for index, panel in enumerate(found)
+        ],
     }
 
 
@@ -145,8 +242,15 @@ def status_queries(router: RouterPlan | None) -> dict[str, str]:
     return found
 
 
-def monitoring(profile: Profile, replicas: list[ReplicaPlan], router: RouterPlan | None, engine_selector: dict,
-               object_name: str, host_literal, local_endpoint) -> MonitoringPlan | None:
+def monitoring(
+    profile: Profile,
+    replicas: list[ReplicaPlan],
+    router: RouterPlan | None,
+    engine_selector: dict,
+    object_name: str,
+    host_literal,
+    local_endpoint,
+) -> MonitoringPlan | None:
     m = profile.monitoring
     if not m.enabled:
         return None
@@ -159,34 +263,49 @@ def monitoring(profile: Profile, replicas: list[ReplicaPlan], router: RouterPlan
     targets = {ENGINE_JOB: [r.url.removeprefix("http://") for r in replicas]}
     if router:
         targets[ROUTER_JOB] = [f"router:{router.metrics_port}"]
-    monitors = [ServiceMonitorPlan(name=f"{object_name}-engine", job=ENGINE_JOB, selector=engine_selector,
-                                   port="http")]
+    monitors = [ServiceMonitorPlan(name=f"{object_name}-engine", job=ENGINE_JOB, selector=engine_selector, port="http")]
     if router:
-        monitors.append(ServiceMonitorPlan(name=f"{object_name}-router", job=ROUTER_JOB, selector=router.selector,
-                                           port="metrics"))
+        monitors.append(
+            ServiceMonitorPlan(name=f"{object_name}-router", job=ROUTER_JOB, selector=router.selector, port="metrics")
+        )
     address = profile.server.bind_address
     status = status_queries(router)
     content = json.dumps([targets, [g.model_dump() for g in groups], m.scrape_interval_seconds], sort_keys=True)
     return MonitoringPlan(
-        image=f"{repository}/prometheus:{digest.hexdigest()[:12]}", base=facts["base-image"],
+        image=f"{repository}/prometheus:{digest.hexdigest()[:12]}",
+        base=facts["base-image"],
         run_as_user=facts["run-as-user"],
-        scrape_interval=f"{m.scrape_interval_seconds}s", retention=f"{m.retention_hours}h",
-        argv=[f"--config.file={CONFIG_DIR}/prometheus.yml", "--storage.tsdb.path=/prometheus",
-              f"--storage.tsdb.retention.time={m.retention_hours}h", f"--web.listen-address=0.0.0.0:{PROMETHEUS_PORT}"],
+        scrape_interval=f"{m.scrape_interval_seconds}s",
+        retention=f"{m.retention_hours}h",
+        argv=[
+            f"--config.file={CONFIG_DIR}/prometheus.yml",
+            "--storage.tsdb.path=/prometheus",
+            f"--storage.tsdb.retention.time={m.retention_hours}h",
+            f"--web.listen-address=0.0.0.0:{PROMETHEUS_PORT}",
+        ],
         config_name=f"prometheus-{hashlib.sha256(content.encode()).hexdigest()[:10]}",
-        health_command=["CMD", "python3", "-c", "import urllib.request; urllib.request.urlopen("
-                        f"'http://127.0.0.1:{PROMETHEUS_PORT}/-/ready', timeout=4)"],
+        health_command=[
+            "CMD",
+            "python3",
+            "-c",
+            f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{PROMETHEUS_PORT}/-/ready', timeout=4)",
+        ],
         container_port=PROMETHEUS_PORT,
         published_port=f"{host_literal(address)}:{m.port}:{PROMETHEUS_PORT}",
         local_endpoint=local_endpoint(address, m.port),
-        compose_targets=targets, rule_groups=groups, dashboard=dashboard(profile.name, found),
-        queries=[r.expr for g in groups for r in g.rules] + [q.expr.replace("$__rate_interval", "1m")
-                                                            for p in found for q in p.queries]
+        compose_targets=targets,
+        rule_groups=groups,
+        dashboard=dashboard(profile.name, found),
+        queries=[r.expr for g in groups for r in g.rules]
+        + [q.expr.replace("$__rate_interval", "1m") for p in found for q in p.queries]
         + list(status.values()),
         status_queries=status,
-        service_monitors=monitors, prometheus_operator=m.prometheus_operator, autoscaler=m.autoscaler,
-        min_replicas=m.min_replicas, max_replicas=m.max_replicas, waiting_per_replica=m.waiting_per_replica,
+        service_monitors=monitors,
+        prometheus_operator=m.prometheus_operator,
+        autoscaler=m.autoscaler,
+        min_replicas=m.min_replicas,
+        max_replicas=m.max_replicas,
+        waiting_per_replica=m.waiting_per_replica,
         prometheus_url=m.prometheus_url,
-        scale_query=f'sum(vllm:num_requests_waiting{{namespace="{profile.kubernetes.namespace}",'
-                    f'job="{ENGINE_JOB}"}})',
+        scale_query=f'sum(vllm:num_requests_waiting{{namespace="{profile.kubernetes.namespace}",job="{ENGINE_JOB}"}})',
     )

@@ -85,37 +85,60 @@ def resolve(profile: Profile) -> Plan:
     r = profile.resources
     e = profile.engine
     replica_plans = replicas(profile)
-    router_labels = {"app.kubernetes.io/name": "vllm-router", "app.kubernetes.io/instance": k8s_name,
-                     "app.kubernetes.io/version": device_facts()["router"]["version"],
-                     "app.kubernetes.io/component": "router", "app.kubernetes.io/part-of": "vllm-deploy",
-                     "app.kubernetes.io/managed-by": "vllm-deploy"}
+    router_labels = {
+        "app.kubernetes.io/name": "vllm-router",
+        "app.kubernetes.io/instance": k8s_name,
+        "app.kubernetes.io/version": device_facts()["router"]["version"],
+        "app.kubernetes.io/component": "router",
+        "app.kubernetes.io/part-of": "vllm-deploy",
+        "app.kubernetes.io/managed-by": "vllm-deploy",
+    }
     engine_service = f"{k8s_name}-engine" if router_enabled(profile) else k8s_name
-    router_plan = router(profile, selector, f"{k8s_name}-router", router_labels,
-                         [replica.url for replica in replica_plans])
+    router_plan = router(
+        profile, selector, f"{k8s_name}-router", router_labels, [replica.url for replica in replica_plans]
+    )
     shutdown = e.shutdown_timeout_seconds
     clients = dict(k.network_policy_from) if k.network_policy_from is not None else None
     # Prometheus scrapes the engines' /metrics on the server port, from its own namespace.
-    scrapers = ([IngressRule(from_labels=None, from_namespace=profile.monitoring.prometheus_namespace, ports=["http"])]
-                if profile.monitoring.enabled and (router_plan or clients) else [])
+    scrapers = (
+        [IngressRule(from_labels=None, from_namespace=profile.monitoring.prometheus_namespace, ports=["http"])]
+        if profile.monitoring.enabled and (router_plan or clients)
+        else []
+    )
     if router_plan:
         policies = [
-            NetworkPolicyPlan(name=f"{k8s_name}-engine", comment="Engine pods: only the router reaches the server port.",
-                              selector=selector,
-                              ingress=[IngressRule(from_labels=router_plan.selector, ports=["http"]), *scrapers],
-                              egress=egress_plan(profile)),
-            NetworkPolicyPlan(name=f"{k8s_name}-router",
-                              comment="The router: its port " + ("for the listed clients only" if clients else "for any pod")
-                              + ", and its metrics.",
-                              selector=router_plan.selector,
-                              ingress=[IngressRule(from_labels=clients, ports=["http"]),
-                                       IngressRule(from_labels=None, ports=["metrics"])], egress=None),
+            NetworkPolicyPlan(
+                name=f"{k8s_name}-engine",
+                comment="Engine pods: only the router reaches the server port.",
+                selector=selector,
+                ingress=[IngressRule(from_labels=router_plan.selector, ports=["http"]), *scrapers],
+                egress=egress_plan(profile),
+            ),
+            NetworkPolicyPlan(
+                name=f"{k8s_name}-router",
+                comment="The router: its port "
+                + ("for the listed clients only" if clients else "for any pod")
+                + ", and its metrics.",
+                selector=router_plan.selector,
+                ingress=[
+                    IngressRule(from_labels=clients, ports=["http"]),
+                    IngressRule(from_labels=None, ports=["metrics"]),
+                ],
+                egress=None,
+            ),
         ]
     else:
-        policies = [NetworkPolicyPlan(
-            name=k8s_name, selector=selector, egress=egress_plan(profile),
-            comment="Only the server port is reachable" + (", and only from the listed clients" if clients else "")
-            + "; everything else is dropped at the pod.",
-            ingress=[IngressRule(from_labels=clients, ports=["http"]), *scrapers])]
+        policies = [
+            NetworkPolicyPlan(
+                name=k8s_name,
+                selector=selector,
+                egress=egress_plan(profile),
+                comment="Only the server port is reachable"
+                + (", and only from the listed clients" if clients else "")
+                + "; everything else is dropped at the pod.",
+                ingress=[IngressRule(from_labels=clients, ports=["http"]), *scrapers],
+            )
+        ]
     kubernetes = KubernetesPlan(
         namespace=k.namespace,
         replicas=profile.replicas,
@@ -167,14 +190,19 @@ def resolve(profile: Profile) -> Plan:
         image=image,
         model=profile.model.source,
         served_model_name=served,
-        engine=EngineSettings(dtype=e.dtype, max_model_len=e.max_model_len,
-                              gpu_memory_utilization=e.gpu_memory_utilization,
-                              tensor_parallel_size=e.tensor_parallel_size, max_num_seqs=e.max_num_seqs,
-                              trust_remote_code=e.trust_remote_code),
+        engine=EngineSettings(
+            dtype=e.dtype,
+            max_model_len=e.max_model_len,
+            gpu_memory_utilization=e.gpu_memory_utilization,
+            tensor_parallel_size=e.tensor_parallel_size,
+            max_num_seqs=e.max_num_seqs,
+            trust_remote_code=e.trust_remote_code,
+        ),
         engine_flags=flags,
         entrypoint=list(ENTRYPOINT),
-        argv=serve_args(profile.model.source, served, "0.0.0.0", CONTAINER_PORT, flags,
-                        generation.directory if generation else None),
+        argv=serve_args(
+            profile.model.source, served, "0.0.0.0", CONTAINER_PORT, flags, generation.directory if generation else None
+        ),
         api_key_variable=API_KEY_VARIABLE,
         environment={**container_environment(profile, storage), **engine_environment(profile)},
         secrets=secrets,

@@ -35,8 +35,14 @@ ROUTES_FILE = PACKAGE_DIR / "data" / "vllm-router-routes.json"
 CLIENT_GROUPS = ("protected", "public")  # the route table's groups a client may ever see; never admin, worker
 # The front's allowlist: what a client of a chat model calls. Everything else in the router's table (its
 # other inference APIs, stored responses, admin and worker routes) and anything it may add later: 404.
-CLIENT_ROUTES = [("POST", "/v1/chat/completions"), ("POST", "/v1/completions"), ("GET", "/v1/models"),
-                 ("GET", "/health"), ("GET", "/readiness"), ("GET", "/liveness")]
+CLIENT_ROUTES = [
+    ("POST", "/v1/chat/completions"),
+    ("POST", "/v1/completions"),
+    ("GET", "/v1/models"),
+    ("GET", "/health"),
+    ("GET", "/readiness"),
+    ("GET", "/liveness"),
+]
 # Answered without the key: what kubelet probes and load-balancer health checks call, which carry no
 # credentials. /liveness says "OK"; /readiness says ready or not and how many engines are healthy. NB: not
 # /health: its 503 names every unhealthy engine's internal URL, and one bad replica fails it.
@@ -50,8 +56,9 @@ def router_enabled(profile: Profile) -> bool:
 
 def replicas(profile: Profile) -> list[ReplicaPlan]:
     if not router_enabled(profile):
-        return [ReplicaPlan(service="vllm", gpu_ids=[], cpuset=None, environment={},
-                            url=f"http://vllm:{CONTAINER_PORT}")]
+        return [
+            ReplicaPlan(service="vllm", gpu_ids=[], cpuset=None, environment={}, url=f"http://vllm:{CONTAINER_PORT}")
+        ]
     found: list[ReplicaPlan] = []
     per_replica = gpu_count(profile)
     cores = profile.resources.cpus or 1
@@ -64,9 +71,16 @@ def replicas(profile: Profile) -> list[ReplicaPlan]:
             cpuset = str(first) if cores == 1 else f"{first}-{first + cores - 1}"
             # NB: vLLM binds its OpenMP threads to these cores, so replicas never share one.
             environment = {"VLLM_CPU_OMP_THREADS_BIND": cpuset}
-        found.append(ReplicaPlan(service=name, gpu_ids=gpu_ids, cpuset=cpuset, environment=environment,
-                                 url=f"http://{name}:{CONTAINER_PORT}",
-                                 starts_after=found[-1].service if found else None))
+        found.append(
+            ReplicaPlan(
+                service=name,
+                gpu_ids=gpu_ids,
+                cpuset=cpuset,
+                environment=environment,
+                url=f"http://{name}:{CONTAINER_PORT}",
+                starts_after=found[-1].service if found else None,
+            )
+        )
     return found
 
 
@@ -93,24 +107,51 @@ def front_routes() -> list[FrontRoute]:
     # NB: a templated path ("/v1/responses/{response_id}") would need a pattern: the front matches exact paths.
     unknown = [f"{method} {path}" for method, path in CLIENT_ROUTES if (method, path) not in clients or "{" in path]
     if unknown or not set(CLIENT_ROUTES) >= PUBLIC_ROUTES:
-        raise RuntimeError(f"the router front's allowlist names routes that are not client routes of "
-                           f"vllm-router {table['vllm_router_version']}: {', '.join(unknown) or PUBLIC_ROUTES}")
-    return [FrontRoute(method=method, path=path, public=(method, path) in PUBLIC_ROUTES)
-            for method, path in CLIENT_ROUTES]
+        raise RuntimeError(
+            f"the router front's allowlist names routes that are not client routes of "
+            f"vllm-router {table['vllm_router_version']}: {', '.join(unknown) or PUBLIC_ROUTES}"
+        )
+    return [
+        FrontRoute(method=method, path=path, public=(method, path) in PUBLIC_ROUTES) for method, path in CLIENT_ROUTES
+    ]
 
 
 def _common_argv(profile: Profile, load_budget: int) -> list[str]:
     r = profile.router
     # NB: the router on loopback only: its admin routes answer anyone who reaches its port.
-    argv = ["--host", "127.0.0.1", "--port", str(ROUTER_PORT), "--policy", r.policy,
-            "--prometheus-host", "0.0.0.0", "--prometheus-port", str(METRICS_PORT),
-            "--health-check-interval-secs", str(r.health_check_interval_seconds),
-            "--health-failure-threshold", str(r.health_failure_threshold), "--health-success-threshold", "1",
-            # NB: its default 60 s keeps a recovered replica out for a minute after it answers again.
-            "--cb-timeout-duration-secs", str(r.circuit_breaker_seconds),
-            "--retry-max-retries", str(r.max_retries), "--request-timeout-secs", str(r.request_timeout_seconds),
-            "--queue-size", str(r.queue_size), "--max-payload-size", str(r.max_payload_mib * 2**20),
-            "--worker-startup-timeout-secs", str(load_budget), "--worker-startup-check-interval", "2"]
+    argv = [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(ROUTER_PORT),
+        "--policy",
+        r.policy,
+        "--prometheus-host",
+        "0.0.0.0",
+        "--prometheus-port",
+        str(METRICS_PORT),
+        "--health-check-interval-secs",
+        str(r.health_check_interval_seconds),
+        "--health-failure-threshold",
+        str(r.health_failure_threshold),
+        "--health-success-threshold",
+        "1",
+        # NB: its default 60 s keeps a recovered replica out for a minute after it answers again.
+        "--cb-timeout-duration-secs",
+        str(r.circuit_breaker_seconds),
+        "--retry-max-retries",
+        str(r.max_retries),
+        "--request-timeout-secs",
+        str(r.request_timeout_seconds),
+        "--queue-size",
+        str(r.queue_size),
+        "--max-payload-size",
+        str(r.max_payload_mib * 2**20),
+        "--worker-startup-timeout-secs",
+        str(load_budget),
+        "--worker-startup-check-interval",
+        "2",
+    ]
     if r.max_concurrent_requests is not None:
         argv += ["--max-concurrent-requests", str(r.max_concurrent_requests)]
     return argv
@@ -126,8 +167,9 @@ def _reference(profile: Profile, inputs: dict) -> str:
     return f"{repository}/router:{digest.hexdigest()[:12]}"
 
 
-def router(profile: Profile, engine_selector: dict[str, str], object_name: str, labels: dict[str, str],
-           engine_urls: list[str]) -> RouterPlan | None:
+def router(
+    profile: Profile, engine_selector: dict[str, str], object_name: str, labels: dict[str, str], engine_urls: list[str]
+) -> RouterPlan | None:
     if not router_enabled(profile):
         return None
     facts = device_facts()["router"]
@@ -136,28 +178,53 @@ def router(profile: Profile, engine_selector: dict[str, str], object_name: str, 
     routes = front_routes()
     front_timeout = profile.router.request_timeout_seconds + FRONT_TIMEOUT_MARGIN_SECONDS
     # Everything the image's files are rendered from: a change gives a new image name.
-    inputs = {"base": facts["base-image"], "version": facts["version"], "python": python,
-              "run_as_user": facts["run-as-user"], "routes": [r.model_dump() for r in routes],
-              "ports": [CONTAINER_PORT, ROUTER_PORT], "front_timeout": front_timeout,
-              "key_hash_variable": KEY_HASH_VARIABLE, "front_config": FRONT_CONFIG}
+    inputs = {
+        "base": facts["base-image"],
+        "version": facts["version"],
+        "python": python,
+        "run_as_user": facts["run-as-user"],
+        "routes": [r.model_dump() for r in routes],
+        "ports": [CONTAINER_PORT, ROUTER_PORT],
+        "front_timeout": front_timeout,
+        "key_hash_variable": KEY_HASH_VARIABLE,
+        "front_config": FRONT_CONFIG,
+    }
     common = _common_argv(profile, budget)
     namespace = profile.kubernetes.namespace
     # NB: through the front, on a public route: the probe proves both processes answer, and needs no key.
-    health = (f"import urllib.request; urllib.request.urlopen("
-              f"'http://127.0.0.1:{CONTAINER_PORT}/readiness', timeout=4)")
+    health = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}/readiness', timeout=4)"
     return RouterPlan(
-        image=_reference(profile, inputs), base=facts["base-image"], version=facts["version"], python=python,
+        image=_reference(profile, inputs),
+        base=facts["base-image"],
+        version=facts["version"],
+        python=python,
         run_as_user=facts["run-as-user"],
         entrypoint=[python, "/opt/vllm-deploy/router_launch.py", FRONT_BINARY, "-db", "-f", FRONT_CONFIG, "--"],
         compose_argv=["--worker-urls", *engine_urls, *common],
-        kubernetes_argv=["--service-discovery", "--selector", *(f"{k}={v}" for k, v in engine_selector.items()),
-                         "--service-discovery-port", str(CONTAINER_PORT), "--service-discovery-namespace", namespace,
-                         *common],
-        api_key_variable=KEY_VARIABLE, container_port=CONTAINER_PORT, router_port=ROUTER_PORT,
-        admin_url=f"http://127.0.0.1:{ROUTER_PORT}", metrics_port=METRICS_PORT, front_config=FRONT_CONFIG,
-        front_routes=routes, key_hash_variable=KEY_HASH_VARIABLE, front_timeout_seconds=front_timeout,
-        health_path="/readiness", liveness_path="/liveness", health_command=[python, "-c", health],
-        object_name=object_name, labels=labels,
+        kubernetes_argv=[
+            "--service-discovery",
+            "--selector",
+            *(f"{k}={v}" for k, v in engine_selector.items()),
+            "--service-discovery-port",
+            str(CONTAINER_PORT),
+            "--service-discovery-namespace",
+            namespace,
+            *common,
+        ],
+        api_key_variable=KEY_VARIABLE,
+        container_port=CONTAINER_PORT,
+        router_port=ROUTER_PORT,
+        admin_url=f"http://127.0.0.1:{ROUTER_PORT}",
+        metrics_port=METRICS_PORT,
+        front_config=FRONT_CONFIG,
+        front_routes=routes,
+        key_hash_variable=KEY_HASH_VARIABLE,
+        front_timeout_seconds=front_timeout,
+        health_path="/readiness",
+        liveness_path="/liveness",
+        health_command=[python, "-c", health],
+        object_name=object_name,
+        labels=labels,
         selector={k: v for k, v in labels.items() if k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")},
         prestop_seconds=PRESTOP_SECONDS,
         health_check_interval_seconds=profile.router.health_check_interval_seconds,

@@ -74,8 +74,12 @@ class Engine:
         if found is None:
             return None
         state = found.attrs["State"]
-        return ContainerState(state["Status"], (state.get("Health") or {}).get("Status", ""),
-                              found.attrs.get("RestartCount", 0), state.get("ExitCode", 0))
+        return ContainerState(
+            state["Status"],
+            (state.get("Health") or {}).get("Status", ""),
+            found.attrs.get("RestartCount", 0),
+            state.get("ExitCode", 0),
+        )
 
     def logs(self, container: str, lines: int = 40) -> str:
         found = self._container(container)

@@ -22,52 +22,21 @@ import select
 import socket
 import ssl
 import time
-import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
-from deploy.errors import UserError
+from deploy.errors import UserError, shown
 
 T = TypeVar("T")
 KIB = 1024
 MIB = 1024 * KIB
 DEFAULT_CAP = 1 * MIB  # a JSON answer of an API; /metrics texts ask for more
-SHOWN_CHARS = 200  # of a server's text in a message
 READ_CHUNK = 64 * KIB
 
 
 # ------------------------------------------------------------------------ text from outside
-
-
-def _escaped(text: str) -> str:
-    out = []
-    for char in text:
-        category = unicodedata.category(char)
-        if char == "\\":
-            out.append("\\\\")
-        elif category in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") or (category == "Zs" and char != " "):
-            code = ord(char)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
-        else:
-            out.append(char)
-    return "".join(out)
-
-
-def shown(text: str, limit: int = SHOWN_CHARS) -> str:
-    """Text that came from outside, safe for a terminal: one line, control, bidi and other invisible
-    format characters escaped (`\\x1b`, `\\u202e`), at most `limit` characters then how many more."""
-    escaped = _escaped(text).strip()
-    if len(escaped) <= limit:
-        return escaped
-    return escaped[:limit] + f"… ({len(escaped) - limit} more characters)"
-
-
-def shown_lines(text: str) -> str:
-    """Output that came from outside (a child's, with servers' words in it), escaped line by line: its
-    line breaks and indentation kept, everything else as `shown` escapes it."""
-    return "\n".join(_escaped(line) for line in text.splitlines())
 
 
 # ------------------------------------------------------------------------ errors and deadlines
@@ -77,12 +46,31 @@ class HttpError(UserError):
     """One exchange that failed. `kind`: unreachable, deadline, too-large, status, content-type, not-json, shape,
     malformed (not HTTP), request (could not be sent). `brief` is the problem without the endpoint."""
 
-    def __init__(self, endpoint: str, kind: str, problem: str, said: str = "", status: int | None = None,
-                 hint: str = "", what: str = ""):
-        self.endpoint, self.kind, self.problem, self.said, self.status, self.hint, self.what = \
-            endpoint, kind, problem, said, status, hint, what
-        super().__init__((f"{what}: " if what else "") + f"{endpoint}: {problem}" + (f"; it said: {said}" if said else "")
-                         + (f" ({hint})" if hint else ""))
+    def __init__(
+        self,
+        endpoint: str,
+        kind: str,
+        problem: str,
+        said: str = "",
+        status: int | None = None,
+        hint: str = "",
+        what: str = "",
+    ):
+        self.endpoint, self.kind, self.problem, self.said, self.status, self.hint, self.what = (
+            endpoint,
+            kind,
+            problem,
+            said,
+            status,
+            hint,
+            what,
+        )
+        super().__init__(
+            (f"{what}: " if what else "")
+            + f"{endpoint}: {problem}"
+            + (f"; it said: {said}" if said else "")
+            + (f" ({hint})" if hint else "")
+        )
 
     @property
     def brief(self) -> str:
@@ -218,8 +206,14 @@ def _describe(value: Any) -> str:
     return "an object" if isinstance(value, dict) else type(value).__name__
 
 
-KIND_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number",
-              bool: "a boolean"}
+KIND_NAMES = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+}
 
 
 def pick(data: Any, path: str, kind: type | tuple[type, ...] = object) -> Any:
@@ -238,13 +232,18 @@ def pick(data: Any, path: str, kind: type | tuple[type, ...] = object) -> Any:
             if not isinstance(value, list):
                 raise ShapeError(f"{walked or 'the answer'} is {_describe(value)}, not a list")
             if int(index) >= len(value):
-                raise ShapeError(f"{walked or 'the answer'} has no item {index}"
-                                 + (" (it is empty)" if not value else f" (it has {len(value)})"))
+                raise ShapeError(
+                    f"{walked or 'the answer'} has no item {index}"
+                    + (" (it is empty)" if not value else f" (it has {len(value)})")
+                )
             value, walked = value[int(index)], f"{walked}[{index}]"
     kinds = kind if isinstance(kind, tuple) else (kind,)
     numeric = any(k in (int, float) for k in kinds)
-    wrong = (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)
-             or (numeric and isinstance(value, float) and not math.isfinite(value)))
+    wrong = (
+        not isinstance(value, kinds)
+        or (isinstance(value, bool) and bool not in kinds)
+        or (numeric and isinstance(value, float) and not math.isfinite(value))
+    )
     if wrong:
         wanted = " or ".join(KIND_NAMES.get(k, k.__name__) for k in kinds)
         raise ShapeError(f"{walked or 'the answer'} is {_describe(value)}, not {wanted}")
@@ -277,8 +276,11 @@ class Answer:
     def json(self) -> Any:
         """The body as JSON; the content type must say JSON. NaN and Infinity are not JSON."""
         if not (self.content_type == "application/json" or self.content_type.endswith("+json")):
-            what = "HTML" if self.content_type == "text/html" or self.body.lstrip()[:1] == b"<" else \
-                repr(self.content_type or "no content type")
+            what = (
+                "HTML"
+                if self.content_type == "text/html" or self.body.lstrip()[:1] == b"<"
+                else repr(self.content_type or "no content type")
+            )
             raise self.fail("content-type", f"answered {what}, not JSON (HTTP {self.status})")
         try:
             return json.loads(self.body.decode("utf-8"), parse_constant=_no_constant)
@@ -299,9 +301,17 @@ def _media_type(value: str | None) -> str:
     return (value or "").split(";", 1)[0].strip().lower()
 
 
-def fetch(method: str, url: str, *, deadline: Deadline | float, cap: int = DEFAULT_CAP,
-          headers: Mapping[str, str] | None = None, params: Mapping[str, str] | None = None,
-          json_body: Any = None, connections: Connections | None = None) -> Answer:
+def fetch(
+    method: str,
+    url: str,
+    *,
+    deadline: Deadline | float,
+    cap: int = DEFAULT_CAP,
+    headers: Mapping[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
+    json_body: Any = None,
+    connections: Connections | None = None,
+) -> Answer:
     """One HTTP exchange, done by `deadline` (a Deadline, or seconds from now) and at most `cap` body bytes.
 
     Any status comes back as an Answer (`.ok()` checks it); everything else that goes wrong is an HttpError."""
@@ -317,8 +327,9 @@ def fetch(method: str, url: str, *, deadline: Deadline | float, cap: int = DEFAU
         port = 0
     # NB: the label leaves out a user:password@ and the query.
     where = f"[{host}]" if ":" in host else host
-    endpoint = shown(f"{method} {parts.scheme}://{where}:{port}{parts.path or '/'}" if host and port else
-                     f"{method} {url}", 300)
+    endpoint = shown(
+        f"{method} {parts.scheme}://{where}:{port}{parts.path or '/'}" if host and port else f"{method} {url}", 300
+    )
     if parts.scheme not in ("http", "https") or not host or not port:
         raise HttpError(endpoint, "request", "not an http:// or https:// URL with a host and a valid port")
     body = None
@@ -336,8 +347,11 @@ def fetch(method: str, url: str, *, deadline: Deadline | float, cap: int = DEFAU
             if isinstance(error, OSError):  # a TLS certificate that does not verify is both
                 raise
             # NB: says nothing of the values: a header may hold the key.
-            raise HttpError(endpoint, "request", "the request could not be sent: the URL or a header holds "
-                            "characters HTTP does not allow") from None
+            raise HttpError(
+                endpoint,
+                "request",
+                "the request could not be sent: the URL or a header holds characters HTTP does not allow",
+            ) from None
         response = conn.getresponse()
         length = response.getheader("Content-Length", "")
         if length.strip().isdigit() and int(length) > cap:

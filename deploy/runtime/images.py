@@ -41,12 +41,27 @@ def fill_wheelhouse(plan: Plan, context: Path, runner: Runner = run) -> None:
     wheels = context / "wheels"
     if plan.device != "cpu" or not wanted or any(wheels.glob(f"torch-{wanted}-*.whl")):
         return
-    done = runner([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d",
-                   str(wheels), f"torch=={wanted}"])
+    done = runner(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-d",
+            str(wheels),
+            f"torch=={wanted}",
+        ]
+    )
     if not done.ok:
         last = (done.stderr.strip().splitlines() or [""])[-1]
-        print(f"warning: could not fetch torch=={wanted} into {wheels} ({last}); the image build will ask its "
-              "package index (set PIP_EXTRA_INDEX_URL to the PyTorch CPU index)", file=sys.stderr)
+        print(
+            f"warning: could not fetch torch=={wanted} into {wheels} ({last}); the image build will ask its "
+            "package index (set PIP_EXTRA_INDEX_URL to the PyTorch CPU index)",
+            file=sys.stderr,
+        )
 
 
 def build(plan: Plan, compose: Compose, echo: bool = True) -> tuple[int, int]:

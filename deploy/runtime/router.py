@@ -58,18 +58,22 @@ class RouterClient:
     def admin(self, method: str, path: str, query: str = "") -> AdminAnswer:
         """One call to the router's own port, from inside its container; any status is returned."""
         url = f"{self.admin_url}{path}" + (f"?{query}" if query else "")
-        done = self.runner([*self.exec_prefix, self.python, "-c", ADMIN_PROGRAM, method, url],
-                           timeout=TIMEOUT_SECONDS + 15)
+        done = self.runner(
+            [*self.exec_prefix, self.python, "-c", ADMIN_PROGRAM, method, url], timeout=TIMEOUT_SECONDS + 15
+        )
         if not done.ok:
             detail = (done.stderr or done.stdout).strip()[-300:]
-            raise UserError(f"could not reach the router's {method} {path} inside its container (exit "
-                            f"{done.returncode}): {detail!r}")
+            raise UserError(
+                f"could not reach the router's {method} {path} inside its container (exit "
+                f"{done.returncode}): {detail!r}"
+            )
         try:
             found = json.loads(done.stdout.strip().splitlines()[-1])
             return AdminAnswer(int(found["status"]), str(found["body"]))
         except (ValueError, IndexError, KeyError, TypeError):
-            raise UserError(f"the router's {method} {path} gave no answer of the expected shape: "
-                            f"{done.stdout.strip()[-300:]!r}") from None
+            raise UserError(
+                f"the router's {method} {path} gave no answer of the expected shape: {done.stdout.strip()[-300:]!r}"
+            ) from None
 
     def _checked(self, method: str, path: str, **params: str) -> AdminAnswer:
         answer = self.admin(method, path, urllib.parse.urlencode(params))
@@ -80,6 +84,7 @@ class RouterClient:
     def readiness(self) -> dict[str, Any]:
         """The router's /readiness through the front (public): {"healthy_workers": …, "total_workers": …};
         503 while no engine is healthy."""
+
         def check(answer: Answer) -> dict[str, Any]:
             if answer.status != 503:
                 answer.ok()
@@ -96,8 +101,9 @@ class RouterClient:
         try:
             urls = json.loads(answer.body)["urls"]
         except (ValueError, KeyError, TypeError):
-            raise UserError(f"the router's /list_workers answered {answer.body[:200]!r}, "
-                            "not {\"urls\": […]}") from None
+            raise UserError(
+                f'the router\'s /list_workers answered {answer.body[:200]!r}, not {{"urls": […]}}'
+            ) from None
         if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
             raise UserError(f"the router's /list_workers answered {answer.body[:200]!r}, not a list of URLs")
         return urls

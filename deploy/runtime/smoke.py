@@ -15,10 +15,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from deploy.errors import UserError
+from deploy.errors import UserError, shown, shown_lines
 from deploy.plan import Plan
-from deploy.runtime.http import shown, shown_lines
+
+if TYPE_CHECKING:
+    from deploy.runtime.stack import Stack
 
 # NB: `smoke --base-url URL` names a server said to be running: a short wait. `smoke PROFILE` waits as long as
 # the profile gives its model to load (plan.health.start_period_seconds, from kubernetes.load-budget-seconds).
@@ -42,9 +45,16 @@ def plan_options(plan: Plan, endpoint: str, image_server_host: str | None) -> li
     """Suite options for a deployment of `plan` at `endpoint`; a local image server on `image_server_host`
     (an address the server can reach) instead of the internet image when given. The key is not an option:
     `run_suite` hands it over in the environment."""
-    options = ["--base-url", endpoint, "--model", plan.served_model_name,
-               "--stop-token-ids", ",".join(str(i) for i in plan.smoke.stop_token_ids),
-               "--image-url", plan.smoke.image_url]
+    options = [
+        "--base-url",
+        endpoint,
+        "--model",
+        plan.served_model_name,
+        "--stop-token-ids",
+        ",".join(str(i) for i in plan.smoke.stop_token_ids),
+        "--image-url",
+        plan.smoke.image_url,
+    ]
     if plan.smoke.max_images is not None:
         options += ["--max-images", str(plan.smoke.max_images)]
     if plan.smoke.server_stop_token_ids:
@@ -70,8 +80,13 @@ def ready_timeout(pytest_args: list[str], env: Mapping[str, str], default: float
     """The suite's wait for /health: the user's own (`-- --ready-timeout N`, or $SMOKE_READY_TIMEOUT) else
     `default`, passed as an option. Returns the options to add and the seconds the wait may take."""
     for index, arg in enumerate(pytest_args):
-        value = arg.split("=", 1)[1] if arg.startswith("--ready-timeout=") else \
-            pytest_args[index + 1] if arg == "--ready-timeout" and index + 1 < len(pytest_args) else None
+        value = (
+            arg.split("=", 1)[1]
+            if arg.startswith("--ready-timeout=")
+            else pytest_args[index + 1]
+            if arg == "--ready-timeout" and index + 1 < len(pytest_args)
+            else None
+        )
         if value is not None:
             return [], _seconds(value, default)
     if env.get(READY_VARIABLE):
@@ -86,8 +101,12 @@ def _seconds(text: str, default: float) -> float:
         return default  # NB: the suite itself refuses it, with its own message
 
 
-def run_suite(pytest_args: list[str], key: str | None = None, ready: float = BASE_URL_READY_SECONDS,
-              cases_seconds: float = CASES_SECONDS) -> tuple[int, list[CaseResult], str]:
+def run_suite(
+    pytest_args: list[str],
+    key: str | None = None,
+    ready: float = BASE_URL_READY_SECONDS,
+    cases_seconds: float = CASES_SECONDS,
+) -> tuple[int, list[CaseResult], str]:
     """Run the suite in a child pytest (its own rootdir and options); return exit code, cases, and its output
     escaped for a terminal.
 
@@ -103,15 +122,27 @@ def run_suite(pytest_args: list[str], key: str | None = None, ready: float = BAS
     deadline = wait + cases_seconds
     with tempfile.TemporaryDirectory(prefix="vllm-deploy-smoke-") as scratch:
         junit = Path(scratch) / "smoke.xml"
-        command = [sys.executable, "-m", "pytest", str(suite_dir()), "-p", "no:cacheprovider", "-q",
-                   f"--junitxml={junit}", *added, *pytest_args]
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(suite_dir()),
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            f"--junitxml={junit}",
+            *added,
+            *pytest_args,
+        ]
         try:
             completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=deadline)
         except subprocess.TimeoutExpired as expired:
             tail = shown_lines(_text(expired.stdout) + _text(expired.stderr))
-            raise UserError(f"the smoke suite did not finish within {deadline:g} s ({wait:g} s for /health, "
-                            f"{cases_seconds:g} s for the cases) and was stopped"
-                            + (f"; its last output:\n{tail[-3000:]}" if tail.strip() else "")) from None
+            raise UserError(
+                f"the smoke suite did not finish within {deadline:g} s ({wait:g} s for /health, "
+                f"{cases_seconds:g} s for the cases) and was stopped"
+                + (f"; its last output:\n{tail[-3000:]}" if tail.strip() else "")
+            ) from None
         output = shown_lines(completed.stdout + completed.stderr)
         if not junit.exists():
             raise UserError(f"the smoke suite did not run:\n{output}".rstrip())
@@ -150,9 +181,39 @@ def print_table(cases: list[CaseResult]) -> None:
     for case in cases:
         # NB: markup off for the name (a parametrized case's "[image-url]" is its parameter, not a style) and for
         # the message, which may quote a server.
-        status = Text(case.status, style=colours[case.status]) + (f" {shown(case.message, 120)}" if case.message else "")
+        status = Text(case.status, style=colours[case.status]) + (
+            f" {shown(case.message, 120)}" if case.message else ""
+        )
         table.add_row(Text(shown(case.name, 200)), status, f"{case.seconds:.2f} s")
     console = Console()
     console.print(table)
     counts = {s: sum(c.status == s for c in cases) for s in ("passed", "failed", "error", "skipped")}
     console.print(", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" in {sum(c.seconds for c in cases):.1f} s")
+
+
+def smoke_command(
+    stack: Stack | None,
+    key: str | None,
+    base_url: str | None,
+    model: str | None,
+    image_url: str | None,
+    local_image_server: bool,
+    passthrough: list[str],
+) -> int:
+    """`vllm-deploy smoke`: against a running stack (its endpoint, key, gateway and load budget) or a URL;
+    the table, the child's output on failure; 1 when a case failed."""
+    options: list[str] = []
+    ready = BASE_URL_READY_SECONDS
+    if stack is not None:
+        options = plan_options(stack.plan, stack.endpoint, stack.gateway())
+        key, ready = key or stack.key(), stack.plan.health.start_period_seconds
+    for flag, value in (("--base-url", base_url), ("--model", model), ("--image-url", image_url)):
+        if value:
+            options += [flag, value]
+    if local_image_server:
+        options.append("--local-image-server")
+    code, cases, output = run_suite(options + passthrough, key=key, ready=ready)
+    print_table(cases)
+    if code != 0:
+        print(output, file=sys.stderr)
+    return 0 if code == 0 else 1

@@ -54,8 +54,11 @@ class Stack:
     @property
     def services(self) -> list[str]:
         """The compose services: the engine replicas, the router in front of them and Prometheus, where present."""
-        return ([r.service for r in self.plan.replicas] + (["router"] if self.plan.router else [])
-                + (["prometheus"] if self.plan.monitoring else []))
+        return (
+            [r.service for r in self.plan.replicas]
+            + (["router"] if self.plan.router else [])
+            + (["prometheus"] if self.plan.monitoring else [])
+        )
 
     @property
     def front(self) -> str:
@@ -71,8 +74,13 @@ class Stack:
         container = self.container("router") if self.plan.router else None
         if not container or not self.plan.router:
             return None
-        return RouterClient(self.endpoint, [self.compose.docker, "exec", container], self.plan.router.python,
-                            self.plan.router.admin_url, self.runner)
+        return RouterClient(
+            self.endpoint,
+            [self.compose.docker, "exec", container],
+            self.plan.router.python,
+            self.plan.router.admin_url,
+            self.runner,
+        )
 
     def gateway(self) -> str | None:
         """The host's address on the stack's network, where the engines reach a server of ours (images)."""
@@ -113,11 +121,14 @@ def wait_healthy(stack: Stack, container: str, timeout: float) -> float:
         state = stack.engine.state(container)
         if state is None or state.status in ("exited", "dead") or state.health == "unhealthy":
             reason = "the health check failed" if state and state.health == "unhealthy" else "the container exited"
-            raise UserError(f"{stack.plan.name} did not become healthy: {reason}.\n"
-                            f"--- last {LOG_TAIL} log lines ---\n{stack.engine.logs(container, LOG_TAIL)}")
+            raise UserError(
+                f"{stack.plan.name} did not become healthy: {reason}.\n"
+                f"--- last {LOG_TAIL} log lines ---\n{stack.engine.logs(container, LOG_TAIL)}"
+            )
         return True if state.health == "healthy" else None
 
     with Live(console=Console(stderr=True), transient=True, refresh_per_second=4) as live:
+
         def show(elapsed: float) -> None:
             last = (stack.engine.logs(container, 1).splitlines() or [""])[-1][:100]
             live.update(Text(f"⏳ {elapsed:5.1f} s  loading {stack.plan.served_model_name}  │ {last}"))
@@ -125,14 +136,17 @@ def wait_healthy(stack: Stack, container: str, timeout: float) -> float:
         try:
             return wait_until(probe, timeout=timeout, on_tick=show)[1]
         except TimeoutError:
-            raise UserError(f"{stack.plan.name} did not become healthy: not healthy after {timeout:.0f} s (the "
-                            f"profile's load budget).\n--- last {LOG_TAIL} log lines ---\n"
-                            f"{stack.engine.logs(container, LOG_TAIL)}") from None
+            raise UserError(
+                f"{stack.plan.name} did not become healthy: not healthy after {timeout:.0f} s (the "
+                f"profile's load budget).\n--- last {LOG_TAIL} log lines ---\n"
+                f"{stack.engine.logs(container, LOG_TAIL)}"
+            ) from None
 
 
 def check_host(stack: Stack) -> None:
-    problems = preflight.failures(preflight.judge(stack.plan, preflight.gather(stack.plan, stack.compose,
-                                                                                stack.engine, stack.runner)))
+    problems = preflight.failures(
+        preflight.judge(stack.plan, preflight.gather(stack.plan, stack.compose, stack.engine, stack.runner))
+    )
     if problems:  # NB: before anything is rendered or built
         raise UserError(f"{stack.plan.name} cannot come up on this host:\n" + "\n".join(f"  - {p}" for p in problems))
 
@@ -177,7 +191,8 @@ def rollout(stack: Stack, on_step=print) -> list[tuple[str, float]]:
         if router:
             router.remove(replica.url)
         stack.compose("up", "-d", "--no-deps", "--no-build", "--force-recreate", replica.service).checked(
-            f"docker compose up {replica.service}")
+            f"docker compose up {replica.service}"
+        )
         wait_services(stack, [replica.service])
         if router:
             router.add(replica.url)
@@ -203,11 +218,15 @@ def push(stack: Stack) -> list[str]:
     plan = stack.plan
     references = ([plan.image.reference] if plan.image.build else []) + ([plan.router.image] if plan.router else [])
     if not references:
-        raise UserError(f"{plan.name} runs the official image {plan.image.reference} unchanged: nothing to push; "
-                        "clusters pull it from Docker Hub as it is")
+        raise UserError(
+            f"{plan.name} runs the official image {plan.image.reference} unchanged: nothing to push; "
+            "clusters pull it from Docker Hub as it is"
+        )
     if not plan.image.registry:
-        raise UserError(f"{plan.name} has no image.registry: set it to where your cluster pulls from, e.g. "
-                        "image: {registry: registry.example.com/ml}, then push again")
+        raise UserError(
+            f"{plan.name} has no image.registry: set it to where your cluster pulls from, e.g. "
+            "image: {registry: registry.example.com/ml}, then push again"
+        )
     prepare(stack)
     for reference in references:
         images.push(reference, stack.runner)
@@ -219,15 +238,26 @@ def how_to_call(stack: Stack) -> str:
     plan = stack.plan
     source = plan.api_key_source
     kept = f"${source} in your environment" if os.environ.get(source) else f"{stack.env_file} ({source}=…)"
-    body = {"model": plan.served_model_name, "max_tokens": 16, "messages": [{"role": "user", "content": [
-        {"type": "text", "text": plan.smoke.prompt}, {"type": "image_url", "image_url": {"url": plan.smoke.image_url}}]}]}
+    body = {
+        "model": plan.served_model_name,
+        "max_tokens": 16,
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": plan.smoke.prompt},
+                    {"type": "image_url", "image_url": {"url": plan.smoke.image_url}},
+                ],
+            }
+        ],
+    }
     # NB: JSON built as data and quoted as one shell word: a prompt with quotes cannot break out.
     return (
         f"✅ {plan.name} is healthy at {stack.endpoint}/v1 (model {plan.served_model_name!r})\n"
         f"   API key: {kept}\n"
         f"   try it:\n"
         f"     set -a; . {shlex.quote(str(stack.env_file))}; set +a\n"
-        f"     curl -s {stack.endpoint}/v1/chat/completions -H \"Authorization: Bearer ${source}\" \\\n"
+        f'     curl -s {stack.endpoint}/v1/chat/completions -H "Authorization: Bearer ${source}" \\\n'
         f"       -H 'Content-Type: application/json' -d {shlex.quote(json.dumps(body, ensure_ascii=False))}\n"
         f"   smoke test: make smoke PROFILE={plan.name}    stop: make down PROFILE={plan.name}"
     )

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from deploy.errors import UserError
+from deploy.errors import UserError, shown
 from deploy.plan import Plan
-from deploy.runtime.http import MIB, Deadline, HttpError, ShapeError, fetch, pick, shown
+from deploy.runtime.http import MIB, Deadline, HttpError, ShapeError, fetch, pick
 
 SCREEN_DEADLINE_SECONDS = 10.0  # one screen: every query and the alerts
 ANSWER_CAP = 2 * MIB  # one Prometheus answer (an instant query of a sum is a few hundred bytes)
@@ -56,11 +56,18 @@ class Prometheus:
     def _get(self, path: str, deadline: Deadline | None = None, **params: str) -> Any:
         """The `data` of a successful answer. HttpError (a UserError) for anything else."""
         try:
-            answer = fetch("GET", f"{self.endpoint}{path}", params=params, deadline=deadline or Deadline(self.timeout),
-                           cap=self.cap)
+            answer = fetch(
+                "GET",
+                f"{self.endpoint}{path}",
+                params=params,
+                deadline=deadline or Deadline(self.timeout),
+                cap=self.cap,
+            )
         except HttpError as error:
             if error.kind == "unreachable":
-                raise UserError(f"Prometheus at {self.endpoint} does not answer ({error.problem}): {STACK_HINT}") from None
+                raise UserError(
+                    f"Prometheus at {self.endpoint} does not answer ({error.problem}): {STACK_HINT}"
+                ) from None
             raise error.about("Prometheus") from None
         if answer.status != 200:
             # Prometheus says why in JSON ({"status": "error", "error": "…"}); a proxy in front may not.
@@ -89,9 +96,13 @@ class Prometheus:
         if kind != "vector":
             raise ShapeError(f"the result is a '{shown(kind, 20)}', not an instant vector")
         series = pick(data, "result", list)
-        return [(pick(data, f"result[{i}].metric", dict), _sample(pick(data, f"result[{i}].value", list),
-                                                                   f"result[{i}].value"))
-                for i in range(len(series))]
+        return [
+            (
+                pick(data, f"result[{i}].metric", dict),
+                _sample(pick(data, f"result[{i}].value", list), f"result[{i}].value"),
+            )
+            for i in range(len(series))
+        ]
 
     def scalar(self, query: str, deadline: Deadline | None = None) -> float | None:
         """The value of a query that yields one series (a sum, a max), None when it yields none or NaN."""
@@ -107,8 +118,14 @@ class Prometheus:
             except ShapeError:
                 return default
 
-        return [Alert(name=text(a, "labels.alertname", "?"), state=text(a, "state", "?"),
-                      instance=text(a, "labels.instance", "")) for a in found]
+        return [
+            Alert(
+                name=text(a, "labels.alertname", "?"),
+                state=text(a, "state", "?"),
+                instance=text(a, "labels.instance", ""),
+            )
+            for a in found
+        ]
 
 
 def snapshot(prometheus: Prometheus, queries: dict[str, str], deadline: Deadline | None = None) -> Snapshot:
@@ -173,22 +190,32 @@ def screen(name: str, endpoint: str, shot: Snapshot, now: datetime | None = None
         lines.append("  alerts              n/a")
     elif shot.alerts:
         lines.append("  alerts")
-        lines += [f"    {shown(a.state, 10):8} {shown(a.name, 80)} {shown(a.instance, 80)}".rstrip() for a in shot.alerts]
+        lines += [
+            f"    {shown(a.state, 10):8} {shown(a.name, 80)} {shown(a.instance, 80)}".rstrip() for a in shot.alerts
+        ]
     else:
         lines.append("  alerts              none")
     lines += [f"  n/a: {key}: {shown(reason, 160)}" for key, reason in shot.unreadable.items()]
     return "\n".join(lines)
 
 
-def status(plan: Plan, watch: bool = False, interval: float = 5.0, out: Callable[[str], None] = print,
-           rounds: int | None = None, timeout: float = SCREEN_DEADLINE_SECONDS) -> None:
+def status(
+    plan: Plan,
+    watch: bool = False,
+    interval: float = 5.0,
+    out: Callable[[str], None] = print,
+    rounds: int | None = None,
+    timeout: float = SCREEN_DEADLINE_SECONDS,
+) -> None:
     """Print the screen once, or every `interval` seconds until interrupted (`rounds` bounds it for tests).
 
     Each screen has `timeout` seconds for all its queries. Once, a Prometheus that fails is a UserError; with
     `watch`, the screen says why and the next refresh tries again."""
     if plan.monitoring is None:
-        raise UserError(f"{plan.name} has no monitoring: set `monitoring: {{enabled: true}}` in the profile, "
-                        "then `make up` again to start its Prometheus")
+        raise UserError(
+            f"{plan.name} has no monitoring: set `monitoring: {{enabled: true}}` in the profile, "
+            "then `make up` again to start its Prometheus"
+        )
     prometheus = Prometheus(plan.monitoring.local_endpoint, timeout=timeout)
     done = 0
     while True:
@@ -197,8 +224,10 @@ def status(plan: Plan, watch: bool = False, interval: float = 5.0, out: Callable
         except UserError as error:
             if not watch:
                 raise
-            text = f"{plan.name} · {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')}\n  {error}\n" \
-                   f"  (trying again in {interval:g} s)"
+            text = (
+                f"{plan.name} · {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')}\n  {error}\n"
+                f"  (trying again in {interval:g} s)"
+            )
         out("\033[H\033[2J" + text if watch else text)  # NB: clear the terminal between refreshes
         done += 1
         if not watch or (rounds is not None and done >= rounds):

@@ -12,5 +12,14 @@ from deploy.spec.checks import device_facts, gpu_count, model_storage
 from deploy.spec.load import builtin_names, json_schema, load_profile, locate, parse_profile
 from deploy.spec.schema import Profile
 
-__all__ = ["Profile", "builtin_names", "device_facts", "gpu_count", "json_schema", "load_profile", "locate",
-           "model_storage", "parse_profile"]
+__all__ = [
+    "Profile",
+    "builtin_names",
+    "device_facts",
+    "gpu_count",
+    "json_schema",
+    "load_profile",
+    "locate",
+    "model_storage",
+    "parse_profile",
+]

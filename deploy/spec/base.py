@@ -42,14 +42,14 @@ ABSOLUTE_PATH = r"^(/[A-Za-z0-9._+-]+)+/?$"
 PATTERN_WORDS = {
     DNS_LABEL: "lowercase letters, digits and '-', starting and ending with a letter or digit",
     DNS_SUBDOMAIN: "a Kubernetes name: lowercase letters, digits, '-' and '.', starting and ending with a letter "
-                   "or digit, e.g. fast-ssd or nvidia",
+    "or digit, e.g. fast-ssd or nvidia",
     PROFILE_NAME: "lowercase letters, digits, '-' and '_', starting and ending with a letter or digit",
     ENV_NAME: "an environment variable name: capital letters, digits and '_', e.g. VLLM_API_KEY",
     REGISTRY_PATH: "a registry host and path in lowercase, e.g. registry.example.com/ml or 127.0.0.1:5000/team",
     IMAGE_REFERENCE: "an image reference like vllm/vllm-openai:v0.32.0 or registry.example.com/vllm@sha256:…",
     LABEL_KEY: "a Kubernetes label key like app.kubernetes.io/name or gpu-type",
     LABEL_VALUE: "a Kubernetes label value: up to 63 letters, digits, '-', '_' or '.', starting and ending "
-                 "with a letter or digit",
+    "with a letter or digit",
     HUB_ID: "a Hugging Face id like Qwen/Qwen2.5-VL-7B-Instruct",
     HOST_NAME: "a host name like images.example.com (no scheme, port or path)",
     ABSOLUTE_PATH: "an absolute path of letters, digits and '.', '_', '+', '-', e.g. /models/minicpm-v-2_6",
@@ -82,12 +82,12 @@ Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=64)]
 # Prose that ends up in comments, smoke prompts and descriptions: one line, no control characters.
 Line = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$", max_length=2000)]
 
+
 class Section(BaseModel):
     # NB: keys are kebab-case like vLLM's own flags; unknown keys are errors, never ignored.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, alias_generator=lambda n: n.replace("_", "-"),
-                              validate_default=True)
-
-
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, alias_generator=lambda n: n.replace("_", "-"), validate_default=True
+    )
 
 
 def model_class(annotation: Any) -> type[BaseModel] | None:

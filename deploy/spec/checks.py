@@ -38,32 +38,53 @@ def cross_checks(p: Profile) -> list[tuple[tuple[str, ...], str]]:
     found: list[tuple[tuple[str, ...], str]] = []
     storage = model_storage(p)
     if storage in ("host", "tiny") and not re.fullmatch(ABSOLUTE_PATH[1:-1], p.model.source):
-        found.append((("model", "source"), f"storage {storage!r} needs an absolute path of plain characters "
-                      f"(letters, digits, '.', '_', '+', '-'), got {show(p.model.source)}"))
+        found.append(
+            (
+                ("model", "source"),
+                f"storage {storage!r} needs an absolute path of plain characters "
+                f"(letters, digits, '.', '_', '+', '-'), got {show(p.model.source)}",
+            )
+        )
     elif storage == "host" and (system := system_directory_problem(p.model.source)):
         found.append((("model", "source"), system))
     if storage == "hub" and not is_hub_id(p.model.source):
-        found.append((("model", "source"), "expected a Hugging Face id like Qwen/Qwen2.5-VL-7B-Instruct, "
-                      f"got {show(p.model.source)}"))
+        found.append(
+            (
+                ("model", "source"),
+                f"expected a Hugging Face id like Qwen/Qwen2.5-VL-7B-Instruct, got {show(p.model.source)}",
+            )
+        )
     if p.model.revision and storage != "hub":
         found.append((("model", "revision"), "a revision pins hub downloads; it needs storage 'hub'"))
     if storage == "host" and not (p.kubernetes.node_selector or p.kubernetes.node_affinity):
-        found.append((("kubernetes", "node-selector"),
-                      f"required with host storage: {p.model.source} exists only on the nodes you copied it to, and "
-                      "a pod scheduled elsewhere fails to start; label those nodes and select them, e.g. "
-                      f"{{vllm-deploy/model: {p.name}}} (or set kubernetes.node-affinity)"))
+        found.append(
+            (
+                ("kubernetes", "node-selector"),
+                f"required with host storage: {p.model.source} exists only on the nodes you copied it to, and "
+                "a pod scheduled elsewhere fails to start; label those nodes and select them, e.g. "
+                f"{{vllm-deploy/model: {p.name}}} (or set kubernetes.node-affinity)",
+            )
+        )
     gpus = gpu_count(p)
     if p.image.device == "cuda":
         most = device_facts()["cuda"]["max-gpu-memory-utilization"]
         if p.engine.gpu_memory_utilization > most:
-            found.append((("engine", "gpu-memory-utilization"),
-                          f"at most {most} on cuda, got {p.engine.gpu_memory_utilization}: vLLM refuses to start when "
-                          "total memory × utilization exceeds the memory free at start-up, and the CUDA context "
-                          "alone takes some, so 1 (the guide's value) never starts; use "
-                          f"{most} for a GPU of its own, less if other processes share it"))
+            found.append(
+                (
+                    ("engine", "gpu-memory-utilization"),
+                    f"at most {most} on cuda, got {p.engine.gpu_memory_utilization}: vLLM refuses to start when "
+                    "total memory × utilization exceeds the memory free at start-up, and the CUDA context "
+                    "alone takes some, so 1 (the guide's value) never starts; use "
+                    f"{most} for a GPU of its own, less if other processes share it",
+                )
+            )
         if gpus < p.engine.tensor_parallel_size:
-            found.append((("resources", "gpus"),
-                          f"tensor-parallel-size {p.engine.tensor_parallel_size} needs at least as many GPUs, got {gpus}"))
+            found.append(
+                (
+                    ("resources", "gpus"),
+                    f"tensor-parallel-size {p.engine.tensor_parallel_size} needs at least as many GPUs, got {gpus}",
+                )
+            )
         if p.engine.kv_cache_space_gib is not None:
             found.append((("engine", "kv-cache-space-gib"), "only for device cpu; on cuda use gpu-memory-utilization"))
     else:
@@ -78,19 +99,34 @@ def cross_checks(p: Profile) -> list[tuple[tuple[str, ...], str]]:
             found.append((("resources", "shm-size-gib"), "larger than memory-gib"))
     router_on = p.router.enabled if p.router.enabled is not None else p.replicas > 1
     if p.replicas > 1 and not router_on:
-        found.append((("router", "enabled"), f"{p.replicas} replicas need the router in front of them (one endpoint, "
-                      "health checks, retries); remove `enabled: false`"))
+        found.append(
+            (
+                ("router", "enabled"),
+                f"{p.replicas} replicas need the router in front of them (one endpoint, "
+                "health checks, retries); remove `enabled: false`",
+            )
+        )
     if p.image.device == "cpu" and p.replicas > 1 and not p.resources.cpus:
-        found.append((("resources", "cpus"), "required with CPU replicas: each replica gets its own cores (cpuset), "
-                      "e.g. 1"))
+        found.append(
+            (("resources", "cpus"), "required with CPU replicas: each replica gets its own cores (cpuset), e.g. 1")
+        )
     if p.monitoring.min_replicas > p.monitoring.max_replicas:
         found.append((("monitoring", "min-replicas"), f"larger than max-replicas ({p.monitoring.max_replicas})"))
     if p.monitoring.enabled and p.monitoring.port == p.server.port:
         found.append((("monitoring", "port"), f"the server publishes {p.server.port} already; choose another port"))
     if p.media.blocked_networks and not p.kubernetes.egress_policy:
-        found.append((("media", "blocked-networks"), "takes effect through the egress NetworkPolicy: set "
-                      "kubernetes.egress-policy: true"))
+        found.append(
+            (
+                ("media", "blocked-networks"),
+                "takes effect through the egress NetworkPolicy: set kubernetes.egress-policy: true",
+            )
+        )
     if p.media.allow_redirects and p.media.allowed_domains:
-        found.append((("media", "allow-redirects"), "cannot be true with allowed-domains: vLLM checks only the "
-                      "first URL's host, so a redirect from an allowed host reaches any address"))
+        found.append(
+            (
+                ("media", "allow-redirects"),
+                "cannot be true with allowed-domains: vLLM checks only the "
+                "first URL's host, so a redirect from an allowed host reaches any address",
+            )
+        )
     return found + model_problems(p)

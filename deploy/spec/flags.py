@@ -108,8 +108,10 @@ def resolve(item: str) -> tuple[str | None, list[str]]:
     elif name.startswith("-") and len(name) > 1:
         # NB: argparse matches a single-dash prefix (`-as` is `-asc`) and a one-letter option glued to its
         # value (`-qfp8` is `-q fp8`).
-        matches = sorted({option for option in table if option.startswith(name) and not option.startswith("--")}
-                         | ({name[:2]} if name[:2] in table else set()))
+        matches = sorted(
+            {option for option in table if option.startswith(name) and not option.startswith("--")}
+            | ({name[:2]} if name[:2] in table else set())
+        )
     else:
         matches = []
     if len(matches) == 1:
@@ -150,8 +152,10 @@ def flag_problem(args: list[str], index: int) -> str | None:
         # NB: an unknown flag might be a pasted key: shown only when it does not look like one.
         shown = repr(written) if not looks_secret(written) else "(a flag that may hold a secret)"
         if len(candidates) > 1:
-            return (f"item {index}: {shown} is ambiguous in vLLM {version} (could be "
-                    f"{', '.join(candidates[:4])}{', …' if len(candidates) > 4 else ''}); write it in full")
+            return (
+                f"item {index}: {shown} is ambiguous in vLLM {version} (could be "
+                f"{', '.join(candidates[:4])}{', …' if len(candidates) > 4 else ''}); write it in full"
+            )
         hint = f" (did you mean {candidates[0]!r}?)" if candidates else ""
         return f"item {index}: {shown} is not a `vllm serve` flag{hint}"
     shown = _shown(written, option)
@@ -164,9 +168,11 @@ def flag_problem(args: list[str], index: int) -> str | None:
         refused = known.refused[dest]
         return f"item {index}: {spelled} is refused: it {refused.reason}; instead: {refused.instead}"
     if dest not in known.allowed:
-        return (f"item {index}: {spelled} is refused: deploy/data/vllm-serve-classes.yaml does not classify it "
-                f"yet (a flag newer than vLLM {known.vllm_version}); whatever is not known to be safe is refused "
-                "until it is reviewed there")
+        return (
+            f"item {index}: {spelled} is refused: deploy/data/vllm-serve-classes.yaml does not classify it "
+            f"yet (a flag newer than vLLM {known.vllm_version}); whatever is not known to be safe is refused "
+            "until it is reviewed there"
+        )
     allowed = known.allowed[dest]
     if allowed.values is not None:
         choices = " or ".join(filter(None, [", ".join(allowed.values[:-1]), allowed.values[-1]]))

@@ -37,18 +37,25 @@ def _scalar(value: Any) -> Any:
 
 
 KwargName = Annotated[str, AfterValidator(_kwarg_name)]
-KwargValue = Annotated[Any, AfterValidator(_scalar), WithJsonSchema({"type": ["boolean", "integer", "number", "string"]})]
+KwargValue = Annotated[
+    Any, AfterValidator(_scalar), WithJsonSchema({"type": ["boolean", "integer", "number", "string"]})
+]
 MmProcessorKwargs = Annotated[
     dict[KwargName, KwargValue],
-    Field(max_length=32, description="Multimodal processor settings (--mm-processor-kwargs) that bound what one "
-          "image costs, e.g. {max_slice_nums: 9} for MiniCPM-V or {max_pixels: 1003520} for Qwen2.5-VL. For an "
-          "architecture in deploy/data/models.yaml only the keys listed there."),
+    Field(
+        max_length=32,
+        description="Multimodal processor settings (--mm-processor-kwargs) that bound what one "
+        "image costs, e.g. {max_slice_nums: 9} for MiniCPM-V or {max_pixels: 1003520} for Qwen2.5-VL. For an "
+        "architecture in deploy/data/models.yaml only the keys listed there.",
+    ),
 ]
 Architecture = Annotated[
     Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+$", max_length=100)] | None,
-    Field(description="The model's architecture as its config.json names it, e.g. MiniCPMV; checked against vLLM "
-          "0.32's registry (deploy/data/vllm-architectures.json). Those in deploy/data/models.yaml get a worst-case "
-          "image-token estimate, and a profile whose worst case cannot fit max-model-len is refused."),
+    Field(
+        description="The model's architecture as its config.json names it, e.g. MiniCPMV; checked against vLLM "
+        "0.32's registry (deploy/data/vllm-architectures.json). Those in deploy/data/models.yaml get a worst-case "
+        "image-token estimate, and a profile whose worst case cannot fit max-model-len is refused."
+    ),
 ]
 
 
@@ -61,7 +68,9 @@ class Generation(Section):
         "eos_token_id, which vLLM adds to each request's stop ids, so clients need not send stop_token_ids.",
     )
     max_tokens: int | None = Field(
-        None, ge=1, le=10_000_000,
+        None,
+        ge=1,
+        le=10_000_000,
         description="Default max_tokens of a request that sets none (max_new_tokens). Default: up to max-model-len.",
     )
     temperature: float | None = Field(None, ge=0, le=100)
@@ -73,10 +82,11 @@ class Generation(Section):
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
 
 
-
 GenerationSection = Annotated[
     Generation | None,
-    Field(description="Server-side defaults for every request (stop ids, max tokens, sampling), mounted into the "
-          "container as the generation_config.json vLLM reads (--generation-config). It replaces the model's own "
-          "file. Default: none, vLLM reads the model's own file."),
+    Field(
+        description="Server-side defaults for every request (stop ids, max tokens, sampling), mounted into the "
+        "container as the generation_config.json vLLM reads (--generation-config). It replaces the model's own "
+        "file. Default: none, vLLM reads the model's own file."
+    ),
 ]

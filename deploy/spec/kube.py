@@ -33,8 +33,10 @@ def qualified_name_problem(value: str) -> str | None:
     at most 63 characters. The pattern checks the characters; this checks the parts' lengths."""
     prefix, slash, name = value.rpartition("/")
     if slash and len(prefix) > DNS1123_SUBDOMAIN_MAX:
-        return (f"expected a Kubernetes label key whose prefix (before '/') is at most {DNS1123_SUBDOMAIN_MAX} "
-                f"characters, got {len(prefix)}")
+        return (
+            f"expected a Kubernetes label key whose prefix (before '/') is at most {DNS1123_SUBDOMAIN_MAX} "
+            f"characters, got {len(prefix)}"
+        )
     if len(name) > QUALIFIED_NAME_MAX:
         return f"expected a Kubernetes label key whose name (after '/') is at most {QUALIFIED_NAME_MAX} characters"
     if (slash and not re.fullmatch(DNS1123_SUBDOMAIN, prefix)) or not re.fullmatch(QUALIFIED_NAME, name):
@@ -42,19 +44,25 @@ def qualified_name_problem(value: str) -> str | None:
     return None
 
 
-def toleration_problems(key: str | None, operator: str, value: str | None, effect: str | None,
-                        seconds: int | None) -> list[str]:
+def toleration_problems(
+    key: str | None, operator: str, value: str | None, effect: str | None, seconds: int | None
+) -> list[str]:
     """ValidateTolerations' cross-field rules (each field's own syntax is the schema's)."""
     found = []
     if not key and operator != "Exists":
-        found.append("operator Equal (the default) needs a key: name the taint's key, e.g. {key: nvidia.com/gpu, "
-                     "operator: Exists, effect: NoSchedule}, or write operator: Exists alone to tolerate every taint")
+        found.append(
+            "operator Equal (the default) needs a key: name the taint's key, e.g. {key: nvidia.com/gpu, "
+            "operator: Exists, effect: NoSchedule}, or write operator: Exists alone to tolerate every taint"
+        )
     if operator == "Exists" and value:
-        found.append("value must be empty with operator Exists (it matches every value of the key); use operator "
-                     "Equal to match one value")
+        found.append(
+            "value must be empty with operator Exists (it matches every value of the key); use operator "
+            "Equal to match one value"
+        )
     if seconds is not None and effect != "NoExecute":
-        found.append("tolerationSeconds needs effect NoExecute (it bounds how long the pod stays on a node tainted "
-                     "NoExecute)")
+        found.append(
+            "tolerationSeconds needs effect NoExecute (it bounds how long the pod stays on a node tainted NoExecute)"
+        )
     return found
 
 
@@ -62,6 +70,8 @@ def namespace_problem(name: str) -> str | None:
     """Namespaces with the kube- prefix are Kubernetes' own (kube-system, kube-public, kube-node-lease); the
     Kubernetes documentation reserves the prefix. The syntax is the DNS-1123 label pattern's."""
     if name.startswith("kube-"):
-        return ("the kube- prefix is reserved for Kubernetes' own namespaces (kube-system, kube-public, "
-                "kube-node-lease): deploy into a namespace of its own, e.g. vllm")
+        return (
+            "the kube- prefix is reserved for Kubernetes' own namespaces (kube-system, kube-public, "
+            "kube-node-lease): deploy into a namespace of its own, e.g. vllm"
+        )
     return None

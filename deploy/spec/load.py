@@ -61,11 +61,17 @@ def parse_profile(text: str | bytes, source: str) -> Profile:
     except UserError as exc:
         raise UserError(f"{source} is invalid:", exc.problems, source) from None
     if document.data is None:
-        raise UserError(f"{source} is invalid:", [Problem(0, "", "profile is empty; expected a mapping with at "
-                                                              "least name, model, engine, api-key")], source)
+        raise UserError(
+            f"{source} is invalid:",
+            [Problem(0, "", "profile is empty; expected a mapping with at least name, model, engine, api-key")],
+            source,
+        )
     if not isinstance(document.data, dict):
-        raise UserError(f"{source} is invalid:", [Problem(1, "", "expected a mapping of keys at the top level, got "
-                                                              f"{show(document.data)}")], source)
+        raise UserError(
+            f"{source} is invalid:",
+            [Problem(1, "", f"expected a mapping of keys at the top level, got {show(document.data)}")],
+            source,
+        )
     profile = None
     try:
         profile = Profile.model_validate(document.data)

@@ -78,10 +78,18 @@ def sentence(error: ErrorDetails) -> str:
     if kind == "literal_error":
         return f"expected one of {ctx.get('expected')}, got {shown}"
     simple = {
-        "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
-        "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
-        "bool_parsing": "true or false", "string_type": "a string", "list_type": "a list",
-        "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
+        "int_type": "an integer",
+        "int_parsing": "an integer",
+        "int_from_float": "an integer",
+        "float_type": "a number",
+        "float_parsing": "a number",
+        "bool_type": "true or false",
+        "bool_parsing": "true or false",
+        "string_type": "a string",
+        "list_type": "a list",
+        "dict_type": "a mapping",
+        "model_type": "a mapping",
+        "model_attributes_type": "a mapping",
         "invalid-json-value": "plain YAML values (strings, numbers, true/false, lists, mappings)",
         "finite_number": "a finite number",
     }

@@ -163,8 +163,9 @@ def vision_estimate(p: Profile) -> VisionEstimate | None:
     cost = image_cost(p.model.architecture, dict(p.engine.mm_processor_kwargs))
     if cost is None:
         return None
-    return VisionEstimate(p.model.architecture or "", images, cost,
-                          effective_kwargs(facts, dict(p.engine.mm_processor_kwargs)))
+    return VisionEstimate(
+        p.model.architecture or "", images, cost, effective_kwargs(facts, dict(p.engine.mm_processor_kwargs))
+    )
 
 
 def _kwarg_problems(p: Profile, facts: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
@@ -176,8 +177,13 @@ def _kwarg_problems(p: Profile, facts: dict[str, Any]) -> list[tuple[tuple[str, 
         if spec is None:
             close = difflib.get_close_matches(key, list(known), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            found.append((where, f"not a setting vllm-deploy knows for {p.model.architecture}{hint}; expected one "
-                          f"of: {', '.join(known)}"))
+            found.append(
+                (
+                    where,
+                    f"not a setting vllm-deploy knows for {p.model.architecture}{hint}; expected one "
+                    f"of: {', '.join(known)}",
+                )
+            )
         elif spec["type"] == "bool" and not isinstance(value, bool):
             found.append((where, "expected true or false"))
         elif spec["type"] == "int" and (isinstance(value, bool) or not isinstance(value, int)):
@@ -197,10 +203,16 @@ def _fit_hint(p: Profile, estimate: VisionEstimate) -> str:
     key, _ = cost_bound(estimate.architecture) or (None, None)
     if key is not None:
         value = bounded_value(estimate.architecture, dict(p.engine.mm_processor_kwargs), room // estimate.images)
-        cost = image_cost(estimate.architecture, {**p.engine.mm_processor_kwargs, key: value}) if value is not None else None
+        cost = (
+            image_cost(estimate.architecture, {**p.engine.mm_processor_kwargs, key: value})
+            if value is not None
+            else None
+        )
         if cost is not None and value != estimate.kwargs[key]:
-            fixes.append(f"bound each image with engine.mm-processor-kwargs.{key}: {json.dumps(value)} "
-                         f"({cost.prompt_tokens} tokens an image)")
+            fixes.append(
+                f"bound each image with engine.mm-processor-kwargs.{key}: {json.dumps(value)} "
+                f"({cost.prompt_tokens} tokens an image)"
+            )
     fixes.append(f"raise max-model-len above {estimate.worst_case_tokens}")
     return "; ".join(fixes)
 
@@ -213,8 +225,13 @@ def model_problems(p: Profile) -> list[tuple[tuple[str, ...], str]]:
         table = vllm_architectures()
         close = difflib.get_close_matches(architecture, table["multimodal"] + table["text"], n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        found.append((("model", "architecture"), f"{architecture!r} is not an architecture vLLM "
-                      f"{table['vllm_version']} serves{hint}; see deploy/data/vllm-architectures.json"))
+        found.append(
+            (
+                ("model", "architecture"),
+                f"{architecture!r} is not an architecture vLLM "
+                f"{table['vllm_version']} serves{hint}; see deploy/data/vllm-architectures.json",
+            )
+        )
     facts = architecture_facts(architecture)
     if facts is not None:
         found += _kwarg_problems(p, facts)
@@ -222,18 +239,30 @@ def model_problems(p: Profile) -> list[tuple[tuple[str, ...], str]]:
         for index, item in enumerate(p.engine.extra_args):
             option, _ = resolve(item) if item.startswith("--") else (None, [])
             if option == "--override-generation-config":
-                found.append((("engine", "extra-args"), f"item {index}: --override-generation-config duplicates the "
-                              "generation section: set the value there"))
+                found.append(
+                    (
+                        ("engine", "extra-args"),
+                        f"item {index}: --override-generation-config duplicates the "
+                        "generation section: set the value there",
+                    )
+                )
     estimate = vision_estimate(p)
     if estimate is not None and estimate.worst_case_tokens >= p.engine.max_model_len:
-        where = ("engine.limit-mm-per-prompt.image" if "image" in p.engine.limit_mm_per_prompt
-                 else "vLLM's default: engine.limit-mm-per-prompt sets no image count")
+        where = (
+            "engine.limit-mm-per-prompt.image"
+            if "image" in p.engine.limit_mm_per_prompt
+            else "vLLM's default: engine.limit-mm-per-prompt sets no image count"
+        )
         settings = ", ".join(f"{k} {json.dumps(v)}" for k, v in estimate.kwargs.items())
-        found.append((("engine", "max-model-len"),
-                      f"{estimate.images} images ({where}) × up to {estimate.image.prompt_tokens} tokens each "
-                      f"({architecture}: {settings}) = {estimate.worst_case_tokens} image tokens, more than "
-                      f"max-model-len {p.engine.max_model_len} holds beside the text and the answer: vLLM would "
-                      f"refuse such requests (400). Fix: {_fit_hint(p, estimate)}"))
+        found.append(
+            (
+                ("engine", "max-model-len"),
+                f"{estimate.images} images ({where}) × up to {estimate.image.prompt_tokens} tokens each "
+                f"({architecture}: {settings}) = {estimate.worst_case_tokens} image tokens, more than "
+                f"max-model-len {p.engine.max_model_len} holds beside the text and the answer: vLLM would "
+                f"refuse such requests (400). Fix: {_fit_hint(p, estimate)}",
+            )
+        )
     return found
 
 

@@ -65,8 +65,9 @@ def _requirement(text: str) -> str:
     try:
         requirement = Requirement(text)
     except InvalidRequirement:
-        raise ValueError("expected a PEP 508 requirement like timm==1.0.15 (no pip options, no spaces around "
-                         "a URL)") from None
+        raise ValueError(
+            "expected a PEP 508 requirement like timm==1.0.15 (no pip options, no spaces around a URL)"
+        ) from None
     if requirement.url and not requirement.url.startswith("https://"):
         raise ValueError("a requirement by URL must use https://")
     return text
@@ -76,16 +77,18 @@ def _ip_address(text: str) -> str:
     try:
         ipaddress.ip_address(text)
     except ValueError:
-        raise ValueError("expected an IP address of this host, e.g. 127.0.0.1 (loopback), 0.0.0.0 (every "
-                         "interface) or ::1") from None
+        raise ValueError(
+            "expected an IP address of this host, e.g. 127.0.0.1 (loopback), 0.0.0.0 (every interface) or ::1"
+        ) from None
     return text
 
 
 def _pinned(reference: str) -> str:
     tag = reference.rsplit("/", 1)[-1]
     if "@sha256:" not in reference and (":" not in tag or tag.endswith(":latest")):
-        raise ValueError("expected a pinned image reference (a tag other than latest, or a digest) like "
-                         "vllm/vllm-openai:v0.32.0")
+        raise ValueError(
+            "expected a pinned image reference (a tag other than latest, or a digest) like vllm/vllm-openai:v0.32.0"
+        )
     return reference
 
 
@@ -130,7 +133,9 @@ class Engine(Section):
         None, ge=1, le=4096, description="CPU only: KV-cache size (VLLM_CPU_KVCACHE_SPACE). Required on CPU."
     )
     shutdown_timeout_seconds: int = Field(
-        30, ge=0, le=3600,
+        30,
+        ge=0,
+        le=3600,
         description="On SIGTERM, requests in flight may finish for this long (vLLM --shutdown-timeout); compose's "
         "stop grace period and the pod's termination grace period are longer.",
     )
@@ -183,11 +188,15 @@ class Image(Section):
 
 
 class Resources(Section):
-    gpus: int | None = Field(None, ge=0, le=64, description="GPUs per replica. Default: tensor-parallel-size (cuda), 0 (cpu).")
+    gpus: int | None = Field(
+        None, ge=0, le=64, description="GPUs per replica. Default: tensor-parallel-size (cuda), 0 (cpu)."
+    )
     shm_size_gib: int = Field(8, ge=1, le=4096, description="Shared memory for vLLM's workers (/dev/shm).")
     memory_gib: int = Field(32, ge=1, le=16384, description="Memory limit of the container.")
     cpus: int | None = Field(
-        None, ge=1, le=1024,
+        None,
+        ge=1,
+        le=1024,
         description="CPU cores, reserved and capped (compose cpus, Kubernetes request and limit). Default: no cap; "
         "Kubernetes still requests 4 cores per GPU (2 on cpu), and sets no limit, which would throttle vLLM.",
     )
@@ -196,7 +205,8 @@ class Resources(Section):
 class Server(Section):
     port: int = Field(8000, ge=1, le=65535)
     bind_address: Annotated[str, Field(max_length=64), AfterValidator(_ip_address)] = Field(
-        "127.0.0.1", description="Host address compose publishes the port on: 127.0.0.1, or 0.0.0.0 for every interface."
+        "127.0.0.1",
+        description="Host address compose publishes the port on: 127.0.0.1, or 0.0.0.0 for every interface.",
     )
     health_interval_seconds: int = Field(10, ge=1, le=300, description="How often compose probes /health.")
 
@@ -220,7 +230,9 @@ class Toleration(BaseModel):
 
 
 class Kubernetes(Section):
-    namespace: Annotated[DnsLabel, AfterValidator(_own_namespace)] = Field("vllm", description="Namespace of every object (not `default`: keep workloads apart).")
+    namespace: Annotated[DnsLabel, AfterValidator(_own_namespace)] = Field(
+        "vllm", description="Namespace of every object (not `default`: keep workloads apart)."
+    )
     create_namespace: bool = Field(
         True, description="Render the Namespace object too; false where it exists and you may not create namespaces."
     )
@@ -231,8 +243,9 @@ class Kubernetes(Section):
         description="Node labels the pod needs. Required with host storage (the model is only on some nodes), "
         "e.g. {vllm-deploy/model: minicpm-v-2_6} after `kubectl label node NODE vllm-deploy/model=minicpm-v-2_6`.",
     )
-    node_affinity: Annotated[dict[LabelKey, Annotated[list[LabelValue], Field(min_length=1, max_length=64)]],
-                             Field(max_length=16)] = Field(
+    node_affinity: Annotated[
+        dict[LabelKey, Annotated[list[LabelValue], Field(min_length=1, max_length=64)]], Field(max_length=16)
+    ] = Field(
         default_factory=dict,
         description="Node labels and the values any of which a node must have (required node affinity, operator "
         "In), an alternative to node-selector, e.g. {nvidia.com/gpu.product: [NVIDIA-A100-SXM4-80GB, NVIDIA-H100-80GB-HBM3]}.",
@@ -247,7 +260,10 @@ class Kubernetes(Section):
         "container runtime's default is not NVIDIA's.",
     )
     load_budget_seconds: int = Field(
-        900, ge=30, le=86_400, description="How long loading the model may take before the pod is restarted (startupProbe)."
+        900,
+        ge=30,
+        le=86_400,
+        description="How long loading the model may take before the pod is restarted (startupProbe).",
     )
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     network_policy_from: Annotated[Labels, Field(min_length=1)] | None = Field(
@@ -282,7 +298,9 @@ class Profile(Section):
     api_key: ApiKey
     image: Image = Image()
     replicas: int = Field(
-        1, ge=0, le=64,
+        1,
+        ge=0,
+        le=64,
         description="Engine replicas: compose services (each with its own GPUs, or its own CPU cores) and the "
         "Deployment's replicas; with more than one, the router spreads requests over them.",
     )

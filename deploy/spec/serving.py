@@ -16,15 +16,25 @@ class Router(Section):
 
     enabled: bool | None = Field(None, description="Default: on with more than one replica.")
     policy: Literal["round_robin", "power_of_two", "cache_aware", "consistent_hash", "random"] = Field(
-        "round_robin", description="How requests are spread: round_robin suits identical replicas.")
-    health_check_interval_seconds: int = Field(5, ge=1, le=300, description="How often it probes each replica's /health.")
-    health_failure_threshold: int = Field(2, ge=1, le=100, description="Failed probes before a replica gets no traffic.")
+        "round_robin", description="How requests are spread: round_robin suits identical replicas."
+    )
+    health_check_interval_seconds: int = Field(
+        5, ge=1, le=300, description="How often it probes each replica's /health."
+    )
+    health_failure_threshold: int = Field(
+        2, ge=1, le=100, description="Failed probes before a replica gets no traffic."
+    )
     max_retries: int = Field(5, ge=1, le=20, description="Attempts per request (the next replica on a failure).")
     circuit_breaker_seconds: int = Field(15, ge=1, le=3600, description="How long a failing replica is left alone.")
-    request_timeout_seconds: int = Field(600, ge=1, le=86_400, description="Longest a request (stream included) may take.")
+    request_timeout_seconds: int = Field(
+        600, ge=1, le=86_400, description="Longest a request (stream included) may take."
+    )
     max_concurrent_requests: int | None = Field(
-        None, ge=1, le=1_000_000,
-        description="Admission: requests let in per second and at once (a token bucket; beyond it 429).")
+        None,
+        ge=1,
+        le=1_000_000,
+        description="Admission: requests let in per second and at once (a token bucket; beyond it 429).",
+    )
     queue_size: int = Field(100, ge=0, le=100_000, description="Requests that wait for admission before a 429.")
     max_payload_mib: int = Field(64, ge=1, le=1024, description="Largest request body (base64 images are big).")
 
@@ -51,7 +61,9 @@ class Media(Section):
         5, ge=1, le=600, description="Per-attempt timeout fetching an image URL (VLLM_IMAGE_FETCH_TIMEOUT)."
     )
     fetch_max_retries: int = Field(
-        1, ge=0, le=10,
+        1,
+        ge=0,
+        le=10,
         description="Retries of a failed image fetch (VLLM_MEDIA_FETCH_MAX_RETRIES). vLLM's default 3 "
         "lets one unreachable URL hold a request for about two minutes.",
     )
@@ -70,8 +82,6 @@ def _network(text: str) -> Any:
         return ipaddress.ip_network(text)
     except ValueError:
         raise ValueError("expected a network like 10.0.0.0/8 (host bits zero)") from None
-
-
 
 
 class Alerts(Section):
@@ -94,16 +104,22 @@ class Monitoring(Section):
     port: int = Field(9090, ge=1, le=65535, description="Compose publishes Prometheus on the server's bind address.")
     alerts: Alerts = Alerts()
     prometheus_operator: bool = Field(
-        True, description="Kubernetes: deploy the ServiceMonitors and the PrometheusRule (prometheus-operator's CRDs).")
+        True, description="Kubernetes: deploy the ServiceMonitors and the PrometheusRule (prometheus-operator's CRDs)."
+    )
     autoscaler: Literal["none", "keda", "hpa"] = Field(
-        "none", description="Kubernetes: scale the engines on vllm:num_requests_waiting with KEDA, or a plain HPA "
-        "(needs prometheus-adapter serving it as the pods metric vllm_num_requests_waiting); none by default.")
+        "none",
+        description="Kubernetes: scale the engines on vllm:num_requests_waiting with KEDA, or a plain HPA "
+        "(needs prometheus-adapter serving it as the pods metric vllm_num_requests_waiting); none by default.",
+    )
     min_replicas: int = Field(1, ge=1, le=64)
     max_replicas: int = Field(4, ge=1, le=64)
     waiting_per_replica: int = Field(
-        2, ge=1, le=10_000, description="Autoscaling target: requests waiting per engine before another is added.")
+        2, ge=1, le=10_000, description="Autoscaling target: requests waiting per engine before another is added."
+    )
     prometheus_namespace: Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", max_length=63)] = Field(
-        "monitoring", description="Kubernetes: the namespace Prometheus runs in; the NetworkPolicies let it scrape.")
+        "monitoring", description="Kubernetes: the namespace Prometheus runs in; the NetworkPolicies let it scrape."
+    )
     prometheus_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=500)] = Field(
         "http://prometheus-operated.monitoring.svc:9090",
-        description="Kubernetes: the Prometheus KEDA queries (prometheus-operator's default Service).")
+        description="Kubernetes: the Prometheus KEDA queries (prometheus-operator's default Service).",
+    )

@@ -80,8 +80,9 @@ def _check_depth(text: str) -> None:
             depth += 1
             if depth > MAX_DEPTH:
                 line = event.start_mark.line + 1 if event.start_mark else 0  # NB: the parser always sets it
-                raise UserError("profile is not valid YAML",
-                                [Problem(line, "", f"nested deeper than {MAX_DEPTH} levels")])
+                raise UserError(
+                    "profile is not valid YAML", [Problem(line, "", f"nested deeper than {MAX_DEPTH} levels")]
+                )
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
 
@@ -106,10 +107,18 @@ def parse(text: str) -> tuple[Document, list[Problem]]:
         count += 1
         line = n.start_mark.line + 1
         if count > MAX_NODES:
-            raise UserError("profile is not valid YAML", [Problem(line, "", f"the document expands to more than "
-                            f"{MAX_NODES} values (aliases?); a profile is small")])
+            raise UserError(
+                "profile is not valid YAML",
+                [
+                    Problem(
+                        line, "", f"the document expands to more than {MAX_NODES} values (aliases?); a profile is small"
+                    )
+                ],
+            )
         if id(n) in path:
-            raise UserError("profile is not valid YAML", [Problem(line, "", "an alias refers to itself (recursive alias)")])
+            raise UserError(
+                "profile is not valid YAML", [Problem(line, "", "an alias refers to itself (recursive alias)")]
+            )
         if len(loc) > MAX_DEPTH:
             raise UserError("profile is not valid YAML", [Problem(line, "", f"nested deeper than {MAX_DEPTH} levels")])
         lines.setdefault(loc, line)
@@ -119,8 +128,10 @@ def parse(text: str) -> tuple[Document, list[Problem]]:
             for key_node, value_node in n.value:
                 here = key_node.start_mark.line + 1
                 if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
-                    raise UserError("profile is not valid YAML", [Problem(here, "", "keys must be plain names "
-                                    "(no lists, mappings or merge keys as keys)")])
+                    raise UserError(
+                        "profile is not valid YAML",
+                        [Problem(here, "", "keys must be plain names (no lists, mappings or merge keys as keys)")],
+                    )
                 key = key_node.value
                 if key in seen:
                     dotted = ".".join(str(p) for p in (*loc, key))
@@ -133,8 +144,13 @@ def parse(text: str) -> tuple[Document, list[Problem]]:
             for index, item in enumerate(n.value):
                 walk(item, (*loc, index), inner)
         elif n.tag == INT_TAG and len(n.value) > MAX_INT_CHARS:
-            too_large.append(Problem(line, ".".join(str(p) for p in loc), f"integer too large: {len(n.value)} "
-                                     f"characters (a profile value has at most {MAX_INT_CHARS})"))
+            too_large.append(
+                Problem(
+                    line,
+                    ".".join(str(p) for p in loc),
+                    f"integer too large: {len(n.value)} characters (a profile value has at most {MAX_INT_CHARS})",
+                )
+            )
 
     if node is not None:
         walk(node, (), ())
@@ -146,8 +162,9 @@ def parse(text: str) -> tuple[Document, list[Problem]]:
     except yaml.constructor.ConstructorError as exc:
         raise UserError("profile is not valid YAML", [_problem(exc, "YAML error")]) from None
     except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:  # e.g. an impossible date
-        raise UserError("profile is not valid YAML", [Problem(0, "", f"YAML error: a value cannot be read "
-                        f"({type(exc).__name__})")]) from None
+        raise UserError(
+            "profile is not valid YAML", [Problem(0, "", f"YAML error: a value cannot be read ({type(exc).__name__})")]
+        ) from None
     finally:
         loader.dispose()
     return Document(data, lines), problems

@@ -34,9 +34,18 @@ def test_cuda_profile_on_a_host_without_gpu_or_model(cli):
 def test_gather_reads_the_models_config(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
-    (model / "config.json").write_text(json.dumps(
-        {"hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
-         "intermediate_size": 18944, "vocab_size": 151666}))
+    (model / "config.json").write_text(
+        json.dumps(
+            {
+                "hidden_size": 3584,
+                "num_hidden_layers": 28,
+                "num_attention_heads": 28,
+                "num_key_value_heads": 4,
+                "intermediate_size": 18944,
+                "vocab_size": 151666,
+            }
+        )
+    )
     profile = write_variant("minicpm-v-2_6", tmp_path / "p.yaml", {"model": {"source": str(model)}})
     found = checks(str(profile), tmp_path)
     assert found["model path"].verdict == "ok"

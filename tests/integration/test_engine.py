@@ -75,7 +75,9 @@ def process_tree_peak_rss_mib(pid: int) -> float:
 def tiny_model(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("model") / "tiny-vlm"
     # The same invocation as the CPU image's build step.
-    subprocess.run([str(engine_python()), str(REPO / "deploy" / "assets" / "tiny_model.py"), str(out)], check=True, timeout=600)
+    subprocess.run(
+        [str(engine_python()), str(REPO / "deploy" / "assets" / "tiny_model.py"), str(out)], check=True, timeout=600
+    )
     return out
 
 
@@ -99,8 +101,7 @@ def server(tiny_model, tmp_path_factory):
     }
     started = time.monotonic()
     with log.open("wb") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env,
-                                   start_new_session=True)
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}"
     try:
         try:
@@ -130,7 +131,9 @@ def test_every_route_of_the_servers_own_table_needs_the_key(server, measured):
     from deploy.assets.edge.vllm_deploy_edge import PUBLIC
 
     found = routes.report(server.base_url, server.api_key)
-    measured["engine routes in vLLM's own table (called without, with a wrong and with the right key)"] = found["routes"]
+    measured["engine routes in vLLM's own table (called without, with a wrong and with the right key)"] = found[
+        "routes"
+    ]
     assert found["routes"] >= 20, found
     assert {"/invocations", "/tokenize"} <= {row["path"] for row in found["rows"]}
     assert routes.lock_problems(found, PUBLIC) == []
@@ -142,15 +145,30 @@ def test_smoke_suite_passes_against_the_real_server(server, measured):
     # NB: the options `vllm-deploy smoke` derives from the plan (stop ids, image limit, server-side stop ids, the
     # image-token estimate), with the local image server on loopback.
     options = plan_options(server.plan, server.base_url, "127.0.0.1")
-    code, cases, output = run_suite([*options, "--redirect-host", "localhost", "--server-log", str(server.log)],
-                                    key=server.api_key, ready=server.plan.health.start_period_seconds)
+    code, cases, output = run_suite(
+        [*options, "--redirect-host", "localhost", "--server-log", str(server.log)],
+        key=server.api_key,
+        ready=server.plan.health.start_period_seconds,
+    )
     wall = time.monotonic() - started
     assert code == 0, output[-6000:] + server.log.read_text(errors="replace")[-6000:]
     assert {c.status for c in cases} == {"passed"}
     names = " ".join(c.name for c in cases)
-    for expected in ("health", "models", "url", "base64", "stream", "stop", "key", "seed_snippet", "model",
-                     "redirect_off_the_media_allowlist", "server_stop_ids_apply_without_extra_body",
-                     "large_image_is_served_within_its_token_bound", "image_limit_of_large_images"):
+    for expected in (
+        "health",
+        "models",
+        "url",
+        "base64",
+        "stream",
+        "stop",
+        "key",
+        "seed_snippet",
+        "model",
+        "redirect_off_the_media_allowlist",
+        "server_stop_ids_apply_without_extra_body",
+        "large_image_is_served_within_its_token_bound",
+        "image_limit_of_large_images",
+    ):
         assert expected in names, expected
     figures = {
         "time_to_ready_seconds": round(server.ready_seconds, 2),
@@ -169,8 +187,12 @@ def test_smoke_suite_passes_against_the_real_server(server, measured):
 def chat(server: Server, body: dict) -> dict:
     import requests
 
-    resp = requests.post(f"{server.base_url}/v1/chat/completions", json={"model": server.model, "temperature": 0, **body},
-                         headers={"Authorization": f"Bearer {server.api_key}"}, timeout=120)
+    resp = requests.post(
+        f"{server.base_url}/v1/chat/completions",
+        json={"model": server.model, "temperature": 0, **body},
+        headers={"Authorization": f"Bearer {server.api_key}"},
+        timeout=120,
+    )
     assert resp.status_code == 200, resp.text
     return resp.json()
 
@@ -214,12 +236,22 @@ def test_a_4000x3000_image_costs_at_most_the_plans_estimate(server, measured):
 def test_smoke_command_prints_a_table(server, cli):
     """`vllm-deploy smoke --base-url … --api-key …` against the running server."""
     # NB: --local-image-server: without it the suite fetches the guide's internet image.
-    result = cli("smoke", "--base-url", server.base_url, "--api-key", server.api_key, "--local-image-server",
-                 "--", "-k", "health or models")
+    result = cli(
+        "smoke",
+        "--base-url",
+        server.base_url,
+        "--api-key",
+        server.api_key,
+        "--local-image-server",
+        "--",
+        "-k",
+        "health or models",
+    )
     assert result.code == 0, result.err
     assert "test_health" in result.out and "passed" in result.out and "failed" not in result.out
-    wrong = cli("smoke", "--base-url", server.base_url, "--api-key", "wrong-key", "--local-image-server",
-                "--", "-k", "models")
+    wrong = cli(
+        "smoke", "--base-url", server.base_url, "--api-key", "wrong-key", "--local-image-server", "--", "-k", "models"
+    )
     assert wrong.code == 1
 
 

@@ -83,8 +83,9 @@ def kustomize_build(plan, root, key: str) -> dict[str, dict]:
 def configmap_options(deployment: dict, configmaps: list[dict], directory: Path) -> list[str]:
     """`--configmap FILE` for each ConfigMap the Deployment mounts (the key check's module, the generation
     config), as kustomize built them: podman takes them beside the Deployment."""
-    mounted = {v["configMap"]["name"] for v in deployment["spec"]["template"]["spec"].get("volumes", [])
-               if "configMap" in v}
+    mounted = {
+        v["configMap"]["name"] for v in deployment["spec"]["template"]["spec"].get("volumes", []) if "configMap" in v
+    }
     options = []
     for found in (c for c in configmaps if c["metadata"]["name"] in mounted):
         path = directory / f"configmap-{found['metadata']['name']}.yaml"
@@ -158,19 +159,25 @@ def pod(tmp_path_factory):
 def pod_logs(plan) -> str:
     listing = podman("ps", "-a", "--format", "{{.Names}}", check=False).stdout.split()
     names = [n for n in listing if n.endswith("-vllm") and plan.kubernetes.object_name in n]
-    return "\n".join(podman("logs", "--tail", "100", n, check=False).stdout + podman("logs", "--tail", "100", n,
-                     check=False).stderr for n in names)
+    return "\n".join(
+        podman("logs", "--tail", "100", n, check=False).stdout + podman("logs", "--tail", "100", n, check=False).stderr
+        for n in names
+    )
 
 
 def test_pod_serves_the_smoke_suite(pod, measured):
     plan, base_url, key, ready_seconds = pod
     # NB: the plan's options, so the server-side stop ids prove the ConfigMap reached vLLM.
-    code, cases, output = run_suite(plan_options(plan, base_url, pod_gateway()), key=key,
-                                    ready=plan.health.start_period_seconds)
+    code, cases, output = run_suite(
+        plan_options(plan, base_url, pod_gateway()), key=key, ready=plan.health.start_period_seconds
+    )
     assert code == 0, output[-6000:] + pod_logs(plan)
     assert {c.status for c in cases} == {"passed"}
-    assert {"test_chat::test_image_by_url", "test_chat::test_image_as_base64_matches_url",
-            "test_chat::test_server_stop_ids_apply_without_extra_body"} <= {c.name for c in cases}
+    assert {
+        "test_chat::test_image_by_url",
+        "test_chat::test_image_as_base64_matches_url",
+        "test_chat::test_server_stop_ids_apply_without_extra_body",
+    } <= {c.name for c in cases}
     measured["podman pod time-to-ready (s)"] = round(ready_seconds, 1)
     measured["smoke suite against the pod, sum of cases (s)"] = round(sum(c.seconds for c in cases), 2)
 
@@ -179,8 +186,9 @@ def test_pod_runs_as_non_root_with_a_read_only_root_and_the_key_from_the_secret(
     plan, base_url, key, _ = pod
     container = vllm_container()
     assert podman("exec", container, "id", "-u").stdout.strip() == str(plan.image.run_as_user)
-    write = podman("exec", container, "sh", "-c", 'touch /opt/x; echo "root $?"; touch "$HOME/x" && echo "home 0"',
-                   check=False)
+    write = podman(
+        "exec", container, "sh", "-c", 'touch /opt/x; echo "root $?"; touch "$HOME/x" && echo "home 0"', check=False
+    )
     assert "root 1" in write.stdout and "home 0" in write.stdout, write.stdout + write.stderr
     assert requests.get(f"{base_url}/v1/models", timeout=5).status_code == 401
     assert requests.get(f"{base_url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=5).ok
@@ -203,8 +211,14 @@ def test_every_route_of_the_pod_needs_the_key(pod, measured):
 def test_a_pod_with_an_empty_key_in_its_secret_exits_at_once(pod, tmp_path, measured):
     """secrets.env copied from the example holds `VLLM_API_KEY=`: the container must refuse to start."""
     plan, _, _, _ = pod
-    empty = plan.model_copy(update={"name": "tiny-cpu-empty-key", "kubernetes": plan.kubernetes.model_copy(
-        update={"object_name": "tiny-cpu-empty-key", "secret_name": "tiny-cpu-empty-key-secrets"})})
+    empty = plan.model_copy(
+        update={
+            "name": "tiny-cpu-empty-key",
+            "kubernetes": plan.kubernetes.model_copy(
+                update={"object_name": "tiny-cpu-empty-key", "secret_name": "tiny-cpu-empty-key-secrets"}
+            ),
+        }
+    )
     objects = kustomize_build(empty, tmp_path, "")
     assert objects["Secret"]["data"] == {"VLLM_API_KEY": ""}
     create_podman_secret(objects["Secret"])

@@ -87,7 +87,9 @@ def routed(tmp_path_factory):
     objects = kustomize_objects(plan, root / "rendered", key)
     secret = next(o for o in objects if o["kind"] == "Secret")
     create_podman_secret(secret)
-    engine = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == plan.kubernetes.object_name)
+    engine = next(
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == plan.kubernetes.object_name
+    )
     router = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == plan.router.object_name)
 
     configmap = configmap_options(engine, [o for o in objects if o["kind"] == "ConfigMap"], root)
@@ -100,7 +102,9 @@ def routed(tmp_path_factory):
         podman("kube", "play", "--replace", *configmap, str(path))
         manifests.append(path)
     try:
-        networks = [pod_network(f"{plan.kubernetes.object_name}-{index}-pod") for index in range(plan.kubernetes.replicas)]
+        networks = [
+            pod_network(f"{plan.kubernetes.object_name}-{index}-pod") for index in range(plan.kubernetes.replicas)
+        ]
         addresses = [network["IPAddress"] for network in networks]
         for address in addresses:
             wait_for_http(f"http://{address}:8000/health", READY_DEADLINE_SECONDS, interval=1)
@@ -135,8 +139,9 @@ def routed(tmp_path_factory):
 
 def test_the_smoke_suite_passes_through_the_router_pod(routed, measured):
     plan, base_url, key, gateway = routed
-    code, cases, output = run_suite(plan_options(plan, base_url, gateway), key=key,
-                                    ready=plan.health.start_period_seconds)
+    code, cases, output = run_suite(
+        plan_options(plan, base_url, gateway), key=key, ready=plan.health.start_period_seconds
+    )
     assert code == 0, output[-6000:]
     assert {c.status for c in cases} == {"passed"}
     measured["smoke suite through the router pod (cases)"] = len(cases)
@@ -144,11 +149,15 @@ def test_the_smoke_suite_passes_through_the_router_pod(routed, measured):
 
 def router_admin(plan) -> RouterClient:
     """The router's admin routes, from inside its pod's container (as `kubectl exec` would)."""
-    names = [n for n in podman("ps", "--format", "{{.Names}}").stdout.split()
-             if n.startswith(f"{plan.router.object_name}-pod-")]
+    names = [
+        n
+        for n in podman("ps", "--format", "{{.Names}}").stdout.split()
+        if n.startswith(f"{plan.router.object_name}-pod-")
+    ]
     assert len(names) == 1, podman("ps", "-a").stdout
-    return RouterClient("", ["env", f"CONTAINERS_CONF={CONF}", "podman", "exec", names[0]], plan.router.python,
-                        plan.router.admin_url)
+    return RouterClient(
+        "", ["env", f"CONTAINERS_CONF={CONF}", "podman", "exec", names[0]], plan.router.python, plan.router.admin_url
+    )
 
 
 def test_the_router_pod_answers_only_the_allowlist_and_checks_the_key(routed, measured):

@@ -29,8 +29,9 @@ def registry(tmp_path_factory):
     root = tmp_path_factory.mktemp("registry")
     port = free_port()
     config = root / "config.yml"
-    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\n"
-                      f"http:\n  addr: 127.0.0.1:{port}\n")
+    config.write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\nhttp:\n  addr: 127.0.0.1:{port}\n"
+    )
     with (root / "registry.log").open("wb") as log:
         process = subprocess.Popen([str(REGISTRY), "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -48,10 +49,14 @@ def test_push_sends_the_built_image_to_the_profiles_registry(registry, tmp_path)
     from deploy.plan import device_facts
     from deploy.runtime.stack import Stack, push
 
-    profile = write_variant("qwen2_5-vl-7b", tmp_path / "p.yaml", {
-        "name": "push-test",
-        "image": {"base": device_facts()["cpu"]["base-image"], "registry": f"{registry}/ml-team"},
-    })
+    profile = write_variant(
+        "qwen2_5-vl-7b",
+        tmp_path / "p.yaml",
+        {
+            "name": "push-test",
+            "image": {"base": device_facts()["cpu"]["base-image"], "registry": f"{registry}/ml-team"},
+        },
+    )
     plan = resolve(load_profile(str(profile)))
     assert plan.image.build and plan.image.reference.startswith(f"{registry}/ml-team/push-test:")
     assert push(Stack(plan, tmp_path)) == [plan.image.reference]  # `vllm-deploy push` calls this; no router here

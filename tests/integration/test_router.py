@@ -45,8 +45,11 @@ CONCURRENCY = 8
 @pytest.fixture(scope="module")
 def x2(tmp_path_factory):
     root = tmp_path_factory.mktemp("x2")
-    profile = write_variant("tiny-cpu-x2", root / "profile.yaml", {"name": NAME, "server": {"port": free_port()},
-                                                                  "monitoring": {"port": free_port()}})
+    profile = write_variant(
+        "tiny-cpu-x2",
+        root / "profile.yaml",
+        {"name": NAME, "server": {"port": free_port()}, "monitoring": {"port": free_port()}},
+    )
     stack = Stack(resolve(load_profile(str(profile))), root)
     subprocess.run([docker_cli(), "volume", "rm", "-f", f"{NAME}_cache"], capture_output=True)
     try:
@@ -63,22 +66,28 @@ def logs_on_failure(request):
 
 
 def readiness(stack: Stack) -> dict:
-    response = requests.get(f"{stack.endpoint}/readiness", headers={"Authorization": f"Bearer {stack.key()}"},
-                            timeout=5)
+    response = requests.get(
+        f"{stack.endpoint}/readiness", headers={"Authorization": f"Bearer {stack.key()}"}, timeout=5
+    )
     return response.json()
 
 
 def in_container(stack: Stack, service: str, code: str) -> str:
     container = stack.container(service)
     assert container is not None, f"{service} has no container"
-    done = subprocess.run([docker_cli(), "exec", container, "/opt/venv/bin/python", "-c", code],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [docker_cli(), "exec", container, "/opt/venv/bin/python", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     return done.stdout.strip()
 
 
 def test_the_smoke_suite_passes_through_the_router(x2):
-    code, cases, output = run_suite(plan_options(x2.plan, x2.endpoint, x2.gateway()), key=x2.key(),
-                                    ready=x2.plan.health.start_period_seconds)
+    code, cases, output = run_suite(
+        plan_options(x2.plan, x2.endpoint, x2.gateway()), key=x2.key(), ready=x2.plan.health.start_period_seconds
+    )
     assert code == 0, output[-6000:]
     assert {c.status for c in cases} == {"passed"}
     assert readiness(x2)["healthy_workers"] == 2
@@ -109,20 +118,26 @@ def test_every_route_of_the_routers_table_is_closed_but_the_allowlist(x2, measur
 
 def test_each_engine_checks_the_key_too(x2):
     # Reached on the compose network (engines publish no port).
-    probe = ("import urllib.request, urllib.error\n"
-             "try:\n    urllib.request.urlopen('http://127.0.0.1:8000/v1/models', timeout=5); print(200)\n"
-             "except urllib.error.HTTPError as e:\n    print(e.code)")
+    probe = (
+        "import urllib.request, urllib.error\n"
+        "try:\n    urllib.request.urlopen('http://127.0.0.1:8000/v1/models', timeout=5); print(200)\n"
+        "except urllib.error.HTTPError as e:\n    print(e.code)"
+    )
     for replica in x2.plan.replicas:
         assert in_container(x2, replica.service, probe) == "401"
 
 
 def test_requests_are_spread_over_both_replicas(x2):
-    before = {r.service: x2.engine.logs(x2.container(r.service), 100000).count("POST /v1/chat/completions")
-              for r in x2.plan.replicas}
+    before = {
+        r.service: x2.engine.logs(x2.container(r.service), 100000).count("POST /v1/chat/completions")
+        for r in x2.plan.replicas
+    }
     result = load(x2.endpoint, x2.key(), x2.plan.served_model_name, 2, 20, image_urls_for(None))
     assert result.errors == 0
-    after = {r.service: x2.engine.logs(x2.container(r.service), 100000).count("POST /v1/chat/completions")
-             for r in x2.plan.replicas}
+    after = {
+        r.service: x2.engine.logs(x2.container(r.service), 100000).count("POST /v1/chat/completions")
+        for r in x2.plan.replicas
+    }
     served = {service: after[service] - before[service] for service in after}
     assert sum(served.values()) == 20 and min(served.values()) >= 8, served  # round robin: about half each
 
@@ -138,8 +153,11 @@ def scraped(stack: Stack, query: str, job: str) -> dict[str, float]:
     targets = set(stack.plan.monitoring.compose_targets[job])
 
     def complete() -> dict[str, float] | None:
-        found = {labels["instance"]: value for labels, value in prometheus(stack).vector(query)
-                 if labels.get("job") == job and value is not None}
+        found = {
+            labels["instance"]: value
+            for labels, value in prometheus(stack).vector(query)
+            if labels.get("job") == job and value is not None
+        }
         return found if set(found) == targets else None
 
     return wait_until(complete, timeout=60, interval=1)[0]  # a scrape or two after the requests
@@ -190,7 +208,9 @@ def test_a_rollout_under_load_loses_no_request(x2, measured):
     assert found["concurrency"] == CONCURRENCY
     assert during["errors"] == 0 and during["requests"] >= LOAD_REQUESTS
     assert steady["errors"] == 0
-    measured["rollout of 2 replicas under load (replica, seconds)"] = [(r["service"], r["s"]) for r in found["replaced"]]
+    measured["rollout of 2 replicas under load (replica, seconds)"] = [
+        (r["service"], r["s"]) for r in found["replaced"]
+    ]
     measured["requests during the rollout, failed"] = f"{during['requests']}, {during['errors']}"
     measured["p95 steady vs during the rollout (ms)"] = f"{steady['p95_ms']:.0f} vs {during['p95_ms']:.0f}"
 
@@ -202,8 +222,9 @@ def test_a_killed_engine_costs_at_most_its_requests_in_flight(x2, measured):
     results: dict = {}
 
     def traffic() -> None:
-        results["load"] = load(x2.endpoint, x2.key(), x2.plan.served_model_name, CONCURRENCY, 200,
-                               image_urls_for(None), until=stop.is_set)
+        results["load"] = load(
+            x2.endpoint, x2.key(), x2.plan.served_model_name, CONCURRENCY, 200, image_urls_for(None), until=stop.is_set
+        )
 
     loader = threading.Thread(target=traffic)
     loader.start()
@@ -211,8 +232,9 @@ def test_a_killed_engine_costs_at_most_its_requests_in_flight(x2, measured):
     subprocess.run([docker_cli(), "kill", container], check=True, capture_output=True)
     killed_at = time.monotonic()
     try:
-        _, dropped_after = wait_until(lambda: True if readiness(x2)["healthy_workers"] == 1 else None,
-                                      timeout=60, interval=0.5)
+        _, dropped_after = wait_until(
+            lambda: True if readiness(x2)["healthy_workers"] == 1 else None, timeout=60, interval=0.5
+        )
     finally:
         time.sleep(5)  # keep the load on the survivor for a while
         stop.set()
@@ -222,8 +244,9 @@ def test_a_killed_engine_costs_at_most_its_requests_in_flight(x2, measured):
     instance = next(t for t in x2.plan.monitoring.compose_targets["vllm-engine"] if t.startswith(victim))
 
     def alert_state() -> str | None:
-        return next((a.state for a in prometheus(x2).alerts()
-                     if a.name == "VllmEngineDown" and a.instance == instance), None)
+        return next(
+            (a.state for a in prometheus(x2).alerts() if a.name == "VllmEngineDown" and a.instance == instance), None
+        )
 
     states: set[str] = set()
 
@@ -237,8 +260,7 @@ def test_a_killed_engine_costs_at_most_its_requests_in_flight(x2, measured):
     status(x2.plan, out=shown.append)
     # It comes back: started again, the router takes it back once its health checks pass.
     x2.compose("up", "-d", "--no-deps", "--no-build", victim).checked()
-    _, back_after = wait_until(lambda: True if readiness(x2)["healthy_workers"] == 2 else None,
-                               timeout=300, interval=1)
+    _, back_after = wait_until(lambda: True if readiness(x2)["healthy_workers"] == 2 else None, timeout=300, interval=1)
     router = x2.plan.router
     assert result.errors <= CONCURRENCY, result  # at most the requests in flight on it (retries recover the rest)
     # NB: a figure, not an assertion (timings on 2 shared cores are noisy): the bound its health checks set.
@@ -248,7 +270,8 @@ def test_a_killed_engine_costs_at_most_its_requests_in_flight(x2, measured):
     measured["killed engine started again to back in the router (s)"] = round(back_after, 1)
     rule = next(r for g in x2.plan.monitoring.rule_groups for r in g.rules if r.alert == "VllmEngineDown")
     measured["VllmEngineDown firing after the kill (s), rule's for, states seen"] = (
-        f"{fired_after:.0f}, {rule.for_}, {sorted(states)}")
+        f"{fired_after:.0f}, {rule.for_}, {sorted(states)}"
+    )
     assert "firing" in states and f"firing   VllmEngineDown {instance}" in shown[0], (states, shown)
     assert "engines healthy     1/2" in shown[0], shown[0]
     final = readiness(x2)
@@ -271,15 +294,25 @@ def test_a_router_started_before_its_engines_accepts_the_key_once_they_are_up(x2
     early, port = f"{NAME}-router-early", free_port()
     argv = [a for a in plan.router.compose_argv if a != "--worker-urls" and a not in urls]
     try:
-        x2.compose("run", "-d", "--no-deps", "--name", early, "-p", f"127.0.0.1:{port}:{plan.router.container_port}",
-                   "router", *argv).checked("docker compose run router")
+        x2.compose(
+            "run",
+            "-d",
+            "--no-deps",
+            "--name",
+            early,
+            "-p",
+            f"127.0.0.1:{port}:{plan.router.container_port}",
+            "router",
+            *argv,
+        ).checked("docker compose run router")
         routers = {"service": (x2.container("router"), x2.endpoint), "early": (early, f"http://127.0.0.1:{port}")}
         started_at = {name: x2.engine.inspect(c)["State"]["StartedAt"] for name, (c, _) in routers.items()}
 
         def models(endpoint: str, sent: dict | None = None) -> int | None:
             try:
-                return requests.get(f"{endpoint}/v1/models", headers=headers if sent is None else sent,
-                                    timeout=5).status_code
+                return requests.get(
+                    f"{endpoint}/v1/models", headers=headers if sent is None else sent, timeout=5
+                ).status_code
             except requests.RequestException:
                 return None
 
@@ -292,8 +325,9 @@ def test_a_router_started_before_its_engines_accepts_the_key_once_they_are_up(x2
         began = time.monotonic()
         x2.compose("start", *engines).checked("docker compose start")
         wait_services(x2, engines)
-        admin = RouterClient(routers["early"][1], [docker_cli(), "exec", early], plan.router.python,
-                             plan.router.admin_url)
+        admin = RouterClient(
+            routers["early"][1], [docker_cli(), "exec", early], plan.router.python, plan.router.admin_url
+        )
         for url in urls:
             admin.add(url)
 
@@ -307,13 +341,22 @@ def test_a_router_started_before_its_engines_accepts_the_key_once_they_are_up(x2
         for name, (container, endpoint) in routers.items():
             wait_until(functools.partial(both_workers, endpoint), timeout=300, interval=1)
             assert models(endpoint) == 200, name
-            chat = requests.post(f"{endpoint}/v1/chat/completions", headers=headers, timeout=120, json={
-                "model": plan.served_model_name, "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]})
+            chat = requests.post(
+                f"{endpoint}/v1/chat/completions",
+                headers=headers,
+                timeout=120,
+                json={
+                    "model": plan.served_model_name,
+                    "max_tokens": 1,
+                    "messages": [{"role": "user", "content": "hi"}],
+                },
+            )
             assert chat.status_code == 200, (name, chat.text[:300])
             state = x2.engine.inspect(container)
             assert state["State"]["StartedAt"] == started_at[name] and state["RestartCount"] == 0, name
         measured["routers before their engines: engines started to the key working on both (s)"] = round(
-            time.monotonic() - began, 1)
+            time.monotonic() - began, 1
+        )
         assert workers(x2) == sorted(urls)
     finally:
         subprocess.run([docker_cli(), "rm", "-f", early], capture_output=True)

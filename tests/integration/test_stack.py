@@ -64,8 +64,9 @@ def container_logs_on_failure(request):
 
 
 def models(stack: Stack) -> dict:
-    response = requests.get(f"{stack.endpoint}/v1/models", headers={"Authorization": f"Bearer {stack.key()}"},
-                            timeout=10)
+    response = requests.get(
+        f"{stack.endpoint}/v1/models", headers={"Authorization": f"Bearer {stack.key()}"}, timeout=10
+    )
     response.raise_for_status()
     return response.json()["data"][0]
 
@@ -73,7 +74,8 @@ def models(stack: Stack) -> dict:
 def test_up_is_healthy_on_loopback_with_a_generated_key(running, measured):
     stack, result, _ = running
     measured["compose up: build (s), steps run, start to healthy (s)"] = (
-        f"{result.build_seconds}, {result.build_steps_run}, {result.healthy_seconds}")
+        f"{result.build_seconds}, {result.build_steps_run}, {result.healthy_seconds}"
+    )
     state = stack.engine.inspect(stack.container())
     assert state["State"]["Health"]["Status"] == "healthy"
     bindings = state["HostConfig"]["PortBindings"]["8000/tcp"]
@@ -102,9 +104,18 @@ def test_every_route_on_the_published_port_needs_the_key(running, measured):
 def test_the_container_runs_with_a_read_only_root(running):
     stack, _, _ = running
     assert stack.engine.inspect(stack.container())["HostConfig"]["ReadonlyRootfs"] is True
-    write = subprocess.run([docker_cli(), "exec", stack.container(), "sh", "-c",
-                            'touch /opt/x; echo "root $?"; touch "$HOME/x" /tmp/x && echo "home and tmp 0"'],
-                           capture_output=True, text=True)
+    write = subprocess.run(
+        [
+            docker_cli(),
+            "exec",
+            stack.container(),
+            "sh",
+            "-c",
+            'touch /opt/x; echo "root $?"; touch "$HOME/x" /tmp/x && echo "home and tmp 0"',
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert "root 1" in write.stdout and "home and tmp 0" in write.stdout, write.stdout + write.stderr
     assert "Read-only file system" in write.stderr
 
@@ -150,8 +161,9 @@ def test_up_refuses_a_busy_port_before_building(tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        profile = write_variant("tiny-cpu", tmp_path / "busy.yaml",
-                                {"name": "busy-port-test", "server": {"port": busy.getsockname()[1]}})
+        profile = write_variant(
+            "tiny-cpu", tmp_path / "busy.yaml", {"name": "busy-port-test", "server": {"port": busy.getsockname()[1]}}
+        )
         with pytest.raises(UserError, match=r"port: 127.0.0.1:\d+ is already in use"):
             up(Stack(resolve(load_profile(str(profile))), tmp_path))
     assert not (tmp_path / "compose").exists()  # nothing rendered, nothing built
@@ -175,18 +187,27 @@ def test_key_appears_nowhere_but_the_env_file(running, measured):
     state = stack.engine.inspect(container)
     places = {
         "docker inspect Cmd/Args/Entrypoint/Path": json.dumps(
-            [state["Config"]["Cmd"], state["Config"]["Entrypoint"], state["Args"], state["Path"]]),
+            [state["Config"]["Cmd"], state["Config"]["Entrypoint"], state["Args"], state["Path"]]
+        ),
         "/proc/*/cmdline in the container": subprocess.run(
             [docker_cli(), "exec", container, "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\\\0' ' '"],
-            capture_output=True, text=True).stdout,
+            capture_output=True,
+            text=True,
+        ).stdout,
         "image history": docker("history", "--no-trunc", stack.plan.image.reference),
         "image config": docker("image", "inspect", stack.plan.image.reference),
         "vLLM's log": stack.engine.logs(container, 100000),
-        "rendered files": "\n".join(p.read_text(errors="replace") for p in stack.root.rglob("*")
-                                    if p.is_file() and p.name != ".env" and p.suffix != ".whl"),
-        "show output": subprocess.run([sys.executable, "-m", "deploy", "show", str(profile)],
-                                      capture_output=True, text=True).stdout,
-        "files in git": subprocess.run(["git", "grep", "-I", "-c", key], cwd=REPO, capture_output=True, text=True).stdout,
+        "rendered files": "\n".join(
+            p.read_text(errors="replace")
+            for p in stack.root.rglob("*")
+            if p.is_file() and p.name != ".env" and p.suffix != ".whl"
+        ),
+        "show output": subprocess.run(
+            [sys.executable, "-m", "deploy", "show", str(profile)], capture_output=True, text=True
+        ).stdout,
+        "files in git": subprocess.run(
+            ["git", "grep", "-I", "-c", key], cwd=REPO, capture_output=True, text=True
+        ).stdout,
     }
     cmdlines = places["/proc/*/cmdline in the container"]
     assert "[0-9]" not in cmdlines and "vllm" in cmdlines
@@ -204,7 +225,7 @@ def test_key_is_not_in_any_image_layer(running):
     for chunk in iter(lambda: stdout.read(1 << 22), b""):
         total += len(chunk)
         found = found or key in tail + chunk
-        tail = chunk[-len(key):]
+        tail = chunk[-len(key) :]
     assert saved.wait() == 0 and total > 10**8
     assert not found
 
@@ -232,8 +253,14 @@ def test_load_of_500_image_requests_at_concurrency_8(running, measured):
     watcher.start()
     try:
         with ImageServer(gateway, gateway, 0) as images_server:
-            result = load(stack.endpoint, stack.key(), stack.plan.served_model_name, 8, 500,
-                          image_urls_for(images_server.url(IMAGE_PATH)))
+            result = load(
+                stack.endpoint,
+                stack.key(),
+                stack.plan.served_model_name,
+                8,
+                500,
+                image_urls_for(images_server.url(IMAGE_PATH)),
+            )
     finally:
         stop.set()
         watcher.join()
@@ -241,7 +268,8 @@ def test_load_of_500_image_requests_at_concurrency_8(running, measured):
     assert not health_failures
     measured["500 image requests at concurrency 8 (container)"] = (
         f"{result.requests_per_second:.1f} req/s, p50 {result.p50_ms:.0f} ms, p95 {result.p95_ms:.0f} ms, "
-        "0 errors, /health polled every 0.5 s: 0 failures")
+        "0 errors, /health polled every 0.5 s: 0 failures"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,11 +281,20 @@ def test_killed_vllm_is_restarted_healthy(running, measured):
     container = stack.container()
     restarts = stack.engine.state(container).restarts
     # vLLM's API server is the init process's child: kill it as an OOM killer would.
-    subprocess.run([docker_cli(), "exec", container, "python3", "-c",
-                    "import os, signal\n"
-                    "for pid in os.listdir('/proc'):\n"
-                    "    if pid.isdigit() and b'serve' in open(f'/proc/{pid}/cmdline', 'rb').read() and int(pid) > 1:\n"
-                    "        os.kill(int(pid), signal.SIGKILL); break"], check=True)
+    subprocess.run(
+        [
+            docker_cli(),
+            "exec",
+            container,
+            "python3",
+            "-c",
+            "import os, signal\n"
+            "for pid in os.listdir('/proc'):\n"
+            "    if pid.isdigit() and b'serve' in open(f'/proc/{pid}/cmdline', 'rb').read() and int(pid) > 1:\n"
+            "        os.kill(int(pid), signal.SIGKILL); break",
+        ],
+        check=True,
+    )
 
     def restarted_healthy():
         state = stack.engine.state(container)
@@ -276,10 +313,16 @@ def test_runtime_only_changes_rebuild_nothing(running):
     stack, result, profile = running
     # max-model-len, dtype, gpu-memory-utilization and the key change; the image must not.
     # So does the mounted generation config (the server's default max_tokens here).
-    write_variant("tiny-cpu", profile, {"name": NAME, "server": {"port": stack.plan.port},
-                                        "engine": {"max-model-len": 1024, "dtype": "float32",
-                                                   "gpu-memory-utilization": 0.5},
-                                        "generation": {"max-tokens": 8}})
+    write_variant(
+        "tiny-cpu",
+        profile,
+        {
+            "name": NAME,
+            "server": {"port": stack.plan.port},
+            "engine": {"max-model-len": 1024, "dtype": "float32", "gpu-memory-utilization": 0.5},
+            "generation": {"max-tokens": 8},
+        },
+    )
     stack.env_file.write_text(stack.env_file.read_text().replace("VLLM_API_KEY=sk-", "VLLM_API_KEY=sk-changed-"))
     changed = Stack(resolve(load_profile(str(profile))), stack.root)
     assert changed.plan.image.reference == stack.plan.image.reference
@@ -291,9 +334,16 @@ def test_runtime_only_changes_rebuild_nothing(running):
     assert models(changed)["max_model_len"] == 1024  # the new argv is live
     assert (changed.key() or "").startswith("sk-changed-")
     # The new generation config is live: a request without max_tokens gets the profile's 8.
-    answer = requests.post(f"{changed.endpoint}/v1/chat/completions", headers={"Authorization": f"Bearer {changed.key()}"},
-                           json={"model": changed.plan.served_model_name, "ignore_eos": True,
-                                 "messages": [{"role": "user", "content": "hi"}]}, timeout=60)
+    answer = requests.post(
+        f"{changed.endpoint}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {changed.key()}"},
+        json={
+            "model": changed.plan.served_model_name,
+            "ignore_eos": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+        timeout=60,
+    )
     assert answer.status_code == 200, answer.text
     assert answer.json()["usage"]["completion_tokens"] == 8
 
@@ -323,8 +373,15 @@ def test_down_keeps_volumes(running):
     stack, _, profile = running
     current = Stack(resolve(load_profile(str(profile))), stack.root)
     volume = f"{current.plan.name}_model-cache"
-    docker("volume", "create", "--label", f"com.docker.compose.project={current.plan.name}",
-           "--label", "com.docker.compose.volume=model-cache", volume)
+    docker(
+        "volume",
+        "create",
+        "--label",
+        f"com.docker.compose.project={current.plan.name}",
+        "--label",
+        "com.docker.compose.volume=model-cache",
+        volume,
+    )
     try:
         down(current)
         assert volume in docker("volume", "ls", "-q").split()

@@ -35,8 +35,10 @@ def _engine_python() -> str:
         return sys.executable
     engine = os.environ.get("ENGINE_PYTHON")
     if not engine:
-        pytest.fail("transformers is not importable here and ENGINE_PYTHON is not set "
-                    "(point it at the python of a venv made by scripts/engine-venv.sh)")
+        pytest.fail(
+            "transformers is not importable here and ENGINE_PYTHON is not set "
+            "(point it at the python of a venv made by scripts/engine-venv.sh)"
+        )
     return engine
 
 
@@ -52,7 +54,9 @@ def _run(code: str, *args: str) -> Any:
     """)
     proc = subprocess.run(
         [_engine_python(), "-c", prelude + textwrap.dedent(code), *args],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, **OFFLINE_ENV},
     )
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -60,8 +64,11 @@ def _run(code: str, *args: str) -> Any:
 
 
 def _digests(folder: pathlib.Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +78,8 @@ def builds(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path, dict]:
     # The second target already exists with stale content: the build must replace it.
     b.mkdir(parents=True)
     (b / "stale.txt").write_text("left over")
-    timing = _run("""
+    timing = _run(
+        """
         import time
         out = []
         for target in argv:
@@ -79,7 +87,10 @@ def builds(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path, dict]:
             returned = mod.build_tiny_model(pathlib.Path(target), seed=0)
             out.append({"returned": str(returned), "seconds": time.perf_counter() - t})
         print(json.dumps(out))
-    """, str(a), str(b))
+    """,
+        str(a),
+        str(b),
+    )
     return a, b, {"timing": timing}
 
 
@@ -102,8 +113,15 @@ def test_size_is_small(builds):
 def test_deterministic(builds):
     a, b, _ = builds
     da, db = _digests(a), _digests(b)
-    assert set(da) >= {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                       "processor_config.json", "chat_template.jinja", "generation_config.json"}
+    assert set(da) >= {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "processor_config.json",
+        "chat_template.jinja",
+        "generation_config.json",
+    }
     assert da == db
 
 
@@ -119,8 +137,14 @@ def test_script_entry_point_builds_the_same_files(builds, tmp_path):
     # Image builds run the file on its own, in a fresh process: same bytes expected.
     a, _, _ = builds
     out = tmp_path / "tiny-vlm"
-    proc = subprocess.run([_engine_python(), str(MODULE), str(out), "--seed", "0"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600, env={**os.environ, **OFFLINE_ENV})
+    proc = subprocess.run(
+        [_engine_python(), str(MODULE), str(out), "--seed", "0"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **OFFLINE_ENV},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == str(out)
     assert _digests(out) == _digests(a)
@@ -155,7 +179,8 @@ def test_config(builds):
 
 def test_tokenizer_and_chat_template(builds):
     a, _, _ = builds
-    got = _run("""
+    got = _run(
+        """
         from PIL import Image
         from transformers import AutoConfig, AutoProcessor
         path = argv[0]
@@ -183,7 +208,9 @@ def test_tokenizer_and_chat_template(builds):
             "image_token_id": config.image_token_id,
             "image_processor": type(processor.image_processor).__name__,
         }))
-    """, str(a))
+    """,
+        str(a),
+    )
     ids = got["ids"]
     assert ids["<|endoftext|>"] == 151643
     assert ids["<|im_start|>"] == 151644
@@ -206,7 +233,8 @@ def test_tokenizer_and_chat_template(builds):
 
 def test_interrupted_build_leaves_nothing(tmp_path):
     target = tmp_path / "tiny-vlm"
-    got = _run("""
+    got = _run(
+        """
         def boom(*args, **kwargs):
             raise KeyboardInterrupt("simulated interruption")
         mod._build_model = boom
@@ -215,7 +243,9 @@ def test_interrupted_build_leaves_nothing(tmp_path):
         except KeyboardInterrupt:
             pass
         print(json.dumps(sorted(p.name for p in pathlib.Path(argv[0]).parent.iterdir())))
-    """, str(target))
+    """,
+        str(target),
+    )
     assert got == []
 
 

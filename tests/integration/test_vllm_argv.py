@@ -62,8 +62,13 @@ def rendered_argvs(plan: Plan) -> dict[str, list[str]]:
 PLANS = {Path(ref).stem: resolve(load_profile(ref)) for ref in PROFILES}
 # The profiles `vllm-deploy init` drafts from the model fixtures (config files only), as written.
 MODELS = REPO / "tests" / "fixtures" / "models"
-PLANS.update({f"init-{m.name}": resolve(parse_profile(init_profile(str(m)), m.name))
-              for m in sorted(MODELS.iterdir()) if m.is_dir()})
+PLANS.update(
+    {
+        f"init-{m.name}": resolve(parse_profile(init_profile(str(m)), m.name))
+        for m in sorted(MODELS.iterdir())
+        if m.is_dir()
+    }
+)
 RENDERED = {name: rendered_argvs(plan) for name, plan in PLANS.items()}
 
 # A valid argv (tiny-cpu's) with one thing wrong each; they ride in the same parser session.
@@ -87,8 +92,12 @@ def session() -> tuple[dict[tuple[str, ...], dict], str]:
     unique = list({tuple(a): a for a in argvs}.values())
     started = time.monotonic()
     result = subprocess.run(
-        [str(engine_python()), str(PARSER_SCRIPT)], input=json.dumps(unique), capture_output=True, text=True,
-        timeout=PARSE_TIMEOUT_SECONDS, cwd=REPO,
+        [str(engine_python()), str(PARSER_SCRIPT)],
+        input=json.dumps(unique),
+        capture_output=True,
+        text=True,
+        timeout=PARSE_TIMEOUT_SECONDS,
+        cwd=REPO,
     )
     elapsed = time.monotonic() - started
     assert result.returncode == 0, f"vllm_parse.py failed:\n{result.stderr[-4000:]}"
@@ -153,8 +162,9 @@ def test_vllm_reads_the_multimodal_and_cache_settings(parsed):
     assert sink["override_generation_config"] == {"note": "$HOME stays literal"}
 
 
-@pytest.mark.parametrize("name", [n for n, plan in PLANS.items() if plan.generation or plan.engine_flags.count(
-    "--mm-processor-kwargs")])
+@pytest.mark.parametrize(
+    "name", [n for n, plan in PLANS.items() if plan.generation or plan.engine_flags.count("--mm-processor-kwargs")]
+)
 def test_vllm_reads_the_generation_config_dir_and_the_processor_settings(parsed, name):
     """--generation-config names the mounted directory; --mm-processor-kwargs arrives as a dict of typed values."""
     plan = PLANS[name]
@@ -196,8 +206,9 @@ def test_the_check_needs_the_model_first(parsed):
 
 def test_parser_script_rejects_input_that_is_not_a_list_of_argvs():
     """The helper itself fails loudly on malformed input (it needs no vLLM to find that out)."""
-    result = subprocess.run([sys.executable, str(PARSER_SCRIPT)], input='{"not": "a list"}', capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(PARSER_SCRIPT)], input='{"not": "a list"}', capture_output=True, text=True, timeout=60
+    )
     assert result.returncode != 0
     assert "a JSON list of argv lists" in result.stderr
     assert not result.stdout

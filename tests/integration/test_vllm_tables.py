@@ -30,8 +30,9 @@ def engine_python() -> Path:
 
 
 def generate(script: str) -> str:
-    result = subprocess.run([str(engine_python()), str(REPO / script)], capture_output=True, text=True, timeout=600,
-                            cwd=REPO)
+    result = subprocess.run(
+        [str(engine_python()), str(REPO / script)], capture_output=True, text=True, timeout=600, cwd=REPO
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -51,7 +52,9 @@ def test_every_option_of_the_real_parser_is_classified_and_nothing_else():
     parser = {spec["dest"] for spec in json.loads(generate("scripts/vllm_serve_options.py"))["options"].values()}
     known = classes()
     classified = {*known.allowed, *known.modelled, *known.refused}
-    assert not parser - classified, f"unclassified in deploy/data/vllm-serve-classes.yaml: {sorted(parser - classified)}"
+    assert not parser - classified, (
+        f"unclassified in deploy/data/vllm-serve-classes.yaml: {sorted(parser - classified)}"
+    )
     assert not classified - parser, f"classified but not in vLLM's parser: {sorted(classified - parser)}"
 
 
@@ -65,8 +68,14 @@ def test_the_guard_reads_every_spelling_as_vllms_parser_does():
 
     argvs = [argv for option in sorted(option_table()) for argv in spellings(option)]
     argvs += [["--api", "x"], ["--max-num", "8"], ["-d", "1"], ["--nonexistent-flag"], ["-O3"], ["-Odecode"]]
-    result = subprocess.run([str(engine_python()), str(REPO / "tests" / "tools" / "vllm_resolve.py")],
-                            input=json.dumps(argvs), capture_output=True, text=True, timeout=600, cwd=REPO)
+    result = subprocess.run(
+        [str(engine_python()), str(REPO / "tests" / "tools" / "vllm_resolve.py")],
+        input=json.dumps(argvs),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     theirs = json.loads(result.stdout)
     table = option_table()
@@ -89,4 +98,5 @@ def test_the_architecture_table_knows_the_built_in_models():
 
     table = json.loads((REPO / "deploy" / "data" / "vllm-architectures.json").read_text(encoding="utf-8"))
     assert {"MiniCPMV", "Qwen2_5_VLForConditionalGeneration", "Idefics3ForConditionalGeneration"} <= set(
-        table["multimodal"])
+        table["multimodal"]
+    )

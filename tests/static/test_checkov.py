@@ -41,15 +41,15 @@ CHECKOV_TIMEOUT_SECONDS = 300
 # check id -> why it does not apply to what vllm-deploy renders. Nothing else may fail.
 SKIPPED = {
     "CKV_DOCKER_2": "no image HEALTHCHECK: compose's healthcheck and the Deployment's startup/readiness/"
-                    "liveness probes check /health (Kubernetes ignores an image HEALTHCHECK); one definition, the plan's",
+    "liveness probes check /health (Kubernetes ignores an image HEALTHCHECK); one definition, the plan's",
     "CKV_K8S_43": "images are pinned by tag, not digest: a built image's tag is the hash of its build inputs and "
-                  "it has no registry digest when `render` (pure, offline) runs; the official image by its release tag",
+    "it has no registry digest when `render` (pure, offline) runs; the official image by its release tag",
     "CKV_K8S_15": "imagePullPolicy IfNotPresent on purpose: tags never move (content hash, release), and locally "
-                  "built images (localhost/…) exist in no registry, so Always could never start them",
+    "built images (localhost/…) exist in no registry, so Always could never start them",
     "CKV_K8S_11": "no CPU limit unless the profile caps resources.cpus: vLLM's engine loop busy-polls, and a CFS "
-                  "quota throttles it into latency spikes; the CPU request (4 per GPU, 2 on CPU) reserves the cores",
+    "quota throttles it into latency spikes; the CPU request (4 per GPU, 2 on CPU) reserves the cores",
     "CKV_K8S_35": "the API key is an environment variable because vLLM reads it from VLLM_API_KEY only (argv, "
-                  "the sole alternative, is worse); a mounted file would still have to be exported into vLLM's env",
+    "the sole alternative, is worse); a mounted file would still have to be exported into vLLM's env",
 }
 
 BAD_DOCKERFILE = """\
@@ -125,9 +125,20 @@ def scan(tmp_path_factory):
     env.pop("BC_API_KEY", None)
     started = time.monotonic()
     result = run(
-        [venv_tool("checkov"), "-d", str(root / "scan"), "--framework", *FRAMEWORKS, "--skip-download",
-         "--compact", "--output", "json"],
-        env=env, cwd=root, timeout=CHECKOV_TIMEOUT_SECONDS,
+        [
+            venv_tool("checkov"),
+            "-d",
+            str(root / "scan"),
+            "--framework",
+            *FRAMEWORKS,
+            "--skip-download",
+            "--compact",
+            "--output",
+            "json",
+        ],
+        env=env,
+        cwd=root,
+        timeout=CHECKOV_TIMEOUT_SECONDS,
     )
     seconds = time.monotonic() - started
     assert result.returncode in (0, 1), f"checkov crashed ({result.returncode}):\n{result.stderr[-4000:]}"
@@ -180,8 +191,9 @@ def test_rendered_files_have_no_failures_beyond_the_skip_list(reports):
                 unexpected[f"{check['check_id']} ({check['check_name']})"].append(
                     f"{check['file_path']} {check['resource']}"
                 )
-    assert not unexpected, "checkov failures in the rendered files (fix the templates; skip only what does not apply):\n" + "\n".join(
-        f"{check}:\n    " + "\n    ".join(sorted(where)) for check, where in sorted(unexpected.items())
+    assert not unexpected, (
+        "checkov failures in the rendered files (fix the templates; skip only what does not apply):\n"
+        + "\n".join(f"{check}:\n    " + "\n    ".join(sorted(where)) for check, where in sorted(unexpected.items()))
     )
 
 

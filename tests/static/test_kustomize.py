@@ -83,8 +83,14 @@ def test_kustomize_builds_the_rendered_directory(ref, tmp_path, measured):
     expected |= {"PodDisruptionBudget": 1} if k.rolling else {}
     expected |= {"ConfigMap": 2} if plan.generation else {"ConfigMap": 1}  # the key check's module; generation
     if plan.router:  # its Deployment and Service, its RBAC, and a NetworkPolicy each for engines and router
-        expected |= {"Deployment": 2, "Service": 2, "NetworkPolicy": 2, "ServiceAccount": 1, "Role": 1,
-                     "RoleBinding": 1}
+        expected |= {
+            "Deployment": 2,
+            "Service": 2,
+            "NetworkPolicy": 2,
+            "ServiceAccount": 1,
+            "Role": 1,
+            "RoleBinding": 1,
+        }
     if m := plan.monitoring:  # the dashboard ConfigMap; the operator's and autoscaler's custom resources
         expected["ConfigMap"] = expected.get("ConfigMap", 0) + 1
         expected |= {"ServiceMonitor": len(m.service_monitors), "PrometheusRule": 1} if m.prometheus_operator else {}
@@ -99,8 +105,12 @@ def test_kustomize_builds_the_rendered_directory(ref, tmp_path, measured):
 
     # Every secretKeyRef of the Deployments names exactly that hashed Secret, and a key it holds.
     containers = [c for d in by_kind["Deployment"] for c in d["spec"]["template"]["spec"]["containers"]]
-    refs = [e["valueFrom"]["secretKeyRef"] for c in containers for e in c.get("env", [])
-            if "secretKeyRef" in e.get("valueFrom", {})]
+    refs = [
+        e["valueFrom"]["secretKeyRef"]
+        for c in containers
+        for e in c.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    ]
     assert sorted({r["key"] for r in refs}) == sorted(s.name for s in plan.secrets)
     for ref_ in refs:
         assert ref_["name"] == secret["metadata"]["name"], ref_
@@ -113,8 +123,9 @@ def test_kustomize_builds_the_rendered_directory(ref, tmp_path, measured):
     if plan.generation:
         deployment = next(d for d in by_kind["Deployment"] if d["metadata"]["name"] == k.object_name)
         containers = deployment["spec"]["template"]["spec"]["containers"]
-        configmap = next(c for c in by_kind["ConfigMap"]
-                         if c["metadata"]["name"].startswith(plan.generation.configmap_name + "-"))
+        configmap = next(
+            c for c in by_kind["ConfigMap"] if c["metadata"]["name"].startswith(plan.generation.configmap_name + "-")
+        )
         assert re.fullmatch(re.escape(plan.generation.configmap_name) + HASH_SUFFIX, configmap["metadata"]["name"])
         assert json.loads(configmap["data"][plan.generation.file_name]) == plan.generation.config
         volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}

@@ -74,20 +74,36 @@ def test_every_dashboard_and_rule_expression_parses(ref, tmp_path):
     queries = monitoring.queries
     assert queries
     rules_file = tmp_path / "queries.yml"
-    rules_file.write_text(yaml.safe_dump({"groups": [{"name": "queries", "rules": [
-        {"record": f"check:query_{i}", "expr": expr} for i, expr in enumerate(queries)]}]}), encoding="utf-8")
+    rules_file.write_text(
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {
+                        "name": "queries",
+                        "rules": [{"record": f"check:query_{i}", "expr": expr} for i, expr in enumerate(queries)],
+                    }
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
     result = promtool("check", "rules", rules_file)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{len(queries)} rules found" in result.stdout
 
 
-@pytest.mark.parametrize("broken", [
-    "sum(rate(vllm:num_requests_waiting[5m]",            # unbalanced
-    "histogram_quantile(0.95, vllm:e2e_request_latency_seconds_bucket[5m] by (le))",
-])
+@pytest.mark.parametrize(
+    "broken",
+    [
+        "sum(rate(vllm:num_requests_waiting[5m]",  # unbalanced
+        "histogram_quantile(0.95, vllm:e2e_request_latency_seconds_bucket[5m] by (le))",
+    ],
+)
 def test_promtool_refuses_a_broken_expression(tmp_path, broken):
     rules_file = tmp_path / "rules.yml"
-    rules_file.write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [
-        {"alert": "Broken", "expr": broken, "for": "1m"}]}]}), encoding="utf-8")
+    rules_file.write_text(
+        yaml.safe_dump({"groups": [{"name": "g", "rules": [{"alert": "Broken", "expr": broken, "for": "1m"}]}]}),
+        encoding="utf-8",
+    )
     result = promtool("check", "rules", rules_file)
     assert result.returncode != 0 and "FAILED" in result.stdout + result.stderr, result.stdout + result.stderr

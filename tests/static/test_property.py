@@ -30,10 +30,38 @@ RENDERED: list[Path] = []  # valid renders, validated in one batch by the next t
 MAX_VALIDATED = 25
 
 NASTY_STRINGS = [
-    "", " ", "yes", "no", "on", "0", "1.5", "-1", "null", "~", "$(VLLM_API_KEY)", "${VLLM_API_KEY}", "$$", "`id`",
-    "a\nb", "x; rm -rf /", "../../etc/passwd", "/models/x", "Qwen/Qwen2.5-VL-7B-Instruct", "--api-key", "--api-ke",
-    "--config", "--enable-prefix-caching", "0.0.0.0", "::1", "vllm/vllm-openai:v0.32.0", "timm==1.0.15", CANARY,
-    "VLLM_API_KEY=" + CANARY, "é" * 300, "\t", "\x00",
+    "",
+    " ",
+    "yes",
+    "no",
+    "on",
+    "0",
+    "1.5",
+    "-1",
+    "null",
+    "~",
+    "$(VLLM_API_KEY)",
+    "${VLLM_API_KEY}",
+    "$$",
+    "`id`",
+    "a\nb",
+    "x; rm -rf /",
+    "../../etc/passwd",
+    "/models/x",
+    "Qwen/Qwen2.5-VL-7B-Instruct",
+    "--api-key",
+    "--api-ke",
+    "--config",
+    "--enable-prefix-caching",
+    "0.0.0.0",
+    "::1",
+    "vllm/vllm-openai:v0.32.0",
+    "timm==1.0.15",
+    CANARY,
+    "VLLM_API_KEY=" + CANARY,
+    "é" * 300,
+    "\t",
+    "\x00",
 ]
 scalars = st.one_of(
     st.sampled_from(NASTY_STRINGS),
@@ -43,9 +71,13 @@ scalars = st.one_of(
     st.booleans(),
     st.none(),
 )
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                       st.dictionaries(st.sampled_from(["a", "key", "image", "--x"]),
-                                                                       inner, max_size=3)), max_leaves=6)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(["a", "key", "image", "--x"]), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 
 
 def leaves(node: Any, path: tuple = ()) -> list[tuple]:
@@ -112,8 +144,13 @@ def _get(node: Any, path: tuple) -> Any:
     return node
 
 
-@settings(max_examples=250, deadline=3000, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=250,
+    deadline=3000,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(text=mutated_profile_text())
 def test_a_mutated_profile_renders_or_fails_with_lines(cli, tmp_path_factory, monkeypatch, text):
     monkeypatch.setenv("VLLM_API_KEY", CANARY)
@@ -141,19 +178,32 @@ def validated_renders():
 
 def test_every_valid_mutation_passes_the_real_validators(validated_renders, measured):
     measured["property test: valid renders validated"] = len(validated_renders)
-    manifests = [str(p) for out in validated_renders for p in out.glob("k8s/*/*.yaml") if p.name != "kustomization.yaml"]
-    done = subprocess.run([venv_tool("kubernetes-validate"), "--strict", "-k", "1.33.0", *manifests],
-                          capture_output=True, text=True, timeout=600)
+    manifests = [
+        str(p) for out in validated_renders for p in out.glob("k8s/*/*.yaml") if p.name != "kustomization.yaml"
+    ]
+    done = subprocess.run(
+        [venv_tool("kubernetes-validate"), "--strict", "-k", "1.33.0", *manifests],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for out in validated_renders:
         for project in out.glob("compose/*"):
             env = {"PATH": "/usr/bin:/bin", "HOME": str(out), "VLLM_API_KEY": "x", "MINICPM_KEY": "x"}
-            env.update(dict.fromkeys(re.findall(r"\$\{([A-Z_][A-Z0-9_]*):\?", (project / "compose.yaml").read_text()), "x"))
-            done = subprocess.run([compose_binary(), "config", "-q"], cwd=project, env=env, capture_output=True,
-                                  text=True, timeout=60)
+            env.update(
+                dict.fromkeys(re.findall(r"\$\{([A-Z_][A-Z0-9_]*):\?", (project / "compose.yaml").read_text()), "x")
+            )
+            done = subprocess.run(
+                [compose_binary(), "config", "-q"], cwd=project, env=env, capture_output=True, text=True, timeout=60
+            )
             assert done.returncode == 0, f"{project}: {done.stderr}"
             dockerfile = project / "Dockerfile"
             if dockerfile.exists():
-                done = subprocess.run([venv_tool("hadolint"), "--failure-threshold", "info", str(dockerfile)],
-                                      capture_output=True, text=True, timeout=60)
+                done = subprocess.run(
+                    [venv_tool("hadolint"), "--failure-threshold", "info", str(dockerfile)],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
                 assert done.returncode == 0, f"{dockerfile}: {done.stdout}"

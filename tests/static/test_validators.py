@@ -34,14 +34,21 @@ def documents(paths: list[Path]) -> list[dict]:
 
 def manifest_paths(out: Path, custom: bool) -> list[Path]:
     """The rendered manifests (kustomization.yaml aside): those of custom resources, or the built-in kinds."""
-    return sorted(p for p in out.glob("k8s/*/*.yaml") if p.name != "kustomization.yaml"
-                  and any(crds.model_of(doc) for doc in documents([p])) == custom)
+    return sorted(
+        p
+        for p in out.glob("k8s/*/*.yaml")
+        if p.name != "kustomization.yaml" and any(crds.model_of(doc) for doc in documents([p])) == custom
+    )
 
 
 def test_manifests_pass_kubernetes_validate_strict(out):
     manifests = manifest_paths(out, custom=False)
-    expected = sum(1 for ref in PROFILES for path in render(resolve(load_profile(ref)))
-                   if path.startswith("k8s/") and path.endswith(".yaml") and not path.endswith("kustomization.yaml"))
+    expected = sum(
+        1
+        for ref in PROFILES
+        for path in render(resolve(load_profile(ref)))
+        if path.startswith("k8s/") and path.endswith(".yaml") and not path.endswith("kustomization.yaml")
+    )
     assert len(manifests) + len(manifest_paths(out, custom=True)) == expected
     result = run([venv_tool("kubernetes-validate"), "--strict", "-k", KUBERNETES_VERSION, *map(str, manifests)])
     assert result.returncode == 0, result.stdout + result.stderr
@@ -57,13 +64,16 @@ def test_custom_resources_match_their_crds(out):
         assert crds.problems(doc) == [], (doc["kind"], doc["metadata"]["name"])
 
 
-@pytest.mark.parametrize("kind, change, expected", [
-    ("ServiceMonitor", lambda d: d["spec"]["endpoints"][0].update(intervall="5s"), "/spec/endpoints/0/intervall"),
-    ("ServiceMonitor", lambda d: d["spec"]["endpoints"][0].update(scheme="gopher"), "scheme"),
-    ("PrometheusRule", lambda d: d["spec"]["groups"][0]["rules"][0].pop("expr"), "expr"),
-    ("ScaledObject", lambda d: d["spec"].update(minReplicaCount="two"), "minReplicaCount"),
-    ("ScaledObject", lambda d: d["spec"]["triggers"][0].pop("metadata"), "metadata"),
-])
+@pytest.mark.parametrize(
+    "kind, change, expected",
+    [
+        ("ServiceMonitor", lambda d: d["spec"]["endpoints"][0].update(intervall="5s"), "/spec/endpoints/0/intervall"),
+        ("ServiceMonitor", lambda d: d["spec"]["endpoints"][0].update(scheme="gopher"), "scheme"),
+        ("PrometheusRule", lambda d: d["spec"]["groups"][0]["rules"][0].pop("expr"), "expr"),
+        ("ScaledObject", lambda d: d["spec"].update(minReplicaCount="two"), "minReplicaCount"),
+        ("ScaledObject", lambda d: d["spec"]["triggers"][0].pop("metadata"), "metadata"),
+    ],
+)
 def test_the_crd_check_rejects_a_broken_resource(out, kind, change, expected):
     """The CRD check is strict for real: an unknown field, a bad enum, a missing or mistyped field fail."""
     doc = next(d for d in documents(manifest_paths(out, custom=True)) if d["kind"] == kind)

@@ -46,21 +46,41 @@ METADATA = {
         "name": {"type": "string", "maxLength": 253, "pattern": rf"^{_DNS_SUBDOMAIN}$"},
         "generateName": _STRING,
         "namespace": {"type": "string", "maxLength": 63, "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
-        "labels": {"type": "object", "propertyNames": {"pattern": _QUALIFIED_NAME},
-                   "additionalProperties": {"type": "string", "pattern": rf"^({_NAME})?$"}},
-        "annotations": {"type": "object", "propertyNames": {"pattern": _QUALIFIED_NAME},
-                        "additionalProperties": _STRING},
+        "labels": {
+            "type": "object",
+            "propertyNames": {"pattern": _QUALIFIED_NAME},
+            "additionalProperties": {"type": "string", "pattern": rf"^({_NAME})?$"},
+        },
+        "annotations": {
+            "type": "object",
+            "propertyNames": {"pattern": _QUALIFIED_NAME},
+            "additionalProperties": _STRING,
+        },
         "finalizers": {"type": "array", "items": _STRING},
-        "ownerReferences": {"type": "array", "items": {
-            "type": "object", "required": ["apiVersion", "kind", "name", "uid"],
-            "properties": {"apiVersion": _STRING, "kind": _STRING, "name": _STRING, "uid": _STRING,
-                           "controller": {"type": "boolean"}, "blockOwnerDeletion": {"type": "boolean"}}}},
+        "ownerReferences": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["apiVersion", "kind", "name", "uid"],
+                "properties": {
+                    "apiVersion": _STRING,
+                    "kind": _STRING,
+                    "name": _STRING,
+                    "uid": _STRING,
+                    "controller": {"type": "boolean"},
+                    "blockOwnerDeletion": {"type": "boolean"},
+                },
+            },
+        },
         # Set by the server, so present in an object read back from a cluster.
-        "uid": _STRING, "resourceVersion": _STRING, "selfLink": _STRING,
-        "generation": {"type": "integer"}, "deletionGracePeriodSeconds": {"type": "integer"},
-        "creationTimestamp": {"type": ["string", "null"]}, "deletionTimestamp": {"type": ["string", "null"]},
-        "managedFields": {"type": "array",
-                          "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+        "uid": _STRING,
+        "resourceVersion": _STRING,
+        "selfLink": _STRING,
+        "generation": {"type": "integer"},
+        "deletionGracePeriodSeconds": {"type": "integer"},
+        "creationTimestamp": {"type": ["string", "null"]},
+        "deletionTimestamp": {"type": ["string", "null"]},
+        "managedFields": {"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
     },
 }
 
@@ -77,8 +97,11 @@ def _strict(schema: dict) -> dict:
     for key in ("allOf", "anyOf", "oneOf"):
         if key in schema:
             schema[key] = [_strict(sub) for sub in schema[key]]
-    if ((schema.get("type") == "object" or "properties" in schema) and "additionalProperties" not in schema
-            and not schema.get("x-kubernetes-preserve-unknown-fields")):
+    if (
+        (schema.get("type") == "object" or "properties" in schema)
+        and "additionalProperties" not in schema
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
         schema["additionalProperties"] = False
     return schema
 
@@ -94,7 +117,7 @@ def _python_regex(pattern: str) -> re.Pattern:
     while i < len(pattern):
         char = pattern[i]
         if char == "\\":
-            out.append(r"\Z" if pattern[i + 1:i + 2] == "z" and not in_class else pattern[i:i + 2])
+            out.append(r"\Z" if pattern[i + 1 : i + 2] == "z" and not in_class else pattern[i : i + 2])
             i += 2
             continue
         if in_class:
@@ -102,9 +125,9 @@ def _python_regex(pattern: str) -> re.Pattern:
             out.append(char)
         elif char == "[":
             in_class = True
-            start = i + 1 + (pattern[i + 1:i + 2] == "^")
-            out.append(pattern[i:start + (pattern[start:start + 1] == "]")])  # `[]…]`: a literal `]`
-            i = start + (pattern[start:start + 1] == "]")
+            start = i + 1 + (pattern[i + 1 : i + 2] == "^")
+            out.append(pattern[i : start + (pattern[start : start + 1] == "]")])  # `[]…]`: a literal `]`
+            i = start + (pattern[start : start + 1] == "]")
             continue
         elif inline := re.match(r"\(\?([imsU-]+)\)", pattern[i:]):
             if "U" in inline[1]:
@@ -142,8 +165,9 @@ def _list_type(validator, kind: str, instance: Any, schema: dict) -> Iterator[Va
     keys = schema.get("x-kubernetes-list-map-keys", [])
     seen = set()
     for index, item in enumerate(instance):
-        identity = json.dumps(item if kind == "set" or not isinstance(item, dict)
-                              else [item.get(key) for key in keys], sort_keys=True)
+        identity = json.dumps(
+            item if kind == "set" or not isinstance(item, dict) else [item.get(key) for key in keys], sort_keys=True
+        )
         if identity in seen:
             what = "value" if kind == "set" else f"value of {', '.join(keys)}"
             yield ValidationError(f"duplicate {what} in a list of type {kind}", path=[index])
@@ -155,12 +179,12 @@ FORMATS = FormatChecker(formats=())
 
 @FORMATS.checks("int32")
 def _int32(value: Any) -> bool:
-    return not isinstance(value, int) or -2**31 <= value < 2**31
+    return not isinstance(value, int) or -(2**31) <= value < 2**31
 
 
 @FORMATS.checks("int64")
 def _int64(value: Any) -> bool:
-    return not isinstance(value, int) or -2**63 <= value < 2**63
+    return not isinstance(value, int) or -(2**63) <= value < 2**63
 
 
 @FORMATS.checks("date-time", raises=ValueError)
@@ -206,8 +230,11 @@ def problems(document: dict) -> list[str]:
     for error in Validator(schema, format_checker=FORMATS).iter_errors(document):
         if error.validator == "additionalProperties" and error.validator_value is False:
             declared = error.schema.get("properties", {})
-            found += [f"{_pointer([*error.absolute_path, key])}: unknown field (not in the CRD's schema)"
-                      for key in error.instance if key not in declared]
+            found += [
+                f"{_pointer([*error.absolute_path, key])}: unknown field (not in the CRD's schema)"
+                for key in error.instance
+                if key not in declared
+            ]
         else:
             found.append(f"{_pointer(error.absolute_path)}: {error.message}")
     return sorted(found)

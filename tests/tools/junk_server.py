@@ -38,8 +38,9 @@ def _json(text: str) -> bytes:
 
 # Answers sent whole: the bytes on the wire after the request.
 WHOLE: dict[str, bytes] = {
-    "html": _answer("200 OK", "text/html; charset=utf-8",
-                    b"<!doctype html><html><body><h1>Welcome to nginx!</h1></body></html>"),
+    "html": _answer(
+        "200 OK", "text/html; charset=utf-8", b"<!doctype html><html><body><h1>Welcome to nginx!</h1></body></html>"
+    ),
     "text-200": _answer("200 OK", "text/plain", b"OK"),
     "no-content-type": _answer("200 OK", None, b'{"choices": [{"message": {"role": "assistant"}}]}'),
     "wrong-content-type": _answer("200 OK", "application/xml", b"<choices><message/></choices>"),
@@ -114,8 +115,12 @@ class JunkServer:
             self._trickle(write, itertools.chain(b'{"choices": [', itertools.repeat(ord(" "))))
         elif mode == "trickle-headers":  # a status line, then headers one byte at a time, for ever
             write(b"HTTP/1.1 200 OK\r\n")
-            self._trickle(write, itertools.chain(b"X-Slow: ", itertools.repeat(ord("a"), 60_000), b"\r\n",
-                                                 itertools.cycle(b"X-More: b\r\n")))
+            self._trickle(
+                write,
+                itertools.chain(
+                    b"X-Slow: ", itertools.repeat(ord("a"), 60_000), b"\r\n", itertools.cycle(b"X-More: b\r\n")
+                ),
+            )
         elif mode == "endless":  # a chunked body as fast as the client takes it, never ending
             write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
             chunk = b"[" * 65536

@@ -97,16 +97,25 @@ def other_spellings(base_url: str, key: str, worker_url: str) -> list[str]:
     And two Authorization headers (the right one among them) are one too many."""
     query = f"?url={quote(worker_url, safe='')}"
     refused = [
-        ("POST", f"/v1/models/../remove_worker{query}"), ("POST", f"/v1/chat/completions/../../remove_worker{query}"),
-        ("POST", f"//remove_worker{query}"), ("POST", f"/remove_worker/{query}"), ("POST", f"/REMOVE_WORKER{query}"),
-        ("POST", f"/%72emove_worker{query}"), ("POST", f"/remove%5Fworker{query}"),
-        ("POST", f"http://router/remove_worker{query}"), ("GET", "/list_workers"),
+        ("POST", f"/v1/models/../remove_worker{query}"),
+        ("POST", f"/v1/chat/completions/../../remove_worker{query}"),
+        ("POST", f"//remove_worker{query}"),
+        ("POST", f"/remove_worker/{query}"),
+        ("POST", f"/REMOVE_WORKER{query}"),
+        ("POST", f"/%72emove_worker{query}"),
+        ("POST", f"/remove%5Fworker{query}"),
+        ("POST", f"http://router/remove_worker{query}"),
+        ("GET", "/list_workers"),
         ("GET", "/v1/models/../list_workers"),
-        ("GET", "/v1/models/"), ("DELETE", f"/workers/{quote(worker_url, safe='')}"),
+        ("GET", "/v1/models/"),
+        ("DELETE", f"/workers/{quote(worker_url, safe='')}"),
     ]
     client = [("Authorization", f"Bearer {key}")]
-    problems = [f"{method} {target}: {status}, expected 400 or 404" for method, target in refused
-                if (status := raw_status(base_url, method, target, client)) not in (400, 404)]
+    problems = [
+        f"{method} {target}: {status}, expected 400 or 404"
+        for method, target in refused
+        if (status := raw_status(base_url, method, target, client)) not in (400, 404)
+    ]
     # A query string is the router's business, not a way round the front.
     if (status := raw_status(base_url, "GET", "/v1/models?x=/../list_workers", client)) != 200:
         problems.append(f"GET /v1/models?x=/../list_workers: {status}, expected 200")

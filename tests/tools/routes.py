@@ -20,8 +20,15 @@ import urllib.request
 
 WRONG_KEY = "sk-wrong-key-0000000000000000000000"
 # Not in any route table: the key check must not depend on a route existing.
-EXTRA = [("GET", "/no-such-route"), ("POST", "/no-such-route"), ("GET", "/health/"), ("GET", "/metricsx"),
-         ("GET", "//v1/models"), ("GET", "/v1/../invocations"), ("POST", "/%69nvocations")]
+EXTRA = [
+    ("GET", "/no-such-route"),
+    ("POST", "/no-such-route"),
+    ("GET", "/health/"),
+    ("GET", "/metricsx"),
+    ("GET", "//v1/models"),
+    ("GET", "/v1/../invocations"),
+    ("POST", "/%69nvocations"),
+]
 
 
 def call(base: str, method: str, path: str, key: str | None) -> int:
@@ -42,17 +49,27 @@ def route_table(base: str, key: str) -> list[tuple[str, str]]:
     request = urllib.request.Request(base + "/openapi.json", headers={"Authorization": f"Bearer {key}"})
     with urllib.request.urlopen(request, timeout=30) as response:
         spec = json.loads(response.read(1 << 22))
-    return sorted((method.upper(), re.sub(r"\{[^}]+\}", "x", path))
-                  for path, methods in spec["paths"].items() for method in methods)
+    return sorted(
+        (method.upper(), re.sub(r"\{[^}]+\}", "x", path))
+        for path, methods in spec["paths"].items()
+        for method in methods
+    )
 
 
 def report(base: str, key: str) -> dict:
     table = route_table(base, key)
     rows = []
     for method, path in table + EXTRA:
-        rows.append({"method": method, "path": path, "in_table": (method, path) in table,
-                     "none": call(base, method, path, None), "wrong": call(base, method, path, WRONG_KEY),
-                     "right": call(base, method, path, key)})
+        rows.append(
+            {
+                "method": method,
+                "path": path,
+                "in_table": (method, path) in table,
+                "none": call(base, method, path, None),
+                "wrong": call(base, method, path, WRONG_KEY),
+                "right": call(base, method, path, key),
+            }
+        )
     return {"routes": len(table), "rows": rows}
 
 

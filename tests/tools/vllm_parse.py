@@ -31,10 +31,28 @@ import sys
 from typing import Any
 
 FIELDS = (
-    "subparser", "model", "model_tag", "served_model_name", "host", "port", "api_key", "revision", "dtype",
-    "max_model_len", "gpu_memory_utilization", "trust_remote_code", "tensor_parallel_size", "max_num_seqs",
-    "enforce_eager", "limit_mm_per_prompt", "kv_cache_memory_bytes", "allowed_media_domains",
-    "enable_prefix_caching", "chat_template_content_format", "override_generation_config", "generation_config",
+    "subparser",
+    "model",
+    "model_tag",
+    "served_model_name",
+    "host",
+    "port",
+    "api_key",
+    "revision",
+    "dtype",
+    "max_model_len",
+    "gpu_memory_utilization",
+    "trust_remote_code",
+    "tensor_parallel_size",
+    "max_num_seqs",
+    "enforce_eager",
+    "limit_mm_per_prompt",
+    "kv_cache_memory_bytes",
+    "allowed_media_domains",
+    "enable_prefix_caching",
+    "chat_template_content_format",
+    "override_generation_config",
+    "generation_config",
     "mm_processor_kwargs",
 )
 
@@ -95,14 +113,16 @@ def main() -> int:
         except Exception as exc:  # vLLM raises ValueError/TypeError for some argv (e.g. no positional model)
             error = f"{type(exc).__name__}: {exc}"
         namespace = vars(args) if args is not None else {}
-        results.append({
-            "ok": not error,
-            "stage": stage,
-            "error": error,
-            "log": list(collect.lines),
-            "changed": sorted(k for k, v in namespace.items() if k in defaults and v != defaults[k]),
-            "namespace": {k: jsonable(namespace[k]) for k in FIELDS if k in namespace},
-        })
+        results.append(
+            {
+                "ok": not error,
+                "stage": stage,
+                "error": error,
+                "log": list(collect.lines),
+                "changed": sorted(k for k, v in namespace.items() if k in defaults and v != defaults[k]),
+                "namespace": {k: jsonable(namespace[k]) for k in FIELDS if k in namespace},
+            }
+        )
     json.dump(results, out)
     out.write("\n")
     out.flush()

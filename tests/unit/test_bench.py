@@ -24,18 +24,61 @@ SAMPLE = DATA / "vllm-bench-serve-result.json"  # a real result: tiny-cpu-x2's e
 def test_the_vllm_bench_command_is_the_fields_chat_benchmark_with_one_image_per_request(tmp_path):
     from deploy.bench.vllm_bench import ServeSettings, command
 
-    argv = command(Path("/e/bin/vllm"), "http://127.0.0.1:9000", "tiny-vlm", Path("/t/tiny-vlm"),
-                   ServeSettings(prompts=50, concurrency=8), tmp_path / "out.json")
+    argv = command(
+        Path("/e/bin/vllm"),
+        "http://127.0.0.1:9000",
+        "tiny-vlm",
+        Path("/t/tiny-vlm"),
+        ServeSettings(prompts=50, concurrency=8),
+        tmp_path / "out.json",
+    )
     assert argv == [
-        "/e/bin/vllm", "bench", "serve", "--backend", "openai-chat", "--endpoint", "/v1/chat/completions",
-        "--base-url", "http://127.0.0.1:9000", "--model", "tiny-vlm", "--tokenizer", "/t/tiny-vlm",
-        "--dataset-name", "random-mm", "--num-prompts", "50", "--max-concurrency", "8",
-        "--random-input-len", "64", "--random-output-len", "16", "--random-mm-base-items-per-request", "1",
-        "--random-mm-limit-mm-per-prompt", '{"image": 1, "video": 0}',
-        "--random-mm-bucket-config", "{(224, 224, 1): 1.0}",
-        "--ignore-eos", "--temperature", "0", "--num-warmups", "4", "--seed", "0",
-        "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99",
-        "--disable-tqdm", "--save-result", "--result-dir", str(tmp_path), "--result-filename", "out.json",
+        "/e/bin/vllm",
+        "bench",
+        "serve",
+        "--backend",
+        "openai-chat",
+        "--endpoint",
+        "/v1/chat/completions",
+        "--base-url",
+        "http://127.0.0.1:9000",
+        "--model",
+        "tiny-vlm",
+        "--tokenizer",
+        "/t/tiny-vlm",
+        "--dataset-name",
+        "random-mm",
+        "--num-prompts",
+        "50",
+        "--max-concurrency",
+        "8",
+        "--random-input-len",
+        "64",
+        "--random-output-len",
+        "16",
+        "--random-mm-base-items-per-request",
+        "1",
+        "--random-mm-limit-mm-per-prompt",
+        '{"image": 1, "video": 0}',
+        "--random-mm-bucket-config",
+        "{(224, 224, 1): 1.0}",
+        "--ignore-eos",
+        "--temperature",
+        "0",
+        "--num-warmups",
+        "4",
+        "--seed",
+        "0",
+        "--percentile-metrics",
+        "ttft,tpot,itl,e2el",
+        "--metric-percentiles",
+        "50,90,99",
+        "--disable-tqdm",
+        "--save-result",
+        "--result-dir",
+        str(tmp_path),
+        "--result-filename",
+        "out.json",
     ]
 
 
@@ -79,10 +122,20 @@ def test_serve_bench_runs_the_wrapped_command_and_reads_its_result(tmp_path):
         shutil.copy(SAMPLE, result)
         return Completed(list(args), 0, "")
 
-    result = serve_bench(Path("/e/bin/vllm"), "http://h", "m", Path("/t"), "k", tmp_path, ServeSettings(), "router",
-                         runner=runner, wrap=lambda argv: ["in-cgroup", *argv])
+    result = serve_bench(
+        Path("/e/bin/vllm"),
+        "http://h",
+        "m",
+        Path("/t"),
+        "k",
+        tmp_path,
+        ServeSettings(),
+        "router",
+        runner=runner,
+        wrap=lambda argv: ["in-cgroup", *argv],
+    )
     assert result.requests_per_second == 9.08
-    (argv, env), = calls
+    ((argv, env),) = calls
     assert argv[:2] == ["in-cgroup", "/e/bin/vllm"] and env["OPENAI_API_KEY"] == "k"
     assert argv[argv.index("--result-filename") + 1] == "vllm-bench-router.json"
 
@@ -94,18 +147,26 @@ def test_serve_bench_without_a_result_says_why(tmp_path):
         return Completed(list(args), 1, "", "ValueError: no tokenizer")
 
     with pytest.raises(RuntimeError, match="wrote no result \\(exit 1\\):\nValueError: no tokenizer"):
-        serve_bench(Path("/e/bin/vllm"), "http://h", "m", Path("/t"), "k", tmp_path, ServeSettings(), "x",
-                    runner=runner)
+        serve_bench(
+            Path("/e/bin/vllm"), "http://h", "m", Path("/t"), "k", tmp_path, ServeSettings(), "x", runner=runner
+        )
 
 
 def test_the_median_of_serving_results_is_taken_figure_by_figure():
     from deploy.bench.vllm_bench import median_result, parse
 
     data = json.loads(SAMPLE.read_text(encoding="utf-8"))
-    results = [parse(data | {"request_throughput": rps, "p50_ttft_ms": ttft, "failed": failed})
-               for rps, ttft, failed in ((8.0, 100.0, 0), (10.0, 300.0, 1), (9.0, 120.0, 0))]
+    results = [
+        parse(data | {"request_throughput": rps, "p50_ttft_ms": ttft, "failed": failed})
+        for rps, ttft, failed in ((8.0, 100.0, 0), (10.0, 300.0, 1), (9.0, 120.0, 0))
+    ]
     median = median_result(results)
-    assert (median.requests_per_second, median.ms["ttft"]["p50"], median.failed, median.completed) == (9.0, 120.0, 1, 300)
+    assert (median.requests_per_second, median.ms["ttft"]["p50"], median.failed, median.completed) == (
+        9.0,
+        120.0,
+        1,
+        300,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,8 +211,9 @@ def test_a_wrapped_command_writes_its_own_pid_to_the_cgroup_before_it_runs(tmp_p
     from deploy.bench.cgroup import Cgroup
 
     cgroup = Cgroup(tmp_path, 1)
-    done = subprocess.run(cgroup.wrap(["sh", "-c", "echo $$; echo 'it ran'"]), capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run(
+        cgroup.wrap(["sh", "-c", "echo $$; echo 'it ran'"]), capture_output=True, text=True, check=True
+    )
     pid, said = done.stdout.splitlines()
     assert said == "it ran"
     assert (tmp_path / "cgroup.procs").read_text().strip() == pid  # exec: the same process
@@ -169,15 +231,40 @@ def test_the_load_client_runs_as_its_own_process_with_the_key_in_its_environment
     def runner(args, *, cwd=None, env=None, timeout=None, echo=False):
         calls.append((list(args), env))
         out = Path(args[args.index("--json") + 1])
-        out.write_text(json.dumps({"base_url": "x", "results": [
-            {"concurrency": 1, "requests": 10, "errors": 0, "seconds": 1.0, "requests_per_second": 10.0,
-             "p50_ms": 90.0, "p95_ms": 120.0, "failures": {}}]}))
+        out.write_text(
+            json.dumps(
+                {
+                    "base_url": "x",
+                    "results": [
+                        {
+                            "concurrency": 1,
+                            "requests": 10,
+                            "errors": 0,
+                            "seconds": 1.0,
+                            "requests_per_second": 10.0,
+                            "p50_ms": 90.0,
+                            "p95_ms": 120.0,
+                            "failures": {},
+                        }
+                    ],
+                }
+            )
+        )
         return Completed(list(args), 0, "")
 
-    results = load_levels_apart("http://h:1", "sk-key", "m", [1], 10, "172.17.0.1", tmp_path / "load.json",
-                                runner=runner, wrap=lambda argv: ["wrapped", *argv])
+    results = load_levels_apart(
+        "http://h:1",
+        "sk-key",
+        "m",
+        [1],
+        10,
+        "172.17.0.1",
+        tmp_path / "load.json",
+        runner=runner,
+        wrap=lambda argv: ["wrapped", *argv],
+    )
     assert results == [LoadResult(1, 10, 0, 1.0, 10.0, 90.0, 120.0, {})]
-    (argv, env), = calls
+    ((argv, env),) = calls
     assert argv[0] == "wrapped" and argv[2:5] == ["-m", "deploy", "load"]
     assert argv[argv.index("--image-server-host") + 1] == "172.17.0.1"
     assert env["VLLM_API_KEY"] == "sk-key" and "sk-key" not in argv
@@ -214,8 +301,14 @@ def test_router_overhead_alternates_the_arms_and_compares_medians(tmp_path):
     def serve(url, label):
         order.append(label)
         router = url == stack.endpoint
-        return parse(data | {"request_throughput": 9.0 if router else 10.0, "p50_e2el_ms": 430.0 if router else 400.0,
-                             "p50_ttft_ms": 110.0 if router else 100.0})
+        return parse(
+            data
+            | {
+                "request_throughput": 9.0 if router else 10.0,
+                "p50_e2el_ms": 430.0 if router else 400.0,
+                "p50_ttft_ms": 110.0 if router else 100.0,
+            }
+        )
 
     figures = router_overhead(stack, "http://127.0.0.1:1", serve, 3)
     assert order == ["router-1", "straight-1", "straight-2", "router-2", "router-3", "straight-3"]
@@ -226,8 +319,10 @@ def test_router_overhead_alternates_the_arms_and_compares_medians(tmp_path):
 def test_the_requests_an_engine_holds_are_read_from_its_metrics():
     from deploy.bench.replicas import requests_held
 
-    metrics = ("# TYPE vllm:num_requests_running gauge\n"
-               'vllm:num_requests_running{engine="0",model_name="tiny-vlm"} 3.0\n'
-               'vllm:num_requests_waiting{engine="0",model_name="tiny-vlm"} 1.0\n'
-               'vllm:num_requests_waiting_by_reason{engine="0",reason="capacity"} 7.0\n')
+    metrics = (
+        "# TYPE vllm:num_requests_running gauge\n"
+        'vllm:num_requests_running{engine="0",model_name="tiny-vlm"} 3.0\n'
+        'vllm:num_requests_waiting{engine="0",model_name="tiny-vlm"} 1.0\n'
+        'vllm:num_requests_waiting_by_reason{engine="0",reason="capacity"} 7.0\n'
+    )
     assert requests_held(metrics) == 4

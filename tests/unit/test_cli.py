@@ -110,9 +110,11 @@ def test_an_unexpected_exception_is_one_escaped_line_and_exit_70(cli, monkeypatc
     result = cli("validate", "tiny-cpu")
     shown = "boom \\x1b[2J\\u202e (hidden) " + "word " * 100  # the key-shaped word is hidden
     assert (result.code, result.out) == (70, "")
-    assert result.err == (f"vllm-deploy: internal error: RuntimeError: {shown[:300]}… ({len(shown) - 300} more "
-                          "characters) "
-                          "(run with --debug for the traceback)\n")
+    assert result.err == (
+        f"vllm-deploy: internal error: RuntimeError: {shown[:300]}… ({len(shown) - 300} more "
+        "characters) "
+        "(run with --debug for the traceback)\n"
+    )
 
 
 def test_debug_shows_the_traceback_of_an_unexpected_exception(cli, monkeypatch):
@@ -120,8 +122,9 @@ def test_debug_shows_the_traceback_of_an_unexpected_exception(cli, monkeypatch):
 
     empty: dict[str, int] = {}
     monkeypatch.setattr(deploy.cli, "cmd_schema", lambda args: empty["missing"])
-    assert cli("schema").err == ("vllm-deploy: internal error: KeyError: 'missing' (run with --debug for the "
-                                 "traceback)\n")
+    assert cli("schema").err == (
+        "vllm-deploy: internal error: KeyError: 'missing' (run with --debug for the traceback)\n"
+    )
     with pytest.raises(KeyError):
         cli("--debug", "schema")
 
@@ -149,7 +152,8 @@ def test_command_line_words_in_usage_errors_are_escaped(capsys):
         main(["schema", "\x1b]0;owned\x07", "\u202ex"])
     assert caught.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
-        "vllm-deploy: error: unrecognized arguments: \\x1b]0;owned\\x07 \\u202ex")
+        "vllm-deploy: error: unrecognized arguments: \\x1b]0;owned\\x07 \\u202ex"
+    )
 
 
 def test_a_profile_name_too_long_for_the_filesystem_is_a_user_error(cli):
@@ -167,8 +171,10 @@ def test_valid_echoes_the_reference_escaped(cli, tmp_path):
 def test_show_escapes_what_the_profile_said(cli, tmp_path):
     lines = (REPO / "deploy" / "profiles" / "tiny-cpu.yaml").read_text(encoding="utf-8").splitlines(keepends=True)
     target = tmp_path / "p.yaml"
-    target.write_text("".join('description: "\\u202e\\u2066 x"\n' if line.startswith("description:") else line
-                              for line in lines), encoding="utf-8")
+    target.write_text(
+        "".join('description: "\\u202e\\u2066 x"\n' if line.startswith("description:") else line for line in lines),
+        encoding="utf-8",
+    )
     result = cli("show", str(target))
     assert result.code == 0 and "\u202e" not in result.out and "\u2066" not in result.out
     assert result.out.splitlines()[1] == "description: \\u202e\\u2066 x"

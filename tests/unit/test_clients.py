@@ -23,9 +23,9 @@ import pytest
 
 from deploy.bench.load import LoadResult, first_model, load
 from deploy.bench.replicas import healthy_workers, in_flight
-from deploy.errors import UserError
+from deploy.errors import UserError, shown
 from deploy.plan import resolve
-from deploy.runtime.http import Connections, HttpError, ShapeError, fetch, pick, shown
+from deploy.runtime.http import Connections, HttpError, ShapeError, fetch, pick
 from deploy.runtime.net import http_ok
 from deploy.runtime.router import RouterClient
 from deploy.runtime.status import Prometheus, screen, snapshot, status
@@ -60,10 +60,16 @@ CLIENTS: dict[str, tuple[Callable[[str, Any], Any], type[BaseException], Callabl
     # Prometheus: a clear UserError, or a screen whose unusable figures say n/a
     "status": (run_status, UserError, lambda text: "n/a" in text),
     # the router: its admin routes want a 2xx; readiness a JSON object, healthy_workers an integer in it
-    "router-readiness": (lambda base, _: RouterClient(base, (), "python3", "", readiness_deadline=DEADLINE).readiness(),
-                         UserError, lambda result: isinstance(result, dict)),
-    "router-healthy-workers": (lambda base, _: healthy_workers(RouterClient(base, (), "python3", "", readiness_deadline=DEADLINE)),
-                               UserError, lambda result: result is None),
+    "router-readiness": (
+        lambda base, _: RouterClient(base, (), "python3", "", readiness_deadline=DEADLINE).readiness(),
+        UserError,
+        lambda result: isinstance(result, dict),
+    ),
+    "router-healthy-workers": (
+        lambda base, _: healthy_workers(RouterClient(base, (), "python3", "", readiness_deadline=DEADLINE)),
+        UserError,
+        lambda result: result is None,
+    ),
     # the load generator: anything but a chat completion is an error it counts, never an exception
     "load": (run_load, UserError, lambda r: r.requests == r.errors == 4 and sum(r.failures.values()) == 4),
     "load-first-model": (lambda base, _: first_model(base, CANARY, DEADLINE), UserError, lambda result: False),
@@ -71,13 +77,21 @@ CLIENTS: dict[str, tuple[Callable[[str, Any], Any], type[BaseException], Callabl
     "health-probe": (lambda base, _: http_ok(base + "/health", DEADLINE), UserError, lambda r: isinstance(r, bool)),
     "engine-metrics": (lambda base, _: in_flight(base, DEADLINE), UserError, lambda r: isinstance(r, int) and r >= 0),
     # the smoke suite's own client: an AssertionError of its own, so a case fails with the message
-    "smoke-raw-json": (lambda base, _: Raw(base, CANARY, DEADLINE).get("/v1/models").json(), HttpFailureError,
-                       lambda result: True),
-    "smoke-health-wait": (lambda base, _: wait_ready(base, CANARY, DEADLINE, DEADLINE, interval=0.05), HttpFailureError,
-                          lambda seconds: isinstance(seconds, float)),
-    "smoke-image-download": (lambda base, _: smoke_fetch("GET", base + "/stop_sign.jpg", deadline=DEADLINE,
-                                                         cap=1024 * 1024, follow=True), HttpFailureError,
-                             lambda answer: answer.status_code >= 200),
+    "smoke-raw-json": (
+        lambda base, _: Raw(base, CANARY, DEADLINE).get("/v1/models").json(),
+        HttpFailureError,
+        lambda result: True,
+    ),
+    "smoke-health-wait": (
+        lambda base, _: wait_ready(base, CANARY, DEADLINE, DEADLINE, interval=0.05),
+        HttpFailureError,
+        lambda seconds: isinstance(seconds, float),
+    ),
+    "smoke-image-download": (
+        lambda base, _: smoke_fetch("GET", base + "/stop_sign.jpg", deadline=DEADLINE, cap=1024 * 1024, follow=True),
+        HttpFailureError,
+        lambda answer: answer.status_code >= 200,
+    ),
 }
 ANSWERS = MODES + ("nothing-listening",)
 
@@ -110,8 +124,22 @@ def test_every_client_ends_cleanly_on_every_junk_answer(client, answer, junk, x2
 
 
 def test_the_corpus_covers_what_the_issue_lists():
-    listed = {"trickle-body", "trickle-headers", "endless", "huge", "wrong-content-type", "html", "text-200",
-              "invalid-json", "wrong-shape", "nan", "error-500", "reset", "nothing-listening", "empty-choices"}
+    listed = {
+        "trickle-body",
+        "trickle-headers",
+        "endless",
+        "huge",
+        "wrong-content-type",
+        "html",
+        "text-200",
+        "invalid-json",
+        "wrong-shape",
+        "nan",
+        "error-500",
+        "reset",
+        "nothing-listening",
+        "empty-choices",
+    }
     assert listed <= set(ANSWERS)
     # NB: the router's admin calls run inside its container (docker exec), not over HTTP from here: their odd
     # answers are pinned in test_router_front.py (test_admin_failures_are_one_sentence).
@@ -168,11 +196,13 @@ def test_urls_that_are_not_http_are_user_errors(url):
 def test_shapes_are_checked_with_the_path_named():
     completion = {"choices": [{"message": {"role": "assistant", "content": "ok"}}], "usage": {"n": 1.5}}
     assert pick(completion, "choices[0].message.content", str) == "ok"
-    for path, kind, said in (("choices[1]", dict, "choices has no item 1 (it has 1)"),
-                             ("choices[0].message.role", int, "choices[0].message.role is the string \"assistant\""),
-                             ("usage.n", int, "usage.n is a number, not an integer"),
-                             ("usage.missing", object, "usage has no 'missing'"),
-                             ("choices.x", object, "choices is a list of 1, not an object")):
+    for path, kind, said in (
+        ("choices[1]", dict, "choices has no item 1 (it has 1)"),
+        ("choices[0].message.role", int, 'choices[0].message.role is the string "assistant"'),
+        ("usage.n", int, "usage.n is a number, not an integer"),
+        ("usage.missing", object, "usage has no 'missing'"),
+        ("choices.x", object, "choices is a list of 1, not an object"),
+    ):
         with pytest.raises(ShapeError, match="^" + re.escape(said)):
             pick(completion, path, kind)
     with pytest.raises(ShapeError, match="a boolean, not an integer"):
@@ -184,7 +214,8 @@ def test_shapes_are_checked_with_the_path_named():
 
 
 def test_shown_escapes_controls_bidi_and_truncates():
-    assert shown("a\x1b[2Jb\u202ec\u200bd\\e\nf") == "a\\x1b[2Jb\\u202ec\\u200bd\\\\e\\x0af"
+    # One escaper for every message (deploy.errors.escape): a backslash is harmless on a terminal and stays one.
+    assert shown("a\x1b[2Jb\u202ec\u200bd\\e\nf\u00a0g") == "a\\x1b[2Jb\\u202ec\\u200bd\\e\\x0af\\xa0g"
     assert shown("x" * 300, 10) == "xxxxxxxxxx… (290 more characters)"
     assert shown("中文 ok") == "中文 ok"
 
@@ -231,8 +262,13 @@ def test_connections_of_a_thread_are_reused_and_closed():
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         for _ in range(3):
-            fetch("POST", f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions", json_body={},
-                  deadline=5, connections=connections)
+            fetch(
+                "POST",
+                f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions",
+                json_body={},
+                deadline=5,
+                connections=connections,
+            )
         connections.close()
     finally:
         server.shutdown()
@@ -249,8 +285,13 @@ def prometheus_answering(data: Any, alerts: Any = None):
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
-            inner = alerts if "/alerts" in self.path and alerts is not None else \
-                {"alerts": []} if "/alerts" in self.path else data
+            inner = (
+                alerts
+                if "/alerts" in self.path and alerts is not None
+                else {"alerts": []}
+                if "/alerts" in self.path
+                else data
+            )
             body = json.dumps({"status": "success", "data": inner}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -268,24 +309,43 @@ def vector(*values: Any) -> dict:
     return {"resultType": "vector", "result": [{"metric": {}, "value": [1.0, v]} for v in values]}
 
 
-@pytest.mark.parametrize("data,shows", [
-    (vector(), "—"),  # no series yet: a dash, not a zero
-    (vector("NaN"), "—"),  # no request in the window
-    (vector("not a number"), "n/a"),
-    (vector(None), "n/a"),
-    (vector(["1"]), "n/a"),
-    (vector(True), "n/a"),
-    (vector("+Inf"), "inf"),  # a quantile past the largest bucket
-    (vector("1e308"), "1e+308"),  # a count as large as a float: shown as one, not as 309 digits
-    ({"resultType": "vector", "result": [{"metric": {}}]}, "n/a"),  # a series without a value
-    ({"resultType": "vector", "result": [{"metric": {}, "value": [1.0]}]}, "n/a"),
-    ({"resultType": "matrix", "result": []}, "n/a"),
-    ({"resultType": "vector", "result": "oops"}, "n/a"),
-    ({"resultType": "scalar", "result": [1.0, "3"]}, "3"),
-    ([], "n/a"),
-    ("a string", "n/a"),
-], ids=["missing", "nan", "string", "null", "list", "bool", "inf", "huge", "no-value", "short-pair", "matrix",
-        "result-not-list", "scalar", "data-list", "data-string"])
+@pytest.mark.parametrize(
+    "data,shows",
+    [
+        (vector(), "—"),  # no series yet: a dash, not a zero
+        (vector("NaN"), "—"),  # no request in the window
+        (vector("not a number"), "n/a"),
+        (vector(None), "n/a"),
+        (vector(["1"]), "n/a"),
+        (vector(True), "n/a"),
+        (vector("+Inf"), "inf"),  # a quantile past the largest bucket
+        (vector("1e308"), "1e+308"),  # a count as large as a float: shown as one, not as 309 digits
+        ({"resultType": "vector", "result": [{"metric": {}}]}, "n/a"),  # a series without a value
+        ({"resultType": "vector", "result": [{"metric": {}, "value": [1.0]}]}, "n/a"),
+        ({"resultType": "matrix", "result": []}, "n/a"),
+        ({"resultType": "vector", "result": "oops"}, "n/a"),
+        ({"resultType": "scalar", "result": [1.0, "3"]}, "3"),
+        ([], "n/a"),
+        ("a string", "n/a"),
+    ],
+    ids=[
+        "missing",
+        "nan",
+        "string",
+        "null",
+        "list",
+        "bool",
+        "inf",
+        "huge",
+        "no-value",
+        "short-pair",
+        "matrix",
+        "result-not-list",
+        "scalar",
+        "data-list",
+        "data-string",
+    ],
+)
 def test_status_survives_any_prometheus_value(x2, data, shows):
     server = prometheus_answering(data, alerts={"alerts": "not a list"})
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
@@ -368,8 +428,9 @@ def test_the_status_command_exits_2_on_junk_without_a_traceback(cli, junk, x2, m
 
 @pytest.mark.parametrize("mode", ["text-200", "html", "empty-choices", "no-content-type", "error-500"])
 def test_load_counts_non_completions_and_exits_1(cli, junk, mode):
-    result = cli("load", "--base-url", junk.url(mode), "--model", "m", "--concurrency", "1", "--requests", "2",
-                 "--timeout", "2")
+    result = cli(
+        "load", "--base-url", junk.url(mode), "--model", "m", "--concurrency", "1", "--requests", "2", "--timeout", "2"
+    )
     assert result.code == 1 and "Traceback" not in result.err
     assert "× " in result.out  # what the failed requests got
     clean(result.out)
@@ -377,14 +438,22 @@ def test_load_counts_non_completions_and_exits_1(cli, junk, mode):
 
 def test_load_without_a_model_to_pick_exits_2(cli, junk):
     result = cli("load", "--base-url", junk.url("text-200"), "--requests", "1", "--timeout", "2")
-    assert (result.code, result.err) == (2, f"error: cannot pick a model (pass --model): GET {junk.url('text-200')}"
-                                            f"/v1/models: answered 'text/plain', not JSON (HTTP 200); it said: OK\n")
+    assert (result.code, result.err) == (
+        2,
+        f"error: cannot pick a model (pass --model): GET {junk.url('text-200')}"
+        f"/v1/models: answered 'text/plain', not JSON (HTTP 200); it said: OK\n",
+    )
 
 
-@pytest.mark.parametrize("args,said", [(["--concurrency", "1,x"], "--concurrency takes positive whole numbers"),
-                                       (["--concurrency", "0"], "--concurrency takes positive whole numbers"),
-                                       (["--requests", "0"], "--requests and --timeout must be positive"),
-                                       (["--timeout", "0"], "--requests and --timeout must be positive")])
+@pytest.mark.parametrize(
+    "args,said",
+    [
+        (["--concurrency", "1,x"], "--concurrency takes positive whole numbers"),
+        (["--concurrency", "0"], "--concurrency takes positive whole numbers"),
+        (["--requests", "0"], "--requests and --timeout must be positive"),
+        (["--timeout", "0"], "--requests and --timeout must be positive"),
+    ],
+)
 def test_load_options_out_of_range_are_user_errors(cli, args, said):
     result = cli("load", "--base-url", "http://127.0.0.1:9", "--model", "m", *args)
     assert result.code == 2 and said in result.err and "Traceback" not in result.err
@@ -400,7 +469,9 @@ def with_openai(monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: real("json") if name == "openai" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: real("json") if name == "openai" else real(name, *a)
+    )
 
 
 def fake_pytest(monkeypatch, seen: dict, returncode: int = 0, raises: BaseException | None = None) -> None:
@@ -409,8 +480,10 @@ def fake_pytest(monkeypatch, seen: dict, returncode: int = 0, raises: BaseExcept
         if raises is not None:
             raise raises
         junit = next(arg.split("=", 1)[1] for arg in command if arg.startswith("--junitxml="))
-        Path(junit).write_text('<testsuites><testsuite><testcase classname="smoke_tests.test_health" '
-                               'name="test_health_is_200" time="0.1"/></testsuite></testsuites>')
+        Path(junit).write_text(
+            '<testsuites><testsuite><testcase classname="smoke_tests.test_health" '
+            'name="test_health_is_200" time="0.1"/></testsuite></testsuites>'
+        )
         return subprocess.CompletedProcess(command, returncode, "1 passed\x1b[2J", "")
 
     monkeypatch.setattr("deploy.runtime.smoke.subprocess.run", run)
@@ -427,8 +500,9 @@ def test_smoke_hands_the_key_over_in_the_environment_only(cli, monkeypatch, with
     assert seen["timeout"] == 30 + 1800
 
 
-def test_smoke_of_a_profile_waits_its_load_budget_and_passes_its_key_by_environment(cli, monkeypatch, with_openai,
-                                                                                    tmp_path):
+def test_smoke_of_a_profile_waits_its_load_budget_and_passes_its_key_by_environment(
+    cli, monkeypatch, with_openai, tmp_path
+):
     from deploy.runtime.stack import Stack
 
     seen: dict = {}
@@ -444,13 +518,16 @@ def test_smoke_of_a_profile_waits_its_load_budget_and_passes_its_key_by_environm
     assert seen["timeout"] == budget + 1800
 
 
-@pytest.mark.parametrize("passthrough,env,expected", [
-    ([], {}, (["--ready-timeout", "30"], 30.0)),
-    (["--ready-timeout", "5"], {}, ([], 5.0)),
-    (["-k", "chat", "--ready-timeout=7"], {}, ([], 7.0)),
-    ([], {"SMOKE_READY_TIMEOUT": "9"}, ([], 9.0)),
-    (["--ready-timeout", "soon"], {}, ([], 30.0)),  # the suite itself refuses it, with its own message
-])
+@pytest.mark.parametrize(
+    "passthrough,env,expected",
+    [
+        ([], {}, (["--ready-timeout", "30"], 30.0)),
+        (["--ready-timeout", "5"], {}, ([], 5.0)),
+        (["-k", "chat", "--ready-timeout=7"], {}, ([], 7.0)),
+        ([], {"SMOKE_READY_TIMEOUT": "9"}, ([], 9.0)),
+        (["--ready-timeout", "soon"], {}, ([], 30.0)),  # the suite itself refuses it, with its own message
+    ],
+)
 def test_the_users_own_ready_timeout_wins(passthrough, env, expected):
     from deploy.runtime.smoke import ready_timeout
 
@@ -462,8 +539,10 @@ def test_a_smoke_run_past_its_deadline_is_stopped_with_a_user_error(cli, monkeyp
     fake_pytest(monkeypatch, seen, raises=subprocess.TimeoutExpired(["pytest"], 1830, output=b"case 1\x1b[2J\n"))
     result = cli("smoke", "--base-url", "http://127.0.0.1:9")
     assert result.code == 2 and "Traceback" not in result.err
-    assert result.err.startswith("error: the smoke suite did not finish within 1830 s (30 s for /health, 1800 s for "
-                                 "the cases) and was stopped; its last output:\ncase 1\\x1b[2J")
+    assert result.err.startswith(
+        "error: the smoke suite did not finish within 1830 s (30 s for /health, 1800 s for "
+        "the cases) and was stopped; its last output:\ncase 1\\x1b[2J"
+    )
 
 
 def test_the_smoke_output_shown_on_failure_is_escaped(cli, monkeypatch, with_openai):
@@ -476,8 +555,9 @@ def test_the_smoke_output_shown_on_failure_is_escaped(cli, monkeypatch, with_ope
 @pytest.mark.slow
 def test_smoke_with_nothing_listening_fails_within_its_wait(cli, junk, with_openai):
     """The real suite in its child pytest: every case errors on the /health wait, which ends at --ready-timeout."""
-    (result, error) = within(120, lambda: cli("smoke", "--base-url", junk.closed_url(), "--api-key", CANARY,
-                                              "--", "--ready-timeout", "1"))
+    (result, error) = within(
+        120, lambda: cli("smoke", "--base-url", junk.closed_url(), "--api-key", CANARY, "--", "--ready-timeout", "1")
+    )
     assert error is None and result.code == 1
     assert "not healthy after 1 s" in result.err and "connection refused" in result.err.lower()
     assert CANARY not in result.out + result.err
@@ -494,13 +574,17 @@ def test_the_health_wait_stops_at_its_deadline_whatever_the_server_does(junk):
 # doctor: odd answers from the Docker daemon and odd model files are verdicts, not tracebacks
 
 
-@pytest.mark.parametrize("content,said", [
-    (b"{not json", "is not readable JSON (JSONDecodeError)"),
-    (b"\xff\xfe\x00binary", "is not readable JSON (UnicodeDecodeError)"),
-    (b"[1, 2]", "is not a JSON object"),
-    (b"[" * 100_000 + b"]" * 100_000, "is not readable JSON (RecursionError)"),
-    (b" " * (5 * 1024 * 1024), "is over 4 MiB"),
-], ids=["invalid", "binary", "list", "deep", "huge"])
+@pytest.mark.parametrize(
+    "content,said",
+    [
+        (b"{not json", "is not readable JSON (JSONDecodeError)"),
+        (b"\xff\xfe\x00binary", "is not readable JSON (UnicodeDecodeError)"),
+        (b"[1, 2]", "is not a JSON object"),
+        (b"[" * 100_000 + b"]" * 100_000, "is not readable JSON (RecursionError)"),
+        (b" " * (5 * 1024 * 1024), "is over 4 MiB"),
+    ],
+    ids=["invalid", "binary", "list", "deep", "huge"],
+)
 def test_an_odd_model_config_is_a_warning(tmp_path, content, said):
     from deploy.runtime.preflight import memory_check, read_model_config
 
@@ -512,10 +596,16 @@ def test_an_odd_model_config_is_a_warning(tmp_path, content, said):
     assert (check.verdict, check.detail) == ("warn", f"model config.json {said}: no estimate")
 
 
-@pytest.mark.parametrize("config", [{}, {"hidden_size": "wide", "num_hidden_layers": 2, "num_attention_heads": 2},
-                                    {"hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 0},
-                                    {"text_config": [1], "hidden_size": 8}],
-                         ids=["empty", "string-size", "zero-heads", "text-config-list"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {},
+        {"hidden_size": "wide", "num_hidden_layers": 2, "num_attention_heads": 2},
+        {"hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 0},
+        {"text_config": [1], "hidden_size": 8},
+    ],
+    ids=["empty", "string-size", "zero-heads", "text-config-list"],
+)
 def test_a_model_config_of_the_wrong_shape_is_a_warning(config):
     from deploy.runtime.preflight import memory_check
 
@@ -527,16 +617,25 @@ def test_odd_daemon_facts_are_judged_and_escaped():
     from deploy.runtime.preflight import HostFacts, judge
 
     plan = resolve(load_profile("minicpm-v-2_6"))
-    found = judge(plan, HostFacts(docker_info={"ServerVersion": "29\x1b[2J\u202e", "Runtimes": "nvidia"},
-                                  compose_version="2.40.3\x07"))
+    found = judge(
+        plan,
+        HostFacts(docker_info={"ServerVersion": "29\x1b[2J\u202e", "Runtimes": "nvidia"}, compose_version="2.40.3\x07"),
+    )
     text = "\n".join(f"{c.name}: {c.detail}" for c in found)
     assert "engine 29\\x1b[2J\\u202e" in text and "compose v2: 2.40.3\\x07" in text
     clean(text)
 
 
-@pytest.mark.parametrize("info,daemon", [(lambda: time.sleep(5), "fail"), (lambda: ["not", "a", "dict"], "fail"),
-                                         (lambda: 1 / 0, "fail"), (lambda: {"ServerVersion": "29.0"}, "ok")],
-                         ids=["hangs", "not-an-object", "raises", "answers"])
+@pytest.mark.parametrize(
+    "info,daemon",
+    [
+        (lambda: time.sleep(5), "fail"),
+        (lambda: ["not", "a", "dict"], "fail"),
+        (lambda: 1 / 0, "fail"),
+        (lambda: {"ServerVersion": "29.0"}, "ok"),
+    ],
+    ids=["hangs", "not-an-object", "raises", "answers"],
+)
 def test_doctor_reads_the_daemon_within_its_deadline(tmp_path, monkeypatch, info, daemon):
     from deploy.runtime.docker import Compose
     from deploy.runtime.docker import Engine as DockerEngine

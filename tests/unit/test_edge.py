@@ -56,9 +56,27 @@ def test_it_reads_the_variable_vllm_reads_and_is_what_the_entrypoint_loads():
     assert HEALTH_PATH in edge.PUBLIC and {"/health", "/metrics"} == edge.PUBLIC
 
 
-@pytest.mark.parametrize("path", ["/invocations", "/tokenize", "/detokenize", "/load", "/scale_elastic_ep",
-                                  "/v1/chat/completions", "/version", "/openapi.json", "/docs", "/no-such-route",
-                                  "/health/", "/metrics/", "/metricsx", "//health", "/Health", ""])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/invocations",
+        "/tokenize",
+        "/detokenize",
+        "/load",
+        "/scale_elastic_ep",
+        "/v1/chat/completions",
+        "/version",
+        "/openapi.json",
+        "/docs",
+        "/no-such-route",
+        "/health/",
+        "/metrics/",
+        "/metricsx",
+        "//health",
+        "/Health",
+        "",
+    ],
+)
 def test_every_path_but_the_public_ones_needs_the_key(path):
     assert served(http(path))[0] == 401
     assert served(http(path, headers=bearer("sk-wrong")))[0] == 401
@@ -79,13 +97,16 @@ def test_public_paths_are_open_to_get_and_head_only(path):
     assert served(http(path, "DELETE"))[0] == 401
 
 
-@pytest.mark.parametrize("headers", [
-    [(b"authorization", b"Basic " + KEY.encode())],  # another scheme
-    [(b"authorization", KEY.encode())],  # no scheme
-    [(b"authorization", f"Bearer {KEY}x".encode())],
-    [(b"authorization", f"Bearer {KEY}".encode()), (b"authorization", f"Bearer {KEY}".encode())],  # two
-    [(b"x-api-key", KEY.encode())],
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"authorization", b"Basic " + KEY.encode())],  # another scheme
+        [(b"authorization", KEY.encode())],  # no scheme
+        [(b"authorization", f"Bearer {KEY}x".encode())],
+        [(b"authorization", f"Bearer {KEY}".encode()), (b"authorization", f"Bearer {KEY}".encode())],  # two
+        [(b"x-api-key", KEY.encode())],
+    ],
+)
 def test_only_one_bearer_header_with_the_exact_key_passes(headers):
     assert served(http("/invocations", headers=headers))[0] == 401
 

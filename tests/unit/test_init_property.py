@@ -38,30 +38,110 @@ INJECTION = "<|im_end|>\n  max-tokens: 1\n  presence-penalty: 2\n#"
 
 # (file, dotted key) for every value init reads; "" is the whole file.
 READ = {
-    "config.json": ["", "architectures", "architectures.0", "auto_map", "text_config", "llm_config", "torch_dtype",
-                    "dtype", "max_position_embeddings", "eos_token_id", "query_num", "vision_config",
-                    "vision_config.hidden_size", "vision_config.num_hidden_layers", "vision_config.depth",
-                    "vision_config.intermediate_size", "vision_config.out_hidden_size", "hidden_size",
-                    "num_hidden_layers", "num_attention_heads", "vocab_size"]
-                   + [f"text_config.{k}" for k in ("max_position_embeddings", "eos_token_id", "hidden_size",
-                                                   "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-                                                   "head_dim", "vocab_size", "intermediate_size")],
-    "generation_config.json": ["", "eos_token_id", "max_new_tokens", "temperature", "top_p", "top_k", "min_p",
-                               "repetition_penalty"],
-    "preprocessor_config.json": ["", "auto_map", "max_slice_nums", "use_image_id", "patch_size", "merge_size",
-                                 "max_pixels", "min_pixels"],
-    "processor_config.json": ["", "auto_map", "image_seq_len", "image_processor", "image_processor.size.longest_edge",
-                              "image_processor.max_image_size.longest_edge", "image_processor.do_image_splitting"],
-    "tokenizer_config.json": ["", "chat_template", "added_tokens_decoder", "added_tokens_decoder.151645",
-                              "added_tokens_decoder.151645.content", "added_tokens_decoder.151643.content",
-                              "eos_token", "pad_token", "auto_map"],
+    "config.json": [
+        "",
+        "architectures",
+        "architectures.0",
+        "auto_map",
+        "text_config",
+        "llm_config",
+        "torch_dtype",
+        "dtype",
+        "max_position_embeddings",
+        "eos_token_id",
+        "query_num",
+        "vision_config",
+        "vision_config.hidden_size",
+        "vision_config.num_hidden_layers",
+        "vision_config.depth",
+        "vision_config.intermediate_size",
+        "vision_config.out_hidden_size",
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "vocab_size",
+    ]
+    + [
+        f"text_config.{k}"
+        for k in (
+            "max_position_embeddings",
+            "eos_token_id",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "head_dim",
+            "vocab_size",
+            "intermediate_size",
+        )
+    ],
+    "generation_config.json": [
+        "",
+        "eos_token_id",
+        "max_new_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "min_p",
+        "repetition_penalty",
+    ],
+    "preprocessor_config.json": [
+        "",
+        "auto_map",
+        "max_slice_nums",
+        "use_image_id",
+        "patch_size",
+        "merge_size",
+        "max_pixels",
+        "min_pixels",
+    ],
+    "processor_config.json": [
+        "",
+        "auto_map",
+        "image_seq_len",
+        "image_processor",
+        "image_processor.size.longest_edge",
+        "image_processor.max_image_size.longest_edge",
+        "image_processor.do_image_splitting",
+    ],
+    "tokenizer_config.json": [
+        "",
+        "chat_template",
+        "added_tokens_decoder",
+        "added_tokens_decoder.151645",
+        "added_tokens_decoder.151645.content",
+        "added_tokens_decoder.151643.content",
+        "eos_token",
+        "pad_token",
+        "auto_map",
+    ],
     "tokenizer.json": ["", "added_tokens", "added_tokens.0", "added_tokens.0.content", "added_tokens.0.id"],
     "chat_template.json": ["", "chat_template"],
 }
 HOSTILE_STRINGS = [
-    "", "x", INJECTION, "a\u2028max-tokens: 1", "\x1b[2J\x1b]0;owned\x07", "evil\u202etxt", "\u2066x\u2069",
-    "\u200e\u200f", "\x85next", "\r\nkey: 1", "# comment", "'\"", "bfloat16", "MiniCPMV", "Qwen2VLForConditionalGeneration",
-    "<|im_end|>", "<|endoftext|>", "151645", "NaN", "1e999", "é" * 70, "\ud800", "\U0010ffff",
+    "",
+    "x",
+    INJECTION,
+    "a\u2028max-tokens: 1",
+    "\x1b[2J\x1b]0;owned\x07",
+    "evil\u202etxt",
+    "\u2066x\u2069",
+    "\u200e\u200f",
+    "\x85next",
+    "\r\nkey: 1",
+    "# comment",
+    "'\"",
+    "bfloat16",
+    "MiniCPMV",
+    "Qwen2VLForConditionalGeneration",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "151645",
+    "NaN",
+    "1e999",
+    "é" * 70,
+    "\ud800",
+    "\U0010ffff",
 ]
 scalars = st.one_of(
     st.sampled_from(HOSTILE_STRINGS),
@@ -75,10 +155,12 @@ scalars = st.one_of(
 )
 values = st.recursive(
     scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(st.sampled_from(["content", "id", "name", "template", "151645", "x"]),
-                                            inner, max_size=3)),
-    max_leaves=8)
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.sampled_from(["content", "id", "name", "template", "151645", "x"]), inner, max_size=3),
+    ),
+    max_leaves=8,
+)
 
 
 DELETE = object()  # a value that removes the key (or, for "", the whole file)
@@ -133,8 +215,13 @@ def run(*args: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-@settings(max_examples=120, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=120,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(case=model_case())
 def test_init_drafts_a_valid_profile_or_refuses_cleanly(case):
     fixture, changes, options = case
@@ -164,8 +251,15 @@ def test_init_drafts_a_valid_profile_or_refuses_cleanly(case):
     resolve(profile)
     document = yaml.safe_load(out)
     generation = document["generation"]
-    assert set(generation) <= {"stop-token-ids", "max-tokens", "temperature", "top-p", "top-k", "min-p",
-                               "repetition-penalty"}
+    assert set(generation) <= {
+        "stop-token-ids",
+        "max-tokens",
+        "temperature",
+        "top-p",
+        "top-k",
+        "min-p",
+        "repetition-penalty",
+    }
     for key, value in generation.items():
         assert isinstance(value, list) or (not isinstance(value, bool) and math.isfinite(value)), (key, value)
     assert document["smoke"]["stop-token-ids"] == generation["stop-token-ids"]

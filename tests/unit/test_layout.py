@@ -47,7 +47,7 @@ def cycle(edges: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for target in sorted(edges.get(node, ())):
             if state.get(target) == 1:
-                return stack[stack.index(target):] + [target]
+                return stack[stack.index(target) :] + [target]
             if target not in state:
                 found = visit(target)
                 if found:
@@ -77,8 +77,11 @@ def test_the_checker_finds_a_cycle():
 
 
 def test_no_module_is_over_400_lines():
-    long = {str(p.relative_to(REPO)): n for p in [*(REPO / "deploy").rglob("*.py"), *(REPO / "smoke_tests").rglob("*.py")]
-            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    long = {
+        str(p.relative_to(REPO)): n
+        for p in [*(REPO / "deploy").rglob("*.py"), *(REPO / "smoke_tests").rglob("*.py")]
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
     assert not long, long
 
 

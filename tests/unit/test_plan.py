@@ -21,15 +21,22 @@ def test_minicpm_argv_is_the_seeds_command_line():
     assert plan.entrypoint[2].endswith('exec "$@" --middleware vllm_deploy_edge.KeyOnEveryRoute')
     assert plan.argv == [
         SEED_MODEL,
-        "--served-model-name", SEED_MODEL,  # the seed's clients pass the path as `model`
-        "--host", "0.0.0.0",
-        "--port", "8000",
+        "--served-model-name",
+        SEED_MODEL,  # the seed's clients pass the path as `model`
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8000",
         # The guide's stop ids, applied by the server to every request (a mounted generation_config.json).
-        "--generation-config", "/etc/vllm-deploy/generation",
+        "--generation-config",
+        "/etc/vllm-deploy/generation",
         *SEED_FLAGS,
-        "--limit-mm-per-prompt", '{"image":2,"video":0}',  # the guide's one image plus headroom; no video
-        "--mm-processor-kwargs", '{"max_slice_nums":9}',  # bounds one image at 671 tokens
-        "--shutdown-timeout", "30",  # requests in flight finish on SIGTERM
+        "--limit-mm-per-prompt",
+        '{"image":2,"video":0}',  # the guide's one image plus headroom; no video
+        "--mm-processor-kwargs",
+        '{"max_slice_nums":9}',  # bounds one image at 671 tokens
+        "--shutdown-timeout",
+        "30",  # requests in flight finish on SIGTERM
     ]
     assert plan.generation is not None and plan.generation.config == {"eos_token_id": [151645, 151643]}
 
@@ -40,13 +47,23 @@ def test_the_entrypoint_refuses_an_empty_key_before_running_vllm(tmp_path):
 
     shell, dash_c, script, name = ENTRYPOINT[:4]
     for env in ({}, {API_KEY_VARIABLE: ""}):
-        done = subprocess.run([shell, dash_c, script, name, "echo", "served"], env={"PATH": "/usr/bin:/bin", **env},
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [shell, dash_c, script, name, "echo", "served"],
+            env={"PATH": "/usr/bin:/bin", **env},
+            capture_output=True,
+            text=True,
+        )
         assert (done.returncode, done.stdout) == (78, "")
-        assert done.stderr == ("vllm-deploy: VLLM_API_KEY is empty or unset; refusing to start: vLLM would serve "
-                               "every /v1 route without authentication\n")
-    done = subprocess.run([shell, dash_c, script, name, "echo", "served", "$HOME"], capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin", API_KEY_VARIABLE: "sk-1"})
+        assert done.stderr == (
+            "vllm-deploy: VLLM_API_KEY is empty or unset; refusing to start: vLLM would serve "
+            "every /v1 route without authentication\n"
+        )
+    done = subprocess.run(
+        [shell, dash_c, script, name, "echo", "served", "$HOME"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", API_KEY_VARIABLE: "sk-1"},
+    )
     # Arguments pass through untouched, and the key check on every route comes last.
     assert (done.returncode, done.stdout) == (0, "served $HOME --middleware vllm_deploy_edge.KeyOnEveryRoute\n")
 
@@ -92,12 +109,20 @@ def test_serve_args_place_model_host_and_port_once():
         host_command(plan, "/v/bin/vllm", "/tmp/m", "127.0.0.1", 1234)
     placed = ["--generation-config", "/tmp/g"]
     assert host_command(plan, "/v/bin/vllm", "/tmp/m", "127.0.0.1", 1234, "/tmp/g") == [
-        "/v/bin/vllm", "serve", *argv[:7], *placed, *argv[7:], "--middleware", "vllm_deploy_edge.KeyOnEveryRoute"]
+        "/v/bin/vllm",
+        "serve",
+        *argv[:7],
+        *placed,
+        *argv[7:],
+        "--middleware",
+        "vllm_deploy_edge.KeyOnEveryRoute",
+    ]
     assert plan.generation is not None and plan.argv[7:9] == ["--generation-config", plan.generation.directory]
     plain = resolve(load_profile(str(FIXTURE_PROFILES / "minimal-cpu.yaml")))  # no generation section
     assert plain.generation is None and "--generation-config" not in plain.argv
     assert host_command(plain, "/v/bin/vllm", "/tmp/m", "127.0.0.1", 1234, "/tmp/g")[2:-2] == serve_args(
-        "/tmp/m", plain.served_model_name, "127.0.0.1", 1234, plain.engine_flags)
+        "/tmp/m", plain.served_model_name, "127.0.0.1", 1234, plain.engine_flags
+    )
 
 
 def test_host_runs_move_the_container_caches_into_scratch():
@@ -112,8 +137,14 @@ def test_home_and_every_cache_point_into_the_writable_cache():
     for name in ("minicpm-v-2_6", "tiny-cpu"):
         plan = resolve(load_profile(name))
         cache = plan.writable_dirs["cache"]
-        for variable in ("HOME", "XDG_CACHE_HOME", "FLASHINFER_WORKSPACE_BASE", "TRITON_CACHE_DIR", "CUDA_CACHE_PATH",
-                         "TORCHINDUCTOR_CACHE_DIR"):
+        for variable in (
+            "HOME",
+            "XDG_CACHE_HOME",
+            "FLASHINFER_WORKSPACE_BASE",
+            "TRITON_CACHE_DIR",
+            "CUDA_CACHE_PATH",
+            "TORCHINDUCTOR_CACHE_DIR",
+        ):
             assert plan.environment[variable].startswith(cache), variable
         assert plan.writable_dirs["tmp"] == "/tmp"
 
@@ -143,8 +174,10 @@ def test_startup_probe_is_sized_from_the_load_budget():
 def test_image_tag_ignores_runtime_settings():
     base = load_profile("tiny-cpu")
     changed = base.model_copy(
-        update={"engine": base.engine.model_copy(update={"max_model_len": 1024, "dtype": "float32"}),
-                "api_key": base.api_key.model_copy(update={"env": "OTHER_KEY"})}
+        update={
+            "engine": base.engine.model_copy(update={"max_model_len": 1024, "dtype": "float32"}),
+            "api_key": base.api_key.model_copy(update={"env": "OTHER_KEY"}),
+        }
     )
     assert resolve(changed).image.reference == resolve(base).image.reference
     rebuilt = base.model_copy(update={"image": base.image.model_copy(update={"extra_pip": ["timm==1.0.15"]})})
@@ -183,7 +216,7 @@ def test_media_fetches_are_bounded_and_restrictable():
     assert "--allowed-media-domains" not in plan.argv
     sink = resolve(load_profile(str(FIXTURE_PROFILES / "kitchen-sink.yaml")))
     at = sink.argv.index("--allowed-media-domains")
-    assert sink.argv[at + 1:at + 3] == ["images.internal.example", "upload.example.org"]
+    assert sink.argv[at + 1 : at + 3] == ["images.internal.example", "upload.example.org"]
     assert sink.environment["VLLM_MEDIA_FETCH_MAX_RETRIES"] == "0"
 
 
@@ -191,8 +224,14 @@ def test_memory_estimate_from_a_config():
     from deploy.plan.memory import estimate_gib
 
     # Qwen2-7B-like text model: 28 layers, hidden 3584, 28 heads, 4 KV heads, vocab 152064.
-    config = {"hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
-              "intermediate_size": 18944, "vocab_size": 152064}
+    config = {
+        "hidden_size": 3584,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 28,
+        "num_key_value_heads": 4,
+        "intermediate_size": 18944,
+        "vocab_size": 152064,
+    }
     weights, kv = estimate_gib(config, "bfloat16", 2048, 1)
     assert 13.5 < weights < 15.5  # ~7.6 B parameters at 2 bytes
     assert kv == 2 * 28 * 4 * 128 * 2 * 2048 / 2**30  # K and V, per layer, per KV head, per token

@@ -36,7 +36,9 @@ H200_IDLE = "0, 143771, 143240, 580.159.04"  # free/total 0.9963, measured on an
 def test_nvidia_smi_csv_is_parsed_per_gpu():
     gpus = read_gpus(smi(H200_IDLE, "1, 81559, 1024, 580.159.04", "garbage line"))
     assert [(g.index, g.total_mib, g.free_mib, g.driver) for g in gpus] == [
-        (0, 143771, 143240, "580.159.04"), (1, 81559, 1024, "580.159.04")]
+        (0, 143771, 143240, "580.159.04"),
+        (1, 81559, 1024, "580.159.04"),
+    ]
 
 
 def test_the_builtin_utilization_fits_an_idle_gpu_and_the_guides_1_would_not():
@@ -47,8 +49,10 @@ def test_the_builtin_utilization_fits_an_idle_gpu_and_the_guides_1_would_not():
     guide = plan.model_copy(update={"engine": plan.engine.model_copy(update={"gpu_memory_utilization": 1.0})})
     check = free_memory_check(guide, read_gpus(smi(H200_IDLE)))
     assert check.verdict == "fail"
-    assert check.detail == ("vLLM would refuse to start: gpu-memory-utilization 1.0 × 140.4 GiB = 140.4 GiB, but "
-                            "GPU 0 has 139.9 GiB free (0.5 GiB in use by other processes)")
+    assert check.detail == (
+        "vLLM would refuse to start: gpu-memory-utilization 1.0 × 140.4 GiB = 140.4 GiB, but "
+        "GPU 0 has 139.9 GiB free (0.5 GiB in use by other processes)"
+    )
     assert check.fix == "stop what uses GPU 0, or lower engine.gpu-memory-utilization to 0.98"
 
 
@@ -63,7 +67,9 @@ def test_driver_new_enough_for_the_default_cuda_13_tag():
     plan = resolve(load_profile("minicpm-v-2_6"))
     check = driver_check(plan, read_gpus(smi(H200_IDLE)))
     assert (check.verdict, check.detail) == (
-        "ok", "driver 580.159.04 runs vllm/vllm-openai:v0.32.0 (CUDA 13.0 needs ≥ 580.65.06)")
+        "ok",
+        "driver 580.159.04 runs vllm/vllm-openai:v0.32.0 (CUDA 13.0 needs ≥ 580.65.06)",
+    )
 
 
 def test_an_older_driver_is_told_which_tag_fits():
@@ -122,10 +128,20 @@ def test_a_busy_port_held_by_this_stack_is_fine():
 
 def test_gpu_facts_add_driver_free_memory_and_estimate_checks():
     plan = resolve(load_profile("minicpm-v-2_6"))
-    facts = HostFacts(docker_info={**DAEMON, "Runtimes": {"nvidia": {}}}, compose_version="2.40.3",
-                      model_dir_exists=True, gpus=read_gpus(smi(H200_IDLE)),
-                      model_config={"hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28,
-                                    "num_key_value_heads": 4, "intermediate_size": 18944, "vocab_size": 151666})
+    facts = HostFacts(
+        docker_info={**DAEMON, "Runtimes": {"nvidia": {}}},
+        compose_version="2.40.3",
+        model_dir_exists=True,
+        gpus=read_gpus(smi(H200_IDLE)),
+        model_config={
+            "hidden_size": 3584,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 28,
+            "num_key_value_heads": 4,
+            "intermediate_size": 18944,
+            "vocab_size": 151666,
+        },
+    )
     found = {c.name: c for c in judge(plan, facts)}
     assert found["nvidia driver"].verdict == found["gpu free memory"].verdict == found["gpu memory"].verdict == "ok"
     assert found["gpu memory"].detail.startswith("needs ~14.")
@@ -149,12 +165,17 @@ def test_the_memory_estimate_adds_the_vision_encoder_cache(tmp_path):
     assert "vision encoder cache 0.05 (8192 tokens)" in large.detail
     assert encoder_cache_gib(config, "bfloat16", 1280, 80.0) * 2**30 == 8192 * 3584 * 2
     # Qwen's default max_pixels: one image alone fills 16384 tokens of cache, 112 MiB.
-    wide = write_variant("qwen2_5-vl-7b", tmp_path / "p.yaml", {"engine": {"max-model-len": 70000, "mm-processor-kwargs": {
-        "max_pixels": 12845056}}})
+    wide = write_variant(
+        "qwen2_5-vl-7b",
+        tmp_path / "p.yaml",
+        {"engine": {"max-model-len": 70000, "mm-processor-kwargs": {"max_pixels": 12845056}}},
+    )
     wide_plan = resolve(load_profile(str(wide)))
     check = memory_check(wide_plan, read_gpus(smi("0, 24576, 24000, 580.65.06")), config)
     assert "vision encoder cache 0.11 (16384 tokens)" in check.detail
     assert encoder_cache_gib(config, "bfloat16", 16384, 24.0) * 2**30 == 117_440_512
     # No estimate without an architecture the data knows: weights and KV only, as before.
-    plain = write_variant("qwen2_5-vl-7b", tmp_path / "q.yaml", {"model": {"architecture": "LlavaForConditionalGeneration"}})
+    plain = write_variant(
+        "qwen2_5-vl-7b", tmp_path / "q.yaml", {"model": {"architecture": "LlavaForConditionalGeneration"}}
+    )
     assert "encoder" not in memory_check(resolve(load_profile(str(plain))), [], config).detail

@@ -37,144 +37,345 @@ CPU = add("  trust-remote-code: false\n", "  kv-cache-space-gib: 1\n") + "image:
 
 # (id, profile text, expected problem lines after the "p.yaml is invalid (N problems):" header)
 MALFORMED = [
-    ("dtype-unknown", edit("dtype: auto", "dtype: fp8"),
-     ["p.yaml:5: engine.dtype: expected one of 'auto', 'half', 'float16', 'bfloat16', 'float' or 'float32', got 'fp8' (str)"]),
-    ("dtype-missing", edit("  dtype: auto\n", ""),
-     ["p.yaml:4: engine.dtype: required key is missing; expected one of 'auto', 'half', 'float16', 'bfloat16', 'float', 'float32'"]),
-    ("max-model-len-zero", edit("max-model-len: 2048", "max-model-len: 0"),
-     ["p.yaml:6: engine.max-model-len: expected a number greater than 0, got 0 (int)"]),
-    ("max-model-len-text", edit("max-model-len: 2048", "max-model-len: 2k"),
-     ["p.yaml:6: engine.max-model-len: expected an integer, got '2k' (str)"]),
-    ("max-model-len-float", edit("max-model-len: 2048", "max-model-len: 2048.5"),
-     ["p.yaml:6: engine.max-model-len: expected an integer, got 2048.5 (float)"]),
-    ("gmu-above-one", edit("gpu-memory-utilization: 0.9", "gpu-memory-utilization: 1.5"),
-     ["p.yaml:7: engine.gpu-memory-utilization: expected a number of at most 1.0, got 1.5 (float)"]),
-    ("gmu-zero", edit("gpu-memory-utilization: 0.9", "gpu-memory-utilization: 0"),
-     ["p.yaml:7: engine.gpu-memory-utilization: expected a number greater than 0.0, got 0 (int)"]),
-    ("gmu-percent-string", edit("gpu-memory-utilization: 0.9", "gpu-memory-utilization: 90%"),
-     ["p.yaml:7: engine.gpu-memory-utilization: expected a number, got '90%' (str)"]),
-    ("trust-remote-code-text", edit("trust-remote-code: false", "trust-remote-code: maybe"),
-     ["p.yaml:8: engine.trust-remote-code: expected true or false, got 'maybe' (str)"]),
-    ("misspelt-engine-key", edit("max-model-len: 2048", "max-model-length: 2048"),
-     ["p.yaml:4: engine.max-model-len: required key is missing; expected an integer",
-      "p.yaml:6: engine.max-model-length: unknown key (did you mean 'max-model-len'?); expected one of: dtype, "
-      "enforce-eager, extra-args, gpu-memory-utilization, kv-cache-space-gib, limit-mm-per-prompt, max-model-len, "
-      "max-num-seqs, mm-processor-kwargs, shutdown-timeout-seconds, tensor-parallel-size, trust-remote-code"]),
-    ("misspelt-top-key", VALID + "resorces:\n  gpus: 1\n",
-     ["p.yaml:12: resorces: unknown key (did you mean 'resources'?); expected one of: api-key, description, engine, "
-      "generation, image, kubernetes, media, model, monitoring, name, replicas, resources, router, server, smoke"]),
-    ("unknown-key-no-suggestion", VALID + "zzz: 1\n",
-     ["p.yaml:12: zzz: unknown key; expected one of: api-key, description, engine, generation, image, kubernetes, "
-      "media, model, monitoring, name, replicas, resources, router, server, smoke"]),
-    ("snake-case-key", edit("max-model-len: 2048", "max_model_len: 2048"),
-     ["p.yaml:4: engine.max-model-len: required key is missing; expected an integer",
-      "p.yaml:6: engine.max_model_len: unknown key (did you mean 'max-model-len'?); expected one of: dtype, "
-      "enforce-eager, extra-args, gpu-memory-utilization, kv-cache-space-gib, limit-mm-per-prompt, max-model-len, "
-      "max-num-seqs, mm-processor-kwargs, shutdown-timeout-seconds, tensor-parallel-size, trust-remote-code"]),
-    ("inline-api-key", edit("api-key:\n  env: VLLM_API_KEY\n", "api-key: token-abc123\n"),
-     ["p.yaml:9: api-key: expected a reference like {env: VLLM_API_KEY}, not the key itself; put the value in the "
-      "environment or a git-ignored .env file"]),
-    ("api-key-env-lowercase", edit("env: VLLM_API_KEY", "env: vllm-key"),
-     ["p.yaml:10: api-key.env: expected an environment variable name: capital letters, digits and '_', e.g. "
-      "VLLM_API_KEY, got a string of 8 characters (not shown: it may be a secret)"]),
-    ("api-key-missing", edit("api-key:\n  env: VLLM_API_KEY\n", ""),
-     ["p.yaml:1: api-key: required key is missing; expected a mapping"]),
-    ("name-uppercase", edit("name: demo", "name: Demo"),
-     ["p.yaml:1: name: expected lowercase letters, digits, '-' and '_', starting and ending with a letter or digit, "
-      "got 'Demo' (str)"]),
-    ("model-not-mapping", edit("model:\n  source: /models/demo\n", "model: /models/demo\n"),
-     ["p.yaml:2: model: expected a mapping, got '/models/demo' (str)"]),
-    ("relative-model-path", edit("source: /models/demo", "source: models/demo\n  storage: host"),
-     ["p.yaml:3: model.source: storage 'host' needs an absolute path of plain characters (letters, digits, '.', "
-      "'_', '+', '-'), got 'models/demo' (str)"]),
-    ("hub-id-malformed", edit("source: /models/demo", "source: not a hub id"),
-     ["p.yaml:3: model.source: expected a Hugging Face id like Qwen/Qwen2.5-VL-7B-Instruct, got 'not a hub id' (str)"]),
-    ("revision-on-local-path", edit("source: /models/demo", "source: /models/demo\n  revision: main"),
-     ["p.yaml:4: model.revision: a revision pins hub downloads; it needs storage 'hub'"]),
-    ("extra-args-duplicate-flag", add("  trust-remote-code: false\n", "  extra-args: [--max-model-len=4096, --enforce-eager]\n"),
-     ["p.yaml:9: engine.extra-args: item 0: '--max-model-len' duplicates engine.max-model-len: set the profile field "
-      "instead; item 1: '--enforce-eager' duplicates engine.enforce-eager: set the profile field instead"]),
-    ("extra-args-underscore-spelling", add("  trust-remote-code: false\n", "  extra-args: [--gpu_memory_utilization, '1']\n"),
-     ["p.yaml:9: engine.extra-args: item 0: '--gpu_memory_utilization' (read by vLLM as --gpu-memory-utilization) "
-      "duplicates engine.gpu-memory-utilization: set the profile field instead"]),
-    ("extra-args-api-key", add("  trust-remote-code: false\n", "  extra-args: [--api-key, token-abc123]\n"),
-     ["p.yaml:9: engine.extra-args: item 0: '--api-key' duplicates api-key.env: set the profile field instead"]),
-    ("extra-args-not-list", add("  trust-remote-code: false\n", "  extra-args: --enable-prefix-caching\n"),
-     ["p.yaml:9: engine.extra-args: expected a list, got '--enable-prefix-caching' (str)"]),
-    ("tp-larger-than-gpus", add("  trust-remote-code: false\n", "  tensor-parallel-size: 4\n") + "resources:\n  gpus: 2\n",
-     ["p.yaml:14: resources.gpus: tensor-parallel-size 4 needs at least as many GPUs, got 2"]),
-    ("device-unknown", VALID + "image:\n  device: tpu\n",
-     ["p.yaml:13: image.device: expected one of 'cuda' or 'cpu', got 'tpu' (str)"]),
-    ("base-image-latest", VALID + "image:\n  base: vllm/vllm-openai:latest\n",
-     ["p.yaml:13: image.base: expected a pinned image reference (a tag other than latest, or a digest) like "
-      "vllm/vllm-openai:v0.32.0"]),
-    ("base-image-untagged", VALID + "image:\n  base: vllm/vllm-openai\n",
-     ["p.yaml:13: image.base: expected a pinned image reference (a tag other than latest, or a digest) like "
-      "vllm/vllm-openai:v0.32.0"]),
-    ("cpu-without-kv-cache", VALID + "image:\n  device: cpu\n",
-     ["p.yaml:4: engine.kv-cache-space-gib: required for device cpu, e.g. 1 (GiB)"]),
-    ("cpu-with-gpus", CPU + "resources:\n  gpus: 1\n",
-     ["p.yaml:16: resources.gpus: device cpu takes no GPUs, got 1"]),
-    ("kv-cache-on-cuda", add("  trust-remote-code: false\n", "  kv-cache-space-gib: 4\n"),
-     ["p.yaml:9: engine.kv-cache-space-gib: only for device cpu; on cuda use gpu-memory-utilization"]),
-    ("port-out-of-range", VALID + "server:\n  port: 70000\n",
-     ["p.yaml:13: server.port: expected a number of at most 65535, got 70000 (int)"]),
-    ("port-negative-and-gpus-text", VALID + "server:\n  port: -1\nresources:\n  gpus: two\n",
-     ["p.yaml:13: server.port: expected a number of at least 1, got -1 (int)",
-      "p.yaml:15: resources.gpus: expected an integer, got 'two' (str)"]),
-    ("limit-mm-unknown-modality", add("  trust-remote-code: false\n", "  limit-mm-per-prompt: {imgs: 2}\n"),
-     ["p.yaml:9: engine.limit-mm-per-prompt.imgs: expected one of 'image', 'video' or 'audio', got 'imgs' (str)"]),
-    ("limit-mm-negative", add("  trust-remote-code: false\n", "  limit-mm-per-prompt: {image: -1}\n"),
-     ["p.yaml:9: engine.limit-mm-per-prompt.image: expected a number of at least 0, got -1 (int)"]),
-    ("namespace-invalid", edit("node-selector:", "namespace: My_NS, node-selector:"),
-     ["p.yaml:11: kubernetes.namespace: expected lowercase letters, digits and '-', starting and ending with a letter "
-      "or digit, got 'My_NS' (str)"]),
-    ("load-budget-too-small", edit("node-selector:", "load-budget-seconds: 5, node-selector:"),
-     ["p.yaml:11: kubernetes.load-budget-seconds: expected a number of at least 30, got 5 (int)"]),
-    ("stop-token-ids-text", VALID + "smoke:\n  stop-token-ids: [151645, eos]\n",
-     ["p.yaml:13: smoke.stop-token-ids.1: expected an integer, got 'eos' (str)"]),
-    ("media-retries-too-many", VALID + "media:\n  fetch-max-retries: 50\n",
-     ["p.yaml:13: media.fetch-max-retries: expected a number of at most 10, got 50 (int)"]),
-    ("media-domains-in-extra-args", add("  trust-remote-code: false\n", "  extra-args: [--allowed-media-domains, a.example]\n"),
-     ["p.yaml:9: engine.extra-args: item 0: '--allowed-media-domains' duplicates media.allowed-domains: set the "
-      "profile field instead"]),
-    ("duplicate-keys", VALID + "name: other\n",
-     ["p.yaml:12: name: duplicate key (first defined on line 1)"]),
-    ("duplicate-nested-key", edit("  dtype: auto\n", "  dtype: auto\n  dtype: half\n"),
-     ["p.yaml:6: engine.dtype: duplicate key (first defined on line 5)"]),
-    ("gmu-1-on-cuda", edit("gpu-memory-utilization: 0.9", "gpu-memory-utilization: 1"),
-     ["p.yaml:7: engine.gpu-memory-utilization: at most 0.95 on cuda, got 1.0: vLLM refuses to start when total "
-      "memory × utilization exceeds the memory free at start-up, and the CUDA context alone takes some, so 1 (the "
-      "guide's value) never starts; use 0.95 for a GPU of its own, less if other processes share it"]),
-    ("host-storage-without-node-selection", edit("kubernetes: {node-selector: {vllm-deploy/model: demo}}\n", ""),
-     ["p.yaml:1: kubernetes.node-selector: required with host storage: /models/demo exists only on the nodes you "
-      "copied it to, and a pod scheduled elsewhere fails to start; label those nodes and select them, e.g. "
-      "{vllm-deploy/model: demo} (or set kubernetes.node-affinity)"]),
-    ("registry-with-scheme", VALID + "image:\n  registry: https://Registry.example.com\n",
-     ["p.yaml:13: image.registry: expected a registry host and path in lowercase, e.g. registry.example.com/ml or "
-      "127.0.0.1:5000/team, got 'https://Registry.example.com' (str)"]),
-    ("many-problems-at-once", edit("dtype: auto", "dtype: fp8").replace("max-model-len: 2048", "max-model-len: -1")
-     .replace("name: demo", "nam: demo"),
-     ["p.yaml:1: nam: unknown key (did you mean 'name'?); expected one of: api-key, description, engine, "
-      "generation, image, kubernetes, media, model, monitoring, name, replicas, resources, router, server, smoke",
-      "p.yaml:1: name: required key is missing; expected a string",
-      "p.yaml:5: engine.dtype: expected one of 'auto', 'half', 'float16', 'bfloat16', 'float' or 'float32', got 'fp8' (str)",
-      "p.yaml:6: engine.max-model-len: expected a number greater than 0, got -1 (int)"]),
+    (
+        "dtype-unknown",
+        edit("dtype: auto", "dtype: fp8"),
+        [
+            "p.yaml:5: engine.dtype: expected one of 'auto', 'half', 'float16', 'bfloat16', 'float' or 'float32', got 'fp8' (str)"
+        ],
+    ),
+    (
+        "dtype-missing",
+        edit("  dtype: auto\n", ""),
+        [
+            "p.yaml:4: engine.dtype: required key is missing; expected one of 'auto', 'half', 'float16', 'bfloat16', 'float', 'float32'"
+        ],
+    ),
+    (
+        "max-model-len-zero",
+        edit("max-model-len: 2048", "max-model-len: 0"),
+        ["p.yaml:6: engine.max-model-len: expected a number greater than 0, got 0 (int)"],
+    ),
+    (
+        "max-model-len-text",
+        edit("max-model-len: 2048", "max-model-len: 2k"),
+        ["p.yaml:6: engine.max-model-len: expected an integer, got '2k' (str)"],
+    ),
+    (
+        "max-model-len-float",
+        edit("max-model-len: 2048", "max-model-len: 2048.5"),
+        ["p.yaml:6: engine.max-model-len: expected an integer, got 2048.5 (float)"],
+    ),
+    (
+        "gmu-above-one",
+        edit("gpu-memory-utilization: 0.9", "gpu-memory-utilization: 1.5"),
+        ["p.yaml:7: engine.gpu-memory-utilization: expected a number of at most 1.0, got 1.5 (float)"],
+    ),
+    (
+        "gmu-zero",
+        edit("gpu-memory-utilization: 0.9", "gpu-memory-utilization: 0"),
+        ["p.yaml:7: engine.gpu-memory-utilization: expected a number greater than 0.0, got 0 (int)"],
+    ),
+    (
+        "gmu-percent-string",
+        edit("gpu-memory-utilization: 0.9", "gpu-memory-utilization: 90%"),
+        ["p.yaml:7: engine.gpu-memory-utilization: expected a number, got '90%' (str)"],
+    ),
+    (
+        "trust-remote-code-text",
+        edit("trust-remote-code: false", "trust-remote-code: maybe"),
+        ["p.yaml:8: engine.trust-remote-code: expected true or false, got 'maybe' (str)"],
+    ),
+    (
+        "misspelt-engine-key",
+        edit("max-model-len: 2048", "max-model-length: 2048"),
+        [
+            "p.yaml:4: engine.max-model-len: required key is missing; expected an integer",
+            "p.yaml:6: engine.max-model-length: unknown key (did you mean 'max-model-len'?); expected one of: dtype, "
+            "enforce-eager, extra-args, gpu-memory-utilization, kv-cache-space-gib, limit-mm-per-prompt, max-model-len, "
+            "max-num-seqs, mm-processor-kwargs, shutdown-timeout-seconds, tensor-parallel-size, trust-remote-code",
+        ],
+    ),
+    (
+        "misspelt-top-key",
+        VALID + "resorces:\n  gpus: 1\n",
+        [
+            "p.yaml:12: resorces: unknown key (did you mean 'resources'?); expected one of: api-key, description, engine, "
+            "generation, image, kubernetes, media, model, monitoring, name, replicas, resources, router, server, smoke"
+        ],
+    ),
+    (
+        "unknown-key-no-suggestion",
+        VALID + "zzz: 1\n",
+        [
+            "p.yaml:12: zzz: unknown key; expected one of: api-key, description, engine, generation, image, kubernetes, "
+            "media, model, monitoring, name, replicas, resources, router, server, smoke"
+        ],
+    ),
+    (
+        "snake-case-key",
+        edit("max-model-len: 2048", "max_model_len: 2048"),
+        [
+            "p.yaml:4: engine.max-model-len: required key is missing; expected an integer",
+            "p.yaml:6: engine.max_model_len: unknown key (did you mean 'max-model-len'?); expected one of: dtype, "
+            "enforce-eager, extra-args, gpu-memory-utilization, kv-cache-space-gib, limit-mm-per-prompt, max-model-len, "
+            "max-num-seqs, mm-processor-kwargs, shutdown-timeout-seconds, tensor-parallel-size, trust-remote-code",
+        ],
+    ),
+    (
+        "inline-api-key",
+        edit("api-key:\n  env: VLLM_API_KEY\n", "api-key: token-abc123\n"),
+        [
+            "p.yaml:9: api-key: expected a reference like {env: VLLM_API_KEY}, not the key itself; put the value in the "
+            "environment or a git-ignored .env file"
+        ],
+    ),
+    (
+        "api-key-env-lowercase",
+        edit("env: VLLM_API_KEY", "env: vllm-key"),
+        [
+            "p.yaml:10: api-key.env: expected an environment variable name: capital letters, digits and '_', e.g. "
+            "VLLM_API_KEY, got a string of 8 characters (not shown: it may be a secret)"
+        ],
+    ),
+    (
+        "api-key-missing",
+        edit("api-key:\n  env: VLLM_API_KEY\n", ""),
+        ["p.yaml:1: api-key: required key is missing; expected a mapping"],
+    ),
+    (
+        "name-uppercase",
+        edit("name: demo", "name: Demo"),
+        [
+            "p.yaml:1: name: expected lowercase letters, digits, '-' and '_', starting and ending with a letter or digit, "
+            "got 'Demo' (str)"
+        ],
+    ),
+    (
+        "model-not-mapping",
+        edit("model:\n  source: /models/demo\n", "model: /models/demo\n"),
+        ["p.yaml:2: model: expected a mapping, got '/models/demo' (str)"],
+    ),
+    (
+        "relative-model-path",
+        edit("source: /models/demo", "source: models/demo\n  storage: host"),
+        [
+            "p.yaml:3: model.source: storage 'host' needs an absolute path of plain characters (letters, digits, '.', "
+            "'_', '+', '-'), got 'models/demo' (str)"
+        ],
+    ),
+    (
+        "hub-id-malformed",
+        edit("source: /models/demo", "source: not a hub id"),
+        [
+            "p.yaml:3: model.source: expected a Hugging Face id like Qwen/Qwen2.5-VL-7B-Instruct, got 'not a hub id' (str)"
+        ],
+    ),
+    (
+        "revision-on-local-path",
+        edit("source: /models/demo", "source: /models/demo\n  revision: main"),
+        ["p.yaml:4: model.revision: a revision pins hub downloads; it needs storage 'hub'"],
+    ),
+    (
+        "extra-args-duplicate-flag",
+        add("  trust-remote-code: false\n", "  extra-args: [--max-model-len=4096, --enforce-eager]\n"),
+        [
+            "p.yaml:9: engine.extra-args: item 0: '--max-model-len' duplicates engine.max-model-len: set the profile field "
+            "instead; item 1: '--enforce-eager' duplicates engine.enforce-eager: set the profile field instead"
+        ],
+    ),
+    (
+        "extra-args-underscore-spelling",
+        add("  trust-remote-code: false\n", "  extra-args: [--gpu_memory_utilization, '1']\n"),
+        [
+            "p.yaml:9: engine.extra-args: item 0: '--gpu_memory_utilization' (read by vLLM as --gpu-memory-utilization) "
+            "duplicates engine.gpu-memory-utilization: set the profile field instead"
+        ],
+    ),
+    (
+        "extra-args-api-key",
+        add("  trust-remote-code: false\n", "  extra-args: [--api-key, token-abc123]\n"),
+        ["p.yaml:9: engine.extra-args: item 0: '--api-key' duplicates api-key.env: set the profile field instead"],
+    ),
+    (
+        "extra-args-not-list",
+        add("  trust-remote-code: false\n", "  extra-args: --enable-prefix-caching\n"),
+        ["p.yaml:9: engine.extra-args: expected a list, got '--enable-prefix-caching' (str)"],
+    ),
+    (
+        "tp-larger-than-gpus",
+        add("  trust-remote-code: false\n", "  tensor-parallel-size: 4\n") + "resources:\n  gpus: 2\n",
+        ["p.yaml:14: resources.gpus: tensor-parallel-size 4 needs at least as many GPUs, got 2"],
+    ),
+    (
+        "device-unknown",
+        VALID + "image:\n  device: tpu\n",
+        ["p.yaml:13: image.device: expected one of 'cuda' or 'cpu', got 'tpu' (str)"],
+    ),
+    (
+        "base-image-latest",
+        VALID + "image:\n  base: vllm/vllm-openai:latest\n",
+        [
+            "p.yaml:13: image.base: expected a pinned image reference (a tag other than latest, or a digest) like "
+            "vllm/vllm-openai:v0.32.0"
+        ],
+    ),
+    (
+        "base-image-untagged",
+        VALID + "image:\n  base: vllm/vllm-openai\n",
+        [
+            "p.yaml:13: image.base: expected a pinned image reference (a tag other than latest, or a digest) like "
+            "vllm/vllm-openai:v0.32.0"
+        ],
+    ),
+    (
+        "cpu-without-kv-cache",
+        VALID + "image:\n  device: cpu\n",
+        ["p.yaml:4: engine.kv-cache-space-gib: required for device cpu, e.g. 1 (GiB)"],
+    ),
+    ("cpu-with-gpus", CPU + "resources:\n  gpus: 1\n", ["p.yaml:16: resources.gpus: device cpu takes no GPUs, got 1"]),
+    (
+        "kv-cache-on-cuda",
+        add("  trust-remote-code: false\n", "  kv-cache-space-gib: 4\n"),
+        ["p.yaml:9: engine.kv-cache-space-gib: only for device cpu; on cuda use gpu-memory-utilization"],
+    ),
+    (
+        "port-out-of-range",
+        VALID + "server:\n  port: 70000\n",
+        ["p.yaml:13: server.port: expected a number of at most 65535, got 70000 (int)"],
+    ),
+    (
+        "port-negative-and-gpus-text",
+        VALID + "server:\n  port: -1\nresources:\n  gpus: two\n",
+        [
+            "p.yaml:13: server.port: expected a number of at least 1, got -1 (int)",
+            "p.yaml:15: resources.gpus: expected an integer, got 'two' (str)",
+        ],
+    ),
+    (
+        "limit-mm-unknown-modality",
+        add("  trust-remote-code: false\n", "  limit-mm-per-prompt: {imgs: 2}\n"),
+        ["p.yaml:9: engine.limit-mm-per-prompt.imgs: expected one of 'image', 'video' or 'audio', got 'imgs' (str)"],
+    ),
+    (
+        "limit-mm-negative",
+        add("  trust-remote-code: false\n", "  limit-mm-per-prompt: {image: -1}\n"),
+        ["p.yaml:9: engine.limit-mm-per-prompt.image: expected a number of at least 0, got -1 (int)"],
+    ),
+    (
+        "namespace-invalid",
+        edit("node-selector:", "namespace: My_NS, node-selector:"),
+        [
+            "p.yaml:11: kubernetes.namespace: expected lowercase letters, digits and '-', starting and ending with a letter "
+            "or digit, got 'My_NS' (str)"
+        ],
+    ),
+    (
+        "load-budget-too-small",
+        edit("node-selector:", "load-budget-seconds: 5, node-selector:"),
+        ["p.yaml:11: kubernetes.load-budget-seconds: expected a number of at least 30, got 5 (int)"],
+    ),
+    (
+        "stop-token-ids-text",
+        VALID + "smoke:\n  stop-token-ids: [151645, eos]\n",
+        ["p.yaml:13: smoke.stop-token-ids.1: expected an integer, got 'eos' (str)"],
+    ),
+    (
+        "media-retries-too-many",
+        VALID + "media:\n  fetch-max-retries: 50\n",
+        ["p.yaml:13: media.fetch-max-retries: expected a number of at most 10, got 50 (int)"],
+    ),
+    (
+        "media-domains-in-extra-args",
+        add("  trust-remote-code: false\n", "  extra-args: [--allowed-media-domains, a.example]\n"),
+        [
+            "p.yaml:9: engine.extra-args: item 0: '--allowed-media-domains' duplicates media.allowed-domains: set the "
+            "profile field instead"
+        ],
+    ),
+    ("duplicate-keys", VALID + "name: other\n", ["p.yaml:12: name: duplicate key (first defined on line 1)"]),
+    (
+        "duplicate-nested-key",
+        edit("  dtype: auto\n", "  dtype: auto\n  dtype: half\n"),
+        ["p.yaml:6: engine.dtype: duplicate key (first defined on line 5)"],
+    ),
+    (
+        "gmu-1-on-cuda",
+        edit("gpu-memory-utilization: 0.9", "gpu-memory-utilization: 1"),
+        [
+            "p.yaml:7: engine.gpu-memory-utilization: at most 0.95 on cuda, got 1.0: vLLM refuses to start when total "
+            "memory × utilization exceeds the memory free at start-up, and the CUDA context alone takes some, so 1 (the "
+            "guide's value) never starts; use 0.95 for a GPU of its own, less if other processes share it"
+        ],
+    ),
+    (
+        "host-storage-without-node-selection",
+        edit("kubernetes: {node-selector: {vllm-deploy/model: demo}}\n", ""),
+        [
+            "p.yaml:1: kubernetes.node-selector: required with host storage: /models/demo exists only on the nodes you "
+            "copied it to, and a pod scheduled elsewhere fails to start; label those nodes and select them, e.g. "
+            "{vllm-deploy/model: demo} (or set kubernetes.node-affinity)"
+        ],
+    ),
+    (
+        "registry-with-scheme",
+        VALID + "image:\n  registry: https://Registry.example.com\n",
+        [
+            "p.yaml:13: image.registry: expected a registry host and path in lowercase, e.g. registry.example.com/ml or "
+            "127.0.0.1:5000/team, got 'https://Registry.example.com' (str)"
+        ],
+    ),
+    (
+        "many-problems-at-once",
+        edit("dtype: auto", "dtype: fp8")
+        .replace("max-model-len: 2048", "max-model-len: -1")
+        .replace("name: demo", "nam: demo"),
+        [
+            "p.yaml:1: nam: unknown key (did you mean 'name'?); expected one of: api-key, description, engine, "
+            "generation, image, kubernetes, media, model, monitoring, name, replicas, resources, router, server, smoke",
+            "p.yaml:1: name: required key is missing; expected a string",
+            "p.yaml:5: engine.dtype: expected one of 'auto', 'half', 'float16', 'bfloat16', 'float' or 'float32', got 'fp8' (str)",
+            "p.yaml:6: engine.max-model-len: expected a number greater than 0, got -1 (int)",
+        ],
+    ),
 ]
 
 WHOLE_FILE = [
-    ("yaml-syntax", "name: demo\nmodel: [\n", "error: p.yaml is invalid:\n"
-     "  - p.yaml:3: YAML syntax error: expected the node content, but found '<stream end>'\n"),
-    ("yaml-tab-indent", "name: demo\nmodel:\n\tsource: /x\n", "error: p.yaml is invalid:\n"
-     "  - p.yaml:3: YAML syntax error: found character '\\t' that cannot start any token\n"),
-    ("empty-file", "", "error: p.yaml is invalid:\n"
-     "  - p.yaml: profile is empty; expected a mapping with at least name, model, engine, api-key\n"),
-    ("comment-only", "# nothing yet\n", "error: p.yaml is invalid:\n"
-     "  - p.yaml: profile is empty; expected a mapping with at least name, model, engine, api-key\n"),
-    ("top-level-list", "- name: demo\n", "error: p.yaml is invalid:\n"
-     "  - p.yaml:1: expected a mapping of keys at the top level, got a list\n"),
-    ("python-tag", "name: !!python/object:os.system demo\n", "error: p.yaml is invalid:\n"
-     "  - p.yaml:1: YAML error: could not determine a constructor for the tag 'tag:yaml.org,2002:python/object:os.system'\n"),
+    (
+        "yaml-syntax",
+        "name: demo\nmodel: [\n",
+        "error: p.yaml is invalid:\n"
+        "  - p.yaml:3: YAML syntax error: expected the node content, but found '<stream end>'\n",
+    ),
+    (
+        "yaml-tab-indent",
+        "name: demo\nmodel:\n\tsource: /x\n",
+        "error: p.yaml is invalid:\n"
+        "  - p.yaml:3: YAML syntax error: found character '\\t' that cannot start any token\n",
+    ),
+    (
+        "empty-file",
+        "",
+        "error: p.yaml is invalid:\n"
+        "  - p.yaml: profile is empty; expected a mapping with at least name, model, engine, api-key\n",
+    ),
+    (
+        "comment-only",
+        "# nothing yet\n",
+        "error: p.yaml is invalid:\n"
+        "  - p.yaml: profile is empty; expected a mapping with at least name, model, engine, api-key\n",
+    ),
+    (
+        "top-level-list",
+        "- name: demo\n",
+        "error: p.yaml is invalid:\n  - p.yaml:1: expected a mapping of keys at the top level, got a list\n",
+    ),
+    (
+        "python-tag",
+        "name: !!python/object:os.system demo\n",
+        "error: p.yaml is invalid:\n"
+        "  - p.yaml:1: YAML error: could not determine a constructor for the tag 'tag:yaml.org,2002:python/object:os.system'\n",
+    ),
 ]
 
 
@@ -198,7 +399,10 @@ def test_unreadable_profile_text(cli, tmp_path, case_id, text, expected):
 def test_non_utf8_profile(cli, tmp_path):
     (tmp_path / "p.yaml").write_bytes(b"name: d\xe9mo\n")
     result = cli("validate", "p.yaml", cwd=tmp_path)
-    assert (result.code, result.err) == (2, "error: p.yaml: profile is not UTF-8 text (bad byte at offset 7); save it as UTF-8\n")
+    assert (result.code, result.err) == (
+        2,
+        "error: p.yaml: profile is not UTF-8 text (bad byte at offset 7); save it as UTF-8\n",
+    )
 
 
 def test_directory_instead_of_profile(cli, tmp_path):
@@ -206,8 +410,7 @@ def test_directory_instead_of_profile(cli, tmp_path):
     result = cli("validate", "profiles", cwd=tmp_path)
     assert result.code == 2
     assert result.err == (
-        "error: profiles: is a directory; expected a profile YAML file or one of: "
-        + ", ".join(builtin_names()) + "\n"
+        "error: profiles: is a directory; expected a profile YAML file or one of: " + ", ".join(builtin_names()) + "\n"
     )
 
 
@@ -256,8 +459,11 @@ def test_utilization_1_is_legal_on_cpu_where_the_kv_cache_is_sized_explicitly(cl
 
 
 def test_trust_remote_code_on_unpinned_hub_model_warns(cli, tmp_path):
-    text = textwrap.dedent(edit("source: /models/demo", "source: openbmb/MiniCPM-V-2_6").replace(
-        "trust-remote-code: false", "trust-remote-code: true"))
+    text = textwrap.dedent(
+        edit("source: /models/demo", "source: openbmb/MiniCPM-V-2_6").replace(
+            "trust-remote-code: false", "trust-remote-code: true"
+        )
+    )
     (tmp_path / "p.yaml").write_text(text, encoding="utf-8")
     result = cli("validate", "p.yaml", cwd=tmp_path)
     assert result.code == 0
@@ -270,8 +476,9 @@ def test_trust_remote_code_on_unpinned_hub_model_warns(cli, tmp_path):
 def test_write_variant_merges_nested_changes(tmp_path):
     from deploy.spec.variant import write_variant
 
-    path = write_variant("tiny-cpu", tmp_path / "v.yaml", {"name": "v", "server": {"port": 9100},
-                                                           "engine": {"max-model-len": 1024}})
+    path = write_variant(
+        "tiny-cpu", tmp_path / "v.yaml", {"name": "v", "server": {"port": 9100}, "engine": {"max-model-len": 1024}}
+    )
     variant, original = load_profile(str(path)), load_profile("tiny-cpu")
     assert (variant.name, variant.server.port, variant.engine.max_model_len) == ("v", 9100, 1024)
     # Untouched keys of a changed section survive the merge.

@@ -45,8 +45,13 @@ def test_fixture_profiles_match_their_golden_files(profile):
 def test_no_orphan_files_in_rendered_folders():
     """Every committed file under compose/<name>/ and k8s/<name>/ is produced by a render (nothing stale)."""
     expected = {p for name in builtin_names() for p in rendered(name)}
-    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "compose", "k8s"],
-                             cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "compose", "k8s"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert set(tracked) == expected
 
 
@@ -100,7 +105,9 @@ def test_api_key_comes_from_the_generated_secret():
     assert ref == {"name": generator["name"], "key": "VLLM_API_KEY"}
     assert generator["envs"] == ["secrets.env"]
     assert "value" not in env["VLLM_API_KEY"]
-    assert sorted(kustomization["resources"]) == sorted(f"{kind.lower()}.yaml" for kind in docs if kind != "Kustomization")
+    assert sorted(kustomization["resources"]) == sorted(
+        f"{kind.lower()}.yaml" for kind in docs if kind != "Kustomization"
+    )
 
 
 def test_probes_give_the_model_its_load_budget():
@@ -131,7 +138,9 @@ def test_security_context_is_restrictive():
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["containers"][0]["securityContext"] == {
-        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
     }
     assert spec["automountServiceAccountToken"] is False
     # A read-only root needs writable scratch space where vLLM, torch and triton write.
@@ -151,15 +160,23 @@ def test_network_policy_opens_only_the_server_port_and_admits_only_the_named_cli
     # Behind a router: the engines take requests from the router pods only; the router from the named clients.
     assert found["kitchen-sink-engine"]["podSelector"]["matchLabels"] == engine["spec"]["selector"]["matchLabels"]
     assert found["kitchen-sink-engine"]["ingress"] == [
-        {"from": [{"podSelector": {"matchLabels": router["spec"]["selector"]["matchLabels"]}}],
-         "ports": [{"port": "http", "protocol": "TCP"}]},
+        {
+            "from": [{"podSelector": {"matchLabels": router["spec"]["selector"]["matchLabels"]}}],
+            "ports": [{"port": "http", "protocol": "TCP"}],
+        },
         # … and Prometheus, from the profile's monitoring namespace, scrapes their /metrics on that port.
-        {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}}],
-         "ports": [{"port": "http", "protocol": "TCP"}]}]
+        {
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}}],
+            "ports": [{"port": "http", "protocol": "TCP"}],
+        },
+    ]
     assert found["kitchen-sink-router"]["ingress"] == [
-        {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "api-gateway"}}}],
-         "ports": [{"port": "http", "protocol": "TCP"}]},
-        {"ports": [{"port": "metrics", "protocol": "TCP"}]}]
+        {
+            "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "api-gateway"}}}],
+            "ports": [{"port": "http", "protocol": "TCP"}],
+        },
+        {"ports": [{"port": "metrics", "protocol": "TCP"}]},
+    ]
     assert "Egress" in found["kitchen-sink-engine"]["policyTypes"] and "egress" not in found["kitchen-sink-router"]
 
 
@@ -228,14 +245,32 @@ def test_compose_root_is_read_only_with_a_tmpfs_and_a_cache_volume_like_kubernet
         assert service["read_only"] is True
         mounts = {v["target"]: v for v in service["volumes"]}
         assert mounts[plan.writable_dirs["tmp"]]["type"] == "tmpfs"
-        assert mounts[plan.writable_dirs["cache"]] == {"type": "volume", "source": "cache",
-                                                       "target": plan.writable_dirs["cache"]}
+        assert mounts[plan.writable_dirs["cache"]] == {
+            "type": "volume",
+            "source": "cache",
+            "target": plan.writable_dirs["cache"],
+        }
         assert "cache" in document["volumes"]
         assert service["environment"]["HOME"] == plan.writable_dirs["cache"]
 
 
-@pytest.mark.parametrize("literal", ["$(VLLM_API_KEY)", "$$(VLLM_API_KEY)", "a$$b", "$HOME", "${HOME}", "$", "x$",
-                                     "$(", "$(unclosed", '"$@"', "$$$(A)$", "plain"])
+@pytest.mark.parametrize(
+    "literal",
+    [
+        "$(VLLM_API_KEY)",
+        "$$(VLLM_API_KEY)",
+        "a$$b",
+        "$HOME",
+        "${HOME}",
+        "$",
+        "x$",
+        "$(",
+        "$(unclosed",
+        '"$@"',
+        "$$$(A)$",
+        "plain",
+    ],
+)
 def test_kubernetes_literals_survive_kubernetes_expansion(literal):
     from deploy.render import kubernetes_literal
 
@@ -303,7 +338,9 @@ def test_installed_package_reproduces_committed_output(tmp_path):
     subprocess.run([*pip, str(REPO)], check=True, cwd=tmp_path, timeout=600)
     out = tmp_path / "X"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    subprocess.run([str(venv / "bin" / "vllm-deploy"), "render", "--all", "--out", str(out)], check=True, cwd=tmp_path, env=env)
+    subprocess.run(
+        [str(venv / "bin" / "vllm-deploy"), "render", "--all", "--out", str(out)], check=True, cwd=tmp_path, env=env
+    )
     produced = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert produced, "nothing rendered"
     for path, content in produced.items():
@@ -320,8 +357,9 @@ def snapshot(root: Path) -> dict[str, bytes | str]:
     found: dict[str, bytes | str] = {}
     for path in sorted(root.rglob("*")):
         relative = str(path.relative_to(root))
-        found[relative] = (f"-> {os.readlink(path)}" if path.is_symlink() else "dir" if path.is_dir()
-                           else path.read_bytes())
+        found[relative] = (
+            f"-> {os.readlink(path)}" if path.is_symlink() else "dir" if path.is_dir() else path.read_bytes()
+        )
     return found
 
 
@@ -334,13 +372,17 @@ def test_a_symlinked_profile_directory_is_refused_and_its_target_untouched(cli, 
     before = snapshot(tmp_path)
     result = cli("render", "tiny-cpu", "--out", str(out))
     assert (result.code, result.out) == (2, "")
-    assert result.err == (f"error: nothing was written:\n  - {out}/compose/tiny-cpu: is a symbolic link; render writes "
-                          f"only real files and directories under {out} (remove the link)\n")
+    assert result.err == (
+        f"error: nothing was written:\n  - {out}/compose/tiny-cpu: is a symbolic link; render writes "
+        f"only real files and directories under {out} (remove the link)\n"
+    )
     assert snapshot(tmp_path) == before
     check = cli("render", "tiny-cpu", "--out", str(out), "--check")
     assert check.code == 1
-    assert ("out of date: compose/tiny-cpu/compose.yaml (compose/tiny-cpu is a symbolic link: render writes only real "
-            "files and directories)\n") in check.err
+    assert (
+        "out of date: compose/tiny-cpu/compose.yaml (compose/tiny-cpu is a symbolic link: render writes only real "
+        "files and directories)\n"
+    ) in check.err
 
 
 @pytest.mark.parametrize("link", ["k8s/tiny-cpu/service.yaml", "compose/tiny-cpu/wheels", "k8s"])
@@ -377,11 +419,14 @@ def failing_on(monkeypatch, name: str, call: int, error: int):
     monkeypatch.setattr(deploy.output.os, name, fake)
 
 
-@pytest.mark.parametrize("name, call, error, reason", [
-    ("replace", 3, errno.EXDEV, "Invalid cross-device link"),  # moving in, after two files are replaced
-    ("open", 5, errno.ENOSPC, "No space left on device"),  # staging: a full disk
-    ("mkdir", 1, errno.EACCES, "Permission denied"),  # a directory it may not create
-])
+@pytest.mark.parametrize(
+    "name, call, error, reason",
+    [
+        ("replace", 3, errno.EXDEV, "Invalid cross-device link"),  # moving in, after two files are replaced
+        ("open", 5, errno.ENOSPC, "No space left on device"),  # staging: a full disk
+        ("mkdir", 1, errno.EACCES, "Permission denied"),  # a directory it may not create
+    ],
+)
 def test_a_failure_midway_puts_every_file_back(monkeypatch, tmp_path, name, call, error, reason):
     files = render_files()
     write_files(files, tmp_path)
@@ -400,8 +445,11 @@ def test_a_failure_midway_puts_every_file_back(monkeypatch, tmp_path, name, call
 
 def test_a_failed_first_render_leaves_no_directory(monkeypatch, tmp_path):
     failing_on(monkeypatch, "replace", 4, errno.EIO)
-    with pytest.raises(UserError, match=r"out/compose/tiny-cpu/\S+: cannot be written \(Input/output error\); "
-                                        r"nothing was changed"):
+    with pytest.raises(
+        UserError,
+        match=r"out/compose/tiny-cpu/\S+: cannot be written \(Input/output error\); "
+        r"nothing was changed",
+    ):
         write_files(render_files(), tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
 
@@ -424,7 +472,9 @@ def test_a_link_that_appears_after_the_checks_is_not_followed(monkeypatch, tmp_p
         return real(self, relative, content)
 
     monkeypatch.setattr(deploy.output._Write, "stage", swap_then_stage)
-    with pytest.raises(UserError, match=r"cannot be written \(a symbolic link appeared on its way\); nothing was changed"):
+    with pytest.raises(
+        UserError, match=r"cannot be written \(a symbolic link appeared on its way\); nothing was changed"
+    ):
         write_files(files, tmp_path / "out")
     assert list(elsewhere.iterdir()) == []
 
@@ -441,7 +491,7 @@ def test_check_reports_stray_undecodable_and_odd_files_but_not_the_stacks_secret
     (compose / "prometheus" / "old.yml").write_text("x\n")
     os.mkfifo(compose / "Dockerfile.router")
     (k8s / "etc").symlink_to("/etc")
-    (tmp_path / "compose" / "other" ).mkdir()
+    (tmp_path / "compose" / "other").mkdir()
     (tmp_path / "compose" / "other" / "x").write_text("another profile's: not ours to judge\n")
     result = cli("render", "tiny-cpu", "--out", str(tmp_path), "--check")
     assert (result.code, result.out) == (1, "")
@@ -454,7 +504,8 @@ def test_check_reports_stray_undecodable_and_odd_files_but_not_the_stacks_secret
         "compose/tiny-cpu/)\n"
         "out of date: k8s/tiny-cpu/etc (not written by render: delete it, or keep it outside k8s/tiny-cpu/)\n"
         "out of date: k8s/tiny-cpu/service.yaml (differs: not UTF-8 text)\n"
-        "run `make render` (or `vllm-deploy render --all`) and commit the result\n")
+        "run `make render` (or `vllm-deploy render --all`) and commit the result\n"
+    )
 
 
 def test_check_reports_a_file_render_writes_that_became_a_fifo_without_blocking(cli, tmp_path):

@@ -23,8 +23,13 @@ def compose(ref: str) -> dict:
 
 
 def objects(ref: str) -> list[dict]:
-    return [doc for path, text in files(ref).items() if path.startswith("k8s/") and path.endswith(".yaml")
-            for doc in yaml.safe_load_all(text) if doc and doc["kind"] != "Kustomization"]
+    return [
+        doc
+        for path, text in files(ref).items()
+        if path.startswith("k8s/") and path.endswith(".yaml")
+        for doc in yaml.safe_load_all(text)
+        if doc and doc["kind"] != "Kustomization"
+    ]
 
 
 def test_cpu_replicas_get_their_own_core_and_only_the_router_is_published():
@@ -40,13 +45,16 @@ def test_cpu_replicas_get_their_own_core_and_only_the_router_is_published():
     assert services["vllm-1"]["depends_on"] == {"vllm-0": {"condition": "service_started"}}
     router = services["router"]
     assert router["ports"] == ["127.0.0.1:8010:8000"]
-    assert router["depends_on"] == {"vllm-0": {"condition": "service_healthy"},
-                                    "vllm-1": {"condition": "service_healthy"}}
+    assert router["depends_on"] == {
+        "vllm-0": {"condition": "service_healthy"},
+        "vllm-1": {"condition": "service_healthy"},
+    }
     assert router["command"][:3] == ["--worker-urls", "http://vllm-0:8000", "http://vllm-1:8000"]
     # The key reaches the router from the same source as the engines, by environment only; the front checks
     # it (no engine is asked: nothing to validate against).
     assert router["environment"] == {
-        "VLLM_ROUTER_API_KEY": "${VLLM_API_KEY:?set VLLM_API_KEY in the environment or in .env}"}
+        "VLLM_ROUTER_API_KEY": "${VLLM_API_KEY:?set VLLM_API_KEY in the environment or in .env}"
+    }
     assert not [a for a in router["command"] + router["entrypoint"] if "api-key" in a or "VLLM_API_KEY" in a]
     assert router["read_only"] is True and router["cap_drop"] == ["ALL"]
     # The front takes the published port; the router listens on loopback inside the container.
@@ -96,7 +104,7 @@ def test_the_router_discovers_engine_pods_and_may_only_read_pods():
     engine = next(o for o in found if o["kind"] == "Deployment" and o["metadata"]["name"] == "tiny-cpu-x2")
     pod = router["spec"]["template"]["spec"]
     args = pod["containers"][0]["args"]
-    selector = args[args.index("--selector") + 1: args.index("--service-discovery-port")]
+    selector = args[args.index("--selector") + 1 : args.index("--service-discovery-port")]
     assert dict(s.split("=", 1) for s in selector) == engine["spec"]["selector"]["matchLabels"]
     assert args[args.index("--service-discovery-namespace") + 1] == "vllm"
     role = next(o for o in found if o["kind"] == "Role")

@@ -52,8 +52,11 @@ def test_the_allowlist_is_client_routes_only_and_the_public_ones_are_few():
     assert allowed <= table_routes(*CLIENT_GROUPS)
     assert not allowed & table_routes("admin", "worker")
     assert ("POST", "/remove_worker") in table_routes("admin") and ("POST", "/add_worker") in table_routes("admin")
-    assert {(r.method, r.path) for r in front_routes() if r.public} == PUBLIC_ROUTES == {
-        ("GET", "/readiness"), ("GET", "/liveness")}
+    assert (
+        {(r.method, r.path) for r in front_routes() if r.public}
+        == PUBLIC_ROUTES
+        == {("GET", "/readiness"), ("GET", "/liveness")}
+    )
     assert ("POST", "/v1/chat/completions") in allowed and ("GET", "/v1/models") in allowed
 
 
@@ -70,7 +73,7 @@ def test_an_allowlist_entry_the_table_lacks_is_refused(monkeypatch):
 
 def test_the_table_script_reads_the_route_groups_of_server_rs(tmp_path):
     script = module_from_file("vllm_router_routes", REPO / "scripts" / "vllm_router_routes.py")
-    source = '''
+    source = """
 pub fn build_app_with_wasm_middleware(app_state: Arc<AppState>) -> Router {
     let mut protected_routes = Router::new()
         .route("/generate", post(generate))
@@ -82,12 +85,16 @@ pub fn build_app_with_wasm_middleware(app_state: Arc<AppState>) -> Router {
     let admin_routes = Router::new()
         .route("/add_worker", post(add_worker))
         .route("/new_admin_thing", get(thing));
-}'''
+}"""
     assert script.routes(source) == {
-        "protected": [{"method": "POST", "path": "/generate"}, {"method": "POST", "path": "/v1/chat/completions"},
-                      {"method": "DELETE", "path": "/v1/responses/{id}"},
-                      {"method": "GET", "path": "/v1/responses/{id}"}],
-        "admin": [{"method": "POST", "path": "/add_worker"}, {"method": "GET", "path": "/new_admin_thing"}]}
+        "protected": [
+            {"method": "POST", "path": "/generate"},
+            {"method": "POST", "path": "/v1/chat/completions"},
+            {"method": "DELETE", "path": "/v1/responses/{id}"},
+            {"method": "GET", "path": "/v1/responses/{id}"},
+        ],
+        "admin": [{"method": "POST", "path": "/add_worker"}, {"method": "GET", "path": "/new_admin_thing"}],
+    }
 
 
 # The rendered front
@@ -105,8 +112,9 @@ def test_the_front_config_allows_exactly_the_allowlist_and_holds_no_key():
     assert plan.router is not None
     for route in plan.router.front_routes:
         assert f'path -m str "{route.path}"' in text
-    for _method, path in table_routes("admin", "worker") | (table_routes(*CLIENT_GROUPS) - {
-            (r.method, r.path) for r in plan.router.front_routes}):
+    for _method, path in table_routes("admin", "worker") | (
+        table_routes(*CLIENT_GROUPS) - {(r.method, r.path) for r in plan.router.front_routes}
+    ):
         assert f'"{path}"' not in text, path
     assert f'"${{{KEY_HASH_VARIABLE}}}"' in text and "Bearer" in text
     assert "bind :8000" in text and "server router 127.0.0.1:8001" in text
@@ -123,7 +131,9 @@ def test_the_image_name_follows_the_front_config():
     profile = load_profile("tiny-cpu-x2")
     plan = resolve(profile)
     assert plan.router is not None
-    slower = resolve(profile.model_copy(update={"router": profile.router.model_copy(update={"request_timeout_seconds": 900})}))
+    slower = resolve(
+        profile.model_copy(update={"router": profile.router.model_copy(update={"request_timeout_seconds": 900})})
+    )
     assert slower.router is not None
     assert slower.router.front_timeout_seconds == 930 and slower.router.image != plan.router.image
 
@@ -165,11 +175,32 @@ def start_launcher(tmp_path: Path, front_exit: int, router_host: str = "127.0.0.
     (tmp_path / "front.py").write_text(FRONT)
     record = tmp_path / "front.json"
     # NB: a worker no one serves: the router waits for it (as before its engines are up) and does not bind.
-    router_args = ["--worker-urls", "http://127.0.0.1:9", "--host", router_host, "--port", str(free_port()),
-                   "--worker-startup-timeout-secs", "60"]
+    router_args = [
+        "--worker-urls",
+        "http://127.0.0.1:9",
+        "--host",
+        router_host,
+        "--port",
+        str(free_port()),
+        "--worker-startup-timeout-secs",
+        "60",
+    ]
     env = {**os.environ, KEY_VARIABLE: "sk-secret"}
-    process = subprocess.Popen([sys.executable, str(LAUNCHER), sys.executable, str(tmp_path / "front.py"), str(record),
-                                str(front_exit), "--", *router_args], env=env, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(LAUNCHER),
+            sys.executable,
+            str(tmp_path / "front.py"),
+            str(record),
+            str(front_exit),
+            "--",
+            *router_args,
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     return process, record
 
 
@@ -221,8 +252,13 @@ def test_a_router_that_exits_ends_the_container_non_zero_and_it_must_listen_on_l
 
 def test_no_key_no_start(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != KEY_VARIABLE}
-    done = subprocess.run([sys.executable, str(LAUNCHER), "true", "--", "--host", "127.0.0.1"], env=env,
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, str(LAUNCHER), "true", "--", "--host", "127.0.0.1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 1 and "refusing to start an open router" in done.stderr
 
 
@@ -234,15 +270,17 @@ def client(answers: list[Completed], calls: list) -> RouterClient:
         calls.append(list(args))
         return answers.pop(0)
 
-    return RouterClient("http://127.0.0.1:1", ["docker", "exec", "c0ffee"], "/opt/router/bin/python",
-                        "http://127.0.0.1:8001", runner)
+    return RouterClient(
+        "http://127.0.0.1:1", ["docker", "exec", "c0ffee"], "/opt/router/bin/python", "http://127.0.0.1:8001", runner
+    )
 
 
 def test_admin_calls_run_inside_the_container():
     calls: list = []
     ok = Completed([], 0, json.dumps({"status": 200, "body": "ok"}) + "\n")
-    router = client([ok, Completed([], 0, json.dumps({"status": 200, "body": '{"urls": ["http://vllm-0:8000"]}'}))],
-                    calls)
+    router = client(
+        [ok, Completed([], 0, json.dumps({"status": 200, "body": '{"urls": ["http://vllm-0:8000"]}'}))], calls
+    )
     router.remove("http://vllm-0:8000")
     assert router.workers() == ["http://vllm-0:8000"]
     assert calls[0][:6] == ["docker", "exec", "c0ffee", "/opt/router/bin/python", "-c", ADMIN_PROGRAM]
@@ -250,11 +288,14 @@ def test_admin_calls_run_inside_the_container():
     assert calls[1][6:] == ["GET", "http://127.0.0.1:8001/list_workers"]
 
 
-@pytest.mark.parametrize("answer,message", [
-    (Completed([], 0, json.dumps({"status": 400, "body": "no such worker"})), "answered POST /add_worker with 400"),
-    (Completed([], 0, "Traceback …"), "no answer of the expected shape"),
-    (Completed([], 1, "", "Error: No such container: c0ffee"), "No such container"),
-])
+@pytest.mark.parametrize(
+    "answer,message",
+    [
+        (Completed([], 0, json.dumps({"status": 400, "body": "no such worker"})), "answered POST /add_worker with 400"),
+        (Completed([], 0, "Traceback …"), "no answer of the expected shape"),
+        (Completed([], 1, "", "Error: No such container: c0ffee"), "No such container"),
+    ],
+)
 def test_admin_failures_are_one_sentence(answer, message):
     with pytest.raises(UserError, match=message):
         client([answer], []).add("http://vllm-0:8000")

@@ -38,8 +38,9 @@ class FakeClock:
 def test_wait_until_returns_the_first_answer_and_the_time_it_took():
     clock, answers = FakeClock(), iter([None, None, "ready"])
     ticks: list[float] = []
-    value, seconds = wait_until(lambda: next(answers), timeout=10, interval=0.5, on_tick=ticks.append,
-                                clock=clock, sleep=clock.sleep)
+    value, seconds = wait_until(
+        lambda: next(answers), timeout=10, interval=0.5, on_tick=ticks.append, clock=clock, sleep=clock.sleep
+    )
     assert (value, seconds, ticks) == ("ready", 1.0, [0.0, 0.5])
 
 
@@ -71,7 +72,7 @@ def test_run_captures_or_echoes_and_checked_names_the_failure(capsys):
 
 def test_env_file_values_as_compose_reads_them(tmp_path):
     env = tmp_path / ".env"
-    env.write_text('# a comment\nexport VLLM_API_KEY="sk-quoted value"\nHF_TOKEN=\nOTHER=\'single\'\n')
+    env.write_text("# a comment\nexport VLLM_API_KEY=\"sk-quoted value\"\nHF_TOKEN=\nOTHER='single'\n")
     assert envfile.read(env) == {"VLLM_API_KEY": "sk-quoted value", "OTHER": "single"}
     assert envfile.key("VLLM_API_KEY", env, environ={}) == "sk-quoted value"
     assert envfile.key("VLLM_API_KEY", env, environ={"VLLM_API_KEY": "from-env"}) == "from-env"
@@ -163,7 +164,9 @@ def test_build_steps_come_from_buildkits_log():
 def test_a_failed_build_is_a_user_error_with_the_end_of_the_log(tmp_path):
     plan = resolve(load_profile("tiny-cpu"))
     runner = FakeRunner({"build": Completed([], 1, "step one\nERROR: no space left on device\n")})
-    with pytest.raises(UserError, match=r"building localhost/vllm-deploy/tiny-cpu:\w+ failed \(exit 1\):\nstep one\nERROR: no space"):
+    with pytest.raises(
+        UserError, match=r"building localhost/vllm-deploy/tiny-cpu:\w+ failed \(exit 1\):\nstep one\nERROR: no space"
+    ):
         images.build(plan, Compose(tmp_path, runner), echo=False)
 
 
@@ -188,7 +191,9 @@ def test_prepare_builds_nothing_for_the_official_image(tmp_path):
 
 def test_up_stops_before_rendering_when_preflight_fails(tmp_path):
     stack = Stack(resolve(load_profile("tiny-cpu")), tmp_path, FakeRunner(), FakeEngine(info_answer=None))
-    with pytest.raises(UserError, match="cannot come up on this host:\n  - docker daemon: the Docker daemon does not answer"):
+    with pytest.raises(
+        UserError, match="cannot come up on this host:\n  - docker daemon: the Docker daemon does not answer"
+    ):
         up(stack)
     assert not (tmp_path / "compose").exists()
 
@@ -207,10 +212,25 @@ def test_push_needs_something_built_and_a_registry(tmp_path):
 def test_smoke_options_come_from_the_plan():
     plan = resolve(load_profile("tiny-cpu"))
     options = plan_options(plan, "http://127.0.0.1:8000", "172.17.0.1")
-    assert options == ["--base-url", "http://127.0.0.1:8000", "--model", "tiny-vlm", "--stop-token-ids",
-                       "151645,151643", "--image-url", plan.smoke.image_url, "--max-images", "2",
-                       "--server-stop-token-ids", "151645,151643,151648", "--image-tokens", "94",
-                       "--local-image-server", "--image-server-host", "172.17.0.1"]  # the key: environment only
+    assert options == [
+        "--base-url",
+        "http://127.0.0.1:8000",
+        "--model",
+        "tiny-vlm",
+        "--stop-token-ids",
+        "151645,151643",
+        "--image-url",
+        plan.smoke.image_url,
+        "--max-images",
+        "2",
+        "--server-stop-token-ids",
+        "151645,151643,151648",
+        "--image-tokens",
+        "94",
+        "--local-image-server",
+        "--image-server-host",
+        "172.17.0.1",
+    ]  # the key: environment only
     plain = resolve(load_profile(str(FIXTURE_PROFILES / "minimal-cpu.yaml")))  # no generation, no architecture
     assert not {"--server-stop-token-ids", "--image-tokens"} & set(plan_options(plain, "http://x", None))
 
@@ -231,15 +251,17 @@ def test_junit_results_keep_parametrized_names(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     xml = tmp_path / "r.xml"
     xml.write_text(
-        '<testsuites><testsuite>'
+        "<testsuites><testsuite>"
         '<testcase classname="smoke_tests.test_seed_snippets" name="test_seed_snippet_runs[image-url]" time="1.5"/>'
         '<testcase classname="smoke_tests.test_seed_snippets" name="test_seed_snippet_runs[local-image]" time="1.0">'
         '<failure message="boom&#10;second line"/></testcase>'
-        '</testsuite></testsuites>')
+        "</testsuite></testsuites>"
+    )
     cases = parse_junit(xml)
     assert [(c.name, c.status, c.message) for c in cases] == [
         ("test_seed_snippets::test_seed_snippet_runs[image-url]", "passed", ""),
-        ("test_seed_snippets::test_seed_snippet_runs[local-image]", "failed", "boom")]
+        ("test_seed_snippets::test_seed_snippet_runs[local-image]", "failed", "boom"),
+    ]
     print_table(cases)
     out = capsys.readouterr().out
     assert "[image-url]" in out and "[local-image]" in out  # rich would read them as styles
@@ -251,8 +273,10 @@ def test_smoke_without_its_extra_says_what_to_install(cli, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pytest" else real(name, *a))
     result = cli("smoke", "--base-url", "http://127.0.0.1:9")
-    assert (result.code, result.err) == (2, "error: the smoke suite needs pytest and openai: pip install "
-                                            "'vllm-deploy[smoke]'\n")
+    assert (result.code, result.err) == (
+        2,
+        "error: the smoke suite needs pytest and openai: pip install 'vllm-deploy[smoke]'\n",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,8 +307,9 @@ def test_load_counts_requests_errors_and_percentiles():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        result = load(f"http://127.0.0.1:{server.server_address[1]}", "k", "m", 4, 40,
-                      image_urls_for("http://127.0.0.1:1/x.jpg"))
+        result = load(
+            f"http://127.0.0.1:{server.server_address[1]}", "k", "m", 4, 40, image_urls_for("http://127.0.0.1:1/x.jpg")
+        )
     finally:
         server.shutdown()
     assert (result.requests, result.errors, result.concurrency) == (40, 4, 4)

@@ -68,10 +68,19 @@ def plan():
 
 
 def busy(plan) -> dict[str, str | None]:
-    values = {"engines_up": "1", "engines": "2", "running": "3", "waiting": "5", "kv_cache_usage": "0.4213",
-              "prompt_tokens_per_second": "120.5", "generated_tokens_per_second": "30.25",
-              "requests_per_second": "2.5", "p95_e2e_seconds": "1.234", "p95_ttft_seconds": "NaN",
-              "router_workers": "1"}
+    values = {
+        "engines_up": "1",
+        "engines": "2",
+        "running": "3",
+        "waiting": "5",
+        "kv_cache_usage": "0.4213",
+        "prompt_tokens_per_second": "120.5",
+        "generated_tokens_per_second": "30.25",
+        "requests_per_second": "2.5",
+        "p95_e2e_seconds": "1.234",
+        "p95_ttft_seconds": "NaN",
+        "router_workers": "1",
+    }
     assert set(values) == set(plan.monitoring.status_queries)
     return {plan.monitoring.status_queries[name]: value for name, value in values.items()}
 
@@ -107,7 +116,9 @@ def test_watch_refreshes_until_stopped(plan, monkeypatch):
     shown: list[str] = []
     monkeypatch.setattr("deploy.runtime.status.time.sleep", lambda seconds: None)
     with stub_prometheus(busy(plan)) as (endpoint, asked):
-        watched = plan.model_copy(update={"monitoring": plan.monitoring.model_copy(update={"local_endpoint": endpoint})})
+        watched = plan.model_copy(
+            update={"monitoring": plan.monitoring.model_copy(update={"local_endpoint": endpoint})}
+        )
         status(watched, watch=True, out=shown.append, rounds=3)
     assert len(shown) == 3 and all(s.startswith("\033[H\033[2J") and "1/2" in s for s in shown)
     assert len(asked) == 3 * len(plan.monitoring.status_queries)
@@ -121,8 +132,10 @@ def test_status_without_monitoring_is_a_user_error():
 def test_an_absent_or_refusing_prometheus_is_a_user_error(plan):
     with pytest.raises(UserError, match="does not answer.*is the stack up"):
         Prometheus(f"http://127.0.0.1:{free_port()}").scalar("up")
-    with (stub_prometheus({}, refuse=True) as (endpoint, _),
-          pytest.raises(UserError, match="refused /api/v1/query: parse error at char 3")):
+    with (
+        stub_prometheus({}, refuse=True) as (endpoint, _),
+        pytest.raises(UserError, match="refused /api/v1/query: parse error at char 3"),
+    ):
         Prometheus(endpoint).scalar("up{")
 
 

@@ -43,7 +43,7 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     if "--" not in argv or argv.index("--") == 0:
         sys.exit("usage: router_launch.py FRONT_ARGV... -- ROUTER_ARGS...")
     cut = argv.index("--")
-    return argv[:cut], argv[cut + 1:]
+    return argv[:cut], argv[cut + 1 :]
 
 
 def serve_router(argv: list[str]) -> None:
@@ -54,8 +54,10 @@ def serve_router(argv: list[str]) -> None:
 
     args = parse_router_args(argv)
     if args.host not in LOOPBACK:
-        sys.exit(f"vllm-deploy: the router must listen on 127.0.0.1 (its admin routes answer anyone who reaches "
-                 f"it), not {args.host}; clients reach it through the front")
+        sys.exit(
+            f"vllm-deploy: the router must listen on 127.0.0.1 (its admin routes answer anyone who reaches "
+            f"it), not {args.host}; clients reach it through the front"
+        )
     args.api_key = os.environ[KEY_VARIABLE]  # NB: sent to the engines; the front checks the clients' key
     setproctitle.setproctitle("vllm::router")
     args._validate_router_args()
