@@ -97,6 +97,7 @@ def routed(tmp_path_factory):
     for index in range(plan.kubernetes.replicas):
         copy_ = for_podman(copy.deepcopy(engine), str(index), publish=False)
         copy_["metadata"]["name"] = f"{plan.kubernetes.object_name}-{index}"
+        copy_["spec"]["replicas"] = 1  # NB: one pod a copy: podman 4.3 plays `replicas: 2` as two pods
         path = root / f"engine-{index}.yaml"
         path.write_text(yaml.safe_dump(copy_))
         podman("kube", "play", "--replace", *configmap, str(path))

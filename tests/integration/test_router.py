@@ -12,10 +12,12 @@ A copy of tiny-cpu-x2 under its own name and a free port: a developer's own stac
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -33,6 +35,7 @@ from deploy.runtime.status import Prometheus, status
 from deploy.spec import load_profile
 from deploy.spec.variant import write_variant
 from tests.conftest import print_logs_if_failed
+from tests.tools import routes
 from tests.tools.router_routes import every_route, other_spellings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -125,6 +128,36 @@ def test_each_engine_checks_the_key_too(x2):
     )
     for replica in x2.plan.replicas:
         assert in_container(x2, replica.service, probe) == "401"
+
+
+def test_every_route_of_each_engines_own_table_needs_the_key(x2, measured):
+    """Behind the router too, each engine's middleware guards every route of vLLM's own table but /health and
+    /metrics: tests/tools/routes.py run by the engine's Python inside its container (the key on stdin)."""
+    from deploy.assets.edge.vllm_deploy_edge import PUBLIC
+
+    for replica in x2.plan.replicas:
+        container = x2.container(replica.service)
+        assert container is not None, replica.service
+        done = subprocess.run(
+            [
+                docker_cli(),
+                "exec",
+                "-i",
+                container,
+                "/opt/venv/bin/python",
+                "-c",
+                Path(routes.__file__).read_text(),
+                f"http://127.0.0.1:{x2.plan.container_port}",
+            ],
+            input=x2.key(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        found = json.loads(done.stdout)
+        measured[f"{replica.service}: routes in vLLM's own table, each called three ways"] = found["routes"]
+        assert found["routes"] >= 20 and routes.lock_problems(found, PUBLIC) == []
 
 
 def test_requests_are_spread_over_both_replicas(x2):
