@@ -17,6 +17,7 @@ import os
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ from deploy.runtime.net import free_port
 from deploy.runtime.process import wait_until
 from deploy.runtime.router import RouterClient
 from deploy.runtime.smoke import plan_options, run_suite
-from deploy.runtime.stack import Stack, down, up, wait_services
+from deploy.runtime.stack import Stack, down, prepare, up
 from deploy.runtime.status import Prometheus, status
 from deploy.spec import load_profile
 from deploy.spec.variant import write_variant
@@ -45,8 +46,74 @@ LOAD_REQUESTS = 500  # the issue's figure, at concurrency 8
 CONCURRENCY = 8
 
 
+@dataclass
+class RoutersFirst:
+    """What two routers started before their engines answered: the compose service's (static workers: its front
+    answers, the router waits for them) and a second one with no workers, serving at once as on Kubernetes."""
+
+    early: str  # the second router's container
+    endpoints: dict[str, str]  # "service" / "early" -> its endpoint
+    containers: dict[str, str]
+    started_at: dict[str, str]  # each container's StartedAt before the engines started
+    with_key: dict[str, int | None]  # GET /v1/models with the right key, before any engine
+    without_key: dict[str, int | None]
+    engines_started: float  # time.monotonic() when the engines were started
+
+
+def models_status(endpoint: str, headers: dict) -> int | None:
+    try:
+        return requests.get(f"{endpoint}/v1/models", headers=headers, timeout=5).status_code
+    except requests.RequestException:
+        return None
+
+
+def start_routers_first(stack: Stack) -> RoutersFirst:
+    """The module's one bring-up, routers first: the router service alone, a second router with no workers, then
+    `up` starts the engines (and Prometheus) and waits until all are healthy. One cold start of both engines."""
+    plan = stack.plan
+    assert plan.router is not None
+    prepare(stack, echo=False)
+    stack.compose("up", "-d", "--no-deps", "--no-build", "router").checked("docker compose up router")
+    early, port = f"{NAME}-router-early", free_port()
+    urls = [r.url for r in plan.replicas]
+    argv = [a for a in plan.router.compose_argv if a != "--worker-urls" and a not in urls]
+    stack.compose(
+        "run",
+        "-d",
+        "--no-deps",
+        "--name",
+        early,
+        "-p",
+        f"127.0.0.1:{port}:{plan.router.container_port}",
+        "router",
+        *argv,
+    ).checked("docker compose run router")
+    endpoints = {"service": stack.endpoint, "early": f"http://127.0.0.1:{port}"}
+    containers = {"service": stack.container("router") or "", "early": early}
+    headers = {"Authorization": f"Bearer {stack.key()}"}
+    with_key: dict[str, int | None] = {}
+    for name, endpoint in endpoints.items():
+        try:  # NB: a figure for the test to judge; None if the router never answered
+            with_key[name] = wait_until(functools.partial(models_status, endpoint, headers), timeout=60, interval=0.5)[
+                0
+            ]
+        except TimeoutError:
+            with_key[name] = None
+    found = RoutersFirst(
+        early=early,
+        endpoints=endpoints,
+        containers=containers,
+        started_at={name: stack.engine.inspect(c)["State"]["StartedAt"] for name, c in containers.items()},
+        with_key=with_key,
+        without_key={name: models_status(endpoint, {}) for name, endpoint in endpoints.items()},
+        engines_started=time.monotonic(),
+    )
+    up(stack)
+    return found
+
+
 @pytest.fixture(scope="module")
-def x2(tmp_path_factory):
+def routers_first(tmp_path_factory):
     root = tmp_path_factory.mktemp("x2")
     profile = write_variant(
         "tiny-cpu-x2",
@@ -56,10 +123,15 @@ def x2(tmp_path_factory):
     stack = Stack(resolve(load_profile(str(profile))), root)
     subprocess.run([docker_cli(), "volume", "rm", "-f", f"{NAME}_cache"], capture_output=True)
     try:
-        up(stack)
-        yield stack
+        yield stack, start_routers_first(stack)
     finally:
+        subprocess.run([docker_cli(), "rm", "-f", f"{NAME}-router-early"], capture_output=True)
         down(stack, remove_volumes=True)
+
+
+@pytest.fixture(scope="module")
+def x2(routers_first):
+    return routers_first[0]
 
 
 @pytest.fixture(autouse=True)
@@ -85,6 +157,58 @@ def in_container(stack: Stack, service: str, code: str) -> str:
         timeout=30,
     )
     return done.stdout.strip()
+
+
+def test_a_router_started_before_its_engines_accepts_the_key_once_they_are_up(routers_first, measured):
+    """The router's own key check asked the engines and kept a refusal for good, so a router that served
+    before its engines refused the right key until restarted (on Kubernetes, where it serves at once and
+    discovers the engine pods later, its own keyed probe made that refusal). The front asks no engine.
+    The module's bring-up started two routers before the engines (see RoutersFirst). The key works on both as
+    soon as the engines are up, and neither container was restarted."""
+    x2, seen = routers_first
+    plan = x2.plan
+    urls = [r.url for r in plan.replicas]
+    headers = {"Authorization": f"Bearer {x2.key()}"}
+    # Before any engine: the service's front answered for a router still waiting for its workers; the early
+    # router answered itself (no workers). The right key was not refused; no key was.
+    assert seen.with_key["service"] in (502, 503) and seen.with_key["early"] == 503, seen.with_key
+    assert seen.without_key == {"service": 401, "early": 401}
+    try:
+        admin = RouterClient(
+            seen.endpoints["early"], [docker_cli(), "exec", seen.early], plan.router.python, plan.router.admin_url
+        )
+        for url in urls:
+            admin.add(url)
+
+        def both_workers(endpoint: str) -> bool | None:
+            try:  # NB: the front answers 503 (not JSON) until the router listens
+                found = requests.get(f"{endpoint}/readiness", timeout=5).json()
+                return True if found.get("healthy_workers") == 2 else None
+            except (requests.RequestException, ValueError):
+                return None
+
+        for name, endpoint in seen.endpoints.items():
+            wait_until(functools.partial(both_workers, endpoint), timeout=300, interval=1)
+            assert models_status(endpoint, headers) == 200, name
+            chat = requests.post(
+                f"{endpoint}/v1/chat/completions",
+                headers=headers,
+                timeout=120,
+                json={
+                    "model": plan.served_model_name,
+                    "max_tokens": 1,
+                    "messages": [{"role": "user", "content": "hi"}],
+                },
+            )
+            assert chat.status_code == 200, (name, chat.text[:300])
+            state = x2.engine.inspect(seen.containers[name])
+            assert state["State"]["StartedAt"] == seen.started_at[name] and state["RestartCount"] == 0, name
+        measured["routers before their engines: engines started to the key working on both (s)"] = round(
+            time.monotonic() - seen.engines_started, 1
+        )
+        assert workers(x2) == sorted(urls)
+    finally:
+        subprocess.run([docker_cli(), "rm", "-f", seen.early], capture_output=True)
 
 
 def test_the_smoke_suite_passes_through_the_router(x2):
@@ -309,88 +433,3 @@ def test_a_killed_engine_costs_at_most_its_requests_in_flight(x2, measured):
     assert "engines healthy     1/2" in shown[0], shown[0]
     final = readiness(x2)
     assert (final["healthy_workers"], final["total_workers"]) == (2, 2)
-
-
-def test_a_router_started_before_its_engines_accepts_the_key_once_they_are_up(x2, measured):
-    """The router's own key check asked the engines and kept a refusal for good, so a router that served
-    before its engines refused the right key until restarted (on Kubernetes, where it serves at once and
-    discovers the engine pods later, its own keyed probe made that refusal). The front asks no engine.
-    Two routers start before the engines: the compose service (static workers: its front answers, the
-    router waits for them) and a second one with no workers, serving at once as on Kubernetes, given the
-    engines later through its admin route. The key works on both as soon as the engines are up, and
-    neither container was restarted."""
-    plan = x2.plan
-    engines, urls = [r.service for r in plan.replicas], [r.url for r in plan.replicas]
-    headers = {"Authorization": f"Bearer {x2.key()}"}
-    x2.compose("stop", "router", *engines).checked("docker compose stop")
-    x2.compose("up", "-d", "--no-deps", "router").checked("docker compose up router")
-    early, port = f"{NAME}-router-early", free_port()
-    argv = [a for a in plan.router.compose_argv if a != "--worker-urls" and a not in urls]
-    try:
-        x2.compose(
-            "run",
-            "-d",
-            "--no-deps",
-            "--name",
-            early,
-            "-p",
-            f"127.0.0.1:{port}:{plan.router.container_port}",
-            "router",
-            *argv,
-        ).checked("docker compose run router")
-        routers = {"service": (x2.container("router"), x2.endpoint), "early": (early, f"http://127.0.0.1:{port}")}
-        started_at = {name: x2.engine.inspect(c)["State"]["StartedAt"] for name, (c, _) in routers.items()}
-
-        def models(endpoint: str, sent: dict | None = None) -> int | None:
-            try:
-                return requests.get(
-                    f"{endpoint}/v1/models", headers=headers if sent is None else sent, timeout=5
-                ).status_code
-            except requests.RequestException:
-                return None
-
-        # Before any engine: the service's front answers for a router still waiting for its workers; the early
-        # router answers itself (no workers). The right key is not refused; no key is.
-        assert wait_until(lambda: models(x2.endpoint), timeout=60, interval=0.5)[0] in (502, 503)
-        assert wait_until(lambda: models(routers["early"][1]), timeout=60, interval=0.5)[0] == 503
-        for _, endpoint in routers.values():
-            assert models(endpoint, {}) == 401
-        began = time.monotonic()
-        x2.compose("start", *engines).checked("docker compose start")
-        wait_services(x2, engines)
-        admin = RouterClient(
-            routers["early"][1], [docker_cli(), "exec", early], plan.router.python, plan.router.admin_url
-        )
-        for url in urls:
-            admin.add(url)
-
-        def both_workers(endpoint: str) -> bool | None:
-            try:  # NB: the front answers 503 (not JSON) until the router listens
-                found = requests.get(f"{endpoint}/readiness", timeout=5).json()
-                return True if found.get("healthy_workers") == 2 else None
-            except (requests.RequestException, ValueError):
-                return None
-
-        for name, (container, endpoint) in routers.items():
-            wait_until(functools.partial(both_workers, endpoint), timeout=300, interval=1)
-            assert models(endpoint) == 200, name
-            chat = requests.post(
-                f"{endpoint}/v1/chat/completions",
-                headers=headers,
-                timeout=120,
-                json={
-                    "model": plan.served_model_name,
-                    "max_tokens": 1,
-                    "messages": [{"role": "user", "content": "hi"}],
-                },
-            )
-            assert chat.status_code == 200, (name, chat.text[:300])
-            state = x2.engine.inspect(container)
-            assert state["State"]["StartedAt"] == started_at[name] and state["RestartCount"] == 0, name
-        measured["routers before their engines: engines started to the key working on both (s)"] = round(
-            time.monotonic() - began, 1
-        )
-        assert workers(x2) == sorted(urls)
-    finally:
-        subprocess.run([docker_cli(), "rm", "-f", early], capture_output=True)
-    wait_services(x2, ["router"])  # healthy again, as the module found it
