@@ -28,6 +28,7 @@ from deploy.runtime.smoke import plan_options, run_suite
 from deploy.runtime.stack import Stack, down, up
 from deploy.spec import load_profile
 from deploy.spec.variant import write_variant
+from deploy.targets import compose_plan
 from tests.conftest import REPO, print_logs_if_failed
 from tests.tools import routes
 
@@ -327,7 +328,7 @@ def test_runtime_only_changes_rebuild_nothing(running):
     changed = Stack(resolve(load_profile(str(profile))), stack.root)
     assert changed.plan.image.reference == stack.plan.image.reference
     assert changed.plan.generation is not None
-    assert changed.plan.generation.compose_config != stack.plan.generation.compose_config
+    assert compose_plan(changed.plan).generation_config != compose_plan(stack.plan).generation_config
     again = up(changed)
     assert again.build_steps_run == 0
     assert again.image == result.image
