@@ -1,5 +1,6 @@
-"""Rendering: a pure function from a Plan to file texts. deploy/output.py writes them (all or nothing) and
-checks them for drift; both are re-exported here.
+"""Rendering: a pure function from a Plan to file texts, each template fed by its target's projection
+(deploy/targets/). deploy/output.py writes them (all or nothing) and checks them for drift; both are
+re-exported here.
 
 `render(plan)` reads nothing but its templates and never the environment, so the same plan
 always gives the same bytes (golden files depend on it).
@@ -22,6 +23,7 @@ from deploy.output import Drift, drift_lines, stale_files, write_files
 from deploy.paths import BUILD_ASSETS, PACKAGE_DIR, TEMPLATE_DIR
 from deploy.plan import Plan
 from deploy.plan.generation import config_text
+from deploy.targets import build_files, compose_plan, kubernetes_plan
 
 __all__ = [
     "Drift",
@@ -63,17 +65,24 @@ def _yaml_scalar(value: Any) -> str:
     return _json(value, (", ", ": "))
 
 
-def _compose_scalar(value: Any) -> str:
-    # NB: compose interpolates $VAR in every string; a literal $ must be written $$.
+def _compose_value(value: Any) -> str:
+    """A YAML scalar or flow list for a compose file. NB: compose interpolates $VAR in every string; a literal
+    $ must be written $$."""
     if isinstance(value, str):
         return _yaml_scalar(value.replace("$", "$$"))
     if isinstance(value, list):
-        return "[" + ", ".join(_compose_scalar(v) for v in value) + "]"
+        return "[" + ", ".join(_compose_value(v) for v in value) + "]"
     return _yaml_scalar(value)
 
 
-def _flow(value: Any) -> str:
+def _yaml_flow(value: Any) -> str:
     """A YAML flow collection with quoted scalars: `{"a": "b"}`, `["x", "y"]`."""
+    return _json(value, (", ", ": "))
+
+
+def _json_text(value: Any) -> str:
+    """JSON, for a file that reads JSON: a Dockerfile's exec-form ENTRYPOINT and LABEL values, a quoted
+    haproxy string."""
     return _json(value, (", ", ": "))
 
 
@@ -92,7 +101,7 @@ def kubernetes_literal(value: Any) -> Any:
 
 
 def _kubernetes_flow(value: Any) -> str:
-    return _flow(kubernetes_literal(value))
+    return _yaml_flow(kubernetes_literal(value))
 
 
 def _rule_groups(groups: list, indent: int) -> str:
@@ -114,12 +123,12 @@ def _rule_groups(groups: list, indent: int) -> str:
     return "".join(f"\n{pad}{line}" for line in text.splitlines())
 
 
-def _shell(value: Any) -> str:
+def _shell_word(value: Any) -> str:
     """One shell word (Dockerfile RUN lines run in a shell)."""
     return shlex.quote(str(value))
 
 
-def _block(mapping: dict[str, Any], indent: int) -> str:
+def _yaml_block(mapping: dict[str, Any], indent: int) -> str:
     """A block mapping with quoted scalars, its lines indented for the template's nesting."""
     pad = " " * indent
     return "".join(f"\n{pad}{_yaml_scalar(k)}: {_yaml_scalar(v)}" for k, v in mapping.items())
@@ -135,26 +144,23 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
     )
-    env.filters["yaml"] = _flow
-    env.filters["json"] = _yaml_scalar
-    env.filters["compose"] = _compose_scalar
-    env.filters["block"] = _block
-    env.filters["k8s"] = _kubernetes_flow
-    env.filters["shell"] = _shell
-    env.filters["rule_groups"] = _rule_groups
+    # Each filter is named for what it writes, and where it is safe.
+    env.filters["yaml_scalar"] = _yaml_scalar
+    env.filters["yaml_flow"] = _yaml_flow
+    env.filters["yaml_block"] = _yaml_block
+    env.filters["yaml_rule_groups"] = _rule_groups
+    env.filters["compose_value"] = _compose_value
+    env.filters["kubernetes_flow"] = _kubernetes_flow
+    # NB: the image recipes (docker/, router/) keep the short names `json` and `shell`: their template bytes
+    # are part of the image names (plan/image.py, plan/router.py), and a rename would rename every image.
+    env.filters["json"] = _json_text
+    env.filters["shell"] = _shell_word
     return env
 
 
 def template_text(template: str, **context: Any) -> str:
     """One template rendered with the project's filters (used beyond plans: `init` drafts a profile)."""
     return _environment().get_template(template).render(**context)
-
-
-WHEELS_README = """\
-Wheels placed here are installed before the package index is asked (pip --find-links).
-`make up` puts the CPU build of torch here; air-gapped builds put every wheel here.
-Wheel files are git-ignored.
-"""
 
 
 def asset_copy(name: str) -> str:
@@ -171,54 +177,33 @@ def asset_copy(name: str) -> str:
 def render(plan: Plan) -> dict[str, str]:
     """Every file of one profile, keyed by its path relative to the output root."""
     env = _environment()
+    compose, kube = compose_plan(plan), kubernetes_plan(plan)
 
-    def text(template: str) -> str:
-        return env.get_template(template).render(plan=plan)
+    def text(template: str, **projection: Any) -> str:
+        return env.get_template(template).render(plan=plan, **projection)
 
     compose_dir = f"compose/{plan.name}"
     k8s_dir = f"k8s/{plan.name}"
     files = {
-        f"{compose_dir}/compose.yaml": text("compose/compose.yaml.j2"),
+        f"{compose_dir}/compose.yaml": text("compose/compose.yaml.j2", compose=compose),
         f"{compose_dir}/.env.example": text("compose/env.example.j2"),
-        f"{k8s_dir}/kustomization.yaml": text("k8s/kustomization.yaml.j2"),
-        f"{k8s_dir}/deployment.yaml": text("k8s/deployment.yaml.j2"),
-        f"{k8s_dir}/service.yaml": text("k8s/service.yaml.j2"),
-        f"{k8s_dir}/secrets.env.example": text("k8s/secrets.env.example.j2"),
+        f"{k8s_dir}/kustomization.yaml": text("k8s/kustomization.yaml.j2", kube=kube),
+        f"{k8s_dir}/secrets.env.example": text("k8s/secrets.env.example.j2", kube=kube),
     }
-    if plan.image.build:
-        files[f"{compose_dir}/Dockerfile"] = text(f"docker/{plan.image.template}")
-    if plan.router:
-        files[f"{compose_dir}/Dockerfile.router"] = text("docker/Dockerfile.router.j2")
-        files[f"{compose_dir}/router_launch.py"] = asset_copy("router_launch.py")
-        files[f"{compose_dir}/router-haproxy.cfg"] = text("router/haproxy.cfg.j2")
-        for name in ("router-deployment", "router-service", "router-rbac"):
-            files[f"{k8s_dir}/{name}.yaml"] = text(f"k8s/{name}.yaml.j2")
-    if plan.kubernetes.rolling:
-        files[f"{k8s_dir}/pdb.yaml"] = text("k8s/pdb.yaml.j2")
+    for manifest in kube.manifests:
+        files[f"{k8s_dir}/{manifest.file}"] = text(manifest.template, kube=kube)
+    for build in build_files(plan):
+        if build.template is not None:
+            files[f"{compose_dir}/{build.path}"] = text(build.template)
+        else:
+            files[f"{compose_dir}/{build.path}"] = asset_copy(build.asset) if build.asset else build.text or ""
     if plan.monitoring:
         dashboard = json.dumps(plan.monitoring.dashboard, indent=2, ensure_ascii=False) + "\n"
-        files[f"{compose_dir}/Dockerfile.prometheus"] = text("docker/Dockerfile.prometheus.j2")
-        files[f"{compose_dir}/prometheus/prometheus.yml"] = text("monitoring/prometheus.yml.j2")
+        files[f"{compose_dir}/prometheus/prometheus.yml"] = text("monitoring/prometheus.yml.j2", compose=compose)
         files[f"{compose_dir}/prometheus/rules.yml"] = text("monitoring/rules.yml.j2")
         files[f"{compose_dir}/grafana-dashboard.json"] = dashboard
         files[f"{k8s_dir}/grafana-dashboard.json"] = dashboard
-        extras = ["servicemonitor", "prometheusrule"] if plan.monitoring.prometheus_operator else []
-        extras += {"keda": ["scaledobject"], "hpa": ["hpa"]}.get(plan.monitoring.autoscaler, [])
-        for name in extras:
-            files[f"{k8s_dir}/{name}.yaml"] = text(f"k8s/{name}.yaml.j2")
-    if plan.kubernetes.pvc_name:
-        files[f"{k8s_dir}/pvc.yaml"] = text("k8s/pvc.yaml.j2")
-    files[f"{k8s_dir}/networkpolicy.yaml"] = text("k8s/networkpolicy.yaml.j2")
-    if plan.kubernetes.create_namespace:
-        files[f"{k8s_dir}/namespace.yaml"] = text("k8s/namespace.yaml.j2")
-    if plan.device == "cpu":
-        # The build context carries the scripts the CPU image build runs, and a wheel folder.
-        files[f"{compose_dir}/engine-venv.sh"] = asset_copy("engine-venv.sh")
-        files[f"{compose_dir}/wheels/README"] = WHEELS_README
-    if plan.storage.kind == "tiny":
-        files[f"{compose_dir}/tiny_model.py"] = asset_copy("tiny_model.py")
-    # The key check on every route: copied into built images and mounted (a compose config, a ConfigMap).
-    files[f"{compose_dir}/{plan.edge.file_name}"] = asset_copy(plan.edge.file_name)
+    # The key check on every route, mounted from a ConfigMap (the compose copy is in the build context).
     files[f"{k8s_dir}/{plan.edge.file_name}"] = asset_copy(plan.edge.file_name)
     if plan.generation is not None:
         # Mounted into the container (a compose config, a ConfigMap): a change never rebuilds the image.

@@ -60,7 +60,7 @@ def x2_variant(work: Path, name: str, changes: dict | None = None) -> Stack:
 def publish_engines(stack: Stack) -> dict[str, str]:
     """Write the compose override that publishes every engine on a free loopback port; their URLs by service.
     Before `up`: the rendered files are written beside it and leave it alone."""
-    ports = {replica.service: free_port() for replica in stack.plan.replicas}
+    ports = {replica.service: free_port() for replica in stack.plan.instances}
     stack.directory.mkdir(parents=True, exist_ok=True)
     (stack.directory / "compose.override.yaml").write_text(
         "# Written by `make bench`: each engine straight from the host, for the bench only.\nservices:\n"
@@ -138,7 +138,7 @@ def kill_under_load(stack: Stack, engines: dict[str, str], image_urls: list[str]
     router = stack.router()
     if router is None:
         raise UserError(f"{plan.name} has no router running")
-    victim = plan.replicas[-1].service
+    victim = plan.instances[-1].service
     stop, results = threading.Event(), {}
 
     def traffic() -> None:
@@ -154,7 +154,7 @@ def kill_under_load(stack: Stack, engines: dict[str, str], image_urls: list[str]
         killed = time.monotonic()
         subprocess.run([docker_cli(), "kill", stack.container(victim) or ""], check=True, capture_output=True)
         wait_until(
-            lambda: True if healthy_workers(router) == len(plan.replicas) - 1 else None, timeout=120, interval=0.2
+            lambda: True if healthy_workers(router) == len(plan.instances) - 1 else None, timeout=120, interval=0.2
         )
         dropped = time.monotonic() - killed
         time.sleep(5)  # the load stays on the survivor for a while
@@ -164,7 +164,7 @@ def kill_under_load(stack: Stack, engines: dict[str, str], image_urls: list[str]
     started = time.monotonic()
     stack.compose("up", "-d", "--no-deps", "--no-build", victim).checked(f"docker compose up {victim}")
     engine_back = wait_for_http(f"{engines[victim]}/health", 600, interval=0.2)
-    wait_until(lambda: True if healthy_workers(router) == len(plan.replicas) else None, timeout=600, interval=0.2)
+    wait_until(lambda: True if healthy_workers(router) == len(plan.instances) else None, timeout=600, interval=0.2)
     back = time.monotonic() - started
     result: LoadResult = results["load"]
     return {
@@ -188,7 +188,7 @@ def rollout_under_load(stack: Stack, image_urls: list[str], on_step: Callable[[s
     `rollout` replaces every engine, one at a time."""
     plan, key = stack.plan, stack.key() or ""
     steady = load(stack.endpoint, key, plan.served_model_name, CONCURRENCY, STEADY_REQUESTS, image_urls)
-    before = {r.service: stack.container(r.service) for r in plan.replicas}
+    before = {r.service: stack.container(r.service) for r in plan.instances}
     finished = threading.Event()
     outcome: dict[str, Any] = {}
 
@@ -211,7 +211,7 @@ def rollout_under_load(stack: Stack, image_urls: list[str], on_step: Callable[[s
     roller.join()
     if "error" in outcome:
         raise outcome["error"]
-    after = {r.service: stack.container(r.service) for r in plan.replicas}
+    after = {r.service: stack.container(r.service) for r in plan.instances}
     return {
         "concurrency": CONCURRENCY,
         "steady": asdict(steady),
@@ -252,7 +252,7 @@ def measure(
             "router overhead",
             router_overhead,
             x1,
-            engines[x1.plan.replicas[0].service],
+            engines[x1.plan.instances[0].service],
             serve(x1, OVERHEAD_SERVE),
             OVERHEAD_ROUNDS,
         )

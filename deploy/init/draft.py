@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from deploy.errors import UserError
 from deploy.init.source import MAX_STOP_IDS, ModelFiles, kind, token_name
 from deploy.plan.memory import DTYPE_BYTES, encoder_cache_gib, estimate_gib, vision_weights_gib
+from deploy.spec import default_storage
 from deploy.spec.generation import Generation
 from deploy.spec.model_facts import (
     architecture_facts,
@@ -84,7 +85,7 @@ class Draft:
 
     @property
     def storage(self) -> str:
-        return "host" if self.source.startswith("/") else "hub"
+        return default_storage(self.source)
 
 
 def profile_name(source: str) -> str:

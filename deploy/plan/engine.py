@@ -7,25 +7,18 @@ import ipaddress
 import json
 
 from deploy.paths import BUILD_ASSETS
+from deploy.plan.constants import EDGE_DIR, HUB_CACHE_DIR, WRITABLE_CACHE_DIR
 from deploy.plan.model import EdgePlan, EgressPlan, Plan, StoragePlan
 from deploy.spec import Profile
 
-CONTAINER_PORT = 8000  # NB: fixed inside the container; the profile's port is the published one
-HUB_CACHE_DIR = "/models/hf-cache"
-WRITABLE_CACHE_DIR = "/var/cache/vllm"
-HEALTH_PATH = "/health"
-STARTUP_PROBE_PERIOD_SECONDS = 10
 # Never reachable from a pod with the egress policy: link-local holds the cloud metadata endpoint.
 LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
-CPUS_PER_GPU = 4  # Kubernetes CPU request per GPU when the profile names none: tokenizing, images, the API server
-CPUS_WITHOUT_GPU = 2
 API_KEY_VARIABLE = "VLLM_API_KEY"  # vLLM reads its key from this variable, so the key never sits in argv
 SERVE = ("vllm", "serve")  # the official image's entrypoint
 # vLLM checks its key on /v1, /v2, /inference and /cohere only; this middleware checks it on every route
 # but /health and /metrics (deploy/assets/edge). The entrypoint appends it after the args (vLLM's parser
 # wants the model first), so args changed by hand keep it.
 EDGE_FILE = "vllm_deploy_edge.py"
-EDGE_DIR = "/etc/vllm-deploy/python"
 EDGE_MIDDLEWARE = ("--middleware", "vllm_deploy_edge.KeyOnEveryRoute")
 # vLLM serves every /v1 route without authentication when its key variable is empty (it filters out
 # empty keys). The entrypoint refuses to start instead, with one clear log line, then runs `vllm serve`
@@ -113,11 +106,9 @@ def host_environment(plan: Plan, scratch: str) -> dict[str, str]:
     return {**moved, "PYTHONPATH": str(BUILD_ASSETS[EDGE_FILE].parent)}
 
 
-def edge_plan(object_name: str) -> EdgePlan:
+def edge_plan() -> EdgePlan:
     digest = hashlib.sha256(BUILD_ASSETS[EDGE_FILE].read_bytes()).hexdigest()[:10]
-    return EdgePlan(
-        file_name=EDGE_FILE, directory=EDGE_DIR, compose_config=f"edge-{digest}", configmap_name=f"{object_name}-edge"
-    )
+    return EdgePlan(file_name=EDGE_FILE, directory=EDGE_DIR, digest=digest)
 
 
 def container_environment(profile: Profile, storage: StoragePlan) -> dict[str, str]:

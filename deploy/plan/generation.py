@@ -7,12 +7,12 @@ import hashlib
 import json
 from typing import Any
 
+from deploy.plan.constants import GENERATION_DIR
 from deploy.plan.model import GenerationPlan, VisionPlan
 from deploy.spec import Profile
 from deploy.spec.generation import Generation
 from deploy.spec.model_facts import vision_estimate
 
-GENERATION_DIR = "/etc/vllm-deploy/generation"
 GENERATION_FILE = "generation_config.json"
 # The profile's keys as generation_config.json spells them, in the order they are written. Only these
 # reach vLLM: eos_token_id (stop ids, SamplingParams.update_from_generation_config) and the sampling
@@ -49,7 +49,7 @@ def config_text(config: dict[str, Any]) -> str:
     return json.dumps(config, indent=2) + "\n"
 
 
-def generation_plan(profile: Profile, object_name: str) -> GenerationPlan | None:
+def generation_plan(profile: Profile) -> GenerationPlan | None:
     if profile.generation is None:
         return None
     config = generation_config(profile.generation)
@@ -58,8 +58,7 @@ def generation_plan(profile: Profile, object_name: str) -> GenerationPlan | None
         config=config,
         file_name=GENERATION_FILE,
         directory=GENERATION_DIR,
-        compose_config=f"generation-{digest}",
-        configmap_name=f"{object_name}-generation",
+        digest=digest,
     )
 
 

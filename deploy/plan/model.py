@@ -1,4 +1,6 @@
-"""The Plan: everything derived from a profile, typed and frozen. Templates and the runtime read it."""
+"""The Plan: everything derived from a profile, typed, frozen and target-neutral. Templates and the runtime
+read it; deploy/targets/ projects it onto compose and Kubernetes, with their own spellings ("8g" or "8Gi",
+a CMD health check or a probe). No field here is spelled for one target."""
 
 from __future__ import annotations
 
@@ -76,16 +78,17 @@ class EgressPlan(_Frozen):
     blocked_ipv6: list[str]
 
 
-class ReplicaPlan(_Frozen):
-    """One engine replica as a compose service: its own GPUs, or its own CPU cores."""
+class InstancePlan(_Frozen):
+    """One copy of the engine on one host (compose, the bench): its own GPUs, or its own CPU cores.
+    On Kubernetes the Deployment makes the copies (Plan.replicas of them) and the scheduler places them."""
 
-    service: str  # compose service name: "vllm" alone, "vllm-0", "vllm-1", … behind the router
-    gpu_ids: list[str]  # compose device_ids; [] means "count: gpus" (a single replica) or no GPU
-    cpuset: str | None  # CPU replicas: the cores it runs on (and binds its OpenMP threads to)
+    service: str  # its name on the host's network: "vllm" alone, "vllm-0", "vllm-1", … behind the router
+    gpu_ids: list[str]  # the GPUs it owns; [] means all the plan's GPUs (a single copy) or no GPU
+    cpuset: str | None  # CPU copies: the cores it runs on (and binds its OpenMP threads to)
     environment: dict[str, str]  # what differs from the plan's environment (VLLM_CPU_OMP_THREADS_BIND)
-    url: str  # where the router reaches it on the compose network
-    # NB: the replica compose creates first. Replicas share the cache volume, and Docker fills a fresh named
-    # volume from the image as a container mounts it: two at once race ("mkdir …: file exists").
+    url: str  # where the router reaches it on the host's network
+    # NB: the copy created first. Copies share the cache volume, and Docker fills a fresh named volume from
+    # the image as a container mounts it: two at once race ("mkdir …: file exists").
     starts_after: str | None = None
 
 
@@ -99,7 +102,8 @@ class FrontRoute(_Frozen):
 
 class RouterPlan(_Frozen):
     """vLLM's router (PyPI vllm-router) in front of the replicas, behind its front (haproxy) in one container;
-    their argv built once, here."""
+    their argv built once, here. How it finds the engines is each target's (targets/): static URLs on compose,
+    discovery by label on Kubernetes."""
 
     image: str  # built from the registry-free Debian base, like the CPU engine
     base: str
@@ -107,8 +111,7 @@ class RouterPlan(_Frozen):
     python: str
     run_as_user: int
     entrypoint: list[str]  # our launcher, then the front's argv up to "--": the router's argv follows
-    compose_argv: list[str]  # static worker URLs: the compose services
-    kubernetes_argv: list[str]  # service discovery of the engine pods by label
+    argv: list[str]  # every router flag but where its workers are
     api_key_variable: str  # the router reads the (same) key from this variable, for its calls to the engines
     container_port: int  # the front's: clients, the Service and the probes
     router_port: int  # the router's own, on 127.0.0.1 inside the container only: its admin routes
@@ -120,60 +123,28 @@ class RouterPlan(_Frozen):
     front_timeout_seconds: int  # client and server inactivity at the front: beyond the router's own timeout
     health_path: str  # public: the probes need no key
     liveness_path: str
-    health_command: list[str]  # compose healthcheck, through the front
-    object_name: str  # Kubernetes Deployment, Service, ServiceAccount, Role
-    labels: dict[str, str]
-    selector: dict[str, str]
+    health_command: list[str]  # a health check through the front, as a command in the container
     prestop_seconds: int
     termination_grace_seconds: int
     health_check_interval_seconds: int
     health_failure_threshold: int  # failed checks before a replica gets no traffic
 
 
-class IngressRule(_Frozen):
-    from_labels: dict[str, str] | None  # pods (same namespace) allowed in; None: any pod
-    from_namespace: str | None = None  # instead: every pod of that namespace (Prometheus')
-    ports: list[str]  # named container ports
+class ClusterSettings(_Frozen):
+    """What the profile asks of a cluster, as typed values (sizes in GiB); targets/kubernetes.py spells them."""
 
-
-class NetworkPolicyPlan(_Frozen):
-    name: str
-    comment: str
-    selector: dict[str, str]  # the pods this policy covers
-    ingress: list[IngressRule]
-    egress: EgressPlan | None  # engine pods only: they fetch image URLs
-
-
-class KubernetesPlan(_Frozen):
-    object_name: str
     namespace: str
-    replicas: int
-    engine_service_name: str  # the engines' Service: the public one without a router, internal behind it
-    engine_service_type: str  # ClusterIP behind a router
-    engine_service_port: int  # the router reaches the engines on the container port
-    rolling: bool  # RollingUpdate one pod at a time (more than one replica), else Recreate
-    prestop_seconds: int  # endpoints drop the pod before SIGTERM reaches vLLM
-    termination_grace_seconds: int
-    labels: dict[str, str]
-    selector: dict[str, str]
-    secret_name: str
-    pvc_name: str | None
+    create_namespace: bool
+    service_type: str
     storage_class: str | None
-    storage_size: str
+    storage_size_gib: int
     node_selector: dict[str, str]
     node_affinity: dict[str, list[str]]  # label -> values, any of which a node must have
     tolerations: list[dict[str, Any]]
     runtime_class_name: str | None
-    service_type: str
-    network_policy_from: dict[str, str] | None
-    egress: EgressPlan | None
-    network_policies: list[NetworkPolicyPlan]
-    create_namespace: bool
-    memory_request: str
-    memory_limit: str
-    shm_size: str
-    cpu_request: str
-    cpu_limit: str | None  # NB: none unless the profile caps cpus: a CFS quota throttles vLLM's busy loop
+    clients: dict[str, str] | None  # the labels of the pods allowed in; None: any pod
+    egress: EgressPlan | None  # None: no egress policy
+    prometheus_namespace: str  # where Prometheus scrapes from
 
 
 class SmokePlan(_Frozen):
@@ -191,8 +162,7 @@ class GenerationPlan(_Frozen):
     config: dict[str, Any]  # the file's content: eos_token_id (stop ids), max_new_tokens, sampling defaults
     file_name: str
     directory: str  # where it is mounted in the container
-    compose_config: str  # compose's config name: with a content hash, so a change recreates the container
-    configmap_name: str  # Kubernetes ConfigMap; kustomize appends its own content hash
+    digest: str  # of the file's bytes: a new config, a new mount name where the target needs one
 
 
 class EdgePlan(_Frozen):
@@ -201,8 +171,7 @@ class EdgePlan(_Frozen):
 
     file_name: str
     directory: str  # on PYTHONPATH in the container
-    compose_config: str  # compose's config name: with a content hash, so a change recreates the container
-    configmap_name: str  # Kubernetes ConfigMap; kustomize appends its own content hash
+    digest: str  # of the file's bytes
 
 
 class VisionPlan(_Frozen):
@@ -244,15 +213,8 @@ class Panel(_Frozen):
     queries: list[PanelQuery]
 
 
-class ServiceMonitorPlan(_Frozen):
-    name: str
-    job: str  # the job label its targets get, the same as compose's scrape jobs
-    selector: dict[str, str]  # the Service it scrapes
-    port: str  # that Service's named port
-
-
 class MonitoringPlan(_Frozen):
-    """Prometheus for compose (built from Debian's package), rules, a dashboard, Kubernetes' monitoring objects."""
+    """Prometheus for compose (built from Debian's package), rules, a dashboard, autoscaling settings."""
 
     image: str
     base: str
@@ -260,24 +222,22 @@ class MonitoringPlan(_Frozen):
     scrape_interval: str
     retention: str
     argv: list[str]  # prometheus' own flags
-    config_name: str  # compose config name: a new name (content hash) when the config or rules change
-    health_command: list[str]
+    health_command: list[str]  # a readiness check as a command in the container
     container_port: int
-    published_port: str
+    host_port: int  # where a single host publishes it (on the plan's bind address)
     local_endpoint: str  # where Prometheus answers on this host
-    compose_targets: dict[str, list[str]]  # job -> host:port on the compose network
+    targets: dict[str, list[str]]  # job -> host:port on a single host's network (the engine copies, the router)
+    config_digest: str  # of the scrape configuration and the rules: a new one, a new mount name
     rule_groups: list[RuleGroup]
     dashboard: dict[str, Any]  # Grafana's JSON model
     queries: list[str]  # every PromQL expression of the rules, the dashboard and `status`
     status_queries: dict[str, str]  # `vllm-deploy status`: one instant query per line of its screen
-    service_monitors: list[ServiceMonitorPlan]
     prometheus_operator: bool
     autoscaler: Literal["none", "keda", "hpa"]
     min_replicas: int
     max_replicas: int
     waiting_per_replica: int
     prometheus_url: str
-    scale_query: str
 
 
 class Plan(_Frozen):
@@ -298,21 +258,21 @@ class Plan(_Frozen):
     # and CUDA write only under these, and HOME points into the cache one.
     writable_dirs: dict[str, str]  # name -> mount path
     bind_address: str
-    published_port: str  # compose's ports entry, HOST_IP:PORT:CONTAINER_PORT (IPv6 in brackets)
     local_endpoint: str  # where a client on this host reaches the published port, e.g. http://127.0.0.1:8000
-    port: int
+    port: int  # the published one: the host's, the Service's
     container_port: int
-    gpus: int
-    shm_size: str  # compose spelling, e.g. 8g
-    memory_limit: str  # compose spelling
-    cpus: int | None
+    gpus: int  # per copy
+    shm_size_gib: int
+    memory_gib: int  # per copy: its limit
+    cpus: int | None  # per copy: its cores (a cap), when the profile sets them
     storage: StoragePlan
     health: HealthPlan
-    health_command: list[str]  # compose healthcheck; the image's Python, since minimal bases lack curl
-    kubernetes: KubernetesPlan
-    replicas: list[ReplicaPlan]
+    health_command: list[str]  # a health check as a command in the container; the image's Python (no curl)
+    replicas: int  # how many copies of the engine serve
+    instances: list[InstancePlan]  # those copies on one host (compose), each its own GPUs or cores
     router: RouterPlan | None
-    stop_grace_seconds: int  # compose stop_grace_period: longer than vLLM's --shutdown-timeout
+    drain_seconds: int  # vLLM's --shutdown-timeout: how long requests in flight may finish on SIGTERM
+    cluster: ClusterSettings
     smoke: SmokePlan
     warnings: list[str]
     generation: GenerationPlan | None  # None: vLLM reads the model's own generation_config.json

@@ -1,5 +1,5 @@
 """Monitoring, derived once: what Prometheus scrapes, the recording and alerting rules, the Grafana
-dashboard, and the autoscaling query. Compose and Kubernetes render the same rules from here.
+dashboard, and the autoscaling settings. Compose and Kubernetes render the same rules from here.
 
 Jobs are named the same everywhere (compose's scrape config and the ServiceMonitors' relabeling), so
 one set of rules and one dashboard fit both: `vllm-engine` for the engines, `vllm-router` for the router.
@@ -11,22 +11,13 @@ import hashlib
 import json
 
 from deploy.paths import TEMPLATE_DIR
-from deploy.plan.model import (
-    MonitoringPlan,
-    Panel,
-    PanelQuery,
-    ReplicaPlan,
-    RouterPlan,
-    Rule,
-    RuleGroup,
-    ServiceMonitorPlan,
-)
+from deploy.plan.constants import PROMETHEUS_CONFIG_DIR, PROMETHEUS_PORT
+from deploy.plan.engine import local_endpoint
+from deploy.plan.model import InstancePlan, MonitoringPlan, Panel, PanelQuery, RouterPlan, Rule, RuleGroup
 from deploy.spec import Profile, device_facts
 
 ENGINE_JOB = "vllm-engine"
 ROUTER_JOB = "vllm-router"
-PROMETHEUS_PORT = 9090
-CONFIG_DIR = "/etc/prometheus"
 WINDOW = "5m"  # rates and quantiles in the rules; the dashboard uses the grafana interval
 
 
@@ -242,15 +233,7 @@ def status_queries(router: RouterPlan | None) -> dict[str, str]:
     return found
 
 
-def monitoring(
-    profile: Profile,
-    replicas: list[ReplicaPlan],
-    router: RouterPlan | None,
-    engine_selector: dict,
-    object_name: str,
-    host_literal,
-    local_endpoint,
-) -> MonitoringPlan | None:
+def monitoring(profile: Profile, instances: list[InstancePlan], router: RouterPlan | None) -> MonitoringPlan | None:
     m = profile.monitoring
     if not m.enabled:
         return None
@@ -260,15 +243,9 @@ def monitoring(
     repository = profile.image.registry or device_facts()["local-registry"]
     groups = rules(profile, router)
     found = panels(router)
-    targets = {ENGINE_JOB: [r.url.removeprefix("http://") for r in replicas]}
+    targets = {ENGINE_JOB: [r.url.removeprefix("http://") for r in instances]}
     if router:
         targets[ROUTER_JOB] = [f"router:{router.metrics_port}"]
-    monitors = [ServiceMonitorPlan(name=f"{object_name}-engine", job=ENGINE_JOB, selector=engine_selector, port="http")]
-    if router:
-        monitors.append(
-            ServiceMonitorPlan(name=f"{object_name}-router", job=ROUTER_JOB, selector=router.selector, port="metrics")
-        )
-    address = profile.server.bind_address
     status = status_queries(router)
     content = json.dumps([targets, [g.model_dump() for g in groups], m.scrape_interval_seconds], sort_keys=True)
     return MonitoringPlan(
@@ -278,34 +255,31 @@ def monitoring(
         scrape_interval=f"{m.scrape_interval_seconds}s",
         retention=f"{m.retention_hours}h",
         argv=[
-            f"--config.file={CONFIG_DIR}/prometheus.yml",
+            f"--config.file={PROMETHEUS_CONFIG_DIR}/prometheus.yml",
             "--storage.tsdb.path=/prometheus",
             f"--storage.tsdb.retention.time={m.retention_hours}h",
             f"--web.listen-address=0.0.0.0:{PROMETHEUS_PORT}",
         ],
-        config_name=f"prometheus-{hashlib.sha256(content.encode()).hexdigest()[:10]}",
         health_command=[
-            "CMD",
             "python3",
             "-c",
             f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{PROMETHEUS_PORT}/-/ready', timeout=4)",
         ],
         container_port=PROMETHEUS_PORT,
-        published_port=f"{host_literal(address)}:{m.port}:{PROMETHEUS_PORT}",
-        local_endpoint=local_endpoint(address, m.port),
-        compose_targets=targets,
+        host_port=m.port,
+        local_endpoint=local_endpoint(profile.server.bind_address, m.port),
+        targets=targets,
+        config_digest=hashlib.sha256(content.encode()).hexdigest()[:10],
         rule_groups=groups,
         dashboard=dashboard(profile.name, found),
         queries=[r.expr for g in groups for r in g.rules]
         + [q.expr.replace("$__rate_interval", "1m") for p in found for q in p.queries]
         + list(status.values()),
         status_queries=status,
-        service_monitors=monitors,
         prometheus_operator=m.prometheus_operator,
         autoscaler=m.autoscaler,
         min_replicas=m.min_replicas,
         max_replicas=m.max_replicas,
         waiting_per_replica=m.waiting_per_replica,
         prometheus_url=m.prometheus_url,
-        scale_query=f'sum(vllm:num_requests_waiting{{namespace="{profile.kubernetes.namespace}",job="{ENGINE_JOB}"}})',
     )

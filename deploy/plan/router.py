@@ -1,8 +1,9 @@
-"""Replicas and the router in front of them: compose services, cores or GPUs each, and the router's argv.
+"""Replicas and the router in front of them: the engine copies on one host, cores or GPUs each, and the
+router's argv.
 
-The router is vLLM's own (PyPI vllm-router). Compose gives it static worker URLs; on Kubernetes it
-discovers the engine pods by label, so each pod is a worker with its own health checks (a headless
-Service would be a single worker to it).
+The router is vLLM's own (PyPI vllm-router). Where it finds its workers is each target's
+(deploy/targets/): compose gives it static worker URLs; on Kubernetes it discovers the engine pods by
+label, so each pod is a worker with its own health checks (a headless Service would be a single worker to it).
 
 The router has one credential for everything (its admin routes included) and checks a client key by
 asking the engines, caching a refusal for its lifetime. So it listens on 127.0.0.1 only, and a front
@@ -19,18 +20,24 @@ import json
 from functools import cache
 
 from deploy.paths import BUILD_ASSETS, PACKAGE_DIR, TEMPLATE_DIR
-from deploy.plan.model import FrontRoute, ReplicaPlan, RouterPlan
-from deploy.spec import Profile, device_facts, gpu_count
+from deploy.plan.constants import (
+    CONTAINER_PORT,
+    ENGINE_NAME,
+    FRONT_BINARY,
+    FRONT_CONFIG,
+    ROUTER_LAUNCHER,
+    ROUTER_LIVENESS_PATH,
+    ROUTER_METRICS_PORT,
+    ROUTER_PORT,
+    ROUTER_READINESS_PATH,
+)
+from deploy.plan.model import FrontRoute, InstancePlan, RouterPlan
+from deploy.spec import Profile, device_facts, gpu_count, router_on
 
-CONTAINER_PORT = 8000  # the front's (haproxy): what clients, the Service and the probes reach
-ROUTER_PORT = 8001  # the router's own, bound to 127.0.0.1: admin routes are reachable inside the container only
-METRICS_PORT = 29000
 PRESTOP_SECONDS = 5  # endpoints and the router's health checks drop a pod before it gets SIGTERM
 KEY_VARIABLE = "VLLM_ROUTER_API_KEY"
 KEY_HASH_VARIABLE = "VLLM_DEPLOY_FRONT_KEY_SHA256"  # set by the launcher for the front alone
 KEEP_ALIVE_SECONDS = 120  # longer than the router's connection pool keeps an idle connection (90 s)
-FRONT_BINARY = "/usr/sbin/haproxy"
-FRONT_CONFIG = "/opt/vllm-deploy/router-haproxy.cfg"
 ROUTES_FILE = PACKAGE_DIR / "data" / "vllm-router-routes.json"
 CLIENT_GROUPS = ("protected", "public")  # the route table's groups a client may ever see; never admin, worker
 # The front's allowlist: what a client of a chat model calls. Everything else in the router's table (its
@@ -40,30 +47,26 @@ CLIENT_ROUTES = [
     ("POST", "/v1/completions"),
     ("GET", "/v1/models"),
     ("GET", "/health"),
-    ("GET", "/readiness"),
-    ("GET", "/liveness"),
+    ("GET", ROUTER_READINESS_PATH),
+    ("GET", ROUTER_LIVENESS_PATH),
 ]
 # Answered without the key: what kubelet probes and load-balancer health checks call, which carry no
 # credentials. /liveness says "OK"; /readiness says ready or not and how many engines are healthy. NB: not
 # /health: its 503 names every unhealthy engine's internal URL, and one bad replica fails it.
-PUBLIC_ROUTES = {("GET", "/readiness"), ("GET", "/liveness")}
+PUBLIC_ROUTES = {("GET", ROUTER_READINESS_PATH), ("GET", ROUTER_LIVENESS_PATH)}
 FRONT_TIMEOUT_MARGIN_SECONDS = 30  # the router's own request timeout answers first
 
 
-def router_enabled(profile: Profile) -> bool:
-    return profile.router.enabled if profile.router.enabled is not None else profile.replicas > 1
-
-
-def replicas(profile: Profile) -> list[ReplicaPlan]:
-    if not router_enabled(profile):
-        return [
-            ReplicaPlan(service="vllm", gpu_ids=[], cpuset=None, environment={}, url=f"http://vllm:{CONTAINER_PORT}")
-        ]
-    found: list[ReplicaPlan] = []
+def instances(profile: Profile) -> list[InstancePlan]:
+    """The engine copies on one host: one alone, or one per replica behind the router, each its own GPUs or cores."""
+    if not router_on(profile):
+        url = f"http://{ENGINE_NAME}:{CONTAINER_PORT}"
+        return [InstancePlan(service=ENGINE_NAME, gpu_ids=[], cpuset=None, environment={}, url=url)]
+    found: list[InstancePlan] = []
     per_replica = gpu_count(profile)
     cores = profile.resources.cpus or 1
     for index in range(profile.replicas):
-        name = f"vllm-{index}"
+        name = f"{ENGINE_NAME}-{index}"
         gpu_ids = [str(index * per_replica + j) for j in range(per_replica)] if profile.image.device == "cuda" else []
         cpuset, environment = None, {}
         if profile.image.device == "cpu":
@@ -72,7 +75,7 @@ def replicas(profile: Profile) -> list[ReplicaPlan]:
             # NB: vLLM binds its OpenMP threads to these cores, so replicas never share one.
             environment = {"VLLM_CPU_OMP_THREADS_BIND": cpuset}
         found.append(
-            ReplicaPlan(
+            InstancePlan(
                 service=name,
                 gpu_ids=gpu_ids,
                 cpuset=cpuset,
@@ -86,7 +89,7 @@ def replicas(profile: Profile) -> list[ReplicaPlan]:
 
 def engine_environment(profile: Profile) -> dict[str, str]:
     """What the engines behind a router need in their environment besides the plan's own."""
-    if not router_enabled(profile):
+    if not router_on(profile):
         return {}
     # NB: vLLM closes idle connections after 5 s; the router's pool keeps them longer and would send a
     # request on one vLLM just closed. Behind the router, vLLM keeps them open longer than the pool.
@@ -129,7 +132,7 @@ def _common_argv(profile: Profile, load_budget: int) -> list[str]:
         "--prometheus-host",
         "0.0.0.0",
         "--prometheus-port",
-        str(METRICS_PORT),
+        str(ROUTER_METRICS_PORT),
         "--health-check-interval-secs",
         str(r.health_check_interval_seconds),
         "--health-failure-threshold",
@@ -167,10 +170,8 @@ def _reference(profile: Profile, inputs: dict) -> str:
     return f"{repository}/router:{digest.hexdigest()[:12]}"
 
 
-def router(
-    profile: Profile, engine_selector: dict[str, str], object_name: str, labels: dict[str, str], engine_urls: list[str]
-) -> RouterPlan | None:
-    if not router_enabled(profile):
+def router(profile: Profile) -> RouterPlan | None:
+    if not router_on(profile):
         return None
     facts = device_facts()["router"]
     budget = profile.kubernetes.load_budget_seconds
@@ -189,43 +190,31 @@ def router(
         "key_hash_variable": KEY_HASH_VARIABLE,
         "front_config": FRONT_CONFIG,
     }
-    common = _common_argv(profile, budget)
-    namespace = profile.kubernetes.namespace
     # NB: through the front, on a public route: the probe proves both processes answer, and needs no key.
-    health = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}/readiness', timeout=4)"
+    health = (
+        "import urllib.request; "
+        f"urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}{ROUTER_READINESS_PATH}', timeout=4)"
+    )
     return RouterPlan(
         image=_reference(profile, inputs),
         base=facts["base-image"],
         version=facts["version"],
         python=python,
         run_as_user=facts["run-as-user"],
-        entrypoint=[python, "/opt/vllm-deploy/router_launch.py", FRONT_BINARY, "-db", "-f", FRONT_CONFIG, "--"],
-        compose_argv=["--worker-urls", *engine_urls, *common],
-        kubernetes_argv=[
-            "--service-discovery",
-            "--selector",
-            *(f"{k}={v}" for k, v in engine_selector.items()),
-            "--service-discovery-port",
-            str(CONTAINER_PORT),
-            "--service-discovery-namespace",
-            namespace,
-            *common,
-        ],
+        entrypoint=[python, ROUTER_LAUNCHER, FRONT_BINARY, "-db", "-f", FRONT_CONFIG, "--"],
+        argv=_common_argv(profile, budget),
         api_key_variable=KEY_VARIABLE,
         container_port=CONTAINER_PORT,
         router_port=ROUTER_PORT,
         admin_url=f"http://127.0.0.1:{ROUTER_PORT}",
-        metrics_port=METRICS_PORT,
+        metrics_port=ROUTER_METRICS_PORT,
         front_config=FRONT_CONFIG,
         front_routes=routes,
         key_hash_variable=KEY_HASH_VARIABLE,
         front_timeout_seconds=front_timeout,
-        health_path="/readiness",
-        liveness_path="/liveness",
+        health_path=ROUTER_READINESS_PATH,
+        liveness_path=ROUTER_LIVENESS_PATH,
         health_command=[python, "-c", health],
-        object_name=object_name,
-        labels=labels,
-        selector={k: v for k, v in labels.items() if k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")},
         prestop_seconds=PRESTOP_SECONDS,
         health_check_interval_seconds=profile.router.health_check_interval_seconds,
         health_failure_threshold=profile.router.health_failure_threshold,

@@ -235,7 +235,7 @@ def gather(
     if info is not None:
         done = compose("version", "--short")
         compose_version = done.stdout.strip() if done.ok else None
-        front = "router" if plan.router else plan.replicas[0].service
+        front = "router" if plan.router else plan.instances[0].service
         ours = compose.container(front) is not None
     model_dir = Path(plan.storage.host_path) if plan.storage.kind == "host" and plan.storage.host_path else None
     config_file = model_dir / "config.json" if model_dir else None

@@ -55,7 +55,7 @@ class Stack:
     def services(self) -> list[str]:
         """The compose services: the engine replicas, the router in front of them and Prometheus, where present."""
         return (
-            [r.service for r in self.plan.replicas]
+            [r.service for r in self.plan.instances]
             + (["router"] if self.plan.router else [])
             + (["prometheus"] if self.plan.monitoring else [])
         )
@@ -63,7 +63,7 @@ class Stack:
     @property
     def front(self) -> str:
         """The service that publishes the endpoint."""
-        return "router" if self.plan.router else self.plan.replicas[0].service
+        return "router" if self.plan.router else self.plan.instances[0].service
 
     def container(self, service: str | None = None) -> str | None:
         return self.compose.container(service or self.front)
@@ -84,7 +84,7 @@ class Stack:
 
     def gateway(self) -> str | None:
         """The host's address on the stack's network, where the engines reach a server of ours (images)."""
-        container = self.container(self.plan.replicas[0].service)
+        container = self.container(self.plan.instances[0].service)
         return self.engine.gateway(container) if container else None
 
 
@@ -170,7 +170,7 @@ def up(stack: Stack) -> UpResult:
     build_seconds = time.monotonic() - started
     stack.compose("up", "-d", "--no-build", *stack.services, echo=True).checked("docker compose up")
     healthy = wait_services(stack, stack.services)
-    image = stack.engine.inspect(stack.container(stack.plan.replicas[0].service) or "").get("Image", "")
+    image = stack.engine.inspect(stack.container(stack.plan.instances[0].service) or "").get("Image", "")
     return UpResult(round(build_seconds, 1), steps, round(healthy, 1), image)
 
 
@@ -185,7 +185,7 @@ def rollout(stack: Stack, on_step=print) -> list[tuple[str, float]]:
     prepare(stack)
     router = stack.router()
     done = []
-    for replica in stack.plan.replicas:
+    for replica in stack.plan.instances:
         on_step(f"replacing {replica.service} …")
         started = time.monotonic()
         if router:

@@ -8,13 +8,14 @@ messages (errors as sentences, secrets never echoed) · model_facts (what an ima
 deploy/data/models.yaml) · checks (cross-field) · load (entry points)
 """
 
-from deploy.spec.checks import device_facts, gpu_count, model_storage
+from deploy.spec.checks import default_storage, device_facts, gpu_count, model_storage, router_on
 from deploy.spec.load import builtin_names, json_schema, load_profile, locate, parse_profile
 from deploy.spec.schema import Profile
 
 __all__ = [
     "Profile",
     "builtin_names",
+    "default_storage",
     "device_facts",
     "gpu_count",
     "json_schema",
@@ -22,4 +23,5 @@ __all__ = [
     "locate",
     "model_storage",
     "parse_profile",
+    "router_on",
 ]

@@ -24,8 +24,18 @@ def device_facts() -> dict[str, Any]:
     return yaml.safe_load(DEVICES_FILE.read_text(encoding="utf-8"))
 
 
+def default_storage(source: str) -> Literal["host", "hub"]:
+    """Where a model's weights come from when the profile does not say: a path is on the host, else the hub."""
+    return "host" if source.startswith("/") else "hub"
+
+
 def model_storage(p: Profile) -> Literal["host", "hub", "tiny"]:
-    return p.model.storage or ("host" if p.model.source.startswith("/") else "hub")
+    return p.model.storage or default_storage(p.model.source)
+
+
+def router_on(p: Profile) -> bool:
+    """The router runs when the profile says so, and by default in front of more than one replica."""
+    return p.router.enabled if p.router.enabled is not None else p.replicas > 1
 
 
 def gpu_count(p: Profile) -> int:
@@ -97,8 +107,7 @@ def cross_checks(p: Profile) -> list[tuple[tuple[str, ...], str]]:
             found.append((("engine", "kv-cache-space-gib"), "required for device cpu, e.g. 1 (GiB)"))
         if p.resources.shm_size_gib > p.resources.memory_gib:
             found.append((("resources", "shm-size-gib"), "larger than memory-gib"))
-    router_on = p.router.enabled if p.router.enabled is not None else p.replicas > 1
-    if p.replicas > 1 and not router_on:
+    if p.replicas > 1 and not router_on(p):
         found.append(
             (
                 ("router", "enabled"),

@@ -32,6 +32,7 @@ from deploy.runtime.net import free_port, wait_for_http
 from deploy.runtime.smoke import plan_options, run_suite
 from deploy.runtime.stack import Stack, prepare
 from deploy.spec import load_profile
+from deploy.targets import kubernetes_plan
 from tests.conftest import REPO
 from tests.tools import routes
 
@@ -158,7 +159,7 @@ def pod(tmp_path_factory):
 
 def pod_logs(plan) -> str:
     listing = podman("ps", "-a", "--format", "{{.Names}}", check=False).stdout.split()
-    names = [n for n in listing if n.endswith("-vllm") and plan.kubernetes.object_name in n]
+    names = [n for n in listing if n.endswith("-vllm") and kubernetes_plan(plan).object_name in n]
     return "\n".join(
         podman("logs", "--tail", "100", n, check=False).stdout + podman("logs", "--tail", "100", n, check=False).stderr
         for n in names
@@ -211,14 +212,8 @@ def test_every_route_of_the_pod_needs_the_key(pod, measured):
 def test_a_pod_with_an_empty_key_in_its_secret_exits_at_once(pod, tmp_path, measured):
     """secrets.env copied from the example holds `VLLM_API_KEY=`: the container must refuse to start."""
     plan, _, _, _ = pod
-    empty = plan.model_copy(
-        update={
-            "name": "tiny-cpu-empty-key",
-            "kubernetes": plan.kubernetes.model_copy(
-                update={"object_name": "tiny-cpu-empty-key", "secret_name": "tiny-cpu-empty-key-secrets"}
-            ),
-        }
-    )
+    # The Kubernetes names (the Deployment, the Secret) follow the plan's name.
+    empty = plan.model_copy(update={"name": "tiny-cpu-empty-key"})
     objects = kustomize_build(empty, tmp_path, "")
     assert objects["Secret"]["data"] == {"VLLM_API_KEY": ""}
     create_podman_secret(objects["Secret"])

@@ -25,6 +25,7 @@ from deploy.runtime.router import RouterClient
 from deploy.runtime.smoke import plan_options, run_suite
 from deploy.runtime.stack import Stack, prepare
 from deploy.spec import load_profile
+from deploy.targets import kubernetes_plan
 from tests.integration.test_pod import (
     CONF,
     configmap_options,
@@ -80,6 +81,8 @@ def routed(tmp_path_factory):
     root = tmp_path_factory.mktemp("pod-router")
     plan = resolve(load_profile("tiny-cpu-x2"))
     assert plan.router is not None
+    kube = kubernetes_plan(plan)
+    assert kube.router is not None
     prepare(Stack(plan, root), echo=False)  # both images the manifests name; cache hits after `up`
     for reference in (plan.image.reference, plan.router.image):
         load_into_podman(reference)
@@ -87,25 +90,21 @@ def routed(tmp_path_factory):
     objects = kustomize_objects(plan, root / "rendered", key)
     secret = next(o for o in objects if o["kind"] == "Secret")
     create_podman_secret(secret)
-    engine = next(
-        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == plan.kubernetes.object_name
-    )
-    router = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == plan.router.object_name)
+    engine = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == kube.object_name)
+    router = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == kube.router.object_name)
 
     configmap = configmap_options(engine, [o for o in objects if o["kind"] == "ConfigMap"], root)
     manifests = []
-    for index in range(plan.kubernetes.replicas):
+    for index in range(plan.replicas):
         copy_ = for_podman(copy.deepcopy(engine), str(index), publish=False)
-        copy_["metadata"]["name"] = f"{plan.kubernetes.object_name}-{index}"
+        copy_["metadata"]["name"] = f"{kube.object_name}-{index}"
         copy_["spec"]["replicas"] = 1  # NB: one pod a copy: podman 4.3 plays `replicas: 2` as two pods
         path = root / f"engine-{index}.yaml"
         path.write_text(yaml.safe_dump(copy_))
         podman("kube", "play", "--replace", *configmap, str(path))
         manifests.append(path)
     try:
-        networks = [
-            pod_network(f"{plan.kubernetes.object_name}-{index}-pod") for index in range(plan.kubernetes.replicas)
-        ]
+        networks = [pod_network(f"{kube.object_name}-{index}-pod") for index in range(plan.replicas)]
         addresses = [network["IPAddress"] for network in networks]
         for address in addresses:
             wait_for_http(f"http://{address}:8000/health", READY_DEADLINE_SECONDS, interval=1)
@@ -148,12 +147,16 @@ def test_the_smoke_suite_passes_through_the_router_pod(routed, measured):
     measured["smoke suite through the router pod (cases)"] = len(cases)
 
 
+def router_name(plan) -> str:
+    router = kubernetes_plan(plan).router
+    assert router is not None
+    return router.object_name
+
+
 def router_admin(plan) -> RouterClient:
     """The router's admin routes, from inside its pod's container (as `kubectl exec` would)."""
     names = [
-        n
-        for n in podman("ps", "--format", "{{.Names}}").stdout.split()
-        if n.startswith(f"{plan.router.object_name}-pod-")
+        n for n in podman("ps", "--format", "{{.Names}}").stdout.split() if n.startswith(f"{router_name(plan)}-pod-")
     ]
     assert len(names) == 1, podman("ps", "-a").stdout
     return RouterClient(
@@ -167,7 +170,7 @@ def test_the_router_pod_answers_only_the_allowlist_and_checks_the_key(routed, me
     assert requests.get(f"{base_url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=5).ok
     admin = router_admin(plan)
     expected = sorted(admin.workers())
-    assert len(expected) == plan.kubernetes.replicas
+    assert len(expected) == plan.replicas
     problems, calls = every_route(plan, base_url, key, expected[0])
     problems += other_spellings(base_url, key, expected[0])
     assert not problems, "\n".join(problems)

@@ -35,6 +35,7 @@ from deploy.runtime.stack import Stack, down, prepare, up
 from deploy.runtime.status import Prometheus, status
 from deploy.spec import load_profile
 from deploy.spec.variant import write_variant
+from deploy.targets import compose_plan
 from tests.conftest import print_logs_if_failed
 from tests.tools import routes
 from tests.tools.router_routes import every_route, other_spellings
@@ -75,8 +76,8 @@ def start_routers_first(stack: Stack) -> RoutersFirst:
     prepare(stack, echo=False)
     stack.compose("up", "-d", "--no-deps", "--no-build", "router").checked("docker compose up router")
     early, port = f"{NAME}-router-early", free_port()
-    urls = [r.url for r in plan.replicas]
-    argv = [a for a in plan.router.compose_argv if a != "--worker-urls" and a not in urls]
+    urls = [r.url for r in plan.instances]
+    argv = [a for a in compose_plan(plan).router_argv or [] if a != "--worker-urls" and a not in urls]
     stack.compose(
         "run",
         "-d",
@@ -167,7 +168,7 @@ def test_a_router_started_before_its_engines_accepts_the_key_once_they_are_up(ro
     soon as the engines are up, and neither container was restarted."""
     x2, seen = routers_first
     plan = x2.plan
-    urls = [r.url for r in plan.replicas]
+    urls = [r.url for r in plan.instances]
     headers = {"Authorization": f"Bearer {x2.key()}"}
     # Before any engine: the service's front answered for a router still waiting for its workers; the early
     # router answered itself (no workers). The right key was not refused; no key was.
@@ -232,11 +233,11 @@ def test_every_route_of_the_routers_table_is_closed_but_the_allowlist(x2, measur
     any key (admin routes with the client key included: called so that they would act, removing a real
     replica or adding a foreign URL); on it 401 without the right key but on the public routes; the
     client's routes answer with it. The router still has both replicas."""
-    expected = sorted(r.url for r in x2.plan.replicas)
+    expected = sorted(r.url for r in x2.plan.instances)
     assert workers(x2) == expected
     started = time.monotonic()
-    problems, calls = every_route(x2.plan, x2.endpoint, x2.key(), x2.plan.replicas[0].url)
-    problems += other_spellings(x2.endpoint, x2.key(), x2.plan.replicas[0].url)
+    problems, calls = every_route(x2.plan, x2.endpoint, x2.key(), x2.plan.instances[0].url)
+    problems += other_spellings(x2.endpoint, x2.key(), x2.plan.instances[0].url)
     assert not problems, "\n".join(problems)
     assert workers(x2) == expected
     assert readiness(x2)["healthy_workers"] == 2
@@ -250,7 +251,7 @@ def test_each_engine_checks_the_key_too(x2):
         "try:\n    urllib.request.urlopen('http://127.0.0.1:8000/v1/models', timeout=5); print(200)\n"
         "except urllib.error.HTTPError as e:\n    print(e.code)"
     )
-    for replica in x2.plan.replicas:
+    for replica in x2.plan.instances:
         assert in_container(x2, replica.service, probe) == "401"
 
 
@@ -259,7 +260,7 @@ def test_every_route_of_each_engines_own_table_needs_the_key(x2, measured):
     /metrics: tests/tools/routes.py run by the engine's Python inside its container (the key on stdin)."""
     from deploy.assets.edge.vllm_deploy_edge import PUBLIC
 
-    for replica in x2.plan.replicas:
+    for replica in x2.plan.instances:
         container = x2.container(replica.service)
         assert container is not None, replica.service
         done = subprocess.run(
@@ -287,13 +288,13 @@ def test_every_route_of_each_engines_own_table_needs_the_key(x2, measured):
 def test_requests_are_spread_over_both_replicas(x2):
     before = {
         r.service: x2.engine.logs(x2.container(r.service), 100000).count("POST /v1/chat/completions")
-        for r in x2.plan.replicas
+        for r in x2.plan.instances
     }
     result = load(x2.endpoint, x2.key(), x2.plan.served_model_name, 2, 20, image_urls_for(None))
     assert result.errors == 0
     after = {
         r.service: x2.engine.logs(x2.container(r.service), 100000).count("POST /v1/chat/completions")
-        for r in x2.plan.replicas
+        for r in x2.plan.instances
     }
     served = {service: after[service] - before[service] for service in after}
     assert sum(served.values()) == 20 and min(served.values()) >= 8, served  # round robin: about half each
@@ -307,7 +308,7 @@ def prometheus(stack: Stack) -> Prometheus:
 def scraped(stack: Stack, query: str, job: str) -> dict[str, float]:
     """instance -> value of a metric in Prometheus, once every target of the job has a sample of it."""
     assert stack.plan.monitoring is not None
-    targets = set(stack.plan.monitoring.compose_targets[job])
+    targets = set(stack.plan.monitoring.targets[job])
 
     def complete() -> dict[str, float] | None:
         found = {
@@ -322,7 +323,7 @@ def scraped(stack: Stack, query: str, job: str) -> dict[str, float]:
 
 def test_prometheus_scrapes_every_replica_and_the_router(x2):
     assert x2.plan.monitoring and "prometheus" in x2.services
-    assert scraped(x2, "up", "vllm-engine") == dict.fromkeys(x2.plan.monitoring.compose_targets["vllm-engine"], 1.0)
+    assert scraped(x2, "up", "vllm-engine") == dict.fromkeys(x2.plan.monitoring.targets["vllm-engine"], 1.0)
     assert set(scraped(x2, "vllm:num_requests_running", "vllm-engine").values()) <= {0.0, 1.0, 2.0}
     served = scraped(x2, "vllm:e2e_request_latency_seconds_count", "vllm-engine")
     assert min(served.values()) > 0, served  # the requests of the tests before reached both replicas
@@ -373,7 +374,7 @@ def test_a_rollout_under_load_loses_no_request(x2, measured):
 
 
 def test_a_killed_engine_costs_at_most_its_requests_in_flight(x2, measured):
-    victim = x2.plan.replicas[1].service
+    victim = x2.plan.instances[1].service
     container = x2.container(victim)
     stop = threading.Event()
     results: dict = {}
@@ -398,7 +399,7 @@ def test_a_killed_engine_costs_at_most_its_requests_in_flight(x2, measured):
         loader.join()
     result = results["load"]
     # Its "down" alert: pending once Prometheus misses a scrape, firing after the rule's `for`.
-    instance = next(t for t in x2.plan.monitoring.compose_targets["vllm-engine"] if t.startswith(victim))
+    instance = next(t for t in x2.plan.monitoring.targets["vllm-engine"] if t.startswith(victim))
 
     def alert_state() -> str | None:
         return next(

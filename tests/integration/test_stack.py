@@ -31,6 +31,7 @@ from deploy.runtime.smoke import plan_options, run_suite
 from deploy.runtime.stack import Stack, down, up
 from deploy.spec import load_profile
 from deploy.spec.variant import write_variant
+from deploy.targets import compose_plan
 from tests.conftest import REPO, print_logs_if_failed
 from tests.tools import routes
 
@@ -366,8 +367,8 @@ def test_down_keeps_volumes_and_up_with_runtime_only_changes_rebuilds_nothing(ru
     stack.env_file.write_text(stack.env_file.read_text().replace("VLLM_API_KEY=sk-", "VLLM_API_KEY=sk-changed-"))
     changed = Stack(resolve(load_profile(str(profile))), stack.root)
     assert changed.plan.image.reference == stack.plan.image.reference
-    assert changed.plan.generation is not None and stack.plan.generation is not None
-    assert changed.plan.generation.compose_config != stack.plan.generation.compose_config
+    assert changed.plan.generation is not None
+    assert compose_plan(changed.plan).generation_config != compose_plan(stack.plan).generation_config
     run, total = images.build(changed.plan, changed.compose, echo=False)
     assert run == 0 and total >= 3  # every RUN/COPY step a cache hit
     again = up(changed)

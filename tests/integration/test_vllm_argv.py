@@ -54,7 +54,7 @@ def rendered_argvs(plan: Plan) -> dict[str, list[str]]:
     containers = deployment["spec"]["template"]["spec"]["containers"]
     assert [c["name"] for c in containers] == ["vllm"]
     return {
-        "compose": from_compose(compose["services"][plan.replicas[0].service]["command"]),
+        "compose": from_compose(compose["services"][plan.instances[0].service]["command"]),
         "kubernetes": from_kubernetes(containers[0]["args"]),
     }
 

@@ -21,6 +21,7 @@ import yaml
 from deploy.plan import Plan, resolve
 from deploy.render import render, write_files
 from deploy.spec import builtin_names, load_profile
+from deploy.targets import kubernetes_plan
 from tests.conftest import FIXTURE_PROFILES, kubectl, venv_tool
 from tests.tools import crds
 
@@ -76,7 +77,7 @@ def test_kustomize_builds_the_rendered_directory(ref, tmp_path, measured):
     for obj in objects:
         by_kind.setdefault(obj["kind"], []).append(obj)
 
-    k = plan.kubernetes
+    k = kubernetes_plan(plan)
     expected = {"Deployment": 1, "Service": 1, "Secret": 1, "NetworkPolicy": 1}
     expected |= {"PersistentVolumeClaim": 1} if k.pvc_name else {}
     expected |= {"Namespace": 1} if k.create_namespace else {}
@@ -93,7 +94,7 @@ def test_kustomize_builds_the_rendered_directory(ref, tmp_path, measured):
         }
     if m := plan.monitoring:  # the dashboard ConfigMap; the operator's and autoscaler's custom resources
         expected["ConfigMap"] = expected.get("ConfigMap", 0) + 1
-        expected |= {"ServiceMonitor": len(m.service_monitors), "PrometheusRule": 1} if m.prometheus_operator else {}
+        expected |= {"ServiceMonitor": len(k.service_monitors), "PrometheusRule": 1} if m.prometheus_operator else {}
         expected |= {"keda": {"ScaledObject": 1}, "hpa": {"HorizontalPodAutoscaler": 1}}.get(m.autoscaler, {})
     assert {kind: len(found) for kind, found in by_kind.items()} == expected, [o["metadata"]["name"] for o in objects]
 
@@ -124,9 +125,9 @@ def test_kustomize_builds_the_rendered_directory(ref, tmp_path, measured):
         deployment = next(d for d in by_kind["Deployment"] if d["metadata"]["name"] == k.object_name)
         containers = deployment["spec"]["template"]["spec"]["containers"]
         configmap = next(
-            c for c in by_kind["ConfigMap"] if c["metadata"]["name"].startswith(plan.generation.configmap_name + "-")
+            c for c in by_kind["ConfigMap"] if c["metadata"]["name"].startswith(f"{k.generation_configmap}-")
         )
-        assert re.fullmatch(re.escape(plan.generation.configmap_name) + HASH_SUFFIX, configmap["metadata"]["name"])
+        assert re.fullmatch(re.escape(k.generation_configmap or "") + HASH_SUFFIX, configmap["metadata"]["name"])
         assert json.loads(configmap["data"][plan.generation.file_name]) == plan.generation.config
         volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
         assert volumes["generation"]["configMap"]["name"] == configmap["metadata"]["name"]

@@ -287,7 +287,7 @@ def test_the_one_engine_copy_keeps_the_router(tmp_path):
     from deploy.bench.replicas import X1, x2_variant
 
     stack = x2_variant(tmp_path, X1, {"replicas": 1, "router": {"enabled": True}})
-    assert [r.service for r in stack.plan.replicas] == ["vllm-0"] and stack.services == ["vllm-0", "router"]
+    assert [r.service for r in stack.plan.instances] == ["vllm-0"] and stack.services == ["vllm-0", "router"]
 
 
 def test_router_overhead_alternates_the_arms_and_compares_medians(tmp_path):

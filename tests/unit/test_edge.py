@@ -11,7 +11,8 @@ import asyncio
 import pytest
 
 from deploy.paths import BUILD_ASSETS
-from deploy.plan.engine import API_KEY_VARIABLE, EDGE_MIDDLEWARE, HEALTH_PATH
+from deploy.plan.constants import HEALTH_PATH
+from deploy.plan.engine import API_KEY_VARIABLE, EDGE_MIDDLEWARE
 from tests.conftest import module_from_file
 
 edge = module_from_file("vllm_deploy_edge", BUILD_ASSETS["vllm_deploy_edge.py"])

@@ -91,8 +91,21 @@ def test_the_smoke_suite_imports_nothing_from_deploy():
 
 
 def test_the_runtime_sits_above_the_core():
-    """plan, render and spec never reach up into the runtime or the benchmarks."""
+    """spec, plan, targets and render never reach up into the runtime or the benchmarks."""
     edges = graph("deploy")
-    core = [n for n in edges if n.startswith(("deploy.plan", "deploy.spec")) or n == "deploy.render"]
+    core = [n for n in edges if n.startswith(("deploy.plan", "deploy.spec", "deploy.targets")) or n == "deploy.render"]
     for name in core:
         assert not {t for t in edges[name] if t.startswith(("deploy.runtime", "deploy.bench", "deploy.cli"))}, name
+
+
+def test_the_core_layers_import_only_downwards():
+    """spec -> plan -> targets -> render: the neutral plan never reaches into a target's projection, a projection
+    never into render, and the profile's types into none of them."""
+    layers = ["deploy.spec", "deploy.plan", "deploy.targets", "deploy.render"]
+    edges = graph("deploy")
+    for name, targets in edges.items():
+        own = next((i for i, layer in enumerate(layers) if name == layer or name.startswith(layer + ".")), None)
+        if own is None:
+            continue
+        above = {t for t in targets for layer in layers[own + 1 :] if t == layer or t.startswith(layer + ".")}
+        assert not above, (name, above)

@@ -22,6 +22,7 @@ from deploy.spec.model_facts import (
     served_by_vllm,
 )
 from deploy.spec.variant import write_variant
+from deploy.targets import compose_plan, kubernetes_plan
 from tests.conftest import FIXTURE_PROFILES
 
 QWEN = "Qwen2_5_VLForConditionalGeneration"
@@ -294,5 +295,7 @@ def test_the_generation_config_is_mounted_where_vllm_is_pointed(tmp_path):
     changed = write_variant("tiny-cpu", tmp_path / "p.yaml", {"generation": {"max-tokens": 16}})
     changed_generation = resolve(load_profile(str(changed))).generation
     assert changed_generation is not None
-    assert changed_generation.compose_config != generation.compose_config
-    assert changed_generation.configmap_name == generation.configmap_name
+    assert changed_generation.digest != generation.digest
+    changed_plan = resolve(load_profile(str(changed)))
+    assert compose_plan(changed_plan).generation_config != compose_plan(plan).generation_config
+    assert kubernetes_plan(changed_plan).generation_configmap == kubernetes_plan(plan).generation_configmap

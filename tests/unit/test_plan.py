@@ -6,6 +6,7 @@ import pytest
 
 from deploy.plan import API_KEY_VARIABLE, ENTRYPOINT, engine_flags, host_command, host_environment, resolve, serve_args
 from deploy.spec import load_profile
+from deploy.targets import kubernetes_plan
 from tests.conftest import FIXTURE_PROFILES
 
 SEED_MODEL = "/root/ld/ld_model_pretrained/Minicpmv2_6"
@@ -154,7 +155,7 @@ def test_hub_storage_gets_a_cache_volume_and_optional_token():
     assert plan.storage.kind == "hub"
     assert plan.environment["HF_HOME"] == plan.storage.container_path
     assert {s.name: s.required for s in plan.secrets} == {"VLLM_API_KEY": True, "HF_TOKEN": False}
-    assert plan.kubernetes.pvc_name == "qwen2-5-vl-7b-models"
+    assert kubernetes_plan(plan).pvc_name == "qwen2-5-vl-7b-models"
 
 
 def test_local_storage_is_offline_and_read_only():
@@ -162,7 +163,7 @@ def test_local_storage_is_offline_and_read_only():
     assert plan.storage.kind == "host"
     assert plan.storage.host_path == plan.storage.container_path == SEED_MODEL
     assert plan.environment["HF_HUB_OFFLINE"] == "1"
-    assert plan.kubernetes.pvc_name is None
+    assert kubernetes_plan(plan).pvc_name is None
 
 
 def test_startup_probe_is_sized_from_the_load_budget():

@@ -528,11 +528,11 @@ def test_the_files_render_leaves_alone_are_the_ones_git_ignores():
 
 
 def test_floats_are_written_so_yaml_1_1_reads_them_back():
-    from deploy.render import _flow, _yaml_scalar
+    from deploy.render import _yaml_flow, _yaml_scalar
 
     for value in (1e-07, 1e16, -2.5e-10, 0.1, 1.0):
         assert yaml.safe_load(_yaml_scalar(value)) == value and isinstance(yaml.safe_load(_yaml_scalar(value)), float)
-    assert _flow({"temperature": 1e-07, "x": [1e16]}) == '{"temperature": 1.0e-07, "x": [1.0e+16]}'
+    assert _yaml_flow({"temperature": 1e-07, "x": [1e16]}) == '{"temperature": 1.0e-07, "x": [1.0e+16]}'
 
 
 @pytest.mark.parametrize("check", [[], ["--check"]])

@@ -8,6 +8,7 @@ import yaml
 from deploy.plan import resolve
 from deploy.render import render
 from deploy.spec import load_profile
+from deploy.targets import compose_plan, kubernetes_plan
 from tests.conftest import FIXTURE_PROFILES
 
 SINK = str(FIXTURE_PROFILES / "kitchen-sink.yaml")
@@ -134,12 +135,14 @@ def test_router_command_lines_parse_with_the_routers_own_parser():
         plan = resolve(load_profile(ref))
         router = plan.router
         assert router is not None, ref
-        for argv in (router.compose_argv, router.kubernetes_argv):
+        compose_argv, kube_router = compose_plan(plan).router_argv, kubernetes_plan(plan).router
+        assert compose_argv is not None and kube_router is not None
+        for argv in (compose_argv, kube_router.argv):
             args = parse_router_args(list(argv))
             assert (args.host, args.port) == ("127.0.0.1", 8001) and args.policy == argv[argv.index("--policy") + 1]
             assert args.api_key is None  # the key never on a command line
             assert args.health_check_interval_secs == 5 and args.prometheus_port == 29000
-        compose_args = parse_router_args(list(router.compose_argv))
-        assert compose_args.worker_urls == [r.url for r in plan.replicas] and not compose_args.service_discovery
-        discovery = parse_router_args(list(router.kubernetes_argv))
+        compose_args = parse_router_args(list(compose_argv))
+        assert compose_args.worker_urls == [r.url for r in plan.instances] and not compose_args.service_discovery
+        discovery = parse_router_args(list(kube_router.argv))
         assert discovery.service_discovery and discovery.service_discovery_port == 8000

@@ -26,6 +26,7 @@ from deploy.runtime.net import free_port
 from deploy.runtime.process import Completed
 from deploy.runtime.router import ADMIN_PROGRAM, RouterClient
 from deploy.spec import device_facts, load_profile
+from deploy.targets import compose_plan
 from tests.conftest import REPO, module_from_file
 
 LAUNCHER = REPO / "deploy" / "assets" / "router_launch.py"
@@ -149,9 +150,11 @@ def test_the_launcher_and_the_plan_agree():
     assert plan.router.api_key_variable == KEY_VARIABLE and plan.router.key_hash_variable == KEY_HASH_VARIABLE
     # What haproxy computes from the header: sha2(256),hex,lower of "Bearer <key>".
     assert launcher.key_digest("sk-1") == hashlib.sha256(b"Bearer sk-1").hexdigest()
-    front, router = launcher.split_argv(plan.router.entrypoint[2:] + plan.router.compose_argv)
+    argv = compose_plan(plan).router_argv
+    assert argv is not None
+    front, router = launcher.split_argv(plan.router.entrypoint[2:] + argv)
     assert front == ["/usr/sbin/haproxy", "-db", "-f", plan.router.front_config]
-    assert router == plan.router.compose_argv
+    assert router == argv
 
 
 FRONT = """\

@@ -1,0 +1,316 @@
+"""The Kubernetes projection: the neutral Plan in Kubernetes' spellings (sizes like "8Gi", labels, probes,
+policies, the router's discovery by label), and the manifest table.
+
+The table is the one list of manifests: each row a file, its template and when the profile gets it. render()
+writes the rows that apply, and the kustomization lists the same rows as its resources. A new Kubernetes
+object is one row here and one template.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from deploy.plan.constants import (
+    COMPONENT_LABEL,
+    CONTAINER_PORT,
+    ENGINE_NAME,
+    INSTANCE_LABEL,
+    MANAGED_BY_LABEL,
+    NAME_LABEL,
+    PART_OF,
+    PART_OF_LABEL,
+    ROUTER_NAME,
+    VERSION_LABEL,
+)
+from deploy.plan.model import EgressPlan, Plan
+from deploy.plan.monitoring import ENGINE_JOB, ROUTER_JOB
+from deploy.plan.router import PRESTOP_SECONDS
+
+CPUS_PER_GPU = 4  # the CPU request per GPU when the profile names none: tokenizing, images, the API server
+CPUS_WITHOUT_GPU = 2
+GRACE_MARGIN_SECONDS = 10  # after preStop and vLLM's drain, before SIGKILL
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class IngressRule(_Frozen):
+    from_labels: dict[str, str] | None  # pods (same namespace) allowed in; None: any pod
+    from_namespace: str | None = None  # instead: every pod of that namespace (Prometheus')
+    ports: list[str]  # named container ports
+
+
+class NetworkPolicyPlan(_Frozen):
+    name: str
+    comment: str
+    selector: dict[str, str]  # the pods this policy covers
+    ingress: list[IngressRule]
+    egress: EgressPlan | None  # engine pods only: they fetch image URLs
+
+
+class ServiceMonitorPlan(_Frozen):
+    name: str
+    job: str  # the job label its targets get, the same as compose's scrape jobs
+    selector: dict[str, str]  # the Service it scrapes
+    port: str  # that Service's named port
+
+
+class RouterObjects(_Frozen):
+    """The router's Deployment, Service, ServiceAccount and Role."""
+
+    object_name: str
+    labels: dict[str, str]
+    selector: dict[str, str]
+    argv: list[str]  # service discovery of the engine pods by label, then the router's own flags
+
+
+class Manifest(_Frozen):
+    file: str  # beside the kustomization, listed in its resources
+    template: str
+    note: str | None = None  # a comment above its line in the kustomization
+
+
+class KubernetesPlan(_Frozen):
+    object_name: str  # DNS-1123: the profile's name without "_"
+    namespace: str
+    namespace_labels: dict[str, str]
+    replicas: int
+    engine_service_name: str  # the engines' Service: the public one without a router, internal behind it
+    engine_service_type: str  # ClusterIP behind a router
+    engine_service_port: int  # the router reaches the engines on the container port
+    rolling: bool  # RollingUpdate one pod at a time (more than one replica), else Recreate
+    prestop_seconds: int  # endpoints drop the pod before SIGTERM reaches vLLM
+    termination_grace_seconds: int
+    labels: dict[str, str]
+    selector: dict[str, str]
+    secret_name: str
+    pvc_name: str | None
+    storage_class: str | None
+    storage_size: str
+    node_selector: dict[str, str]
+    node_affinity: dict[str, list[str]]  # label -> values, any of which a node must have
+    tolerations: list[dict[str, Any]]
+    runtime_class_name: str | None
+    service_type: str
+    network_policies: list[NetworkPolicyPlan]
+    create_namespace: bool
+    memory_request: str
+    memory_limit: str
+    shm_size: str
+    cpu_request: str
+    cpu_limit: str | None  # NB: none unless the profile caps cpus: a CFS quota throttles vLLM's busy loop
+    edge_configmap: str  # kustomize appends its own content hash to ConfigMap names
+    generation_configmap: str | None
+    dashboard_configmap: str | None
+    router: RouterObjects | None
+    service_monitors: list[ServiceMonitorPlan]
+    scale_query: str | None  # the autoscaler's: requests waiting in this namespace's engines
+    manifests: list[Manifest]  # the table's rows this profile gets, in the kustomization's order
+
+
+@dataclass(frozen=True)
+class Row:
+    manifest: Manifest
+    condition: Callable[[Plan, KubernetesPlan], bool]
+    when: str  # the condition in words
+
+
+def _always(plan: Plan, kube: KubernetesPlan) -> bool:
+    return True
+
+
+def _row(file: str, condition: Callable[[Plan, KubernetesPlan], bool], when: str, note: str | None = None) -> Row:
+    manifest = Manifest(file=f"{file}.yaml", template=f"k8s/{file}.yaml.j2", note=note)
+    return Row(manifest=manifest, condition=condition, when=when)
+
+
+def _operator(plan: Plan, kube: KubernetesPlan) -> bool:
+    return plan.monitoring is not None and plan.monitoring.prometheus_operator
+
+
+def _autoscaler(kind: str) -> Callable[[Plan, KubernetesPlan], bool]:
+    return lambda plan, kube: plan.monitoring is not None and plan.monitoring.autoscaler == kind
+
+
+# The manifest table, in the kustomization's order.
+MANIFESTS = [
+    _row("namespace", lambda plan, kube: kube.create_namespace, "kubernetes.create-namespace"),
+    _row("deployment", _always, "always"),
+    _row("service", _always, "always"),
+    _row("pvc", lambda plan, kube: kube.pvc_name is not None, "hub storage"),
+    _row("networkpolicy", _always, "always"),
+    _row("router-deployment", lambda plan, kube: plan.router is not None, "the router is on"),
+    _row("router-service", lambda plan, kube: plan.router is not None, "the router is on"),
+    _row("router-rbac", lambda plan, kube: plan.router is not None, "the router is on"),
+    _row("pdb", lambda plan, kube: kube.rolling, "more than one replica"),
+    _row(
+        "servicemonitor",
+        _operator,
+        "monitoring with prometheus-operator",
+        note="prometheus-operator's CRDs (monitoring.coreos.com) must be installed.",
+    ),
+    _row("prometheusrule", _operator, "monitoring with prometheus-operator"),
+    _row(
+        "scaledobject",
+        _autoscaler("keda"),
+        "monitoring with autoscaler keda",
+        note="KEDA's CRDs (keda.sh) must be installed.",
+    ),
+    _row(
+        "hpa",
+        _autoscaler("hpa"),
+        "monitoring with autoscaler hpa",
+        note="Needs prometheus-adapter serving vllm_num_requests_waiting as a pods metric.",
+    ),
+]
+
+
+def labels(name: str, instance: str, version: str, component: str) -> dict[str, str]:
+    return {
+        NAME_LABEL: name,
+        INSTANCE_LABEL: instance,
+        VERSION_LABEL: version,
+        COMPONENT_LABEL: component,
+        PART_OF_LABEL: PART_OF,
+        MANAGED_BY_LABEL: PART_OF,
+    }
+
+
+def selector(found: dict[str, str]) -> dict[str, str]:
+    """The labels that pick a component's pods: its name and instance (never its version)."""
+    return {k: v for k, v in found.items() if k in (NAME_LABEL, INSTANCE_LABEL)}
+
+
+def _router(plan: Plan, object_name: str, engine_selector: dict[str, str]) -> RouterObjects | None:
+    if plan.router is None:
+        return None
+    found = labels(ROUTER_NAME, object_name, plan.router.version, "router")
+    discovery = [
+        "--service-discovery",
+        "--selector",
+        *(f"{k}={v}" for k, v in engine_selector.items()),
+        "--service-discovery-port",
+        str(CONTAINER_PORT),
+        "--service-discovery-namespace",
+        plan.cluster.namespace,
+    ]
+    return RouterObjects(
+        object_name=f"{object_name}-router",
+        labels=found,
+        selector=selector(found),
+        argv=[*discovery, *plan.router.argv],
+    )
+
+
+def network_policies(
+    plan: Plan, object_name: str, engine_selector: dict[str, str], router: RouterObjects | None
+) -> list[NetworkPolicyPlan]:
+    clients = plan.cluster.clients
+    # Prometheus scrapes the engines' /metrics on the server port, from its own namespace.
+    scrapers = (
+        [IngressRule(from_labels=None, from_namespace=plan.cluster.prometheus_namespace, ports=["http"])]
+        if plan.monitoring and (router or clients)
+        else []
+    )
+    if router is None:
+        return [
+            NetworkPolicyPlan(
+                name=object_name,
+                selector=engine_selector,
+                egress=plan.cluster.egress,
+                comment="Only the server port is reachable"
+                + (", and only from the listed clients" if clients else "")
+                + "; everything else is dropped at the pod.",
+                ingress=[IngressRule(from_labels=clients, ports=["http"]), *scrapers],
+            )
+        ]
+    return [
+        NetworkPolicyPlan(
+            name=f"{object_name}-engine",
+            comment="Engine pods: only the router reaches the server port.",
+            selector=engine_selector,
+            ingress=[IngressRule(from_labels=router.selector, ports=["http"]), *scrapers],
+            egress=plan.cluster.egress,
+        ),
+        NetworkPolicyPlan(
+            name=f"{object_name}-router",
+            comment="The router: its port "
+            + ("for the listed clients only" if clients else "for any pod")
+            + ", and its metrics.",
+            selector=router.selector,
+            ingress=[
+                IngressRule(from_labels=clients, ports=["http"]),
+                IngressRule(from_labels=None, ports=["metrics"]),
+            ],
+            egress=None,
+        ),
+    ]
+
+
+def service_monitors(
+    plan: Plan, object_name: str, engine_selector: dict[str, str], router: RouterObjects | None
+) -> list[ServiceMonitorPlan]:
+    if plan.monitoring is None:
+        return []
+    found = [ServiceMonitorPlan(name=f"{object_name}-engine", job=ENGINE_JOB, selector=engine_selector, port="http")]
+    if router:
+        found.append(
+            ServiceMonitorPlan(name=f"{object_name}-router", job=ROUTER_JOB, selector=router.selector, port="metrics")
+        )
+    return found
+
+
+def kubernetes_plan(plan: Plan) -> KubernetesPlan:
+    c = plan.cluster
+    object_name = plan.name.replace("_", "-")  # NB: Kubernetes object names are DNS-1123: no "_"
+    engine_labels = labels(ENGINE_NAME, object_name, plan.image.vllm_version, "inference-server")
+    engine_selector = selector(engine_labels)
+    router = _router(plan, object_name, engine_selector)
+    monitoring = plan.monitoring
+    kube = KubernetesPlan(
+        object_name=object_name,
+        namespace=c.namespace,
+        namespace_labels={PART_OF_LABEL: PART_OF},
+        replicas=plan.replicas,
+        engine_service_name=f"{object_name}-engine" if router else object_name,
+        engine_service_type="ClusterIP" if router else c.service_type,
+        engine_service_port=CONTAINER_PORT if router else plan.port,
+        rolling=plan.replicas > 1,
+        prestop_seconds=PRESTOP_SECONDS,
+        # NB: preStop, then vLLM drains for --shutdown-timeout, then a margin before SIGKILL.
+        termination_grace_seconds=PRESTOP_SECONDS + plan.drain_seconds + GRACE_MARGIN_SECONDS,
+        labels=engine_labels,
+        selector=engine_selector,
+        secret_name=f"{object_name}-secrets",
+        pvc_name=f"{object_name}-models" if plan.storage.kind == "hub" else None,
+        storage_class=c.storage_class,
+        storage_size=f"{c.storage_size_gib}Gi",
+        node_selector=c.node_selector,
+        node_affinity=c.node_affinity,
+        tolerations=c.tolerations,
+        runtime_class_name=c.runtime_class_name,
+        service_type=c.service_type,
+        network_policies=network_policies(plan, object_name, engine_selector, router),
+        create_namespace=c.create_namespace,
+        # NB: request = limit makes the pod Guaranteed for memory: vLLM's footprint is fixed once loaded.
+        memory_request=f"{plan.memory_gib}Gi",
+        memory_limit=f"{plan.memory_gib}Gi",
+        shm_size=f"{plan.shm_size_gib}Gi",
+        cpu_request=str(plan.cpus or (CPUS_PER_GPU * plan.gpus or CPUS_WITHOUT_GPU)),
+        cpu_limit=str(plan.cpus) if plan.cpus else None,
+        edge_configmap=f"{object_name}-edge",
+        generation_configmap=f"{object_name}-generation" if plan.generation else None,
+        dashboard_configmap=f"{object_name}-dashboard" if monitoring else None,
+        router=router,
+        service_monitors=service_monitors(plan, object_name, engine_selector, router),
+        scale_query=(
+            f'sum(vllm:num_requests_waiting{{namespace="{c.namespace}",job="{ENGINE_JOB}"}})' if monitoring else None
+        ),
+        manifests=[],
+    )
+    return kube.model_copy(update={"manifests": [row.manifest for row in MANIFESTS if row.condition(plan, kube)]})
