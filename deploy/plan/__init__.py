@@ -7,6 +7,7 @@ model (the frozen types) · engine (flags, argv, environment) · image (what run
 (the server's generation config, the image estimate) · memory (GPU memory arithmetic) · resolve
 """
 
+from deploy.facts import device_facts
 from deploy.plan.engine import (
     API_KEY_VARIABLE,
     CONTAINER_PORT,
@@ -19,7 +20,6 @@ from deploy.plan.engine import (
 from deploy.plan.image import build_recipe_digest
 from deploy.plan.model import Plan
 from deploy.plan.resolve import resolve
-from deploy.spec import device_facts
 
 __all__ = [
     "API_KEY_VARIABLE",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from deploy.facts import device_facts
 from deploy.paths import TEMPLATE_DIR
 from deploy.plan.model import (
     MonitoringPlan,
@@ -21,7 +22,7 @@ from deploy.plan.model import (
     RuleGroup,
     ServiceMonitorPlan,
 )
-from deploy.spec import Profile, device_facts
+from deploy.spec import Profile
 
 ENGINE_JOB = "vllm-engine"
 ROUTER_JOB = "vllm-router"

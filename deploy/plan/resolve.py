@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from deploy.facts import device_facts
 from deploy.plan.engine import (
     API_KEY_VARIABLE,
     CONTAINER_PORT,
@@ -38,7 +39,7 @@ from deploy.plan.model import (
 )
 from deploy.plan.monitoring import monitoring
 from deploy.plan.router import PRESTOP_SECONDS, engine_environment, replicas, router, router_enabled
-from deploy.spec import Profile, device_facts, gpu_count, model_storage
+from deploy.spec import Profile, gpu_count, model_storage
 
 
 def resolve(profile: Profile) -> Plan:

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 from deploy.errors import UserError
+from deploy.facts import device_facts
 from deploy.paths import PACKAGE_DIR
-from deploy.plan import Plan, device_facts
+from deploy.plan import Plan
 from deploy.runtime.docker import Compose, Engine, cli_environment, docker_cli
 from deploy.runtime.process import Runner, run
 

@@ -8,14 +8,13 @@ messages (errors as sentences, secrets never echoed) · model_facts (what an ima
 deploy/data/models.yaml) · checks (cross-field) · load (entry points)
 """
 
-from deploy.spec.checks import device_facts, gpu_count, model_storage
+from deploy.spec.checks import gpu_count, model_storage
 from deploy.spec.load import builtin_names, json_schema, load_profile, locate, parse_profile
 from deploy.spec.schema import Profile
 
 __all__ = [
     "Profile",
     "builtin_names",
-    "device_facts",
     "gpu_count",
     "json_schema",
     "load_profile",

@@ -90,9 +90,27 @@ def test_the_smoke_suite_imports_nothing_from_deploy():
         assert not {i for i in imports(path) if i == "deploy" or i.startswith("deploy.")}, path
 
 
-def test_the_runtime_sits_above_the_core():
-    """plan, render and spec never reach up into the runtime or the benchmarks."""
+def test_the_facts_sit_below_the_profile():
+    """deploy/facts (the data files and their loaders) is the bottom layer: spec and everything above it read
+    the files through it, and it reads nothing of the project but where the package lives."""
     edges = graph("deploy")
-    core = [n for n in edges if n.startswith(("deploy.plan", "deploy.spec")) or n == "deploy.render"]
+    facts = [n for n in edges if n == "deploy.facts" or n.startswith("deploy.facts.")]
+    assert facts
+    for name in facts:
+        assert {t for t in edges[name] if not t.startswith("deploy.facts")} <= {"deploy.paths"}, name
+
+
+def test_no_module_but_the_facts_opens_the_data_files():
+    """One owner for deploy/data/: elsewhere the data files are named in prose (messages, docstrings), never opened."""
+    owners = {REPO / "deploy" / "paths.py", *(REPO / "deploy" / "facts").rglob("*.py")}
+    for path in {*(REPO / "deploy").rglob("*.py"), *(REPO / "scripts").rglob("*.py")} - owners:
+        text = path.read_text(encoding="utf-8")
+        assert "DATA_DIR" not in text and '/ "data"' not in text, path
+
+
+def test_the_runtime_sits_above_the_core():
+    """facts, plan, render and spec never reach up into the runtime or the benchmarks."""
+    edges = graph("deploy")
+    core = [n for n in edges if n.startswith(("deploy.facts", "deploy.plan", "deploy.spec")) or n == "deploy.render"]
     for name in core:
         assert not {t for t in edges[name] if t.startswith(("deploy.runtime", "deploy.bench", "deploy.cli"))}, name
