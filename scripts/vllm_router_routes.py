@@ -22,6 +22,9 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+# NB: the deploy package of this checkout, not whichever one the venv's editable install names (a git
+# worktree shares its venv): the pinned version must be the one in this checkout's devices.yaml.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from deploy.facts import device_facts
 
 FUNCTION = "build_app_with_wasm_middleware"
