@@ -151,7 +151,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from deploy.runtime.preflight import failures, gather, judge, print_checks
 
     stack = _stack(args.profile)
-    found = judge(stack.plan, gather(stack.plan, stack.compose, stack.engine))
+    found = judge(stack.plan, gather(stack.plan, stack.compose, stack.docker))
     print_checks(found)
     return 1 if failures(found) else 0
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).parent
+# The data files (deploy/facts finds, parses and caches each one).
+DATA_DIR = PACKAGE_DIR / "data"
 # Installed wheels carry the templates inside the package; a source checkout keeps them at the top.
 TEMPLATE_DIR = next(
     (d for d in (PACKAGE_DIR / "templates", PACKAGE_DIR.parent / "templates") if d.is_dir()), PACKAGE_DIR / "templates"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make a Docker engine with Compose v2 and BuildKit answer on this machine, installing what is missing.
+# Make a Docker daemon with Compose v2 and BuildKit answer on this machine, installing what is missing.
 #
 #   scripts/docker-up.sh COMPOSE_BINARY
 #
@@ -15,7 +15,7 @@ mkdir -p .work
 # NB: /usr/local/bin/docker may be a client without buildx; Debian's 20.10 client drives BuildKit.
 DOCKER=$(command -v /usr/bin/docker || command -v docker || true)
 if ! command -v dockerd >/dev/null; then
-    [[ $(id -u) == 0 ]] || { echo "docker-up: no Docker engine; install docker.io as root" >&2; exit 1; }
+    [[ $(id -u) == 0 ]] || { echo "docker-up: no Docker daemon; install docker.io as root" >&2; exit 1; }
     echo "docker-up: installing docker.io (Debian)"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >/dev/null

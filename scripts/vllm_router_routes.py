@@ -22,9 +22,10 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-import yaml
-
-DEVICES = Path(__file__).resolve().parent.parent / "deploy" / "data" / "devices.yaml"
+# NB: the deploy package of this checkout, not whichever one the venv's editable install names (a git
+# worktree shares its venv): the pinned version must be the one in this checkout's devices.yaml.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from deploy.facts import device_facts
 
 FUNCTION = "build_app_with_wasm_middleware"
 # `let mut protected_routes = Router::new()` … up to the statement's end: the route groups.
@@ -98,7 +99,7 @@ def version(sdist: Path) -> str:
 
 def downloaded(scratch: Path) -> Path:
     """The pinned sdist, downloaded by pip and unpacked under `scratch`; its top folder."""
-    pinned = yaml.safe_load(DEVICES.read_text(encoding="utf-8"))["router"]["version"]
+    pinned = device_facts()["router"]["version"]
     subprocess.run(
         [
             sys.executable,

@@ -1,7 +1,7 @@
 """Shared fixtures: the repository root, the CLI run in-process, and the real validator binaries.
 
 Layout: tests/unit (pure Python: no Docker, no engine, no external tool), tests/static (the real
-validators over rendered files: `static`), tests/integration (a Docker engine, podman or the vLLM engine
+validators over rendered files: `static`), tests/integration (a Docker daemon, podman or the vLLM engine
 venv: marked `docker`, `podman`, `engine`; the slow ones `slow`).
 """
 
@@ -138,7 +138,7 @@ def print_logs_if_failed(request, fixture: str, lines: int, stack_of=lambda valu
     for service in stack.services:
         container = stack.container(service)
         if container:
-            print(f"\n--- {service} logs ---\n{stack.engine.logs(container, lines)}")
+            print(f"\n--- {service} logs ---\n{stack.docker.logs(container, lines)}")
 
 
 MEASURED: dict[str, str] = {}

@@ -4,7 +4,7 @@
 #
 #   deploy/assets/base-image.sh IMAGE_TAG
 #
-# Skips the build when the tag already exists. Needs root (debootstrap) and a running Docker engine.
+# Skips the build when the tag already exists. Needs root (debootstrap) and a running Docker daemon.
 set -euo pipefail
 TAG=${1:?usage: $0 IMAGE_TAG}
 mkdir -p "${WORK_DIR:=.work}"

@@ -1,3 +1,11 @@
-"""Benchmarks: load (the one load generator), baseline (the bare vLLM process), suite (`make bench`),
-report (BENCHMARKS.md from the figures). Figures are ratios against the baseline measured in the same
-run, or counts: timings on a shared 2-core machine are noisy."""
+"""Benchmarks. Figures are ratios against the baseline measured in the same run, or counts: timings on a
+shared 2-core machine are noisy. Each module imports only those listed before it.
+
+cgroup      a CPU cgroup of its own for the load client, so both arms of a comparison meet it alike
+load        the one load generator: multimodal requests against any OpenAI-compatible endpoint
+vllm_bench  `vllm bench serve` (vLLM's own serving benchmark) from the engine venv, and its result
+baseline    the baseline of every ratio: `vllm serve` as a host process with the plan's flags
+report      BENCHMARKS.md from the figures of one run (BENCHMARKS.json)
+replicas    tiny-cpu-x2's router: its overhead, a rollout under load, a replica killed under load
+suite       `make bench`: every figure of BENCHMARKS.md, on the tiny-cpu profile
+"""

@@ -1,10 +1,10 @@
-"""tiny-cpu-x2's router measured: its overhead against the same engine reached straight, a rollout under
-load, and an engine killed under load.
+"""tiny-cpu-x2's router measured: its overhead against the same replica reached straight, a rollout under
+load, and a replica killed under load.
 
 Copies of tiny-cpu-x2 under their own compose project names and free ports, so neither a developer's
-stack nor the lead's test stacks are touched. Engines publish no port in the profile; for the bench a
+stack nor the lead's test stacks are touched. Replicas publish no port in the profile; for the bench a
 compose override (compose.override.yaml beside compose.yaml, which compose reads by itself) publishes
-each engine's port on loopback: the "straight" arm and each engine's own /metrics.
+each replica's port on loopback: the "straight" arm and each replica's own /metrics.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from deploy.runtime.stack import Stack, down, rollout, up
 from deploy.spec import load_profile
 from deploy.spec.variant import write_variant
 
-X1 = "tiny-cpu-x1-bench"  # one engine behind the router: the overhead, router against straight
-X2 = "tiny-cpu-x2-bench"  # tiny-cpu-x2 itself: rollout and a killed engine
+X1 = "tiny-cpu-x1-bench"  # one replica behind the router: the overhead, router against straight
+X2 = "tiny-cpu-x2-bench"  # tiny-cpu-x2 itself: rollout and a killed replica
 CONCURRENCY = 8
 ROLLOUT_REQUESTS = 500
 STEADY_REQUESTS = 200
@@ -43,7 +43,7 @@ OVERHEAD_ROUNDS = 3
 OVERHEAD_SERVE = ServeSettings(prompts=100, concurrency=4)
 X2_SERVE = ServeSettings(prompts=200, concurrency=CONCURRENCY)
 METRICS_DEADLINE_SECONDS = 5.0
-METRICS_CAP = 8 * MIB  # an engine's Prometheus text (every histogram's buckets)
+METRICS_CAP = 8 * MIB  # a replica's Prometheus text (every histogram's buckets)
 
 
 def x2_variant(work: Path, name: str, changes: dict | None = None) -> Stack:
@@ -57,13 +57,13 @@ def x2_variant(work: Path, name: str, changes: dict | None = None) -> Stack:
     return Stack(resolve(load_profile(str(profile))), root)
 
 
-def publish_engines(stack: Stack) -> dict[str, str]:
-    """Write the compose override that publishes every engine on a free loopback port; their URLs by service.
+def publish_replicas(stack: Stack) -> dict[str, str]:
+    """Write the compose override that publishes every replica on a free loopback port; their URLs by service.
     Before `up`: the rendered files are written beside it and leave it alone."""
     ports = {replica.service: free_port() for replica in stack.plan.instances}
     stack.directory.mkdir(parents=True, exist_ok=True)
     (stack.directory / "compose.override.yaml").write_text(
-        "# Written by `make bench`: each engine straight from the host, for the bench only.\nservices:\n"
+        "# Written by `make bench`: each replica straight from the host, for the bench only.\nservices:\n"
         + "".join(
             f'  {service}:\n    ports: ["127.0.0.1:{port}:{CONTAINER_PORT}"]\n' for service, port in ports.items()
         ),
@@ -73,7 +73,7 @@ def publish_engines(stack: Stack) -> dict[str, str]:
 
 
 def router_overhead(stack: Stack, straight_url: str, serve: Callable[[str, str], ServeResult], rounds: int) -> dict:
-    """`vllm bench serve` through the router and straight to its one engine, alternating (the order flips
+    """`vllm bench serve` through the router and straight to its one replica, alternating (the order flips
     each round, so a drift in the machine's load does not favour one arm); medians over rounds."""
     urls = {"router": stack.endpoint, "straight": straight_url}
     by_round: dict[str, list[ServeResult]] = {"router": [], "straight": []}
@@ -103,7 +103,7 @@ def healthy_workers(router: RouterClient) -> int | None:
 
 
 def requests_held(metrics: str) -> int:
-    """Requests an engine holds, from its Prometheus text: running plus waiting (a sample that is not a
+    """Requests a replica holds, from its Prometheus text: running plus waiting (a sample that is not a
     finite number counts nothing)."""
 
     def number(text: str) -> float:
@@ -123,18 +123,18 @@ def requests_held(metrics: str) -> int:
     )
 
 
-def in_flight(engine_url: str, deadline: float = METRICS_DEADLINE_SECONDS) -> int:
-    return requests_held(fetch("GET", f"{engine_url}/metrics", deadline=deadline, cap=METRICS_CAP).ok().text())
+def in_flight(replica_url: str, deadline: float = METRICS_DEADLINE_SECONDS) -> int:
+    return requests_held(fetch("GET", f"{replica_url}/metrics", deadline=deadline, cap=METRICS_CAP).ok().text())
 
 
-def kill_under_load(stack: Stack, engines: dict[str, str], image_urls: list[str]) -> dict:
-    """`docker kill` of the last engine under load at concurrency 8: the requests that failed against those
-    the engine held when it died, how long until the router stops counting it healthy, and how long after
-    `compose up` of its service until the engine is healthy and the router uses it again."""
+def kill_under_load(stack: Stack, replica_urls: dict[str, str], image_urls: list[str]) -> dict:
+    """`docker kill` of the last replica under load at concurrency 8: the requests that failed against those
+    the replica held when it died, how long until the router stops counting it healthy, and how long after
+    `compose up` of its service until the replica is healthy and the router uses it again."""
     plan, key = stack.plan, stack.key() or ""
     health = plan.router
     if health is None:
-        raise ValueError(f"{plan.name}: an engine killed under load needs the router (tiny-cpu-x2 has it)")
+        raise ValueError(f"{plan.name}: a replica killed under load needs the router (tiny-cpu-x2 has it)")
     router = stack.router()
     if router is None:
         raise UserError(f"{plan.name} has no router running")
@@ -149,8 +149,8 @@ def kill_under_load(stack: Stack, engines: dict[str, str], image_urls: list[str]
     loader = threading.Thread(target=traffic)
     loader.start()
     try:
-        time.sleep(3)  # the load is running on both engines
-        held = in_flight(engines[victim])
+        time.sleep(3)  # the load is running on both replicas
+        held = in_flight(replica_urls[victim])
         killed = time.monotonic()
         subprocess.run([docker_cli(), "kill", stack.container(victim) or ""], check=True, capture_output=True)
         wait_until(
@@ -163,7 +163,7 @@ def kill_under_load(stack: Stack, engines: dict[str, str], image_urls: list[str]
         loader.join()
     started = time.monotonic()
     stack.compose("up", "-d", "--no-deps", "--no-build", victim).checked(f"docker compose up {victim}")
-    engine_back = wait_for_http(f"{engines[victim]}/health", 600, interval=0.2)
+    replica_back = wait_for_http(f"{replica_urls[victim]}/health", 600, interval=0.2)
     wait_until(lambda: True if healthy_workers(router) == len(plan.instances) else None, timeout=600, interval=0.2)
     back = time.monotonic() - started
     result: LoadResult = results["load"]
@@ -178,14 +178,14 @@ def kill_under_load(stack: Stack, engines: dict[str, str], image_urls: list[str]
         "health_interval_s": health.health_check_interval_seconds,
         "health_failure_threshold": health.health_failure_threshold,
         "health_bound_s": health.health_check_interval_seconds * health.health_failure_threshold,
-        "engine_healthy_after_s": round(engine_back, 1),
+        "engine_healthy_after_s": round(replica_back, 1),
         "back_in_router_after_s": round(back, 1),
     }
 
 
 def rollout_under_load(stack: Stack, image_urls: list[str], on_step: Callable[[str], None]) -> dict:
     """Steady-state load, then load of at least 500 image requests at concurrency 8 that lasts while
-    `rollout` replaces every engine, one at a time."""
+    `rollout` replaces every replica, one at a time."""
     plan, key = stack.plan, stack.key() or ""
     steady = load(stack.endpoint, key, plan.served_model_name, CONCURRENCY, STEADY_REQUESTS, image_urls)
     before = {r.service: stack.container(r.service) for r in plan.instances}
@@ -244,15 +244,15 @@ def measure(
     for name in (X1, X2):
         subprocess.run([docker_cli(), "volume", "rm", "-f", f"{name}_cache"], capture_output=True)
     x1 = x2_variant(work, X1, {"replicas": 1, "router": {"enabled": True}})
-    engines = publish_engines(x1)
+    replica_urls = publish_replicas(x1)
     try:
-        log("router overhead: tiny-cpu-x2's router with one engine behind it, against that engine straight")
+        log("router overhead: tiny-cpu-x2's router with one replica behind it, against that replica straight")
         section("x1 stack up", up, x1)
         figures["router"] = section(
             "router overhead",
             router_overhead,
             x1,
-            engines[x1.plan.instances[0].service],
+            replica_urls[x1.plan.instances[0].service],
             serve(x1, OVERHEAD_SERVE),
             OVERHEAD_ROUNDS,
         )
@@ -260,7 +260,7 @@ def measure(
     finally:
         down(x1, remove_volumes=True)
     x2 = x2_variant(work, X2)
-    engines = publish_engines(x2)
+    replica_urls = publish_replicas(x2)
     try:
         section("x2 stack up", up, x2)
         log("tiny-cpu-x2 through its router: vllm bench serve")
@@ -270,8 +270,8 @@ def measure(
             urls = image_urls_for(url)
             # NB: the kill before the rollout: workers the rollout hands back to the router (/add_worker) get
             # the router's default health checks, not the profile's, and the kill is judged against those.
-            log("an engine killed under load")
-            figures["kill"] = section("killed engine", kill_under_load, x2, engines, urls)
+            log("a replica killed under load")
+            figures["kill"] = section("killed replica", kill_under_load, x2, replica_urls, urls)
             log("rollout under load")
             figures["rollout"] = section("rollout under load", rollout_under_load, x2, urls, log)
     finally:

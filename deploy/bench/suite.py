@@ -264,7 +264,7 @@ def rounds(stack: Stack, engine_python: Path, figures: dict, repo: Path, cgroup:
     for number in range(1, REPEATS + 1):
         log(f"round {number}/{REPEATS}: container start and load")
         container_starts.append(start_container(stack))
-        gateway = stack.engine.gateway(stack.container() or "")
+        gateway = stack.docker.gateway(stack.container() or "")
         measure("container", stack.endpoint, gateway)
         if number == 1:
             log("smoke suite against the warm container")

@@ -1,7 +1,10 @@
 """`vllm-deploy init SOURCE`: a commented profile for a model, derived from its own config files.
 
-source (find and read the files) · draft (derive each value and why) · here: render the profile from
-templates/init/profile.yaml.j2, check it validates and resolves, write it without clobbering.
+source  find and read the model's files (a directory, or a Hub id in the local cache; nothing downloaded)
+draft   derive each value of the profile, and why
+
+Here: render the profile from templates/init/profile.yaml.j2, check it validates and resolves, write it
+without clobbering.
 """
 
 from __future__ import annotations

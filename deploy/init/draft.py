@@ -16,6 +16,7 @@ from typing import Any, get_args
 from pydantic import ValidationError
 
 from deploy.errors import UserError
+from deploy.facts import models_data, vllm_architectures
 from deploy.init.source import MAX_STOP_IDS, ModelFiles, kind, token_name
 from deploy.plan.memory import DTYPE_BYTES, encoder_cache_gib, estimate_gib, vision_weights_gib
 from deploy.spec import default_storage
@@ -25,10 +26,8 @@ from deploy.spec.model_facts import (
     bounded_value,
     cost_bound,
     image_cost,
-    models_data,
     served_by_vllm,
     smallest_cost,
-    vllm_architectures,
 )
 
 AUTO_MAP_FILES = ("config.json", "preprocessor_config.json", "processor_config.json", "tokenizer_config.json")

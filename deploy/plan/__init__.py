@@ -3,13 +3,21 @@
 `resolve(profile) -> Plan` is pure. Templates and the runtime see only the Plan (and deploy/targets/' projections
 of it), so nothing downstream maps a setting to a flag, picks a default or parses an argument list back.
 
-model (the frozen types) · constants (ports, paths, names, label keys) · engine (flags, argv, environment) ·
-image (what runs, what is built, the build recipe's digest) · parts (storage, secrets, health, settings, smoke,
-cluster settings) · router (the engine copies, the router) · monitoring (rules, dashboard, scrape targets) ·
-generation (the server's generation config, the image estimate) · memory (GPU memory arithmetic) · resolve
-(composes the planners)
+Each module imports only those listed before it.
+
+constants   ports, container paths, names and label keys: each written once
+model       the frozen types of the Plan (sizes in GiB, health checks as commands, no target's spelling)
+memory      GPU memory arithmetic (weights, KV cache, what fits)
+engine      vLLM's flags, its argument list (built once) and its environment
+generation  the server's generation config, the vision estimate
+image       what runs, what is built, the build recipe's digest
+parts       small planners: storage, secrets, health, engine settings, smoke, cluster settings
+router      the engine copies (instances) and vLLM's router in front of them
+monitoring  scrape targets, recording and alerting rules, the dashboard, autoscaling
+resolve     resolve(profile) -> Plan: composes the planners above
 """
 
+from deploy.facts import device_facts
 from deploy.plan.constants import CONTAINER_PORT
 from deploy.plan.engine import (
     API_KEY_VARIABLE,
@@ -22,7 +30,6 @@ from deploy.plan.engine import (
 from deploy.plan.image import build_recipe_digest
 from deploy.plan.model import Plan
 from deploy.plan.resolve import resolve
-from deploy.spec import device_facts
 
 __all__ = [
     "API_KEY_VARIABLE",

@@ -6,10 +6,11 @@ import hashlib
 import json
 from functools import cache
 
+from deploy.facts import device_facts
 from deploy.paths import BUILD_ASSETS, TEMPLATE_DIR
 from deploy.plan.engine import ENTRYPOINT
 from deploy.plan.model import CudaTag, ImagePlan
-from deploy.spec import Profile, device_facts
+from deploy.spec import Profile
 
 
 @cache

@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 
+from deploy.facts import device_facts
 from deploy.paths import TEMPLATE_DIR
 from deploy.plan.constants import PROMETHEUS_CONFIG_DIR, PROMETHEUS_PORT
 from deploy.plan.engine import local_endpoint
 from deploy.plan.model import InstancePlan, MonitoringPlan, Panel, PanelQuery, RouterPlan, Rule, RuleGroup
-from deploy.spec import Profile, device_facts
+from deploy.spec import Profile
 
 ENGINE_JOB = "vllm-engine"
 ROUTER_JOB = "vllm-router"

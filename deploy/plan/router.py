@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import cache
 
-from deploy.paths import BUILD_ASSETS, PACKAGE_DIR, TEMPLATE_DIR
+from deploy.facts import device_facts, route_table
+from deploy.paths import BUILD_ASSETS, TEMPLATE_DIR
 from deploy.plan.constants import (
     CONTAINER_PORT,
     ENGINE_NAME,
@@ -32,13 +32,12 @@ from deploy.plan.constants import (
     ROUTER_READINESS_PATH,
 )
 from deploy.plan.model import FrontRoute, InstancePlan, RouterPlan
-from deploy.spec import Profile, device_facts, gpu_count, router_on
+from deploy.spec import Profile, gpu_count, router_on
 
 PRESTOP_SECONDS = 5  # endpoints and the router's health checks drop a pod before it gets SIGTERM
 KEY_VARIABLE = "VLLM_ROUTER_API_KEY"
 KEY_HASH_VARIABLE = "VLLM_DEPLOY_FRONT_KEY_SHA256"  # set by the launcher for the front alone
 KEEP_ALIVE_SECONDS = 120  # longer than the router's connection pool keeps an idle connection (90 s)
-ROUTES_FILE = PACKAGE_DIR / "data" / "vllm-router-routes.json"
 CLIENT_GROUPS = ("protected", "public")  # the route table's groups a client may ever see; never admin, worker
 # The front's allowlist: what a client of a chat model calls. Everything else in the router's table (its
 # other inference APIs, stored responses, admin and worker routes) and anything it may add later: 404.
@@ -94,12 +93,6 @@ def engine_environment(profile: Profile) -> dict[str, str]:
     # NB: vLLM closes idle connections after 5 s; the router's pool keeps them longer and would send a
     # request on one vLLM just closed. Behind the router, vLLM keeps them open longer than the pool.
     return {"VLLM_HTTP_TIMEOUT_KEEP_ALIVE": str(KEEP_ALIVE_SECONDS)}
-
-
-@cache
-def route_table() -> dict:
-    """vLLM's router's own route table (scripts/vllm_router_routes.py wrote it from the pinned sdist)."""
-    return json.loads(ROUTES_FILE.read_text(encoding="utf-8"))
 
 
 def front_routes() -> list[FrontRoute]:

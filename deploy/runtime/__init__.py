@@ -1,7 +1,15 @@
-"""The runtime: what drives Docker, mirroring the core's one-way flow.
+"""The runtime: what drives Docker, mirroring the core's one-way flow. Each module imports only those
+listed before it.
 
-process (run, stream, wait_until) <- docker (the engine through the SDK, compose and builds through the
-CLI) <- envfile (.env), preflight (checks that only read), images (base image, wheels, build, push)
-<- stack (preflight -> render -> build -> start -> wait) ; smoke runs the smoke suite as a child pytest.
-http (a total deadline, a body cap and a shape check for every request) sits under net, status and router.
+process     run a command, stream its output, wait_until a condition; everything above takes a Runner
+http        bounded HTTP under every request: a total deadline, a body cap, a check of the shape
+net         loopback helpers: a free port, whether a port is taken, waiting for a health endpoint
+docker      DockerDaemon (queries through the Docker SDK) and Compose (compose and builds through the CLI)
+envfile     the stack's .env, and the API key as compose will see it
+images      the registry-free base image, the CPU torch wheel, the build, push
+preflight   checks that only read: gather the host's facts, judge each (a verdict and a fix)
+router      the running router's admin API: its replicas, taking one out and back
+stack       a profile's compose stack: preflight -> render -> build -> start -> wait; rollout; down
+status      `vllm-deploy status`: one screen from the profile's Prometheus
+smoke       the smoke suite (smoke_tests/) run as a child pytest against an endpoint, as a table
 """

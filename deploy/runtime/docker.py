@@ -1,4 +1,4 @@
-"""The Docker engine: queries through the Docker SDK, compose and image builds through the CLI.
+"""The Docker daemon: queries through the Docker SDK, compose and image builds through the CLI.
 
 NB: the CLI where it is the right tool: Compose v2 is a CLI plugin (the SDK has no compose), and the
 classic BuildKit path that runs `RUN --mount` is driven by the docker CLI with DOCKER_BUILDKIT=1.
@@ -40,7 +40,7 @@ class ContainerState:
     exit_code: int = 0
 
 
-class Engine:
+class DockerDaemon:
     """Queries to the Docker daemon (the SDK client is made on first use, from DOCKER_HOST)."""
 
     def __init__(self, client: Any = None):

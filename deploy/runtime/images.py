@@ -7,15 +7,16 @@ import sys
 from pathlib import Path
 
 from deploy.errors import UserError
+from deploy.facts import device_facts
 from deploy.paths import PACKAGE_DIR
-from deploy.plan import Plan, device_facts
-from deploy.runtime.docker import Compose, Engine, cli_environment, docker_cli
+from deploy.plan import Plan
+from deploy.runtime.docker import Compose, DockerDaemon, cli_environment, docker_cli
 from deploy.runtime.process import Runner, run
 
 BASE_IMAGE_SCRIPT = PACKAGE_DIR / "assets" / "base-image.sh"
 
 
-def ensure_base_images(plan: Plan, engine: Engine, runner: Runner = run) -> list[str]:
+def ensure_base_images(plan: Plan, docker: DockerDaemon, runner: Runner = run) -> list[str]:
     """Build the registry-free Debian base when a build needs it and it is missing. The ones built."""
     ours = device_facts()["cpu"]["base-image"]
     wanted = {plan.image.base} if plan.image.build else set()
@@ -23,7 +24,7 @@ def ensure_base_images(plan: Plan, engine: Engine, runner: Runner = run) -> list
     wanted |= {plan.monitoring.base} if plan.monitoring else set()
     built = []
     for base in sorted(wanted):
-        if base != ours or engine.image_id(base):
+        if base != ours or docker.image_id(base):
             continue  # someone else's base (the build pulls it), or already here
         print(f"building the base image {base} from Debian packages (about a minute, once)", flush=True)
         runner(["bash", str(BASE_IMAGE_SCRIPT), base], env=cli_environment(), echo=True).checked()

@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar
 from deploy.errors import shown
 from deploy.plan import Plan
 from deploy.plan.memory import encoder_cache_gib, encoder_cache_tokens, estimate_gib, vision_weights_gib
-from deploy.runtime.docker import Compose, Engine, docker_cli
+from deploy.runtime.docker import Compose, DockerDaemon, docker_cli
 from deploy.runtime.http import MIB
 from deploy.runtime.net import port_in_use
 from deploy.runtime.process import Runner, run
@@ -217,17 +217,17 @@ def read_model_config(path: Path) -> tuple[dict | None, str]:
 def gather(
     plan: Plan,
     compose: Compose,
-    engine: Engine | None = None,
+    docker: DockerDaemon | None = None,
     runner: Runner = run,
     info_deadline: float = DOCKER_INFO_DEADLINE_SECONDS,
 ) -> HostFacts:
     """Read the host. Nothing here starts, builds or writes anything."""
-    engine = engine or Engine()
+    docker = docker or DockerDaemon()
     try:
         docker_cli()
     except Exception:
         return HostFacts(docker_client=False, port_busy=port_in_use(plan.bind_address, plan.port))
-    info = within(info_deadline, engine.info)
+    info = within(info_deadline, docker.info)
     if info is not None and not isinstance(info, dict):
         info = {"ServerErrors": ["the daemon's info is not a JSON object"]}
     compose_version = None
@@ -273,7 +273,7 @@ def judge(plan: Plan, facts: HostFacts) -> list[Check]:
             )
         )
     else:
-        found.append(Check("docker daemon", "ok", f"engine {shown(str(facts.docker_info.get('ServerVersion')), 40)}"))
+        found.append(Check("docker daemon", "ok", f"version {shown(str(facts.docker_info.get('ServerVersion')), 40)}"))
         if facts.compose_version and facts.compose_version.lstrip("v").startswith("2"):
             found.append(Check("compose v2", "ok", shown(facts.compose_version, 40)))
         else:

@@ -83,7 +83,7 @@ class RouterClient:
 
     def readiness(self) -> dict[str, Any]:
         """The router's /readiness through the front (public): {"healthy_workers": …, "total_workers": …};
-        503 while no engine is healthy."""
+        503 while no replica is healthy."""
 
         def check(answer: Answer) -> dict[str, Any]:
             if answer.status != 503:

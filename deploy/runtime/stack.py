@@ -17,7 +17,7 @@ from deploy.errors import UserError
 from deploy.plan import Plan
 from deploy.render import render, write_files
 from deploy.runtime import envfile, images, preflight
-from deploy.runtime.docker import Compose, Engine
+from deploy.runtime.docker import Compose, DockerDaemon
 from deploy.runtime.process import Runner, run, wait_until
 from deploy.runtime.router import RouterClient
 
@@ -29,7 +29,7 @@ class Stack:
     plan: Plan
     root: Path  # where compose/<name>/ and k8s/<name>/ are rendered
     runner: Runner = run
-    engine: Engine = field(default_factory=Engine)
+    docker: DockerDaemon = field(default_factory=DockerDaemon)
 
     @property
     def directory(self) -> Path:
@@ -53,7 +53,7 @@ class Stack:
 
     @property
     def services(self) -> list[str]:
-        """The compose services: the engine replicas, the router in front of them and Prometheus, where present."""
+        """The compose services: the replicas, the router in front of them and Prometheus, where present."""
         return (
             [r.service for r in self.plan.instances]
             + (["router"] if self.plan.router else [])
@@ -83,9 +83,9 @@ class Stack:
         )
 
     def gateway(self) -> str | None:
-        """The host's address on the stack's network, where the engines reach a server of ours (images)."""
+        """The host's address on the stack's network, where the replicas reach a server of ours (images)."""
         container = self.container(self.plan.instances[0].service)
-        return self.engine.gateway(container) if container else None
+        return self.docker.gateway(container) if container else None
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def prepare(stack: Stack, echo: bool = True) -> int:
         print(f"generated a random API key into {stack.env_file} (mode 0600, git-ignored)")
     if not stack.plan.image.build and not stack.plan.router and not stack.plan.monitoring:
         return 0  # the official image as it is: compose pulls it
-    images.ensure_base_images(stack.plan, stack.engine, stack.runner)
+    images.ensure_base_images(stack.plan, stack.docker, stack.runner)
     images.fill_wheelhouse(stack.plan, stack.directory, stack.runner)
     return images.build(stack.plan, stack.compose, echo=echo)[0]
 
@@ -118,19 +118,19 @@ def wait_healthy(stack: Stack, container: str, timeout: float) -> float:
     from rich.text import Text
 
     def probe() -> bool | None:
-        state = stack.engine.state(container)
+        state = stack.docker.state(container)
         if state is None or state.status in ("exited", "dead") or state.health == "unhealthy":
             reason = "the health check failed" if state and state.health == "unhealthy" else "the container exited"
             raise UserError(
                 f"{stack.plan.name} did not become healthy: {reason}.\n"
-                f"--- last {LOG_TAIL} log lines ---\n{stack.engine.logs(container, LOG_TAIL)}"
+                f"--- last {LOG_TAIL} log lines ---\n{stack.docker.logs(container, LOG_TAIL)}"
             )
         return True if state.health == "healthy" else None
 
     with Live(console=Console(stderr=True), transient=True, refresh_per_second=4) as live:
 
         def show(elapsed: float) -> None:
-            last = (stack.engine.logs(container, 1).splitlines() or [""])[-1][:100]
+            last = (stack.docker.logs(container, 1).splitlines() or [""])[-1][:100]
             live.update(Text(f"⏳ {elapsed:5.1f} s  loading {stack.plan.served_model_name}  │ {last}"))
 
         try:
@@ -139,13 +139,13 @@ def wait_healthy(stack: Stack, container: str, timeout: float) -> float:
             raise UserError(
                 f"{stack.plan.name} did not become healthy: not healthy after {timeout:.0f} s (the "
                 f"profile's load budget).\n--- last {LOG_TAIL} log lines ---\n"
-                f"{stack.engine.logs(container, LOG_TAIL)}"
+                f"{stack.docker.logs(container, LOG_TAIL)}"
             ) from None
 
 
 def check_host(stack: Stack) -> None:
     problems = preflight.failures(
-        preflight.judge(stack.plan, preflight.gather(stack.plan, stack.compose, stack.engine, stack.runner))
+        preflight.judge(stack.plan, preflight.gather(stack.plan, stack.compose, stack.docker, stack.runner))
     )
     if problems:  # NB: before anything is rendered or built
         raise UserError(f"{stack.plan.name} cannot come up on this host:\n" + "\n".join(f"  - {p}" for p in problems))
@@ -170,12 +170,12 @@ def up(stack: Stack) -> UpResult:
     build_seconds = time.monotonic() - started
     stack.compose("up", "-d", "--no-build", *stack.services, echo=True).checked("docker compose up")
     healthy = wait_services(stack, stack.services)
-    image = stack.engine.inspect(stack.container(stack.plan.instances[0].service) or "").get("Image", "")
+    image = stack.docker.inspect(stack.container(stack.plan.instances[0].service) or "").get("Image", "")
     return UpResult(round(build_seconds, 1), steps, round(healthy, 1), image)
 
 
 def rollout(stack: Stack, on_step=print) -> list[tuple[str, float]]:
-    """Replace the engine replicas one at a time with the profile's current image and settings, each
+    """Replace the replicas one at a time with the profile's current image and settings, each
     healthy before the next; then the router, if its settings changed.
 
     Each replica leaves the router first (no new request reaches it, the ones in flight finish, then

@@ -173,13 +173,13 @@ def screen(name: str, endpoint: str, shot: Snapshot, now: datetime | None = None
 
     lines = [
         f"{name} · Prometheus {shown(endpoint)} · {now.strftime('%Y-%m-%d %H:%M:%S UTC')}",
-        f"  engines healthy     {count('engines_up')}/{count('engines')}",
+        f"  replicas healthy    {count('engines_up')}/{count('engines')}",
     ]
     if "router_workers" in v:
         lines.append(f"  router workers      {count('router_workers')}")
     lines += [
         f"  requests            {count('running')} running · {count('waiting')} waiting",
-        f"  KV cache usage      {number('kv_cache_usage', ' %', scale=100)} (the fullest engine)",
+        f"  KV cache usage      {number('kv_cache_usage', ' %', scale=100)} (the fullest replica)",
         f"  last minute         {number('requests_per_second', ' req/s', 2)} · "
         f"{number('prompt_tokens_per_second')} prompt tok/s · "
         f"{number('generated_tokens_per_second')} generated tok/s",

@@ -1,14 +1,24 @@
-"""The profile: one YAML file per deployment, validated into a frozen `Profile`.
+"""The profile: one YAML file per deployment, validated into a frozen `Profile`. Validated input only,
+nothing derived; the data it checks against comes from deploy/facts. Each module imports only those
+listed before it.
 
-base (patterns, value types, the section class) · schema (the model, defaults, bounds) · serving (router,
-media) · generation (the model-aware sections) · flags (the extra-args guard, deny by default from vLLM's
-option table) · names (the key variable, host paths, the registry, by the components' rules) · kube
-(Kubernetes names and tolerations, as the API server checks them) · yaml_lines (bounded YAML with lines) ·
-messages (errors as sentences, secrets never echoed) · model_facts (what an image costs,
-deploy/data/models.yaml) · checks (cross-field) · load (entry points)
+redact       values from the input in messages: shown when harmless, else only their kind
+kube         Kubernetes names and tolerations, as the API server checks them
+yaml_lines   bounded, safe YAML that remembers the line of every key
+base         the patterns values must match (and their meaning in words), value types, the section class
+names        the key variable, host paths, the registry, refused by the rule of the component that reads them
+flags        the engine.extra-args guard: deny by default, from vLLM's option table and its classification
+generation   the model-aware sections: generation defaults, processor settings
+serving      the router in front of the replicas, the media the server fetches
+schema       the model: the one place for defaults, bounds and descriptions
+model_facts  what one image costs a model, and the checks that follow (architecture, processor keys)
+messages     pydantic's errors as sentences, secrets never echoed
+checks       cross-field checks, once every field has the right type
+load         the entry points: read -> parse -> validate -> cross-field checks -> one UserError
+variant      a copy of a built-in profile with some keys changed (tests, `make bench`)
 """
 
-from deploy.spec.checks import default_storage, device_facts, gpu_count, model_storage, router_on
+from deploy.spec.checks import default_storage, gpu_count, model_storage, router_on
 from deploy.spec.load import builtin_names, json_schema, load_profile, locate, parse_profile
 from deploy.spec.schema import Profile
 
@@ -16,7 +26,6 @@ __all__ = [
     "Profile",
     "builtin_names",
     "default_storage",
-    "device_facts",
     "gpu_count",
     "json_schema",
     "load_profile",

@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import re
-from functools import cache
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
-
+from deploy.facts import device_facts
 from deploy.spec.base import ABSOLUTE_PATH
 from deploy.spec.model_facts import model_problems
 from deploy.spec.names import system_directory_problem
 from deploy.spec.redact import show
 from deploy.spec.schema import Profile, is_hub_id
-
-DEVICES_FILE = Path(__file__).resolve().parent.parent / "data" / "devices.yaml"
-
-
-@cache
-def device_facts() -> dict[str, Any]:
-    """Compatibility facts per device (deploy/data/devices.yaml)."""
-    return yaml.safe_load(DEVICES_FILE.read_text(encoding="utf-8"))
 
 
 def default_storage(source: str) -> Literal["host", "hub"]:

@@ -15,74 +15,12 @@ has and the classification does not (a newer vLLM) is refused until it is classi
 from __future__ import annotations
 
 import difflib
-import json
 import re
-from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 
-import yaml
-
+from deploy.facts import option_classes, option_table, option_table_version
 from deploy.spec.redact import looks_secret
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-OPTIONS_FILE = DATA_DIR / "vllm-serve-options.json"
-CLASSES_FILE = DATA_DIR / "vllm-serve-classes.yaml"
 NUMBER = re.compile(r"^-\d")
-
-
-@dataclass(frozen=True)
-class Allowed:
-    values: tuple[str, ...] | None  # None: any value vLLM accepts
-    why: str  # what the other values would do
-
-
-@dataclass(frozen=True)
-class Refused:
-    reason: str  # completes "it ..."
-    instead: str
-
-
-@dataclass(frozen=True)
-class Classes:
-    vllm_version: str
-    allowed: dict[str, Allowed]
-    modelled: dict[str, str]  # destination -> the profile key that sets it
-    refused: dict[str, Refused]
-
-
-@cache
-def option_table() -> dict[str, dict]:
-    return json.loads(OPTIONS_FILE.read_text(encoding="utf-8"))["options"]
-
-
-@cache
-def table_version() -> str:
-    return json.loads(OPTIONS_FILE.read_text(encoding="utf-8"))["vllm_version"]
-
-
-@cache
-def classes() -> Classes:
-    """The classification file, checked for shape: a malformed file is the toolkit's bug, not the user's."""
-    raw = yaml.safe_load(CLASSES_FILE.read_text(encoding="utf-8"))
-    allowed: dict[str, Allowed] = {}
-    for dest, spec in (raw.get("allowed") or {}).items():
-        if spec is None:
-            allowed[dest] = Allowed(values=None, why="")
-        elif isinstance(spec, dict) and set(spec) == {"values", "why"} and spec["values"]:
-            allowed[dest] = Allowed(values=tuple(str(v).lower() for v in spec["values"]), why=str(spec["why"]))
-        else:
-            raise RuntimeError(f"{CLASSES_FILE.name}: allowed.{dest}: expected nothing or {{values, why}}")
-    modelled = {str(k): str(v) for k, v in (raw.get("modelled") or {}).items()}
-    refused: dict[str, Refused] = {}
-    for dest, spec in (raw.get("refused") or {}).items():
-        if not (isinstance(spec, dict) and set(spec) == {"reason", "instead"} and all(spec.values())):
-            raise RuntimeError(f"{CLASSES_FILE.name}: refused.{dest}: expected {{reason, instead}}")
-        refused[dest] = Refused(reason=str(spec["reason"]), instead=str(spec["instead"]))
-    twice = (set(allowed) & set(modelled)) | (set(allowed) & set(refused)) | (set(modelled) & set(refused))
-    if twice:
-        raise RuntimeError(f"{CLASSES_FILE.name}: classified twice: {', '.join(sorted(twice))}")
-    return Classes(vllm_version=str(raw["vllm_version"]), allowed=allowed, modelled=modelled, refused=refused)
 
 
 def _flag_name(item: str) -> str:
@@ -147,7 +85,7 @@ def flag_problem(args: list[str], index: int) -> str | None:
         return f"item {index}: one flag per item (a flag name holds no spaces or newlines)"
     option, candidates = resolve(item)
     written = item.split("=", 1)[0]
-    version = table_version()
+    version = option_table_version()
     if option is None:
         # NB: an unknown flag might be a pasted key: shown only when it does not look like one.
         shown = repr(written) if not looks_secret(written) else "(a flag that may hold a secret)"
@@ -161,7 +99,7 @@ def flag_problem(args: list[str], index: int) -> str | None:
     shown = _shown(written, option)
     spelled = shown + (f" (read by vLLM as {option})" if option != written else "")
     dest = option_table()[option]["dest"]
-    known = classes()
+    known = option_classes()
     if dest in known.modelled:
         return f"item {index}: {spelled} duplicates {known.modelled[dest]}: set the profile field instead"
     if dest in known.refused:

@@ -14,31 +14,14 @@ import difflib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-import yaml
-
+from deploy.facts import models_data, vllm_architectures
 from deploy.spec.flags import resolve
 from deploy.spec.schema import Profile
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-MODELS_FILE = DATA_DIR / "models.yaml"
-ARCHITECTURES_FILE = DATA_DIR / "vllm-architectures.json"
 # vLLM's per-prompt limit of a modality that --limit-mm-per-prompt leaves out (config/multimodal.py:215).
 DEFAULT_ITEMS = 999
-
-
-@cache
-def models_data() -> dict[str, Any]:
-    return yaml.safe_load(MODELS_FILE.read_text(encoding="utf-8"))
-
-
-@cache
-def vllm_architectures() -> dict[str, Any]:
-    """vLLM 0.32's registry: the multimodal and text generation architectures it serves."""
-    return json.loads(ARCHITECTURES_FILE.read_text(encoding="utf-8"))
 
 
 def served_by_vllm(architecture: str) -> bool:

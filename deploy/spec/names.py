@@ -11,14 +11,11 @@
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
-from functools import cache
-from pathlib import Path
 
+from deploy.facts import vllm_variables
 from deploy.spec.redact import looks_secret
 
-VLLM_ENVS_FILE = Path(__file__).resolve().parent.parent / "data" / "vllm-envs.json"
 DEFAULT_KEY_VARIABLE = "VLLM_API_KEY"  # vLLM's own key variable: the one name of its table a key may use
 
 SHELL_AND_LOADER = "the shell, the loader and the C library"
@@ -97,12 +94,6 @@ SYSTEM_DIRECTORIES = {
     "/var/lib/kubelet": "every pod's volumes and secrets",
 }
 LIBRARIES = "/lib*"
-
-
-@cache
-def vllm_variables() -> frozenset[str]:
-    """The variables vLLM 0.32 reads (its envs table and the names its getters read)."""
-    return frozenset(json.loads(VLLM_ENVS_FILE.read_text(encoding="utf-8"))["variables"])
 
 
 def variable_reader(name: str) -> str | None:

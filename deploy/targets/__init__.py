@@ -1,8 +1,11 @@
 """One projection of the neutral Plan per target, each with its own spellings; templates get their target's.
 
-compose (ComposePlan: "8g", CMD health checks, published ports, configs) · kubernetes (KubernetesPlan:
-"8Gi", labels, probes, policies, and the manifest table that feeds render and the kustomization) ·
-image (the Docker build recipe: each build context's files)
+Each module imports only those listed before it.
+
+compose     ComposePlan: sizes like "8g", CMD health checks, published ports, config names
+kubernetes  KubernetesPlan: "8Gi", labels, probes, policies, and the manifest table (file, template,
+            condition) that feeds render and the kustomization
+image       the Docker build recipe: each build context's files
 """
 
 from deploy.targets.compose import ComposePlan, compose_plan

@@ -18,13 +18,13 @@ pytestmark = pytest.mark.docker
 
 def checks(profile_ref: str, root) -> dict:
     stack = Stack(resolve(load_profile(profile_ref)), root)
-    return {c.name: c for c in judge(stack.plan, gather(stack.plan, stack.compose, stack.engine))}
+    return {c.name: c for c in judge(stack.plan, gather(stack.plan, stack.compose, stack.docker))}
 
 
 def test_cuda_profile_on_a_host_without_gpu_or_model(cli):
     result = cli("doctor", "minicpm-v-2_6")
     assert result.code == 1
-    assert "✓ docker daemon: engine" in result.out
+    assert "✓ docker daemon: version" in result.out
     assert "✓ compose v2: 2." in result.out
     assert "✗ nvidia runtime: no NVIDIA container runtime" in result.out
     assert "✗ model path: /root/ld/ld_model_pretrained/Minicpmv2_6 does not exist on this host" in result.out

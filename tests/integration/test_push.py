@@ -46,7 +46,7 @@ def registry(tmp_path_factory):
 
 
 def test_push_sends_the_built_image_to_the_profiles_registry(registry, tmp_path):
-    from deploy.plan import device_facts
+    from deploy.facts import device_facts
     from deploy.runtime.stack import Stack, push
 
     profile = write_variant(

@@ -104,7 +104,7 @@ def start_routers_first(stack: Stack) -> RoutersFirst:
         early=early,
         endpoints=endpoints,
         containers=containers,
-        started_at={name: stack.engine.inspect(c)["State"]["StartedAt"] for name, c in containers.items()},
+        started_at={name: stack.docker.inspect(c)["State"]["StartedAt"] for name, c in containers.items()},
         with_key=with_key,
         without_key={name: models_status(endpoint, {}) for name, endpoint in endpoints.items()},
         engines_started=time.monotonic(),
@@ -202,7 +202,7 @@ def test_a_router_started_before_its_engines_accepts_the_key_once_they_are_up(ro
                 },
             )
             assert chat.status_code == 200, (name, chat.text[:300])
-            state = x2.engine.inspect(seen.containers[name])
+            state = x2.docker.inspect(seen.containers[name])
             assert state["State"]["StartedAt"] == seen.started_at[name] and state["RestartCount"] == 0, name
         measured["routers before their engines: engines started to the key working on both (s)"] = round(
             time.monotonic() - seen.engines_started, 1
@@ -287,13 +287,13 @@ def test_every_route_of_each_engines_own_table_needs_the_key(x2, measured):
 
 def test_requests_are_spread_over_both_replicas(x2):
     before = {
-        r.service: x2.engine.logs(x2.container(r.service), 100000).count("POST /v1/chat/completions")
+        r.service: x2.docker.logs(x2.container(r.service), 100000).count("POST /v1/chat/completions")
         for r in x2.plan.instances
     }
     result = load(x2.endpoint, x2.key(), x2.plan.served_model_name, 2, 20, image_urls_for(None))
     assert result.errors == 0
     after = {
-        r.service: x2.engine.logs(x2.container(r.service), 100000).count("POST /v1/chat/completions")
+        r.service: x2.docker.logs(x2.container(r.service), 100000).count("POST /v1/chat/completions")
         for r in x2.plan.instances
     }
     served = {service: after[service] - before[service] for service in after}
@@ -349,7 +349,7 @@ def test_status_reads_the_live_metrics(x2):
     shown: list[str] = []
     status(x2.plan, out=shown.append)
     text = shown[0]
-    assert "engines healthy     2/2" in text and "router workers      2" in text, text
+    assert "replicas healthy    2/2" in text and "router workers      2" in text, text
     assert "alerts              none" in text, text
 
 
@@ -431,6 +431,6 @@ def test_a_killed_engine_costs_at_most_its_requests_in_flight(x2, measured):
         f"{fired_after:.0f}, {rule.for_}, {sorted(states)}"
     )
     assert "firing" in states and f"firing   VllmEngineDown {instance}" in shown[0], (states, shown)
-    assert "engines healthy     1/2" in shown[0], shown[0]
+    assert "replicas healthy    1/2" in shown[0], shown[0]
     final = readiness(x2)
     assert (final["healthy_workers"], final["total_workers"]) == (2, 2)

@@ -80,7 +80,7 @@ def test_up_is_healthy_on_loopback_with_a_generated_key(running, measured):
     measured["compose up: build (s), steps run, start to healthy (s)"] = (
         f"{result.build_seconds}, {result.build_steps_run}, {result.healthy_seconds}"
     )
-    state = stack.engine.inspect(stack.container())
+    state = stack.docker.inspect(stack.container())
     assert state["State"]["Health"]["Status"] == "healthy"
     bindings = state["HostConfig"]["PortBindings"]["8000/tcp"]
     assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(stack.plan.port)}]
@@ -107,7 +107,7 @@ def test_every_route_on_the_published_port_needs_the_key(running, measured):
 
 def test_the_container_runs_with_a_read_only_root(running):
     stack, _, _ = running
-    assert stack.engine.inspect(stack.container())["HostConfig"]["ReadonlyRootfs"] is True
+    assert stack.docker.inspect(stack.container())["HostConfig"]["ReadonlyRootfs"] is True
     write = subprocess.run(
         [
             docker_cli(),
@@ -150,7 +150,7 @@ def test_an_empty_key_stops_the_image_run_by_hand(running, measured):
 
 def test_smoke_suite_passes_against_the_container(running):
     stack, _, _ = running
-    options = plan_options(stack.plan, stack.endpoint, stack.engine.gateway(stack.container()))
+    options = plan_options(stack.plan, stack.endpoint, stack.docker.gateway(stack.container()))
     code, cases, output = run_suite(options, key=stack.key(), ready=stack.plan.health.start_period_seconds)
     assert code == 0, output[-6000:]
     assert {c.status for c in cases} == {"passed"}
@@ -188,7 +188,7 @@ def test_key_appears_nowhere_but_the_env_file(running, measured):
     stack, _, profile = running
     key = stack.key()
     container = stack.container()
-    state = stack.engine.inspect(container)
+    state = stack.docker.inspect(container)
     places = {
         "docker inspect Cmd/Args/Entrypoint/Path": json.dumps(
             [state["Config"]["Cmd"], state["Config"]["Entrypoint"], state["Args"], state["Path"]]
@@ -200,7 +200,7 @@ def test_key_appears_nowhere_but_the_env_file(running, measured):
         ).stdout,
         "image history": docker("history", "--no-trunc", stack.plan.image.reference),
         "image config": docker("image", "inspect", stack.plan.image.reference),
-        "vLLM's log": stack.engine.logs(container, 100000),
+        "vLLM's log": stack.docker.logs(container, 100000),
         "rendered files": "\n".join(
             p.read_text(errors="replace")
             for p in stack.root.rglob("*")
@@ -261,7 +261,7 @@ def test_load_of_500_image_requests_at_concurrency_8(running, measured):
     from smoke_tests.image_server import IMAGE_PATH, ImageServer
 
     stack, _, _ = running
-    gateway = stack.engine.gateway(stack.container())
+    gateway = stack.docker.gateway(stack.container())
     health_failures, stop = [], threading.Event()
 
     def watch_health():
@@ -303,7 +303,7 @@ def test_load_of_500_image_requests_at_concurrency_8(running, measured):
 def test_killed_vllm_is_restarted_healthy(running, measured):
     stack, _, _ = running
     container = stack.container()
-    restarts = stack.engine.state(container).restarts
+    restarts = stack.docker.state(container).restarts
     # vLLM's API server is the init process's child: kill it as an OOM killer would.
     subprocess.run(
         [
@@ -321,14 +321,14 @@ def test_killed_vllm_is_restarted_healthy(running, measured):
     )
 
     def restarted_healthy():
-        state = stack.engine.state(container)
+        state = stack.docker.state(container)
         return True if state.restarts > restarts and state.health == "healthy" else None
 
     deadline = stack.plan.health.start_period_seconds  # the profile's load budget, as compose's start period
     try:
         _, seconds = wait_until(restarted_healthy, timeout=deadline, interval=1)
     except TimeoutError:
-        pytest.fail(f"not restarted healthy within {deadline} s:\n{stack.engine.logs(container)}")
+        pytest.fail(f"not restarted healthy within {deadline} s:\n{stack.docker.logs(container)}")
     measured["kill -9 of vLLM to healthy again via restart: unless-stopped (s)"] = round(seconds, 1)
     assert models(stack)["id"] == stack.plan.served_model_name
 

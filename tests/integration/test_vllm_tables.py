@@ -47,10 +47,10 @@ def test_the_committed_table_is_what_the_pinned_vllm_generates(table):
 def test_every_option_of_the_real_parser_is_classified_and_nothing_else():
     import json
 
-    from deploy.spec.flags import classes
+    from deploy.facts import option_classes
 
     parser = {spec["dest"] for spec in json.loads(generate("scripts/vllm_serve_options.py"))["options"].values()}
-    known = classes()
+    known = option_classes()
     classified = {*known.allowed, *known.modelled, *known.refused}
     assert not parser - classified, (
         f"unclassified in deploy/data/vllm-serve-classes.yaml: {sorted(parser - classified)}"
@@ -63,7 +63,8 @@ def test_the_guard_reads_every_spelling_as_vllms_parser_does():
     the option the guard resolves is the one vLLM's FlexibleArgumentParser and argparse resolve."""
     import json
 
-    from deploy.spec.flags import option_table, resolve
+    from deploy.facts import option_table
+    from deploy.spec.flags import resolve
     from tests.unit.test_deny import spellings
 
     argvs = [argv for option in sorted(option_table()) for argv in spellings(option)]

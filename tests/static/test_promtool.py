@@ -21,7 +21,11 @@ MONITORED = [ref for ref in PROFILES if resolve(load_profile(ref)).monitoring]
 
 def promtool(*args: str | Path) -> subprocess.CompletedProcess:
     if not PROMTOOL.exists():
-        pytest.fail("promtool is missing: run `make prometheus` (make test, make test-fast and make check do)")
+        # NB: a failure, not a skip: a validator that silently did not run would read as a pass.
+        pytest.fail(
+            f"promtool is missing ({PROMTOOL}): run `make prometheus` "
+            "(make test, make test-fast, make check and make validate-rendered do)"
+        )
     return subprocess.run([str(PROMTOOL), *map(str, args)], capture_output=True, text=True, timeout=60)
 
 

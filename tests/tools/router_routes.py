@@ -10,8 +10,8 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from deploy.facts import route_table
 from deploy.plan import Plan
-from deploy.plan.router import route_table
 
 WRONG_KEY = "sk-definitely-not-the-key"
 NOT_FOUND = {"error": "Not Found"}

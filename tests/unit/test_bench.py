@@ -271,10 +271,10 @@ def test_the_load_client_runs_as_its_own_process_with_the_key_in_its_environment
 
 
 def test_the_compose_override_publishes_each_engine_on_loopback(tmp_path):
-    from deploy.bench.replicas import X2, publish_engines, x2_variant
+    from deploy.bench.replicas import X2, publish_replicas, x2_variant
 
     stack = x2_variant(tmp_path, X2)
-    urls = publish_engines(stack)
+    urls = publish_replicas(stack)
     override = yaml.safe_load((stack.directory / "compose.override.yaml").read_text(encoding="utf-8"))
     assert set(override["services"]) == set(urls) == {"vllm-0", "vllm-1"}
     for service, url in urls.items():

@@ -355,7 +355,7 @@ def test_status_survives_any_prometheus_value(x2, data, shows):
     finally:
         server.shutdown()
         server.server_close()
-    assert f"engines healthy     {shows}/{shows}" in text
+    assert f"replicas healthy    {shows}/{shows}" in text
     assert "alerts              n/a" in text and 'n/a: alerts: alerts is the string "not a list", not a list' in text
     clean(text)
 
@@ -622,7 +622,7 @@ def test_odd_daemon_facts_are_judged_and_escaped():
         HostFacts(docker_info={"ServerVersion": "29\x1b[2J\u202e", "Runtimes": "nvidia"}, compose_version="2.40.3\x07"),
     )
     text = "\n".join(f"{c.name}: {c.detail}" for c in found)
-    assert "engine 29\\x1b[2J\\u202e" in text and "compose v2: 2.40.3\\x07" in text
+    assert "version 29\\x1b[2J\\u202e" in text and "compose v2: 2.40.3\\x07" in text
     clean(text)
 
 
@@ -637,12 +637,11 @@ def test_odd_daemon_facts_are_judged_and_escaped():
     ids=["hangs", "not-an-object", "raises", "answers"],
 )
 def test_doctor_reads_the_daemon_within_its_deadline(tmp_path, monkeypatch, info, daemon):
-    from deploy.runtime.docker import Compose
-    from deploy.runtime.docker import Engine as DockerEngine
+    from deploy.runtime.docker import Compose, DockerDaemon
     from deploy.runtime.preflight import gather, judge
     from deploy.runtime.process import Completed
 
-    class Engine(DockerEngine):
+    class Daemon(DockerDaemon):
         def __init__(self) -> None:
             pass
 
@@ -653,6 +652,6 @@ def test_doctor_reads_the_daemon_within_its_deadline(tmp_path, monkeypatch, info
     monkeypatch.setattr("deploy.runtime.docker.docker_cli", lambda: "/usr/bin/docker")
     plan = resolve(load_profile("tiny-cpu"))
     compose = Compose(tmp_path, lambda args, **kwargs: Completed(list(args), 0, "2.40.3\n"))
-    facts, error = within(HANG, lambda: gather(plan, compose, Engine(), info_deadline=DEADLINE))
+    facts, error = within(HANG, lambda: gather(plan, compose, Daemon(), info_deadline=DEADLINE))
     assert error is None
     assert next(c for c in judge(plan, facts) if c.name == "docker daemon").verdict == daemon

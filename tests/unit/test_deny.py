@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from deploy import facts
+from deploy.facts import option_classes, option_table
 from deploy.spec import flags
-from deploy.spec.flags import classes, extra_args_problems, option_table, resolve
+from deploy.spec.flags import extra_args_problems, resolve
 
 CANARY = "sk-canary-7f3c9a1e5b2d4c6f8a0b1c2d3e4f5a6b"
 
@@ -27,7 +29,7 @@ def table_dests() -> set[str]:
 
 
 def test_every_option_of_the_table_is_classified_exactly_once():
-    known = classes()
+    known = option_classes()
     classified = [*known.allowed, *known.modelled, *known.refused]
     assert len(classified) == len(set(classified)), "a destination is classified twice"
     missing = sorted(table_dests() - set(classified))
@@ -35,22 +37,22 @@ def test_every_option_of_the_table_is_classified_exactly_once():
 
 
 def test_the_classification_names_no_option_the_table_lacks():
-    stale = sorted({*classes().allowed, *classes().modelled, *classes().refused} - table_dests())
+    stale = sorted({*option_classes().allowed, *option_classes().modelled, *option_classes().refused} - table_dests())
     assert not stale, f"deploy/data/vllm-serve-classes.yaml classifies options vLLM does not have: {stale}"
 
 
 def test_the_classification_is_for_the_version_of_the_table():
-    assert classes().vllm_version == flags.table_version()
+    assert option_classes().vllm_version == facts.option_table_version()
 
 
 def test_the_classification_counts():
     # NB: a vLLM upgrade or a reclassification changes these on purpose; the report names them.
-    known = classes()
+    known = option_classes()
     assert (len(known.allowed), len(known.modelled), len(known.refused)) == (215, 21, 81)
 
 
 def test_allowed_values_are_values_vllm_accepts():
-    for dest, allowed in classes().allowed.items():
+    for dest, allowed in option_classes().allowed.items():
         if allowed.values is None:
             continue
         assert allowed.why, dest
@@ -65,21 +67,21 @@ def test_modelled_options_name_real_profile_keys():
     from deploy.spec import Profile
     from deploy.spec.schema import section_class
 
-    for dest, key in classes().modelled.items():
+    for dest, key in option_classes().modelled.items():
         *parents, last = key.split(".")
         cls = section_class(tuple(parents)) if parents else Profile
         assert cls is not None and last in {n.replace("_", "-") for n in cls.model_fields}, (dest, key)
 
 
 def test_an_option_the_classification_lacks_is_refused(monkeypatch):
-    known = classes()
-    trimmed = flags.Classes(
+    known = option_classes()
+    trimmed = facts.Classes(
         known.vllm_version,
         {k: v for k, v in known.allowed.items() if k != "enable_prefix_caching"},
         known.modelled,
         known.refused,
     )
-    monkeypatch.setattr(flags, "classes", lambda: trimmed)
+    monkeypatch.setattr(flags, "option_classes", lambda: trimmed)
     assert extra_args_problems(["--enable-prefix-caching"]) == [
         "item 0: '--enable-prefix-caching' is refused: deploy/data/vllm-serve-classes.yaml does not classify it yet "
         "(a flag newer than vLLM 0.32.0); whatever is not known to be safe is refused until it is reviewed there"
@@ -114,7 +116,7 @@ def spellings(option: str) -> list[list[str]]:
 
 
 def cases(kind: str) -> list[tuple[str, list[str]]]:
-    dests = getattr(classes(), kind)
+    dests = getattr(option_classes(), kind)
     return [
         (option, argv)
         for option, spec in sorted(option_table().items())
@@ -130,7 +132,7 @@ MODELLED_SPELLINGS = cases("modelled")
 @pytest.mark.parametrize("option, argv", REFUSED_SPELLINGS, ids=[" ".join(a) for _, a in REFUSED_SPELLINGS])
 def test_a_refused_option_is_refused_under_every_spelling(option, argv):
     assert resolve(argv[0])[0] == option
-    refused = classes().refused[option_table()[option]["dest"]]
+    refused = option_classes().refused[option_table()[option]["dest"]]
     [problem] = extra_args_problems(argv)
     assert f"is refused: it {refused.reason}; instead: {refused.instead}" in problem
 
@@ -139,12 +141,15 @@ def test_a_refused_option_is_refused_under_every_spelling(option, argv):
 def test_a_modelled_option_is_refused_under_every_spelling(option, argv):
     assert resolve(argv[0])[0] == option
     [problem] = extra_args_problems(argv)
-    assert f"duplicates {classes().modelled[option_table()[option]['dest']]}: set the profile field instead" in problem
+    assert (
+        f"duplicates {option_classes().modelled[option_table()[option]['dest']]}: set the profile field instead"
+        in problem
+    )
 
 
 def test_every_allowed_option_passes_as_written():
     for option, spec in option_table().items():
-        allowed = classes().allowed.get(spec["dest"])
+        allowed = option_classes().allowed.get(spec["dest"])
         if allowed is None:
             continue
         value = [allowed.values[0]] if allowed.values else (["1"] if spec["takes_value"] else [])
@@ -321,7 +326,7 @@ def test_known_safe_flags_pass(argv):
 
 
 def test_the_option_table_lists_choices_where_argparse_has_them():
-    table = json.loads(Path(flags.OPTIONS_FILE).read_text(encoding="utf-8"))["options"]
+    table = json.loads(Path(facts.OPTIONS_FILE).read_text(encoding="utf-8"))["options"]
     assert table["--uvicorn-log-level"]["choices"] == ["critical", "debug", "error", "info", "trace", "warning"]
     assert "choices" not in table["--load-format"]
 
@@ -504,7 +509,7 @@ def test_registry_message():
 
 
 def vllm_variables() -> list[str]:
-    from deploy.spec.names import vllm_variables
+    from deploy.facts import vllm_variables
 
     return sorted(vllm_variables())
 

@@ -4,7 +4,10 @@ stay small, and the smoke suite stands alone (it imports nothing from deploy).""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import REPO
 
@@ -90,10 +93,32 @@ def test_the_smoke_suite_imports_nothing_from_deploy():
         assert not {i for i in imports(path) if i == "deploy" or i.startswith("deploy.")}, path
 
 
-def test_the_runtime_sits_above_the_core():
-    """spec, plan, targets and render never reach up into the runtime or the benchmarks."""
+def test_the_facts_sit_below_the_profile():
+    """deploy/facts (the data files and their loaders) is the bottom layer: spec and everything above it read
+    the files through it, and it reads nothing of the project but where the package lives."""
     edges = graph("deploy")
-    core = [n for n in edges if n.startswith(("deploy.plan", "deploy.spec", "deploy.targets")) or n == "deploy.render"]
+    facts = [n for n in edges if n == "deploy.facts" or n.startswith("deploy.facts.")]
+    assert facts
+    for name in facts:
+        assert {t for t in edges[name] if not t.startswith("deploy.facts")} <= {"deploy.paths"}, name
+
+
+def test_no_module_but_the_facts_opens_the_data_files():
+    """One owner for deploy/data/: elsewhere the data files are named in prose (messages, docstrings), never opened."""
+    owners = {REPO / "deploy" / "paths.py", *(REPO / "deploy" / "facts").rglob("*.py")}
+    for path in {*(REPO / "deploy").rglob("*.py"), *(REPO / "scripts").rglob("*.py")} - owners:
+        text = path.read_text(encoding="utf-8")
+        assert "DATA_DIR" not in text and '/ "data"' not in text, path
+
+
+def test_the_runtime_sits_above_the_core():
+    """facts, spec, plan, targets and render never reach up into the runtime or the benchmarks."""
+    edges = graph("deploy")
+    core = [
+        n
+        for n in edges
+        if n.startswith(("deploy.facts", "deploy.plan", "deploy.spec", "deploy.targets")) or n == "deploy.render"
+    ]
     for name in core:
         assert not {t for t in edges[name] if t.startswith(("deploy.runtime", "deploy.bench", "deploy.cli"))}, name
 
@@ -109,3 +134,27 @@ def test_the_core_layers_import_only_downwards():
             continue
         above = {t for t in targets for layer in layers[own + 1 :] if t == layer or t.startswith(layer + ".")}
         assert not above, (name, above)
+
+
+LISTED_PACKAGES = ["bench", "init", "plan", "runtime", "spec", "targets"]
+
+
+def listed_modules(package: str) -> list[str]:
+    """The modules a package's docstring lists, one a line: the name, two spaces or more, what it is."""
+    doc = ast.get_docstring(ast.parse((REPO / "deploy" / package / "__init__.py").read_text(encoding="utf-8")))
+    return re.findall(r"(?m)^([a-z_]+) {2,}\S", doc or "")
+
+
+@pytest.mark.parametrize("package", LISTED_PACKAGES)
+def test_a_package_docstring_lists_exactly_its_modules_in_import_order(package):
+    folder = REPO / "deploy" / package
+    present = {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
+    present |= {p.parent.name for p in folder.glob("*/__init__.py")}
+    listed = listed_modules(package)
+    assert sorted(listed) == sorted(present), f"deploy/{package}/__init__.py lists {listed}, present: {sorted(present)}"
+    edges = graph("deploy")
+    for index, name in enumerate(listed):
+        later = {f"deploy.{package}.{other}" for other in listed[index:]}
+        assert not edges[f"deploy.{package}.{name}"] & later, (
+            f"deploy.{package}.{name} imports a module listed after it"
+        )

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from deploy.errors import UserError
+from deploy.facts import models_data
 from deploy.plan import resolve
 from deploy.render import render
 from deploy.spec import load_profile, parse_profile
@@ -18,7 +19,6 @@ from deploy.spec.model_facts import (
     ImageCost,
     bounded_value,
     image_cost,
-    models_data,
     served_by_vllm,
 )
 from deploy.spec.variant import write_variant

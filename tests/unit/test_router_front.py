@@ -19,13 +19,14 @@ import pytest
 import yaml
 
 from deploy.errors import UserError
+from deploy.facts import device_facts, route_table
 from deploy.plan import resolve
-from deploy.plan.router import CLIENT_GROUPS, KEY_HASH_VARIABLE, KEY_VARIABLE, PUBLIC_ROUTES, front_routes, route_table
+from deploy.plan.router import CLIENT_GROUPS, KEY_HASH_VARIABLE, KEY_VARIABLE, PUBLIC_ROUTES, front_routes
 from deploy.render import render
 from deploy.runtime.net import free_port
 from deploy.runtime.process import Completed
 from deploy.runtime.router import ADMIN_PROGRAM, RouterClient
-from deploy.spec import device_facts, load_profile
+from deploy.spec import load_profile
 from deploy.targets import compose_plan
 from tests.conftest import REPO, module_from_file
 

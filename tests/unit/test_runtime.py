@@ -13,7 +13,7 @@ import pytest
 from deploy.errors import UserError
 from deploy.plan import resolve
 from deploy.runtime import envfile, images
-from deploy.runtime.docker import Compose, ContainerState, Engine
+from deploy.runtime.docker import Compose, ContainerState, DockerDaemon
 from deploy.runtime.process import Completed, run, wait_until
 from deploy.runtime.smoke import parse_junit, plan_options
 from deploy.runtime.stack import Stack, prepare, push, up
@@ -100,7 +100,7 @@ def test_the_env_files_are_git_ignored():
 
 
 # ---------------------------------------------------------------------------------------------
-# A fake Docker: a runner that answers compose and docker commands, and an engine with set answers
+# A fake Docker: a runner that answers compose and docker commands, and a daemon with set answers
 
 BUILD_LOG = """\
 #5 [vllm 1/5] FROM localhost/vllm-deploy/debian-python:bookworm
@@ -129,7 +129,7 @@ class FakeRunner:
 
 
 @dataclass
-class FakeEngine(Engine):  # NB: Engine.__init__ never runs: a query not faked here fails, it never reaches Docker
+class FakeDocker(DockerDaemon):  # NB: __init__ never runs: a query not faked here fails, it never reaches Docker
     info_answer: dict | None = None
     images: set[str] = field(default_factory=set)
 
@@ -173,7 +173,7 @@ def test_a_failed_build_is_a_user_error_with_the_end_of_the_log(tmp_path):
 def test_prepare_renders_makes_a_key_and_builds_a_cpu_image(tmp_path):
     plan = resolve(load_profile("tiny-cpu"))
     runner = FakeRunner({"build": Completed([], 0, BUILD_LOG), "download": Completed([], 1, "", "no index")})
-    stack = Stack(plan, tmp_path, runner, FakeEngine(images={plan.image.base}))
+    stack = Stack(plan, tmp_path, runner, FakeDocker(images={plan.image.base}))
     assert prepare(stack, echo=False) == 2
     assert (tmp_path / "compose" / "tiny-cpu" / "compose.yaml").is_file()
     assert (stack.key() or "").startswith("sk-")
@@ -184,13 +184,13 @@ def test_prepare_renders_makes_a_key_and_builds_a_cpu_image(tmp_path):
 
 def test_prepare_builds_nothing_for_the_official_image(tmp_path):
     runner = FakeRunner()
-    stack = Stack(resolve(load_profile("qwen2_5-vl-7b")), tmp_path, runner, FakeEngine())
+    stack = Stack(resolve(load_profile("qwen2_5-vl-7b")), tmp_path, runner, FakeDocker())
     assert prepare(stack, echo=False) == 0
     assert runner.calls == [] and (tmp_path / "compose" / "qwen2_5-vl-7b" / "compose.yaml").is_file()
 
 
 def test_up_stops_before_rendering_when_preflight_fails(tmp_path):
-    stack = Stack(resolve(load_profile("tiny-cpu")), tmp_path, FakeRunner(), FakeEngine(info_answer=None))
+    stack = Stack(resolve(load_profile("tiny-cpu")), tmp_path, FakeRunner(), FakeDocker(info_answer=None))
     with pytest.raises(
         UserError, match="cannot come up on this host:\n  - docker daemon: the Docker daemon does not answer"
     ):
@@ -200,9 +200,9 @@ def test_up_stops_before_rendering_when_preflight_fails(tmp_path):
 
 def test_push_needs_something_built_and_a_registry(tmp_path):
     with pytest.raises(UserError, match="runs the official image vllm/vllm-openai:v0.32.0 unchanged: nothing to push"):
-        push(Stack(resolve(load_profile("minicpm-v-2_6")), tmp_path, FakeRunner(), FakeEngine()))
+        push(Stack(resolve(load_profile("minicpm-v-2_6")), tmp_path, FakeRunner(), FakeDocker()))
     with pytest.raises(UserError, match="tiny-cpu has no image.registry"):
-        push(Stack(resolve(load_profile("tiny-cpu")), tmp_path, FakeRunner(), FakeEngine()))
+        push(Stack(resolve(load_profile("tiny-cpu")), tmp_path, FakeRunner(), FakeDocker()))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -93,10 +93,10 @@ def test_the_screen_shows_every_figure_from_the_live_metrics(plan):
     text = screen(plan.name, endpoint, shot, now=NOW)
     assert text.splitlines() == [
         f"tiny-cpu-x2 · Prometheus {endpoint} · 2026-11-27 12:00:00 UTC",
-        "  engines healthy     1/2",
+        "  replicas healthy    1/2",
         "  router workers      1",
         "  requests            3 running · 5 waiting",
-        "  KV cache usage      42.1 % (the fullest engine)",
+        "  KV cache usage      42.1 % (the fullest replica)",
         "  last minute         2.50 req/s · 120.5 prompt tok/s · 30.2 generated tok/s",
         "  p95 last minute     1.23 s end to end · — first token",  # NaN: no request in the window
         "  alerts",
@@ -108,7 +108,7 @@ def test_missing_series_show_a_dash_not_zero(plan):
     """Before the first scrape nothing exists: the screen must not claim 0 of anything."""
     with stub_prometheus(dict.fromkeys(plan.monitoring.status_queries.values())) as (endpoint, _):
         text = screen(plan.name, endpoint, snapshot(Prometheus(endpoint), plan.monitoring.status_queries), now=NOW)
-    assert "engines healthy     —/—" in text and "— running · — waiting" in text and " 0" not in text
+    assert "replicas healthy    —/—" in text and "— running · — waiting" in text and " 0" not in text
     assert text.endswith("alerts              none")
 
 
