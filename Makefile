@@ -11,7 +11,7 @@ TEST_ARGS ?=
 
 COMPOSE_BINARY = $(shell $(PY) -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')
 
-.PHONY: help venv test-venv engine docker podman registry prometheus status up down rollout push logs smoke bench load render golden validate-rendered ruff format-check mypy check test test-fast vllm-options vllm-envs vllm-architectures vllm-router-routes
+.PHONY: help venv test-venv engine docker podman registry prometheus status up down rollout push logs smoke bench load render golden validate-rendered ruff format-check mypy check test test-times test-fast vllm-options vllm-envs vllm-architectures vllm-router-routes
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
@@ -87,9 +87,12 @@ mypy: test-venv ## mypy with the pydantic plugin over deploy/, tests/, smoke_tes
 
 check: ruff format-check mypy test-fast ## before a commit: ruff, the format check, mypy, then the fast suite
 
-# NB: ruff and mypy first, so that a lint or type error fails in seconds, before the engine venv and Docker.
-test: ruff format-check mypy test-venv engine docker podman registry prometheus ## set up and run every test, slow ones included (what CI runs)
-	ENGINE_PYTHON=$(CURDIR)/$(ENGINE_VENV)/bin/python $(PY) -m pytest --durations=40 $(TEST_ARGS)
+# NB: scripts/make-test.sh orders and overlaps the setup and the two halves of the suite (see its header).
+test: ## set up and run every test, slow ones included (what CI runs); prints where the time went
+	MAKE="$(MAKE)" PYTHON="$(PYTHON)" scripts/make-test.sh $(TEST_ARGS)
+
+test-times: ## where the last `make test`'s time went: each stage and the slowest test modules
+	@$(PY) scripts/test_times.py .work/test-times
 
 test-fast: test-venv prometheus ## unit tests and the quick validators: no Docker, no vLLM engine
 	$(PY) -m pytest -m "not engine and not docker and not podman and not slow" -q

@@ -13,7 +13,7 @@ DEST=$(realpath -m "${3:?usage: $0 PACKAGE BINARY DEST}")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-apt-get download "$PACKAGE" >/dev/null 2>&1 || { apt-get update -qq && apt-get download "$PACKAGE" >/dev/null; }
+apt-get download "$PACKAGE" >/dev/null 2>&1 || { flock /tmp/vllm-deploy-apt.lock apt-get update -qq && apt-get download "$PACKAGE" >/dev/null; }
 mkdir -p "$DEST"
 dpkg-deb -x "${PACKAGE}"_*.deb "$DEST"
 echo "deb-unpack: $PACKAGE $(dpkg-deb -f "${PACKAGE}"_*.deb Version) -> $DEST"

@@ -17,8 +17,9 @@ DOCKER=$(command -v /usr/bin/docker || command -v docker || true)
 if ! command -v dockerd >/dev/null; then
     [[ $(id -u) == 0 ]] || { echo "docker-up: no Docker daemon; install docker.io as root" >&2; exit 1; }
     echo "docker-up: installing docker.io (Debian)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >/dev/null
+    # NB: make test installs the engine venv, Docker and podman side by side: apt runs one at a time.
+    flock /tmp/vllm-deploy-apt.lock apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive flock /tmp/vllm-deploy-apt.lock apt-get install -y -qq --no-install-recommends docker.io >/dev/null
     DOCKER=/usr/bin/docker
 fi
 

@@ -7,8 +7,9 @@ set -euo pipefail
 CONF=${1:?usage: $0 CONF_FILE}
 if ! command -v podman >/dev/null || ! command -v catatonit >/dev/null; then
     [[ $(id -u) == 0 ]] || { echo "podman-up: install podman and catatonit as root" >&2; exit 1; }
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman catatonit >/dev/null
+    # NB: make test installs the engine venv, Docker and podman side by side: apt runs one at a time.
+    flock /tmp/vllm-deploy-apt.lock apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive flock /tmp/vllm-deploy-apt.lock apt-get install -y -qq --no-install-recommends podman catatonit >/dev/null
 fi
 mkdir -p "$(dirname "$CONF")"
 cat >"$CONF" <<'CONF'

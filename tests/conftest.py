@@ -150,6 +150,28 @@ def measured():
     return MEASURED
 
 
+MODULE_TIMES: dict[str, list[float]] = {}
+
+
+def pytest_runtest_logreport(report):
+    """Each module's time (setup, call and teardown of its tests, its fixtures' included) and test count."""
+    module = report.nodeid.split("::")[0]
+    entry = MODULE_TIMES.setdefault(module, [0.0, 0])
+    entry[0] += report.duration
+    entry[1] += report.when == "call"
+
+
+def pytest_sessionfinish(session):
+    """`make test` (scripts/make-test.sh) names a file in VLLM_DEPLOY_TEST_TIMES: the module times go there,
+    for `make test-times`."""
+    target = os.environ.get("VLLM_DEPLOY_TEST_TIMES")
+    if target and MODULE_TIMES:
+        with open(target, "a", encoding="utf-8") as out:
+            out.writelines(
+                f"{module}\t{seconds:.1f}\t{count:.0f}\n" for module, (seconds, count) in MODULE_TIMES.items()
+            )
+
+
 def pytest_terminal_summary(terminalreporter):
     if MEASURED:
         terminalreporter.section("measured (figures, not assertions)")
