@@ -144,9 +144,11 @@ def print_logs_if_failed(request, fixture: str, lines: int, stack_of=lambda valu
 MEASURED: dict[str, str] = {}
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def measured():
-    """Record a figure (time-to-ready, latency, …) for the summary at the end of the run. Not an assertion."""
+    """Record a figure (time-to-ready, latency, …) for the summary at the end of the run. Not an assertion.
+    NB: a fixture, not an import of MEASURED: pytest loads this file as `conftest`, a test's import makes a
+    second module `tests.conftest`; session-scoped, so session fixtures can record too."""
     return MEASURED
 
 
