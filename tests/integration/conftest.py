@@ -1,5 +1,6 @@
-"""Session fixtures for the engine-venv tests: one vLLM process (`vllm`) for every table and argv check. Each
-import of vLLM costs 8-17 s on a 2-core machine, so it happens once per run, not once per test."""
+"""Session fixtures for the engine-venv tests: one vLLM process (`vllm`) for every table and argv check, and one
+tiny model (`tiny_model`) for every test that needs a built one. Each import of vLLM costs 8-17 s and each
+build of the tiny model 5-10 s on a 2-core machine, so each happens once per run, not once per test."""
 
 from __future__ import annotations
 
@@ -10,15 +11,18 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, digests
 
 SESSION_SCRIPT = REPO / "tests" / "tools" / "vllm_session.py"
+TINY_MODEL_SCRIPT = REPO / "deploy" / "assets" / "tiny_model.py"
 ANSWER_DEADLINE_SECONDS = 600  # importing vLLM alone takes 10-30 s on a busy 2-core machine
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def engine_python() -> Path:
@@ -108,3 +112,39 @@ def vllm(tmp_path_factory, measured) -> Iterator[VllmSession]:
         yield session
     finally:
         session.close()
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    """The tiny model as the session built it: where, what the script printed, and its files right then
+    (a later test may read the folder, e.g. a vLLM server; these figures stay the build's own)."""
+
+    path: Path
+    printed: str
+    beside: list[str]
+    digests: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_build(tmp_path_factory, measured) -> TinyModel:
+    """deploy/assets/tiny_model.py run on its own in a fresh process, as an image build runs it; once a session."""
+    out = tmp_path_factory.mktemp("model") / "tiny-vlm"
+    started = time.monotonic()
+    proc = subprocess.run(
+        [str(engine_python()), str(TINY_MODEL_SCRIPT), str(out)],
+        cwd=out.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **OFFLINE_ENV},
+    )
+    assert proc.returncode == 0, f"tiny_model.py failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    measured["tiny model build (once a session)"] = f"{time.monotonic() - started:.1f} s"
+    printed = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    return TinyModel(out, printed, sorted(p.name for p in out.parent.iterdir()), digests(out))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_build) -> Path:
+    """The folder of the session's tiny model."""
+    return tiny_model_build.path
