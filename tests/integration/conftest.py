@@ -93,6 +93,8 @@ class VllmSession:
         return self.ask("resolve", argvs=argvs)
 
     def close(self) -> None:
+        if self.stdin.closed:
+            return
         self.stdin.close()  # the process ends at the end of its input
         try:
             self.process.wait(timeout=60)
@@ -112,6 +114,22 @@ def vllm(tmp_path_factory, measured) -> Iterator[VllmSession]:
         yield session
     finally:
         session.close()
+
+
+LAST_VLLM_USER = pytest.StashKey[str]()
+
+
+def pytest_collection_modifyitems(config, items):
+    users = [item.nodeid for item in items if "vllm" in getattr(item, "fixturenames", ())]
+    if users:
+        config.stash[LAST_VLLM_USER] = users[-1]
+
+
+def pytest_runtest_teardown(item, nextitem):
+    """NB: the vLLM process (~0.5 GB resident) ends after its last test, not with the session: the unit and
+    static tests that run after it need none of it."""
+    if item.nodeid == item.config.stash.get(LAST_VLLM_USER, None) and "vllm" in item.funcargs:
+        item.funcargs["vllm"].close()
 
 
 @dataclass(frozen=True)
