@@ -16,9 +16,8 @@ import json
 import sys
 
 
-def main() -> int:
-    out = sys.stdout
-    sys.stdout = sys.stderr  # vLLM logs to stdout: keep it for the table alone
+def table() -> str:
+    """The table's text, from the vLLM this interpreter imports (tests/tools/vllm_session.py calls this too)."""
     from vllm.model_executor.models import registry
 
     multimodal, text = sorted(registry._MULTIMODAL_MODELS), sorted(registry._TEXT_GENERATION_MODELS)
@@ -31,10 +30,16 @@ def main() -> int:
     def listing(names: list[str]) -> str:  # one name a line, so a vLLM upgrade reads as a short diff
         return "[\n" + ",\n".join(f"    {json.dumps(n)}" for n in names) + "\n  ]"
 
-    out.write(
+    return (
         f'{{\n  "vllm_version": {json.dumps(version)},\n  "multimodal": {listing(multimodal)},\n'
         f'  "text": {listing(text)}\n}}\n'
     )
+
+
+def main() -> int:
+    out = sys.stdout
+    sys.stdout = sys.stderr  # vLLM logs to stdout: keep it for the table alone
+    out.write(table())
     return 0
 
 

@@ -25,9 +25,8 @@ READ = re.compile(
 )
 
 
-def main() -> int:
-    out = sys.stdout
-    sys.stdout = sys.stderr  # vLLM logs to stdout: keep it for the table alone
+def table() -> str:
+    """The table's text, from the vLLM this interpreter imports (tests/tools/vllm_session.py calls this too)."""
     import vllm.envs as envs
 
     names = set(envs.environment_variables)
@@ -35,7 +34,13 @@ def main() -> int:
     version = importlib.metadata.version("vllm").split("+")[0]
     # One name a line, so a vLLM upgrade reads as a short diff.
     listing = ",\n".join(f"    {json.dumps(n)}" for n in sorted(names))
-    out.write(f'{{\n  "vllm_version": {json.dumps(version)},\n  "variables": [\n{listing}\n  ]\n}}\n')
+    return f'{{\n  "vllm_version": {json.dumps(version)},\n  "variables": [\n{listing}\n  ]\n}}\n'
+
+
+def main() -> int:
+    out = sys.stdout
+    sys.stdout = sys.stderr  # vLLM logs to stdout: keep it for the table alone
+    out.write(table())
     return 0
 
 

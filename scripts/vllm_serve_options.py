@@ -15,9 +15,9 @@ import json
 import sys
 
 
-def main() -> int:
-    out = sys.stdout
-    sys.stdout = sys.stderr  # vLLM logs to stdout: keep it for the table alone
+def table() -> str:
+    """The table's text, from the parser of the vLLM this interpreter imports (tests/tools/vllm_session.py
+    calls this too, so the test session imports vLLM once for every table)."""
     from vllm.entrypoints.cli.serve import ServeSubcommand
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
@@ -30,17 +30,23 @@ def main() -> int:
             if action.choices is not None:
                 # NB: the values argparse accepts; the classification's `values:` must be among them.
                 options[option]["choices"] = sorted(str(c) for c in action.choices if c is not None)
-    table = {
+    found = {
         "vllm_version": importlib.metadata.version("vllm").split("+")[0],
         "allow_abbrev": serve.allow_abbrev,
         "options": dict(sorted(options.items())),
     }
     # One option a line, so a vLLM upgrade reads as a short diff.
-    lines = [f"  {json.dumps(name)}: {json.dumps(spec)}" for name, spec in table["options"].items()]
-    out.write(
-        f'{{"vllm_version": {json.dumps(table["vllm_version"])}, "allow_abbrev": {json.dumps(table["allow_abbrev"])}, '
+    lines = [f"  {json.dumps(name)}: {json.dumps(spec)}" for name, spec in found["options"].items()]
+    return (
+        f'{{"vllm_version": {json.dumps(found["vllm_version"])}, "allow_abbrev": {json.dumps(found["allow_abbrev"])}, '
         '"options": {\n' + ",\n".join(lines) + "\n}}\n"
     )
+
+
+def main() -> int:
+    out = sys.stdout
+    sys.stdout = sys.stderr  # vLLM logs to stdout: keep it for the table alone
+    out.write(table())
     return 0
 
 

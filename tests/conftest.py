@@ -144,9 +144,11 @@ def print_logs_if_failed(request, fixture: str, lines: int, stack_of=lambda valu
 MEASURED: dict[str, str] = {}
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def measured():
-    """Record a figure (time-to-ready, latency, …) for the summary at the end of the run. Not an assertion."""
+    """Record a figure (time-to-ready, latency, …) for the summary at the end of the run. Not an assertion.
+    NB: a fixture, not an import of MEASURED: pytest loads this file as `conftest`, a test's import makes a
+    second module `tests.conftest`; session-scoped, so session fixtures can record too."""
     return MEASURED
 
 
@@ -177,6 +179,17 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("measured (figures, not assertions)")
         for name, value in MEASURED.items():
             terminalreporter.write_line(f"{name}: {value}")
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file under `folder`, by relative path."""
+    import hashlib
+
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def module_from_file(name: str, path: Path):

@@ -1,7 +1,8 @@
 """A real vLLM (CPU build) started with the argv of `resolve(tiny-cpu)` answers the whole smoke suite.
 
 The server is a host process from the engine venv (ENGINE_PYTHON, set by `make test`), serving the
-tiny fabricated VLM on a free 127.0.0.1 port with a random key, and the plan's generation config from
+tiny fabricated VLM (the session's `tiny_model`, tests/integration/conftest.py: built once, as the CPU image's
+build step builds it) on a free 127.0.0.1 port with a random key, and the plan's generation config from
 a scratch directory (the container mounts the same file). Its log is printed when a test fails.
 """
 
@@ -69,16 +70,6 @@ def process_tree_peak_rss_mib(pid: int) -> float:
         except FileNotFoundError:
             pass
     return total_kib / 1024
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("model") / "tiny-vlm"
-    # The same invocation as the CPU image's build step.
-    subprocess.run(
-        [str(engine_python()), str(REPO / "deploy" / "assets" / "tiny_model.py"), str(out)], check=True, timeout=600
-    )
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,15 @@ venv (scripts/engine-venv.sh), not necessarily in the interpreter running pytest
 builds and every check that needs transformers run in a subprocess: with the running
 interpreter when it can import transformers, else with $ENGINE_PYTHON. The module is
 loaded by file path so that deploy/__init__.py (and whatever it imports) stays out of it.
+
+Two builds in all: the session's (`tiny_model_build`, tests/integration/conftest.py: the script run on
+its own, as an image build runs it; test_engine.py serves the same folder) and the `builder` fixture's
+(build_tiny_model over stale files, in one engine process with the interrupted build and the read-back).
+Comparing the two proves determinism across processes and that the script writes build_tiny_model's bytes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pathlib
@@ -21,12 +25,78 @@ from typing import Any
 
 import pytest
 
-# Two builds plus a transformers import take ~15 s on 2 cores.
+from tests.conftest import digests
+
+# The session's build (tests/integration/conftest.py) and one engine process for the builder's checks.
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 MODULE = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "assets" / "tiny_model.py"
 MAX_BYTES = 30 * 1024 * 1024
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+# The builder fixture's one engine process: each part reports its result or its error, so only its tests fail.
+BUILDER = """
+import traceback
+
+
+def part(work):
+    try:
+        return {"result": work()}
+    except BaseException:
+        return {"error": traceback.format_exc()}
+
+
+def rebuild():
+    return str(mod.build_tiny_model(pathlib.Path(argv[0]), seed=0))
+
+
+def interrupt():
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt("simulated interruption")
+
+    real, mod._build_model = mod._build_model, boom
+    try:
+        mod.build_tiny_model(pathlib.Path(argv[1]))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        mod._build_model = real
+    return sorted(p.name for p in pathlib.Path(argv[1]).parent.iterdir())
+
+
+def read_back():  # the session model (argv[2]) as transformers loads it
+    from PIL import Image
+    from transformers import AutoConfig, AutoProcessor
+    path = argv[2]
+    processor = AutoProcessor.from_pretrained(path)
+    tok = processor.tokenizer
+    names = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<fake_token_around_image>",
+             "<global-img>", "<end_of_utterance>", "<row_1_col_1>", "<row_6_col_6>"]
+    ids = {n: tok.convert_tokens_to_ids(n) for n in names}
+    # A special token written in a prompt must map to its single id.
+    encoded = tok("<|im_start|>user\\nhello<|im_end|>", add_special_tokens=False)["input_ids"]
+    two_images = [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "http://127.0.0.1/x.jpg"}},
+        {"type": "text", "text": "请描述这张图片"},
+        {"type": "image"}]}]
+    text_only = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    render = lambda m: processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
+    # Images are first resized to 224 px (2x2 tiles of 112) and get a global tile too.
+    batch = processor(text=[render([{"role": "user", "content": [{"type": "image"}]}])],
+                      images=[[Image.new("RGB", (112, 112), (255, 0, 0))]])
+    config = AutoConfig.from_pretrained(path)
+    return {
+        "ids": ids, "eos": tok.eos_token, "eos_id": tok.eos_token_id, "len": len(tok),
+        "encoded": encoded, "two_images": render(two_images), "text_only": render(text_only),
+        "image_tokens": batch["input_ids"][0].count(ids["<image>"]),
+        "image_token_id": config.image_token_id,
+        "image_processor": type(processor.image_processor).__name__,
+    }
+
+
+print(json.dumps({"rebuild": part(rebuild), "interrupt": part(interrupt), "read_back": part(read_back)}))
+"""
 
 
 def _engine_python() -> str:
@@ -63,56 +133,45 @@ def _run(code: str, *args: str) -> Any:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _digests(folder: pathlib.Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path, dict]:
+def builder(tiny_model_build, tmp_path_factory) -> dict[str, Any]:
+    """The builder's own checks, all in one engine process (one torch and transformers import): a build with
+    build_tiny_model into a folder that holds stale files, an interrupted build, and the session model read back
+    with transformers. Each part reports an error of its own, so only its tests fail."""
     root = tmp_path_factory.mktemp("tiny")
-    a, b = root / "a" / "tiny-vlm", root / "b" / "tiny-vlm"
-    # The second target already exists with stale content: the build must replace it.
-    b.mkdir(parents=True)
-    (b / "stale.txt").write_text("left over")
-    timing = _run(
-        """
-        import time
-        out = []
-        for target in argv:
-            t = time.perf_counter()
-            returned = mod.build_tiny_model(pathlib.Path(target), seed=0)
-            out.append({"returned": str(returned), "seconds": time.perf_counter() - t})
-        print(json.dumps(out))
-    """,
-        str(a),
-        str(b),
-    )
-    return a, b, {"timing": timing}
+    rebuilt, interrupted = root / "rebuilt" / "tiny-vlm", root / "interrupted" / "tiny-vlm"
+    # The target already exists with stale content: the build must replace it.
+    rebuilt.mkdir(parents=True)
+    (rebuilt / "stale.txt").write_text("left over")
+    return _run(BUILDER, str(rebuilt), str(interrupted), str(tiny_model_build.path)) | {"rebuilt": rebuilt}
 
 
-def test_build_returns_out_dir_and_replaces_old_content(builds):
-    a, b, info = builds
-    assert [t["returned"] for t in info["timing"]] == [str(a), str(b)]
-    assert not (b / "stale.txt").exists()
-    assert (a / "config.json").is_file() and (a / "model.safetensors").is_file()
+def _part(builder: dict[str, Any], name: str) -> Any:
+    assert "error" not in builder[name], builder[name]["error"]
+    return builder[name]["result"]
+
+
+def test_build_returns_out_dir_and_replaces_old_content(tiny_model_build, builder):
+    rebuilt = builder["rebuilt"]
+    assert _part(builder, "rebuild") == str(rebuilt)
+    assert not (rebuilt / "stale.txt").exists()
+    built = tiny_model_build.path
+    assert (built / "config.json").is_file() and (built / "model.safetensors").is_file()
     # Nothing of the temporary build folders is left beside the model.
-    for folder in (a, b):
-        assert [p.name for p in folder.parent.iterdir()] == ["tiny-vlm"]
+    assert tiny_model_build.beside == ["tiny-vlm"]
+    assert [p.name for p in rebuilt.parent.iterdir()] == ["tiny-vlm"]
 
 
-def test_size_is_small(builds):
-    a, _, _ = builds
+def test_size_is_small(tiny_model):
+    a = tiny_model
     total = sum(p.stat().st_size for p in a.rglob("*") if p.is_file())
     assert total <= MAX_BYTES, f"{total / 2**20:.1f} MiB"
 
 
-def test_deterministic(builds):
-    a, b, _ = builds
-    da, db = _digests(a), _digests(b)
+def test_deterministic(tiny_model_build, builder):
+    """Two builds with the same seed, in two processes (the session's and the builder's), give the same bytes."""
+    _part(builder, "rebuild")
+    da, db = tiny_model_build.digests, digests(builder["rebuilt"])
     assert set(da) >= {
         "config.json",
         "model.safetensors",
@@ -125,33 +184,24 @@ def test_deterministic(builds):
     assert da == db
 
 
-def test_default_answer_length_is_bounded(builds):
+def test_default_answer_length_is_bounded(tiny_model):
     # Requests without max_tokens (the guide's snippets) get 32 tokens, not up to max-model-len.
-    a, _, _ = builds
+    a = tiny_model
     generation = json.loads((a / "generation_config.json").read_text())
     assert generation["max_new_tokens"] == 32
     assert generation["eos_token_id"] == [151645, 151643]
 
 
-def test_script_entry_point_builds_the_same_files(builds, tmp_path):
-    # Image builds run the file on its own, in a fresh process: same bytes expected.
-    a, _, _ = builds
-    out = tmp_path / "tiny-vlm"
-    proc = subprocess.run(
-        [_engine_python(), str(MODULE), str(out), "--seed", "0"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, **OFFLINE_ENV},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip().splitlines()[-1] == str(out)
-    assert _digests(out) == _digests(a)
+def test_script_entry_point_builds_the_same_files(tiny_model_build, builder):
+    # Image builds run the file on its own, in a fresh process (the session's build is made so): it prints the
+    # folder, and its bytes are build_tiny_model's.
+    _part(builder, "rebuild")
+    assert tiny_model_build.printed == str(tiny_model_build.path)
+    assert tiny_model_build.digests == digests(builder["rebuilt"])
 
 
-def test_world_readable(builds):
-    a, _, _ = builds
+def test_world_readable(tiny_model):
+    a = tiny_model
     for p in [a, *a.rglob("*")]:
         mode = p.stat().st_mode
         assert mode & stat.S_IROTH, f"{p} is not world-readable ({oct(mode)})"
@@ -159,8 +209,8 @@ def test_world_readable(builds):
             assert mode & stat.S_IXOTH, f"{p} is not world-searchable ({oct(mode)})"
 
 
-def test_config(builds):
-    a, _, _ = builds
+def test_config(tiny_model):
+    a = tiny_model
     config = json.loads((a / "config.json").read_text())
     assert config["architectures"] == ["Idefics3ForConditionalGeneration"]
     text = config["text_config"]
@@ -177,40 +227,8 @@ def test_config(builds):
     assert processor["image_processor"]["image_processor_type"] == "Idefics3ImageProcessorPil"
 
 
-def test_tokenizer_and_chat_template(builds):
-    a, _, _ = builds
-    got = _run(
-        """
-        from PIL import Image
-        from transformers import AutoConfig, AutoProcessor
-        path = argv[0]
-        processor = AutoProcessor.from_pretrained(path)
-        tok = processor.tokenizer
-        names = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<fake_token_around_image>",
-                 "<global-img>", "<end_of_utterance>", "<row_1_col_1>", "<row_6_col_6>"]
-        ids = {n: tok.convert_tokens_to_ids(n) for n in names}
-        # A special token written in a prompt must map to its single id.
-        encoded = tok("<|im_start|>user\\nhello<|im_end|>", add_special_tokens=False)["input_ids"]
-        two_images = [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": "http://127.0.0.1/x.jpg"}},
-            {"type": "text", "text": "请描述这张图片"},
-            {"type": "image"}]}]
-        text_only = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
-        render = lambda m: processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
-        # Images are first resized to 224 px (2x2 tiles of 112) and get a global tile too.
-        batch = processor(text=[render([{"role": "user", "content": [{"type": "image"}]}])],
-                          images=[[Image.new("RGB", (112, 112), (255, 0, 0))]])
-        config = AutoConfig.from_pretrained(path)
-        print(json.dumps({
-            "ids": ids, "eos": tok.eos_token, "eos_id": tok.eos_token_id, "len": len(tok),
-            "encoded": encoded, "two_images": render(two_images), "text_only": render(text_only),
-            "image_tokens": batch["input_ids"][0].count(ids["<image>"]),
-            "image_token_id": config.image_token_id,
-            "image_processor": type(processor.image_processor).__name__,
-        }))
-    """,
-        str(a),
-    )
+def test_tokenizer_and_chat_template(builder):
+    got = _part(builder, "read_back")
     ids = got["ids"]
     assert ids["<|endoftext|>"] == 151643
     assert ids["<|im_start|>"] == 151644
@@ -231,22 +249,8 @@ def test_tokenizer_and_chat_template(builds):
     assert got["image_tokens"] == (2 * 2 + 1) * 16  # tiles x image_seq_len
 
 
-def test_interrupted_build_leaves_nothing(tmp_path):
-    target = tmp_path / "tiny-vlm"
-    got = _run(
-        """
-        def boom(*args, **kwargs):
-            raise KeyboardInterrupt("simulated interruption")
-        mod._build_model = boom
-        try:
-            mod.build_tiny_model(pathlib.Path(argv[0]))
-        except KeyboardInterrupt:
-            pass
-        print(json.dumps(sorted(p.name for p in pathlib.Path(argv[0]).parent.iterdir())))
-    """,
-        str(target),
-    )
-    assert got == []
+def test_interrupted_build_leaves_nothing(builder):
+    assert _part(builder, "interrupt") == []
 
 
 def test_module_imports_no_heavy_packages():

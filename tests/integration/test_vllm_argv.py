@@ -2,13 +2,13 @@
 
 The argv is taken from the rendered files themselves (compose.yaml's command, the Deployment's args),
 not from the plan, then parsed by vLLM 0.32's `vllm serve` parser in the engine venv (ENGINE_PYTHON,
-set by `make test`; else .venv-engine), all in one process: tests/tools/vllm_parse.py. No server starts.
+set by `make test`; else .venv-engine) with tests/tools/vllm_parse.py, in the session's one vLLM process (the
+`vllm` fixture). No server starts.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -26,15 +26,6 @@ from tests.conftest import FIXTURE_PROFILES, REPO, kubernetes_expand
 pytestmark = pytest.mark.engine
 PROFILES = builtin_names() + [str(p) for p in sorted(FIXTURE_PROFILES.glob("*.yaml"))]
 PARSER_SCRIPT = REPO / "tests" / "tools" / "vllm_parse.py"
-PARSE_TIMEOUT_SECONDS = 600  # importing vLLM alone takes 10-30 s on a 2-core machine
-
-
-def engine_python() -> Path:
-    value = os.environ.get("ENGINE_PYTHON")
-    path = Path(value) if value else REPO / ".venv-engine" / "bin" / "python"
-    if not path.exists():
-        pytest.fail(f"no engine python at {path}: set ENGINE_PYTHON or run `make engine` (creates .venv-engine)")
-    return path
 
 
 def from_compose(argv: list[str]) -> list[str]:
@@ -83,25 +74,17 @@ assert NEGATIVE["bad-dtype"] != BASE, "tiny-cpu no longer uses bfloat16: pick an
 
 
 @pytest.fixture(scope="module")
-def session() -> tuple[dict[tuple[str, ...], dict], str]:
-    """Every distinct argv (rendered, planned, negative) parsed by vLLM in one engine process."""
+def session(vllm) -> tuple[dict[tuple[str, ...], dict], str]:
+    """Every distinct argv (rendered, planned, negative) parsed by vLLM, all in one request to the session's
+    vLLM process (tests/tools/vllm_parse.py's `parse`)."""
     argvs: list[list[str]] = []
     for name, plan in PLANS.items():
         argvs += [list(plan.argv), *RENDERED[name].values()]
     argvs += NEGATIVE.values()
     unique = list({tuple(a): a for a in argvs}.values())
     started = time.monotonic()
-    result = subprocess.run(
-        [str(engine_python()), str(PARSER_SCRIPT)],
-        input=json.dumps(unique),
-        capture_output=True,
-        text=True,
-        timeout=PARSE_TIMEOUT_SECONDS,
-        cwd=REPO,
-    )
+    answers = vllm.parse(unique)
     elapsed = time.monotonic() - started
-    assert result.returncode == 0, f"vllm_parse.py failed:\n{result.stderr[-4000:]}"
-    answers = json.loads(result.stdout)
     assert len(answers) == len(unique)
     figure = f"{elapsed:.1f} s for {len(unique)} argv"
     return {tuple(a): answer for a, answer in zip(unique, answers, strict=True)}, figure
@@ -109,9 +92,9 @@ def session() -> tuple[dict[tuple[str, ...], dict], str]:
 
 @pytest.fixture
 def parsed(session, measured) -> dict[tuple[str, ...], dict]:
-    """vLLM's answer for each argv; the session's wall time goes to the run's measured figures."""
+    """vLLM's answer for each argv; the parse's wall time goes to the run's measured figures."""
     answers, figure = session
-    measured["vLLM parser session (import vLLM + parse every argv)"] = figure
+    measured["vLLM parser (every argv, vLLM already imported)"] = figure
     return answers
 
 

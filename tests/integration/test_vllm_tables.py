@@ -1,55 +1,38 @@
 """The tables generated from the pinned vLLM are current: regenerating them in the engine venv gives the
 committed bytes (deploy/data/vllm-serve-options.json, vllm-envs.json, vllm-architectures.json); the
 hand-reviewed classification (vllm-serve-classes.yaml) covers exactly the real parser's options; and the
-extra-args guard reads every spelling of every option as vLLM's own parser does."""
+extra-args guard reads every spelling of every option as vLLM's own parser does. Every answer comes from the
+session's one vLLM process (the `vllm` fixture, tests/tools/vllm_session.py), which runs the generators' own
+`table()` functions."""
 
 from __future__ import annotations
-
-import os
-import subprocess
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.engine
+# The committed table -> the make target that regenerates it (tests/tools/vllm_session.py names the generators).
 TABLES = {
-    "vllm-serve-options.json": ("scripts/vllm_serve_options.py", "make vllm-options"),
-    "vllm-envs.json": ("scripts/vllm_envs.py", "make vllm-envs"),
-    "vllm-architectures.json": ("scripts/vllm_architectures.py", "make vllm-architectures"),
+    "vllm-serve-options.json": "make vllm-options",
+    "vllm-envs.json": "make vllm-envs",
+    "vllm-architectures.json": "make vllm-architectures",
 }
 
 
-def engine_python() -> Path:
-    value = os.environ.get("ENGINE_PYTHON")
-    path = Path(value) if value else REPO / ".venv-engine" / "bin" / "python"
-    if not path.exists():
-        pytest.fail(f"no engine python at {path}: set ENGINE_PYTHON or run `make engine` (creates .venv-engine)")
-    return path
-
-
-def generate(script: str) -> str:
-    result = subprocess.run(
-        [str(engine_python()), str(REPO / script)], capture_output=True, text=True, timeout=600, cwd=REPO
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
-
-
 @pytest.mark.parametrize("table", list(TABLES))
-def test_the_committed_table_is_what_the_pinned_vllm_generates(table):
-    script, target = TABLES[table]
+def test_the_committed_table_is_what_the_pinned_vllm_generates(vllm, table):
+    target = TABLES[table]
     committed = (REPO / "deploy" / "data" / table).read_text(encoding="utf-8")
-    assert generate(script) == committed, f"deploy/data/{table} drifted from the engine venv's vLLM: run `{target}`"
+    assert vllm.table(table) == committed, f"deploy/data/{table} drifted from the engine venv's vLLM: run `{target}`"
 
 
-def test_every_option_of_the_real_parser_is_classified_and_nothing_else():
+def test_every_option_of_the_real_parser_is_classified_and_nothing_else(vllm):
     import json
 
     from deploy.facts import option_classes
 
-    parser = {spec["dest"] for spec in json.loads(generate("scripts/vllm_serve_options.py"))["options"].values()}
+    parser = {spec["dest"] for spec in json.loads(vllm.table("vllm-serve-options.json"))["options"].values()}
     known = option_classes()
     classified = {*known.allowed, *known.modelled, *known.refused}
     assert not parser - classified, (
@@ -58,27 +41,16 @@ def test_every_option_of_the_real_parser_is_classified_and_nothing_else():
     assert not classified - parser, f"classified but not in vLLM's parser: {sorted(classified - parser)}"
 
 
-def test_the_guard_reads_every_spelling_as_vllms_parser_does():
+def test_the_guard_reads_every_spelling_as_vllms_parser_does(vllm):
     """Each option under each spelling vLLM accepts (`_`, `=value`, a unique prefix, `.field`, a glued value):
     the option the guard resolves is the one vLLM's FlexibleArgumentParser and argparse resolve."""
-    import json
-
     from deploy.facts import option_table
     from deploy.spec.flags import resolve
     from tests.unit.test_deny import spellings
 
     argvs = [argv for option in sorted(option_table()) for argv in spellings(option)]
     argvs += [["--api", "x"], ["--max-num", "8"], ["-d", "1"], ["--nonexistent-flag"], ["-O3"], ["-Odecode"]]
-    result = subprocess.run(
-        [str(engine_python()), str(REPO / "tests" / "tools" / "vllm_resolve.py")],
-        input=json.dumps(argvs),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    theirs = json.loads(result.stdout)
+    theirs = vllm.resolve(argvs)  # tests/tools/vllm_resolve.py's answer
     table = option_table()
     unsafe: list[tuple[list[str], str | None, str | None]] = []
     lenient: list[tuple[list[str], str | None, str | None]] = []

@@ -71,59 +71,71 @@ class Collect(logging.Handler):
         self.lines.append(f"{record.levelname}: {record.getMessage()}")
 
 
-def main() -> int:
-    argvs = json.load(sys.stdin)
+def check(argvs: Any) -> list[list[str]]:
+    """The input, if it is a JSON list of argv lists; else exit with the reason."""
     if not (isinstance(argvs, list) and all(isinstance(a, list) and all(isinstance(s, str) for s in a) for a in argvs)):
         sys.exit("vllm_parse.py: stdin must be a JSON list of argv lists (lists of strings)")
-    out = sys.stdout
-    # vLLM's logger writes to stdout by default: keep stdout for the JSON answer alone.
-    sys.stdout = sys.stderr
+    return argvs
 
+
+def parse(argvs: list[list[str]]) -> list[dict[str, Any]]:
+    """vLLM's answer for each argv, in order (see the module's docstring). Imports vLLM on the first call;
+    tests/tools/vllm_session.py calls this in the test session's one vLLM process."""
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.entrypoints.cli.serve import ServeSubcommand
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     collect = Collect()
     logging.getLogger("vllm").addHandler(collect)
-
     results = []
-    for argv in argvs:
-        # A fresh parser each time, as each `vllm serve` process builds one.
-        parser = FlexibleArgumentParser(prog="vllm", description="vLLM CLI")
-        subparsers = parser.add_subparsers(required=False, dest="subparser")
-        command = ServeSubcommand()
-        serve_parser = command.subparser_init(subparsers)
-        defaults = {a.dest: a.default for a in serve_parser._actions if a.dest != "help"}
-        collect.lines.clear()
-        stage, error, args = "parse", "", None
-        captured = io.StringIO()
-        try:
-            with contextlib.redirect_stderr(captured):
-                args = parser.parse_args(["serve", *argv])
-                stage = "validate"
-                command.validate(args)
-                # ServeSubcommand.cmd's first step: a positional model takes precedence.
-                if hasattr(args, "model_tag") and args.model_tag is not None:
-                    args.model = args.model_tag
-                stage = "engine-args"
-                AsyncEngineArgs.from_cli_args(args)
-                stage = ""
-        except SystemExit as exc:
-            error = captured.getvalue().strip() or f"exit {exc.code}"
-        except Exception as exc:  # vLLM raises ValueError/TypeError for some argv (e.g. no positional model)
-            error = f"{type(exc).__name__}: {exc}"
-        namespace = vars(args) if args is not None else {}
-        results.append(
-            {
-                "ok": not error,
-                "stage": stage,
-                "error": error,
-                "log": list(collect.lines),
-                "changed": sorted(k for k, v in namespace.items() if k in defaults and v != defaults[k]),
-                "namespace": {k: jsonable(namespace[k]) for k in FIELDS if k in namespace},
-            }
-        )
-    json.dump(results, out)
+    try:
+        for argv in argvs:
+            # A fresh parser each time, as each `vllm serve` process builds one.
+            parser = FlexibleArgumentParser(prog="vllm", description="vLLM CLI")
+            subparsers = parser.add_subparsers(required=False, dest="subparser")
+            command = ServeSubcommand()
+            serve_parser = command.subparser_init(subparsers)
+            defaults = {a.dest: a.default for a in serve_parser._actions if a.dest != "help"}
+            collect.lines.clear()
+            stage, error, args = "parse", "", None
+            captured = io.StringIO()
+            try:
+                with contextlib.redirect_stderr(captured):
+                    args = parser.parse_args(["serve", *argv])
+                    stage = "validate"
+                    command.validate(args)
+                    # ServeSubcommand.cmd's first step: a positional model takes precedence.
+                    if hasattr(args, "model_tag") and args.model_tag is not None:
+                        args.model = args.model_tag
+                    stage = "engine-args"
+                    AsyncEngineArgs.from_cli_args(args)
+                    stage = ""
+            except SystemExit as exc:
+                error = captured.getvalue().strip() or f"exit {exc.code}"
+            except Exception as exc:  # vLLM raises ValueError/TypeError for some argv (e.g. no positional model)
+                error = f"{type(exc).__name__}: {exc}"
+            namespace = vars(args) if args is not None else {}
+            results.append(
+                {
+                    "ok": not error,
+                    "stage": stage,
+                    "error": error,
+                    "log": list(collect.lines),
+                    "changed": sorted(k for k, v in namespace.items() if k in defaults and v != defaults[k]),
+                    "namespace": {k: jsonable(namespace[k]) for k in FIELDS if k in namespace},
+                }
+            )
+    finally:
+        logging.getLogger("vllm").removeHandler(collect)
+    return results
+
+
+def main() -> int:
+    argvs = check(json.load(sys.stdin))
+    out = sys.stdout
+    # vLLM's logger writes to stdout by default: keep stdout for the JSON answer alone.
+    sys.stdout = sys.stderr
+    json.dump(parse(argvs), out)
     out.write("\n")
     out.flush()
     return 0

@@ -21,10 +21,9 @@ import json
 import sys
 
 
-def main() -> int:
-    argvs = json.load(sys.stdin)
-    out = sys.stdout
-    sys.stdout = sys.stderr  # vLLM logs to stdout
+def resolve(argvs: list[list[str]]) -> list[str | None]:
+    """The destination vLLM's parser gives each argv's first flag, in order (see the module's docstring).
+    tests/tools/vllm_session.py calls this in the test session's one vLLM process."""
     from vllm.entrypoints.cli.serve import ServeSubcommand
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
@@ -61,7 +60,14 @@ def main() -> int:
             results.append(action.dest if action is not None else None)
     finally:
         argparse.ArgumentParser.parse_args = original  # type: ignore[method-assign]
-    json.dump(results, out)
+    return results
+
+
+def main() -> int:
+    argvs = json.load(sys.stdin)
+    out = sys.stdout
+    sys.stdout = sys.stderr  # vLLM logs to stdout
+    json.dump(resolve(argvs), out)
     return 0
 
 
