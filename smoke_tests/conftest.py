@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import os
 import subprocess
+import threading
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -12,7 +15,8 @@ import pytest
 from pluggy import Result
 
 from smoke_tests.bounded import IMAGE_CAP, HttpFailureError, fetch, shown
-from smoke_tests.image_server import IMAGE_PATH, ImageServer, generated_jpeg
+from smoke_tests.image_server import IMAGE_PATH, ImageServer, generated_jpeg, large_jpeg
+from smoke_tests.seed_runs import SeedRuns
 from smoke_tests.settings import SmokeConfig, add_options, smoke_config
 from smoke_tests.support import Raw, data_url
 
@@ -29,6 +33,13 @@ def pytest_configure(config: pytest.Config) -> None:
         smoke_config(config)  # NB: fail at startup, once, with every bad setting listed
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from exc
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # NB: the interpreter's final garbage collection over what the cases loaded (openai's types above all) took
+    # 0.3 s of every run after its report was written; objects are still released as usual.
+    gc.freeze()
 
 
 # NB: cheapest and most basic first; bad media last, so a server it harms fails nothing else
@@ -252,3 +263,50 @@ def chat_kwargs(smoke: SmokeConfig, model: str) -> dict:
         "max_tokens": smoke.max_tokens,
         "extra_body": {"stop_token_ids": list(smoke.stop_token_ids)},
     }
+
+
+SEED_CASE = "test_seed_snippet_runs"
+
+
+@pytest.fixture(scope="session")
+def seed_runs(
+    smoke: SmokeConfig, model: str, image: SmokeImage, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SeedRuns]:
+    """The seed snippets' scripts, with the server under test, its key and the suite's image in their environment."""
+    picture = tmp_path_factory.mktemp("seed") / "pic.jpg"
+    picture.write_bytes(image.payload)
+    env = {
+        **os.environ,
+        "SMOKE_BASE_URL": smoke.base_url,
+        "SMOKE_MODEL": model,
+        "SMOKE_IMAGE_URL": image.url,
+        "SMOKE_IMAGE_PATH": str(picture),
+        "PYTHONIOENCODING": "utf-8",
+    }
+    env.pop("SMOKE_API_KEY", None)
+    env.pop("VLLM_API_KEY", None)
+    if smoke.api_key:
+        env["SMOKE_API_KEY"] = smoke.api_key
+    runs = SeedRuns(env)
+    try:
+        yield runs
+    finally:
+        runs.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _started_early(request: pytest.FixtureRequest, server_ready: float) -> None:
+    """Work the selected cases will need, begun now so that it overlaps the cases before them: the large JPEG
+    (in a thread) and the seed snippets' scripts (each waits for its case: seed_runs.py)."""
+    items = [item for item in request.session.items if isinstance(item, pytest.Function)]
+    if any(item.path.stem == "test_large_images" for item in items):
+        threading.Thread(target=large_jpeg, name="smoke-large-jpeg", daemon=True).start()
+    snippets = [item.callspec.params["snippet"] for item in items if item.originalname == SEED_CASE]
+    if not snippets:
+        return
+    try:
+        runs = request.getfixturevalue("seed_runs")
+    except (Exception, pytest.fail.Exception, pytest.skip.Exception):
+        return  # NB: pytest keeps a session fixture's error: the seed cases meet it themselves, nothing else does
+    for snippet in snippets:
+        runs.start(snippet)

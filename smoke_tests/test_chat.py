@@ -5,6 +5,12 @@ import pytest
 
 from smoke_tests.support import user_message
 
+# NB: where only the prompt counts (prompt tokens compared), one generated token is enough; where the answer is
+# compared, --max-tokens; a control that must run on past a forced stop runs CONTROL_TOKENS, more than the one
+# token the stop allows (each generated token costs a decode step: these were most of a case's time).
+PROMPT_ONLY = {"max_tokens": 1}
+CONTROL_TOKENS = 4
+
 
 def _assert_one_assistant_choice(resp):
     assert len(resp.choices) == 1, resp
@@ -18,13 +24,13 @@ def _assert_one_assistant_choice(resp):
 def test_image_by_url(client, chat_kwargs, image):
     """Seed request 1: text + image_url by URL; the image must add prompt tokens over text alone."""
     hits_before = len(image.server.requests) if image.server else 0
-    with_image = client.chat.completions.create(messages=user_message(image.url), **chat_kwargs)
+    with_image = client.chat.completions.create(messages=user_message(image.url), **{**chat_kwargs, **PROMPT_ONLY})
     _assert_one_assistant_choice(with_image)
     if image.server:
         fetched = image.server.requests[hits_before:]
         assert fetched, "the server answered without fetching the image from the local image server"
 
-    text_only = client.chat.completions.create(messages=user_message(), **chat_kwargs)
+    text_only = client.chat.completions.create(messages=user_message(), **{**chat_kwargs, **PROMPT_ONLY})
     _assert_one_assistant_choice(text_only)
     assert with_image.usage.prompt_tokens > text_only.usage.prompt_tokens, (
         f"image did not reach the prompt: {with_image.usage.prompt_tokens} prompt tokens with the image, "
@@ -34,9 +40,9 @@ def test_image_by_url(client, chat_kwargs, image):
 
 def test_image_as_base64_matches_url(client, chat_kwargs, image):
     """Seed request 2: the same bytes as a data: URL give the same prompt as fetching them by URL."""
-    by_data = client.chat.completions.create(messages=user_message(image.data_url), **chat_kwargs)
+    by_data = client.chat.completions.create(messages=user_message(image.data_url), **{**chat_kwargs, **PROMPT_ONLY})
     _assert_one_assistant_choice(by_data)
-    by_url = client.chat.completions.create(messages=user_message(image.url), **chat_kwargs)
+    by_url = client.chat.completions.create(messages=user_message(image.url), **{**chat_kwargs, **PROMPT_ONLY})
     assert by_data.usage.prompt_tokens == by_url.usage.prompt_tokens, (
         f"base64 prompt has {by_data.usage.prompt_tokens} tokens, URL prompt {by_url.usage.prompt_tokens}"
     )
@@ -74,7 +80,7 @@ def test_stop_token_ids_are_honoured(client, chat_kwargs, smoke, image):
     if not smoke.stop_token_ids:
         pytest.skip("no --stop-token-ids configured")
     forced = smoke.stop_token_ids[-1]
-    max_tokens = 16
+    max_tokens = CONTROL_TOKENS
     common = {**chat_kwargs, "max_tokens": max_tokens, "logit_bias": {str(forced): 100}}
     resp = client.chat.completions.create(
         messages=user_message(image.data_url),
@@ -98,7 +104,7 @@ def test_server_stop_ids_apply_without_extra_body(client, smoke, model, image):
     generation config's eos_token_id to every request's stop ids unless the request sets ignore_eos, so the control
     with ignore_eos (and still no stop ids) runs to max_tokens: the stop came from the server's configuration.
     """
-    max_tokens = 16
+    max_tokens = CONTROL_TOKENS
     common = {"model": model, "temperature": 0, "max_tokens": max_tokens, "messages": user_message(image.data_url)}
     for forced in smoke.server_stop_token_ids:
         resp = client.chat.completions.create(logit_bias={str(forced): 100}, **common)

@@ -4,10 +4,10 @@ report for MiniCPM-V and Qwen-VL: their processor settings (max_slice_nums, max_
 
 from __future__ import annotations
 
-from smoke_tests.image_server import generated_jpeg, large_jpeg
+from smoke_tests.image_server import LARGE_SIZE, generated_jpeg, large_jpeg
 from smoke_tests.support import data_url, describe, user_message
 
-WIDTH, HEIGHT = 4000, 3000
+WIDTH, HEIGHT = LARGE_SIZE
 
 
 def _chat(model: str, *images: str) -> dict:
