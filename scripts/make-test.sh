@@ -39,7 +39,7 @@ stage() {  # stage NAME COMMAND...: run it, record its wall time, stop on failur
 background=()
 in_background() {  # in_background NAME COMMAND...: as stage, output to a log, printed once it ends
     local name=$1 log
-    log="$TIMES/$(echo "$1" | tr -c 'a-z0-9\n' '-').log"
+    log="$TIMES/$(echo "$1" | tr 'A-Z' 'a-z' | tr -c 'a-z0-9\n' '-').log"
     shift
     set -m  # NB: its own process group, so that stopping it stops pip and apt under it too
     ( stage "$name" "$@" >"$log" 2>&1 ) &
