@@ -145,3 +145,42 @@ def test_every_kubernetes_template_is_a_row_or_the_kustomizations_own():
     rows = {row.manifest.template.removeprefix("k8s/") for row in MANIFESTS}
     assert templates - rows == {"kustomization.yaml.j2", "secrets.env.example.j2"}
     assert rows <= templates
+
+
+def pod_specs(profile: Profile) -> list[tuple[str, dict[str, Any]]]:
+    """Every pod template render() writes: (object kind/name, its pod spec)."""
+    found = []
+    for path, text in render(resolve(profile)).items():
+        if path.startswith("k8s/") and path.endswith(".yaml"):
+            for doc in yaml.safe_load_all(text):
+                if doc and "template" in doc.get("spec", {}):
+                    found.append((f"{doc['kind']}/{doc['metadata']['name']}", doc["spec"]["template"]["spec"]))
+    return found
+
+
+@pytest.mark.parametrize("ref", [*builtin_names(), *FIXTURES])
+def test_no_pod_gets_service_link_variables(ref):
+    """Kubernetes would inject <SERVICE>_PORT=tcp://…; a Service named vllm makes VLLM_PORT, which vLLM refuses."""
+    pods = pod_specs(load_profile(ref))
+    assert pods
+    assert {name: spec.get("enableServiceLinks") for name, spec in pods} == {name: False for name, _ in pods}
+
+
+def test_a_profile_named_vllm_validates_and_renders(tmp_path):
+    """Its Service is named vllm: without enableServiceLinks false, VLLM_PORT=tcp://… stops vLLM at start."""
+    text = (REPO / "deploy" / "profiles" / "tiny-cpu-x2.yaml").read_text()
+    source = tmp_path / "vllm.yaml"
+    source.write_text(text.replace("name: tiny-cpu-x2\n", "name: vllm\n", 1))
+    profile = load_profile(str(source))
+    assert profile.name == "vllm"
+    pods = pod_specs(profile)
+    assert {name for name, _ in pods} == {"Deployment/vllm", "Deployment/vllm-router"}
+    assert all(spec["enableServiceLinks"] is False for _, spec in pods)
+    services = [
+        doc["metadata"]["name"]
+        for path, text in render(resolve(profile)).items()
+        if path.startswith("k8s/vllm/") and path.endswith(".yaml")
+        for doc in yaml.safe_load_all(text)
+        if doc and doc["kind"] == "Service"
+    ]
+    assert "vllm" in services  # the router's: every pod in the namespace would get VLLM_PORT
