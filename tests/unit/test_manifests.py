@@ -70,7 +70,12 @@ CASES: dict[str, tuple[Profile, list[Profile]]] = {
     ),
     "pdb.yaml": (
         load_profile("tiny-cpu-x2"),
-        [load_profile("tiny-cpu"), variant("tiny-cpu", router={"enabled": True})],  # one pod: nothing to budget
+        [
+            load_profile("tiny-cpu"),
+            variant("tiny-cpu", router={"enabled": True}),  # one pod: nothing to budget
+            variant("tiny-cpu", monitoring=MONITORED | {"autoscaler": "keda", "max_replicas": 1}),
+            variant("tiny-cpu", monitoring={"enabled": False, "autoscaler": "hpa", "max_replicas": 4}),
+        ],
     ),
     "servicemonitor.yaml": (
         variant("tiny-cpu", monitoring=MONITORED | {"prometheus_operator": True}),
@@ -103,6 +108,22 @@ CASES: dict[str, tuple[Profile, list[Profile]]] = {
     ),
 }
 ALWAYS = ["deployment.yaml", "service.yaml", "networkpolicy.yaml"]
+
+
+# Further profiles that get a manifest: the other ways its condition holds.
+MORE_PRESENT: dict[str, list[Profile]] = {
+    # One replica, but an autoscaler can scale out: once it has, Recreate would take every pod down at once.
+    "pdb.yaml": [
+        variant("tiny-cpu", monitoring=MONITORED | {"autoscaler": "keda", "max_replicas": 3}),
+        variant("tiny-cpu", monitoring=MONITORED | {"autoscaler": "hpa", "max_replicas": 2}),
+    ],
+}
+
+
+@pytest.mark.parametrize("manifest", sorted(MORE_PRESENT))
+def test_a_manifest_is_present_whichever_way_its_condition_holds(manifest):
+    for profile in MORE_PRESENT[manifest]:
+        assert_present(profile, manifest)
 
 
 def test_every_row_has_its_cases():
