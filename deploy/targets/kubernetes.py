@@ -92,6 +92,7 @@ class KubernetesPlan(_Frozen):
     pvc_name: str | None
     storage_class: str | None
     storage_size: str
+    storage_access_mode: str
     node_selector: dict[str, str]
     node_affinity: dict[str, list[str]]  # label -> values, any of which a node must have
     tolerations: list[dict[str, Any]]
@@ -298,6 +299,7 @@ def kubernetes_plan(plan: Plan) -> KubernetesPlan:
         pvc_name=f"{object_name}-models" if plan.storage.kind == "hub" else None,
         storage_class=c.storage_class,
         storage_size=f"{c.storage_size_gib}Gi",
+        storage_access_mode=c.storage_access_mode,
         node_selector=c.node_selector,
         node_affinity=c.node_affinity,
         tolerations=c.tolerations,
