@@ -138,6 +138,7 @@ class ClusterSettings(_Frozen):
     service_type: str
     storage_class: str | None
     storage_size_gib: int
+    storage_access_mode: str  # of the hub cache's claim
     node_selector: dict[str, str]
     node_affinity: dict[str, list[str]]  # label -> values, any of which a node must have
     tolerations: list[dict[str, Any]]

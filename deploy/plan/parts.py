@@ -96,6 +96,7 @@ def cluster_settings(profile: Profile) -> ClusterSettings:
         service_type=k.service_type,
         storage_class=k.storage_class,
         storage_size_gib=k.storage_size_gib,
+        storage_access_mode=k.storage_access_mode,
         node_selector=dict(k.node_selector),
         node_affinity={label: list(values) for label, values in k.node_affinity.items()},
         tolerations=[t.model_dump(exclude_none=True) for t in k.tolerations],

@@ -27,6 +27,15 @@ def router_on(p: Profile) -> bool:
     return p.router.enabled if p.router.enabled is not None else p.replicas > 1
 
 
+def most_pods(p: Profile) -> tuple[int, tuple[str, ...]]:
+    """The most engine pods there can be on Kubernetes, and the key that allows them: the replicas, or the
+    maximum of an autoscaler (rendered only with monitoring on) above them."""
+    m = p.monitoring
+    if m.enabled and m.autoscaler != "none" and m.max_replicas > p.replicas:
+        return m.max_replicas, ("monitoring", "max-replicas")
+    return p.replicas, ("replicas",)
+
+
 def gpu_count(p: Profile) -> int:
     if p.resources.gpus is not None:
         return p.resources.gpus
@@ -107,6 +116,18 @@ def cross_checks(p: Profile) -> list[tuple[tuple[str, ...], str]]:
     if p.image.device == "cpu" and p.replicas > 1 and not p.resources.cpus:
         found.append(
             (("resources", "cpus"), "required with CPU replicas: each replica gets its own cores (cpuset), e.g. 1")
+        )
+    pods, pods_key = most_pods(p)
+    if storage == "hub" and pods > 1 and p.kubernetes.storage_access_mode == "ReadWriteOnce":
+        # NB: a ReadWriteOnce volume attaches to one node: a pod scheduled on another waits forever (Multi-Attach).
+        found.append(
+            (
+                pods_key,
+                f"{'up to ' if pods_key != ('replicas',) else ''}{pods} engine pods would share the hub cache's "
+                "ReadWriteOnce claim, which attaches to one node only: pods on another node wait forever "
+                "(multi-attach error); set kubernetes.storage-access-mode: ReadWriteMany with a storage-class "
+                "that supports it (e.g. NFS, CephFS), or run one pod",
+            )
         )
     if p.monitoring.min_replicas > p.monitoring.max_replicas:
         found.append((("monitoring", "min-replicas"), f"larger than max-replicas ({p.monitoring.max_replicas})"))

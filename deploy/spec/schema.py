@@ -238,6 +238,12 @@ class Kubernetes(Section):
     )
     storage_class: DnsSubdomain | None = None
     storage_size_gib: int = Field(50, ge=1, le=1_000_000, description="Size of the model cache volume (hub storage).")
+    storage_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = Field(
+        "ReadWriteOnce",
+        description="Access mode of the model cache volume (hub storage). ReadWriteOnce attaches to one node: "
+        "required ReadWriteMany (and a storage-class that provides it, e.g. NFS or CephFS) where more than one "
+        "engine pod can run (replicas, or an autoscaler's max-replicas, above 1).",
+    )
     node_selector: Labels = Field(
         default_factory=dict,
         description="Node labels the pod needs. Required with host storage (the model is only on some nodes), "

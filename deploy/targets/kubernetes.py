@@ -83,7 +83,7 @@ class KubernetesPlan(_Frozen):
     engine_service_name: str  # the engines' Service: the public one without a router, internal behind it
     engine_service_type: str  # ClusterIP behind a router
     engine_service_port: int  # the router reaches the engines on the container port
-    rolling: bool  # RollingUpdate one pod at a time (more than one replica), else Recreate
+    rolling: bool  # RollingUpdate and a PodDisruptionBudget where most_replicas() > 1, else Recreate
     prestop_seconds: int  # endpoints drop the pod before SIGTERM reaches vLLM
     termination_grace_seconds: int
     labels: dict[str, str]
@@ -92,6 +92,7 @@ class KubernetesPlan(_Frozen):
     pvc_name: str | None
     storage_class: str | None
     storage_size: str
+    storage_access_mode: str
     node_selector: dict[str, str]
     node_affinity: dict[str, list[str]]  # label -> values, any of which a node must have
     tolerations: list[dict[str, Any]]
@@ -147,7 +148,7 @@ MANIFESTS = [
     _row("router-deployment", lambda plan, kube: plan.router is not None, "the router is on"),
     _row("router-service", lambda plan, kube: plan.router is not None, "the router is on"),
     _row("router-rbac", lambda plan, kube: plan.router is not None, "the router is on"),
-    _row("pdb", lambda plan, kube: kube.rolling, "more than one replica"),
+    _row("pdb", lambda plan, kube: kube.rolling, "more than one replica, or an autoscaler up to more than one"),
     _row(
         "servicemonitor",
         _operator,
@@ -265,6 +266,13 @@ def service_monitors(
     return found
 
 
+def most_replicas(plan: Plan) -> int:
+    """The most engine pods there can be: the replicas, or an autoscaler's maximum above them."""
+    if plan.monitoring is not None and plan.monitoring.autoscaler != "none":
+        return max(plan.replicas, plan.monitoring.max_replicas)
+    return plan.replicas
+
+
 def kubernetes_plan(plan: Plan) -> KubernetesPlan:
     c = plan.cluster
     object_name = plan.name.replace("_", "-")  # NB: Kubernetes object names are DNS-1123: no "_"
@@ -280,7 +288,8 @@ def kubernetes_plan(plan: Plan) -> KubernetesPlan:
         engine_service_name=f"{object_name}-engine" if router else object_name,
         engine_service_type="ClusterIP" if router else c.service_type,
         engine_service_port=CONTAINER_PORT if router else plan.port,
-        rolling=plan.replicas > 1,
+        # NB: from the most pods, not the replicas: once scaled out, Recreate would take every pod down at once.
+        rolling=most_replicas(plan) > 1,
         prestop_seconds=PRESTOP_SECONDS,
         # NB: preStop, then vLLM drains for --shutdown-timeout, then a margin before SIGKILL.
         termination_grace_seconds=PRESTOP_SECONDS + plan.drain_seconds + GRACE_MARGIN_SECONDS,
@@ -290,6 +299,7 @@ def kubernetes_plan(plan: Plan) -> KubernetesPlan:
         pvc_name=f"{object_name}-models" if plan.storage.kind == "hub" else None,
         storage_class=c.storage_class,
         storage_size=f"{c.storage_size_gib}Gi",
+        storage_access_mode=c.storage_access_mode,
         node_selector=c.node_selector,
         node_affinity=c.node_affinity,
         tolerations=c.tolerations,

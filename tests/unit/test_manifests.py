@@ -70,7 +70,12 @@ CASES: dict[str, tuple[Profile, list[Profile]]] = {
     ),
     "pdb.yaml": (
         load_profile("tiny-cpu-x2"),
-        [load_profile("tiny-cpu"), variant("tiny-cpu", router={"enabled": True})],  # one pod: nothing to budget
+        [
+            load_profile("tiny-cpu"),
+            variant("tiny-cpu", router={"enabled": True}),  # one pod: nothing to budget
+            variant("tiny-cpu", monitoring=MONITORED | {"autoscaler": "keda", "max_replicas": 1}),
+            variant("tiny-cpu", monitoring={"enabled": False, "autoscaler": "hpa", "max_replicas": 4}),
+        ],
     ),
     "servicemonitor.yaml": (
         variant("tiny-cpu", monitoring=MONITORED | {"prometheus_operator": True}),
@@ -103,6 +108,22 @@ CASES: dict[str, tuple[Profile, list[Profile]]] = {
     ),
 }
 ALWAYS = ["deployment.yaml", "service.yaml", "networkpolicy.yaml"]
+
+
+# Further profiles that get a manifest: the other ways its condition holds.
+MORE_PRESENT: dict[str, list[Profile]] = {
+    # One replica, but an autoscaler can scale out: once it has, Recreate would take every pod down at once.
+    "pdb.yaml": [
+        variant("tiny-cpu", monitoring=MONITORED | {"autoscaler": "keda", "max_replicas": 3}),
+        variant("tiny-cpu", monitoring=MONITORED | {"autoscaler": "hpa", "max_replicas": 2}),
+    ],
+}
+
+
+@pytest.mark.parametrize("manifest", sorted(MORE_PRESENT))
+def test_a_manifest_is_present_whichever_way_its_condition_holds(manifest):
+    for profile in MORE_PRESENT[manifest]:
+        assert_present(profile, manifest)
 
 
 def test_every_row_has_its_cases():
@@ -145,3 +166,42 @@ def test_every_kubernetes_template_is_a_row_or_the_kustomizations_own():
     rows = {row.manifest.template.removeprefix("k8s/") for row in MANIFESTS}
     assert templates - rows == {"kustomization.yaml.j2", "secrets.env.example.j2"}
     assert rows <= templates
+
+
+def pod_specs(profile: Profile) -> list[tuple[str, dict[str, Any]]]:
+    """Every pod template render() writes: (object kind/name, its pod spec)."""
+    found = []
+    for path, text in render(resolve(profile)).items():
+        if path.startswith("k8s/") and path.endswith(".yaml"):
+            for doc in yaml.safe_load_all(text):
+                if doc and "template" in doc.get("spec", {}):
+                    found.append((f"{doc['kind']}/{doc['metadata']['name']}", doc["spec"]["template"]["spec"]))
+    return found
+
+
+@pytest.mark.parametrize("ref", [*builtin_names(), *FIXTURES])
+def test_no_pod_gets_service_link_variables(ref):
+    """Kubernetes would inject <SERVICE>_PORT=tcp://…; a Service named vllm makes VLLM_PORT, which vLLM refuses."""
+    pods = pod_specs(load_profile(ref))
+    assert pods
+    assert {name: spec.get("enableServiceLinks") for name, spec in pods} == {name: False for name, _ in pods}
+
+
+def test_a_profile_named_vllm_validates_and_renders(tmp_path):
+    """Its Service is named vllm: without enableServiceLinks false, VLLM_PORT=tcp://… stops vLLM at start."""
+    text = (REPO / "deploy" / "profiles" / "tiny-cpu-x2.yaml").read_text()
+    source = tmp_path / "vllm.yaml"
+    source.write_text(text.replace("name: tiny-cpu-x2\n", "name: vllm\n", 1))
+    profile = load_profile(str(source))
+    assert profile.name == "vllm"
+    pods = pod_specs(profile)
+    assert {name for name, _ in pods} == {"Deployment/vllm", "Deployment/vllm-router"}
+    assert all(spec["enableServiceLinks"] is False for _, spec in pods)
+    services = [
+        doc["metadata"]["name"]
+        for path, text in render(resolve(profile)).items()
+        if path.startswith("k8s/vllm/") and path.endswith(".yaml")
+        for doc in yaml.safe_load_all(text)
+        if doc and doc["kind"] == "Service"
+    ]
+    assert "vllm" in services  # the router's: every pod in the namespace would get VLLM_PORT

@@ -484,3 +484,56 @@ def test_write_variant_merges_nested_changes(tmp_path):
     # Untouched keys of a changed section survive the merge.
     assert variant.server.health_interval_seconds == original.server.health_interval_seconds
     assert variant.engine.kv_cache_space_gib == original.engine.kv_cache_space_gib
+
+
+def _line_of(path, key: str) -> int:
+    return next(n for n, line in enumerate(path.read_text().splitlines(), 1) if line.lstrip().startswith(key))
+
+
+@pytest.mark.parametrize(
+    "changes, key, said",
+    [
+        ({"replicas": 2}, "replicas", "2 engine pods"),
+        (
+            {"monitoring": {"enabled": True, "autoscaler": "keda", "max-replicas": 3}},
+            "monitoring.max-replicas",
+            "up to 3 engine pods",
+        ),
+    ],
+    ids=["replicas", "autoscaler"],
+)
+def test_hub_storage_on_a_read_write_once_claim_serves_one_pod_only(cli, tmp_path, changes, key, said):
+    """Pods on another node would wait forever on a multi-attach error: refused, with what to write instead."""
+    from deploy.spec.variant import write_variant
+
+    path = write_variant("qwen2_5-vl-7b", tmp_path / "v.yaml", {"name": "v", **changes})
+    result = cli("validate", "v.yaml", cwd=tmp_path)
+    line = _line_of(path, key.split(".")[-1] + ":")
+    assert result.code == 2 and result.out == ""
+    assert result.err == (
+        "error: v.yaml is invalid (1 problem):\n"
+        f"  - v.yaml:{line}: {key}: {said} would share the hub cache's ReadWriteOnce claim, which attaches to one "
+        "node only: pods on another node wait forever (multi-attach error); set kubernetes.storage-access-mode: "
+        "ReadWriteMany with a storage-class that supports it (e.g. NFS, CephFS), or run one pod\n"
+    )
+
+
+def test_hub_storage_on_a_read_write_many_claim_serves_many_pods(cli, tmp_path):
+    import yaml
+
+    from deploy.plan import resolve
+    from deploy.render import render
+    from deploy.spec.variant import write_variant
+
+    def claim(profile: Profile) -> dict:
+        return yaml.safe_load(render(resolve(profile))[f"k8s/{profile.name}/pvc.yaml"])["spec"]
+
+    changes = {"name": "v", "replicas": 2, "kubernetes": {"storage-access-mode": "ReadWriteMany"}}
+    path = write_variant("qwen2_5-vl-7b", tmp_path / "v.yaml", changes)
+    assert cli("validate", "v.yaml", cwd=tmp_path).code == 0
+    assert claim(load_profile(str(path)))["accessModes"] == ["ReadWriteMany"]
+    # One pod: the default, ReadWriteOnce, is fine; an autoscaler only counts where it is rendered (monitoring on).
+    assert claim(load_profile("qwen2_5-vl-7b"))["accessModes"] == ["ReadWriteOnce"]
+    quiet = {"name": "q", "monitoring": {"enabled": False, "autoscaler": "keda", "max-replicas": 4}}
+    write_variant("qwen2_5-vl-7b", tmp_path / "q.yaml", quiet)
+    assert cli("validate", "q.yaml", cwd=tmp_path).code == 0

@@ -7,7 +7,7 @@ import yaml
 
 from deploy.plan import resolve
 from deploy.render import render
-from deploy.spec import load_profile
+from deploy.spec import Profile, load_profile
 from deploy.targets import compose_plan, kubernetes_plan
 from tests.conftest import FIXTURE_PROFILES
 
@@ -146,3 +146,27 @@ def test_router_command_lines_parse_with_the_routers_own_parser():
         assert compose_args.worker_urls == [r.url for r in plan.instances] and not compose_args.service_discovery
         discovery = parse_router_args(list(kube_router.argv))
         assert discovery.service_discovery and discovery.service_discovery_port == 8000
+
+
+def test_one_replica_that_an_autoscaler_scales_out_rolls_too():
+    """The strategy follows the most pods there can be, not the replicas the Deployment starts with."""
+    base = load_profile("tiny-cpu")
+
+    def autoscaled(kind: str, most: int) -> Profile:
+        monitoring = base.monitoring.model_copy(update={"enabled": True, "autoscaler": kind, "max_replicas": most})
+        return base.model_copy(update={"monitoring": monitoring})
+
+    for kind in ("keda", "hpa"):
+        kube = kubernetes_plan(resolve(autoscaled(kind, 3)))
+        assert kube.replicas == 1 and kube.rolling
+        assert not kubernetes_plan(resolve(autoscaled(kind, 1))).rolling
+    # Monitoring off: no autoscaler is rendered, so its maximum does not count.
+    off = base.model_copy(update={"monitoring": base.monitoring.model_copy(update={"autoscaler": "keda"})})
+    assert not kubernetes_plan(resolve(off)).rolling
+    deployment = next(
+        doc
+        for path, text in render(resolve(autoscaled("keda", 3))).items()
+        if path == "k8s/tiny-cpu/deployment.yaml"
+        for doc in yaml.safe_load_all(text)
+    )
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
