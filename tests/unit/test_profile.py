@@ -7,6 +7,7 @@ import textwrap
 import pytest
 
 from deploy.spec import Profile, builtin_names, load_profile
+from tests.conftest import REPO
 
 VALID = """\
 name: demo
@@ -537,3 +538,14 @@ def test_hub_storage_on_a_read_write_many_claim_serves_many_pods(cli, tmp_path):
     quiet = {"name": "q", "monitoring": {"enabled": False, "autoscaler": "keda", "max-replicas": 4}}
     write_variant("qwen2_5-vl-7b", tmp_path / "q.yaml", quiet)
     assert cli("validate", "q.yaml", cwd=tmp_path).code == 0
+
+
+def test_the_readmes_example_profile_validates(tmp_path, cli):
+    """The profile users copy from README.md's "Writing a profile" is a valid profile."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Writing a profile", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    profile = tmp_path / "example.yaml"
+    profile.write_text(example.replace("$schema=../schema/", f"$schema={REPO}/schema/"), encoding="utf-8")
+    result = cli("validate", str(profile))
+    assert result.code == 0, result.out + result.err
