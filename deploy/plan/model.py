@@ -234,6 +234,7 @@ class MonitoringPlan(_Frozen):
     queries: list[str]  # every PromQL expression of the rules, the dashboard and `status`
     status_queries: dict[str, str]  # `vllm-deploy status`: one instant query per line of its screen
     prometheus_operator: bool
+    operator_labels: dict[str, str]  # on the ServiceMonitors and the PrometheusRule only
     autoscaler: Literal["none", "keda", "hpa"]
     min_replicas: int
     max_replicas: int

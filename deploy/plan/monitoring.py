@@ -278,6 +278,7 @@ def monitoring(profile: Profile, instances: list[InstancePlan], router: RouterPl
         + list(status.values()),
         status_queries=status,
         prometheus_operator=m.prometheus_operator,
+        operator_labels=dict(m.operator_labels),
         autoscaler=m.autoscaler,
         min_replicas=m.min_replicas,
         max_replicas=m.max_replicas,

@@ -6,9 +6,9 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
-from deploy.spec.base import HostName, Section
+from deploy.spec.base import HostName, Labels, Section
 
 
 class Router(Section):
@@ -95,6 +95,20 @@ class Alerts(Section):
     for_minutes: int = Field(5, ge=1, le=1440, description="How long the other thresholds hold before firing.")
 
 
+# Our own label keys' prefix (deploy/plan/constants.py: NAME_LABEL ... MANAGED_BY_LABEL): the selectors stand on them.
+OWN_LABEL_PREFIX = "app.kubernetes.io/"
+
+
+def _not_own_labels(value: dict[str, str]) -> dict[str, str]:
+    own = sorted(key for key in value if key.startswith(OWN_LABEL_PREFIX))
+    if own:
+        raise ValueError(
+            f"{' and '.join(own)}: the {OWN_LABEL_PREFIX}* labels are vllm-deploy's own (the Services and the "
+            "ServiceMonitors select the pods by them) and cannot be overridden; use another key, e.g. release"
+        )
+    return value
+
+
 class Monitoring(Section):
     """Prometheus, alerts, a Grafana dashboard and autoscaling on vLLM's own metrics. Off by default."""
 
@@ -122,4 +136,10 @@ class Monitoring(Section):
     prometheus_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=500)] = Field(
         "http://prometheus-operated.monitoring.svc:9090",
         description="Kubernetes: the Prometheus KEDA queries (prometheus-operator's default Service).",
+    )
+    operator_labels: Annotated[Labels, AfterValidator(_not_own_labels)] = Field(
+        default_factory=dict,
+        description="Kubernetes: labels on the ServiceMonitors and the PrometheusRule, for kube-prometheus-stack "
+        "e.g. {release: kube-prometheus-stack} (the Helm release's name): Prometheus only picks up monitors and "
+        "rules whose labels match its selectors.",
     )

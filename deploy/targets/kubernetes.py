@@ -110,6 +110,7 @@ class KubernetesPlan(_Frozen):
     dashboard_configmap: str | None
     router: RouterObjects | None
     service_monitors: list[ServiceMonitorPlan]
+    operator_labels: dict[str, str]  # the ServiceMonitors' and the PrometheusRule's: ours and the profile's
     scale_query: str | None  # the autoscaler's: requests waiting in this namespace's engines
     manifests: list[Manifest]  # the table's rows this profile gets, in the kustomization's order
 
@@ -318,6 +319,8 @@ def kubernetes_plan(plan: Plan) -> KubernetesPlan:
         dashboard_configmap=f"{object_name}-dashboard" if monitoring else None,
         router=router,
         service_monitors=service_monitors(plan, object_name, engine_selector, router),
+        # NB: kube-prometheus-stack's Prometheus selects monitors and rules by label (release: <its release>).
+        operator_labels={**engine_labels, **(monitoring.operator_labels if monitoring else {})},
         scale_query=(
             f'sum(vllm:num_requests_waiting{{namespace="{c.namespace}",job="{ENGINE_JOB}"}})' if monitoring else None
         ),

@@ -205,3 +205,31 @@ def test_a_profile_named_vllm_validates_and_renders(tmp_path):
         if doc and doc["kind"] == "Service"
     ]
     assert "vllm" in services  # the router's: every pod in the namespace would get VLLM_PORT
+
+
+def test_operator_labels_go_on_the_monitors_and_the_rule_only():
+    """kube-prometheus-stack's Prometheus selects ServiceMonitors and PrometheusRules by `release`."""
+    profile = variant(
+        "tiny-cpu",
+        monitoring={"enabled": True, "prometheus_operator": True, "operator_labels": {"release": "kps"}},
+        router={"enabled": True},
+    )
+    files = render(resolve(profile))
+    root = f"k8s/{profile.name}/"
+    docs = [
+        d
+        for path, text in files.items()
+        if path.startswith(root) and path.endswith(".yaml")
+        for d in yaml.safe_load_all(text)
+        if d
+    ]
+    kinds = {d["kind"]: d for d in docs}
+    monitors = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    assert len(monitors) == 2
+    for doc in [*monitors, kinds["PrometheusRule"]]:
+        assert doc["metadata"]["labels"]["release"] == "kps", doc["metadata"]
+        assert doc["metadata"]["labels"]["app.kubernetes.io/name"]
+    others = [d for d in docs if d["kind"] not in ("ServiceMonitor", "PrometheusRule")]
+    assert any(d["kind"] == "Deployment" for d in others)
+    for doc in others:
+        assert "release" not in (doc.get("metadata", {}).get("labels") or {}), doc["kind"]

@@ -39,6 +39,31 @@ CPU = add("  trust-remote-code: false\n", "  kv-cache-space-gib: 1\n") + "image:
 # (id, profile text, expected problem lines after the "p.yaml is invalid (N problems):" header)
 MALFORMED = [
     (
+        "operator-label-key",
+        VALID + "monitoring:\n  enabled: true\n  operator-labels: {'bad key!': kps}\n",
+        [
+            "p.yaml:14: monitoring.operator-labels.bad key!: expected a Kubernetes label key like "
+            "app.kubernetes.io/name or gpu-type, got 'bad key!' (str)"
+        ],
+    ),
+    (
+        "operator-label-value",
+        VALID + "monitoring:\n  enabled: true\n  operator-labels: {release: -kps}\n",
+        [
+            "p.yaml:14: monitoring.operator-labels.release: expected a Kubernetes label value: up to 63 letters, "
+            "digits, '-', '_' or '.', starting and ending with a letter or digit, got '-kps' (str)"
+        ],
+    ),
+    (
+        "operator-label-ours",
+        VALID + "monitoring:\n  enabled: true\n  operator-labels: {release: kps, app.kubernetes.io/name: x}\n",
+        [
+            "p.yaml:14: monitoring.operator-labels: app.kubernetes.io/name: the app.kubernetes.io/* labels are "
+            "vllm-deploy's own (the Services and the ServiceMonitors select the pods by them) and cannot be "
+            "overridden; use another key, e.g. release"
+        ],
+    ),
+    (
         "dtype-unknown",
         edit("dtype: auto", "dtype: fp8"),
         [
