@@ -19,3 +19,6 @@ BUILD_ASSETS = {
     "router_launch.py": ASSETS_DIR / "router_launch.py",
     "vllm_deploy_edge.py": ASSETS_DIR / "edge" / "vllm_deploy_edge.py",
 }
+# Where a CPU twin (`vllm-deploy twin`) is rendered and brought up, under the output root: never over the
+# compose/ and k8s/ of the GPU profile whose name it shares.
+TWINS_DIR = ".work/twins"

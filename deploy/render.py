@@ -20,7 +20,7 @@ import yaml
 
 from deploy.errors import UserError, is_unsafe
 from deploy.output import Drift, drift_lines, stale_files, write_files
-from deploy.paths import BUILD_ASSETS, PACKAGE_DIR, TEMPLATE_DIR
+from deploy.paths import BUILD_ASSETS, PACKAGE_DIR, TEMPLATE_DIR, TWINS_DIR
 from deploy.plan import Plan
 from deploy.plan.generation import config_text
 from deploy.targets import build_files, compose_plan, kubernetes_plan
@@ -236,15 +236,16 @@ def render_profiles(refs: list[str]) -> tuple[dict[str, str], list[str]]:
         except UserError as exc:
             problems.append(str(exc))
             continue
-        if plan.name in names:
+        place = f"{TWINS_DIR}/{plan.name}" if plan.twin_of else plan.name
+        if place in names:
             problems.append(
-                f"{ref} and {names[plan.name]} are both named {plan.name!r}: their files would overwrite "
+                f"{ref} and {names[place]} are both named {plan.name!r}: their files would overwrite "
                 "each other; rename one"
             )
             continue
-        names[plan.name] = ref
+        names[place] = ref
         warnings += plan.warnings
-        files.update(render(plan))
+        files.update({f"{TWINS_DIR}/{path}" if plan.twin_of else path: text for path, text in render(plan).items()})
     if problems:
         raise UserError("nothing was written:\n" + "\n".join(problems))
     return files, warnings

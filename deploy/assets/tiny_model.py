@@ -22,7 +22,10 @@ import shutil
 import sysconfig
 import tempfile
 
-__all__ = ["build_tiny_model", "SPECIAL_TOKEN_IDS", "VOCAB_SIZE", "IMAGE_SEQ_LEN"]
+__all__ = ["build_tiny_model", "ARCHITECTURE", "MAX_MODEL_LEN", "SPECIAL_TOKEN_IDS", "VOCAB_SIZE", "IMAGE_SEQ_LEN"]
+
+ARCHITECTURE = "Idefics3ForConditionalGeneration"
+MAX_MODEL_LEN = 8192  # its max_position_embeddings: the longest context vLLM serves it with
 
 # Qwen2's ids for its control tokens. Clients of the real deployment send
 # stop_token_ids [151645, 151643]; with the same ids here those requests stay valid.
@@ -180,7 +183,7 @@ def _build_processor(tokenizer_object):
         pad_token="<|endoftext|>",
         bos_token=None,
         unk_token=None,
-        model_max_length=8192,
+        model_max_length=MAX_MODEL_LEN,
         chat_template=CHAT_TEMPLATE,
     )
     # ... then switched to <|im_end|>, the token that ends an assistant turn. All these
@@ -215,7 +218,7 @@ def _build_model(processor, seed: int):
         num_attention_heads=NUM_HEADS,
         num_key_value_heads=NUM_HEADS,
         head_dim=TEXT_HIDDEN // NUM_HEADS,
-        max_position_embeddings=8192,
+        max_position_embeddings=MAX_MODEL_LEN,
         rms_norm_eps=1e-5,
         # Tied input/output embeddings halve the size: the 151936-row table is most of it.
         tie_word_embeddings=True,
@@ -239,7 +242,7 @@ def _build_model(processor, seed: int):
         pad_token_id=eot,
         tie_word_embeddings=True,
     )
-    config.architectures = ["Idefics3ForConditionalGeneration"]
+    config.architectures = [ARCHITECTURE]
 
     # Same seed, same weights: initialisation runs on the CPU in a fixed order.
     torch.manual_seed(seed)

@@ -2,6 +2,7 @@
 
 source  find and read the model's files (a directory, or a Hub id in the local cache; nothing downloaded)
 draft   derive each value of the profile, and why
+twin    `vllm-deploy twin PROFILE`: the CPU twin of a GPU profile (its deployment's shape, without a GPU)
 
 Here: render the profile from templates/init/profile.yaml.j2, check it validates and resolves, write it
 without clobbering.

@@ -14,6 +14,10 @@ PROMETHEUS_PORT = 9090
 
 # Paths inside the containers.
 HUB_CACHE_DIR = "/models/hf-cache"
+# A host directory of weights is mounted here, whatever its path on the host: a path under /root (the guide's)
+# cannot be traversed by a non-root uid in the image (/root is 0700), and the served name keeps the host path.
+HOST_MODEL_DIR = "/models/weights"
+TWIN_TINY_MODEL_DIR = "/models/tiny-vlm"  # a twin's image holds the tiny test VLM here, as the tiny profiles' do
 WRITABLE_CACHE_DIR = "/var/cache/vllm"
 TMP_DIR = "/tmp"
 EDGE_DIR = "/etc/vllm-deploy/python"  # the key-check middleware, on PYTHONPATH
@@ -32,6 +36,7 @@ ROUTER_LIVENESS_PATH = "/liveness"
 # Names.
 ENGINE_NAME = "vllm"  # the engine's container: its compose service, its Kubernetes container and label
 ROUTER_NAME = "vllm-router"
+RUN_AS_NAME = "vllm"  # USER and LOGNAME of the engine: its uid has no passwd entry in the image
 PART_OF = "vllm-deploy"
 
 # Kubernetes' recommended label keys (targets/kubernetes.py spells the labels with them).

@@ -7,7 +7,7 @@ import ipaddress
 import json
 
 from deploy.paths import BUILD_ASSETS
-from deploy.plan.constants import EDGE_DIR, HUB_CACHE_DIR, WRITABLE_CACHE_DIR
+from deploy.plan.constants import EDGE_DIR, HUB_CACHE_DIR, RUN_AS_NAME, WRITABLE_CACHE_DIR
 from deploy.plan.model import EdgePlan, EgressPlan, Plan, StoragePlan
 from deploy.spec import Profile
 
@@ -128,6 +128,10 @@ def container_environment(profile: Profile, storage: StoragePlan) -> dict[str, s
         # creates ~/.cache/flashinfer at import; triton, CUDA and vLLM's config use ~ too: HOME and
         # every cache point into the writable cache volume.
         "HOME": cache,
+        # Kubernetes runs the official image as a uid it has no passwd entry for (so do our images): getpass,
+        # which torch calls for its cache names, reads these before it looks the uid up (KeyError).
+        "USER": RUN_AS_NAME,
+        "LOGNAME": RUN_AS_NAME,
         "XDG_CACHE_HOME": cache,  # vLLM's cache root and Hugging Face's default follow it
         "FLASHINFER_WORKSPACE_BASE": cache,
         "TRITON_CACHE_DIR": f"{cache}/triton",

@@ -8,9 +8,10 @@ from functools import cache
 
 from deploy.facts import device_facts
 from deploy.paths import BUILD_ASSETS, TEMPLATE_DIR
+from deploy.plan.constants import TWIN_TINY_MODEL_DIR
 from deploy.plan.engine import ENTRYPOINT
 from deploy.plan.model import CudaTag, ImagePlan
-from deploy.spec import Profile
+from deploy.spec import Profile, model_storage
 
 
 @cache
@@ -27,6 +28,14 @@ def build_recipe_digest() -> str:
     return digest.hexdigest()[:16]
 
 
+def tiny_model_dir(profile: Profile) -> str | None:
+    """Where the image holds the tiny test VLM: the profile's own path (tiny storage), or, for a twin, the same
+    place as the built-in tiny profiles' (its layers are theirs), from where `up` copies it to the host."""
+    if model_storage(profile) == "tiny":
+        return profile.model.source
+    return TWIN_TINY_MODEL_DIR if profile.twin_of else None
+
+
 def image_plan(profile: Profile) -> ImagePlan:
     facts = device_facts()[profile.image.device]
     inputs = {
@@ -37,6 +46,7 @@ def image_plan(profile: Profile) -> ImagePlan:
         "run_as_user": facts["run-as-user"],
         "engine_env": {k: str(v) for k, v in facts.get("engine-env", {}).items()},
         "extra_pip": list(profile.image.extra_pip),
+        "tiny_model_dir": tiny_model_dir(profile),
     }
     cuda_tags = [
         CudaTag(image=t["image"], cuda=t["cuda"], min_driver=t["min-driver"]) for t in facts.get("cuda-tags", [])

@@ -27,6 +27,7 @@ class ImagePlan(_Frozen):
     vllm_version: str
     python: str
     run_as_user: int | None
+    tiny_model_dir: str | None  # where the image holds the tiny test VLM (tiny storage, twins); None: not built in
     engine_env: dict[str, str]  # settings for the engine-venv script (CPU images)
     extra_pip: list[str]
     ca_bundle: str | None  # host file handed to the build as a BuildKit secret
@@ -245,6 +246,7 @@ class MonitoringPlan(_Frozen):
 class Plan(_Frozen):
     name: str
     description: str
+    twin_of: str | None  # the GPU profile this CPU profile is the twin of (`vllm-deploy twin`)
     device: Literal["cuda", "cpu"]
     image: ImagePlan
     model: str  # what vLLM loads: a path inside the container or a hub id

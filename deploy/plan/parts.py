@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from deploy.plan.constants import HEALTH_PATH, HUB_CACHE_DIR
+from deploy.plan.constants import HEALTH_PATH, HOST_MODEL_DIR, HUB_CACHE_DIR
 from deploy.plan.engine import API_KEY_VARIABLE, egress_plan
 from deploy.plan.model import (
     ClusterSettings,
@@ -25,7 +25,7 @@ STARTUP_PROBE_PERIOD_SECONDS = 10
 def storage_plan(profile: Profile) -> StoragePlan:
     kind = model_storage(profile)
     if kind == "host":
-        return StoragePlan(kind=kind, host_path=profile.model.source, container_path=profile.model.source)
+        return StoragePlan(kind=kind, host_path=profile.model.source, container_path=HOST_MODEL_DIR)
     if kind == "hub":
         return StoragePlan(kind=kind, host_path=None, container_path=HUB_CACHE_DIR)
     return StoragePlan(kind=kind, host_path=None, container_path=None)

@@ -35,6 +35,8 @@ def resolve(profile: Profile) -> Plan:
     image = image_plan(profile)
     health = health_plan(profile)
     served = profile.model.served_name or profile.model.source
+    # A host directory is loaded from its mount point; a hub id or the image's tiny model by its own name.
+    model = storage.container_path if storage.kind == "host" and storage.container_path else profile.model.source
     flags = engine_flags(profile)
     generation = generation_plan(profile)
     vision = vision_plan(profile)
@@ -44,16 +46,15 @@ def resolve(profile: Profile) -> Plan:
     return Plan(
         name=profile.name,
         description=profile.description,
+        twin_of=profile.twin_of,
         device=profile.image.device,
         image=image,
-        model=profile.model.source,
+        model=model,
         served_model_name=served,
         engine=engine_settings(profile),
         engine_flags=flags,
         entrypoint=list(ENTRYPOINT),
-        argv=serve_args(
-            profile.model.source, served, "0.0.0.0", CONTAINER_PORT, flags, generation.directory if generation else None
-        ),
+        argv=serve_args(model, served, "0.0.0.0", CONTAINER_PORT, flags, generation.directory if generation else None),
         api_key_variable=API_KEY_VARIABLE,
         environment={**container_environment(profile, storage), **engine_environment(profile)},
         secrets=secrets(profile, storage),

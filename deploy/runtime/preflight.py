@@ -316,6 +316,8 @@ def judge(plan: Plan, facts: HostFacts) -> list[Check]:
         found.append(
             Check("model path", "ok", f"{path} exists")
             if facts.model_dir_exists
+            else Check("model path", "ok", f"{path} is made by `up`: the tiny test VLM of this twin")
+            if plan.twin_of
             else Check(
                 "model path",
                 "fail",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.errors import UserError
+from deploy.paths import TWINS_DIR
 from deploy.plan import Plan
 from deploy.render import render, write_files
 from deploy.runtime import envfile, images, preflight
@@ -88,6 +89,11 @@ class Stack:
         return self.docker.gateway(container) if container else None
 
 
+def stack_for(plan: Plan, root: Path) -> Stack:
+    """The stack of a plan rendered under `root`; a twin's under root/.work/twins, apart from its GPU profile's."""
+    return Stack(plan, root / TWINS_DIR if plan.twin_of else root)
+
+
 @dataclass(frozen=True)
 class UpResult:
     build_seconds: float
@@ -108,7 +114,44 @@ def prepare(stack: Stack, echo: bool = True) -> int:
         return 0  # the official image as it is: compose pulls it
     images.ensure_base_images(stack.plan, stack.docker, stack.runner)
     images.fill_wheelhouse(stack.plan, stack.directory, stack.runner)
-    return images.build(stack.plan, stack.compose, echo=echo)[0]
+    steps = images.build(stack.plan, stack.compose, echo=echo)[0]
+    fill_twin_model(stack)
+    return steps
+
+
+def fill_twin_model(stack: Stack) -> bool:
+    """A twin's empty host model directory gets the tiny test VLM, copied out of the twin's own image (built in
+    at plan.image.tiny_model_dir) as this host's user; the files stay readable by the container's uid. Returns
+    whether it was filled."""
+    plan = stack.plan
+    if not plan.twin_of or plan.storage.kind != "host" or not plan.storage.host_path or not plan.image.tiny_model_dir:
+        return False
+    target = Path(plan.storage.host_path)
+    if (target / "config.json").is_file():
+        return False
+    target.mkdir(parents=True, exist_ok=True)
+    print(f"copying the tiny test VLM into {target} (once) …")
+    stack.runner(
+        [
+            stack.compose.docker,
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--user",
+            f"{os.getuid()}:{os.getgid()}",
+            "--entrypoint",
+            "cp",
+            "-v",
+            f"{target}:/out",
+            plan.image.reference,
+            "-R",
+            f"{plan.image.tiny_model_dir}/.",
+            "/out/",
+        ],
+        timeout=300,
+    ).checked("copying the tiny test VLM out of the image")
+    return True
 
 
 def wait_healthy(stack: Stack, container: str, timeout: float) -> float:
@@ -233,9 +276,11 @@ def push(stack: Stack) -> list[str]:
     return references
 
 
-def how_to_call(stack: Stack) -> str:
-    """What to tell the user once the stack is healthy, with a request they can paste into a shell."""
+def how_to_call(stack: Stack, ref: str | None = None) -> str:
+    """What to tell the user once the stack is healthy, with a request they can paste into a shell. `ref`: how
+    the user named the profile (a file's path), for the make commands; default: its name."""
     plan = stack.plan
+    shown_ref = shlex.quote(ref or plan.name)
     source = plan.api_key_source
     kept = f"${source} in your environment" if os.environ.get(source) else f"{stack.env_file} ({source}=…)"
     body = {
@@ -259,5 +304,5 @@ def how_to_call(stack: Stack) -> str:
         f"     set -a; . {shlex.quote(str(stack.env_file))}; set +a\n"
         f'     curl -s {stack.endpoint}/v1/chat/completions -H "Authorization: Bearer ${source}" \\\n'
         f"       -H 'Content-Type: application/json' -d {shlex.quote(json.dumps(body, ensure_ascii=False))}\n"
-        f"   smoke test: make smoke PROFILE={plan.name}    stop: make down PROFILE={plan.name}"
+        f"   smoke test: make smoke PROFILE={shown_ref}    stop: make down PROFILE={shown_ref}"
     )

@@ -299,6 +299,13 @@ class Profile(Section):
 
     name: ProfileName = Field(description="Names the compose project, the image and the Kubernetes objects.")
     description: Line = ""
+    twin_of: ProfileName | None = Field(
+        None,
+        description="Set by `vllm-deploy twin`: this profile is the CPU twin of the named GPU profile (same "
+        "names, paths, user, mounts and probes; another device, image base and weights). It is rendered and "
+        "brought up under .work/twins/, never over the original's compose/ and k8s/, and `up` fills its empty "
+        "host model directory with the tiny test model.",
+    )
     model: ModelSource
     engine: Engine
     api_key: ApiKey

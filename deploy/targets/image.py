@@ -47,7 +47,7 @@ def build_files(plan: Plan) -> list[BuildFile]:
             BuildFile(path="engine-venv.sh", asset="engine-venv.sh"),
             BuildFile(path="wheels/README", text=WHEELS_README),
         ]
-    if plan.storage.kind == "tiny":
+    if plan.image.tiny_model_dir:
         found.append(BuildFile(path="tiny_model.py", asset="tiny_model.py"))
     # The key check on every route: copied into built images (and mounted as a compose config).
     found.append(BuildFile(path=plan.edge.file_name, asset=plan.edge.file_name))

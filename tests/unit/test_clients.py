@@ -415,7 +415,7 @@ def test_status_watch_shows_a_failing_prometheus_and_tries_again(junk, x2, monke
 
 
 def test_the_status_command_exits_2_on_junk_without_a_traceback(cli, junk, x2, monkeypatch):
-    monkeypatch.setattr("deploy.cli._plan", lambda ref, warn=True: at(x2, junk.url("error-500")))
+    monkeypatch.setattr("deploy.commands._plan", lambda ref, warn=True: at(x2, junk.url("error-500")))
     result = cli("status", "tiny-cpu-x2", "--timeout", "2")
     assert result.code == 2 and "Traceback" not in result.err
     assert result.err.startswith(f"error: Prometheus at {junk.url('error-500')} refused /api/v1/query: HTTP 500: boom")
@@ -509,7 +509,7 @@ def test_smoke_of_a_profile_waits_its_load_budget_and_passes_its_key_by_environm
     fake_pytest(monkeypatch, seen)
     plan = resolve(load_profile("tiny-cpu"))
     monkeypatch.setenv(plan.api_key_source, CANARY)
-    monkeypatch.setattr("deploy.cli._stack", lambda ref, warn=True: Stack(plan, tmp_path))
+    monkeypatch.setattr("deploy.commands._stack", lambda ref, warn=True: Stack(plan, tmp_path))
     monkeypatch.setattr(Stack, "gateway", lambda self: "172.17.0.1")
     assert cli("smoke", "tiny-cpu").code == 0
     assert not any(CANARY in arg for arg in seen["command"]) and seen["env"]["SMOKE_API_KEY"] == CANARY

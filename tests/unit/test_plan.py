@@ -21,7 +21,7 @@ def test_minicpm_argv_is_the_seeds_command_line():
     assert plan.entrypoint[-2:] == ["vllm", "serve"]
     assert plan.entrypoint[2].endswith('exec "$@" --middleware vllm_deploy_edge.KeyOnEveryRoute')
     assert plan.argv == [
-        SEED_MODEL,
+        "/models/weights",  # the seed's directory, mounted where any uid can read it (not under /root)
         "--served-model-name",
         SEED_MODEL,  # the seed's clients pass the path as `model`
         "--host",
@@ -161,7 +161,8 @@ def test_hub_storage_gets_a_cache_volume_and_optional_token():
 def test_local_storage_is_offline_and_read_only():
     plan = resolve(load_profile("minicpm-v-2_6"))
     assert plan.storage.kind == "host"
-    assert plan.storage.host_path == plan.storage.container_path == SEED_MODEL
+    # NB: mounted at a neutral path: the GPU Deployment's uid cannot traverse /root (0700) in the official image.
+    assert plan.storage.host_path == SEED_MODEL and plan.storage.container_path == plan.model == "/models/weights"
     assert plan.environment["HF_HUB_OFFLINE"] == "1"
     assert kubernetes_plan(plan).pvc_name is None
 

@@ -127,7 +127,7 @@ MALFORMED = [
         VALID + "resorces:\n  gpus: 1\n",
         [
             "p.yaml:12: resorces: unknown key (did you mean 'resources'?); expected one of: api-key, description, engine, "
-            "generation, image, kubernetes, media, model, monitoring, name, replicas, resources, router, server, smoke"
+            "generation, image, kubernetes, media, model, monitoring, name, replicas, resources, router, server, smoke, twin-of"
         ],
     ),
     (
@@ -135,7 +135,7 @@ MALFORMED = [
         VALID + "zzz: 1\n",
         [
             "p.yaml:12: zzz: unknown key; expected one of: api-key, description, engine, generation, image, kubernetes, "
-            "media, model, monitoring, name, replicas, resources, router, server, smoke"
+            "media, model, monitoring, name, replicas, resources, router, server, smoke, twin-of"
         ],
     ),
     (
@@ -358,7 +358,7 @@ MALFORMED = [
         .replace("name: demo", "nam: demo"),
         [
             "p.yaml:1: nam: unknown key (did you mean 'name'?); expected one of: api-key, description, engine, "
-            "generation, image, kubernetes, media, model, monitoring, name, replicas, resources, router, server, smoke",
+            "generation, image, kubernetes, media, model, monitoring, name, replicas, resources, router, server, smoke, twin-of",
             "p.yaml:1: name: required key is missing; expected a string",
             "p.yaml:5: engine.dtype: expected one of 'auto', 'half', 'float16', 'bfloat16', 'float' or 'float32', got 'fp8' (str)",
             "p.yaml:6: engine.max-model-len: expected a number greater than 0, got -1 (int)",

@@ -208,7 +208,12 @@ def test_compose_service_carries_the_plan():
     assert service["deploy"]["resources"]["reservations"]["devices"] == [
         {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
     ]
-    assert service["volumes"][-1] == {"type": "bind", "source": plan.model, "target": plan.model, "read_only": True}
+    assert service["volumes"][-1] == {
+        "type": "bind",
+        "source": "/root/ld/ld_model_pretrained/Minicpmv2_6",
+        "target": plan.model,
+        "read_only": True,
+    }
     assert service["entrypoint"] == [part.replace("$", "$$") for part in plan.entrypoint]
     assert service["image"] == "vllm/vllm-openai:v0.32.0" and "build" not in service  # the official image as it is
     assert service["restart"] == "unless-stopped" and service["init"] is True
