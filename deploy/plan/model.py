@@ -142,6 +142,7 @@ class ClusterSettings(_Frozen):
     storage_access_mode: str  # of the hub cache's claim
     node_selector: dict[str, str]
     node_affinity: dict[str, list[str]]  # label -> values, any of which a node must have
+    min_driver_major: int | None  # nodes' NVIDIA driver runs the image's CUDA build from this major; None: no need
     tolerations: list[dict[str, Any]]
     runtime_class_name: str | None
     clients: dict[str, str] | None  # the labels of the pods allowed in; None: any pod

@@ -26,6 +26,44 @@ def _quantile(q: float, histogram: str, window: str) -> str:
     return f"histogram_quantile({q}, sum by (le) (rate({histogram}_bucket[{window}])))"
 
 
+def engine_down_rules(profile: Profile) -> list[Rule]:
+    """An engine that stopped answering, and one that never started answering within the load budget.
+
+    vLLM answers /metrics only once the model is loaded, which takes the load budget's minutes on a GPU, so a
+    plain `up == 0` for engine-down-seconds fires on every start. NB: a start is a target that has not been up
+    yet: on Kubernetes a new or replacement pod is a new target (its own pod and instance labels), on compose
+    the first start of a service. A target that answered within the lookback and does not now was lost: a crash,
+    a hang, a container restart in the same pod (it then reloads for minutes, which is worth knowing). Matching
+    the two sides on all their labels (the default) is matching the same target wherever it runs; on compose a
+    target keeps its name across a recreate, so a rollout's reload reads as a loss too.
+    The lookback is the load budget plus the loss's own `for`, so that a lost engine that does not come back
+    stays alerted until VllmEngineNotReady (down for the whole budget) has taken over, with no gap between.
+    Kubernetes scrapes a pod from when it has an address, so an image pull counts toward that budget."""
+    a = profile.monitoring.alerts
+    budget = profile.kubernetes.load_budget_seconds
+    up = f'up{{job="{ENGINE_JOB}"}}'
+    return [
+        Rule(
+            alert="VllmEngineDown",
+            expr=f"{up} == 0 and max_over_time({up}[{budget + a.engine_down_seconds}s]) == 1",
+            for_=f"{a.engine_down_seconds}s",
+            severity="critical",
+            summary="A vLLM engine stopped answering /metrics",
+            description="{{ $labels.instance }} answered before and has not been scraped for a while: the process "
+            "is down, hung or reloading after a restart.",
+        ),
+        Rule(
+            alert="VllmEngineNotReady",
+            expr=f"{up} == 0",
+            for_=f"{budget}s",
+            severity="critical",
+            summary="A vLLM engine has not answered /metrics for its whole load budget",
+            description=f"{{{{ $labels.instance }}}} has not answered for {budget} s "
+            "(kubernetes.load-budget-seconds): the model does not load, or the engine never came back.",
+        ),
+    ]
+
+
 def rules(profile: Profile, router: RouterPlan | None) -> list[RuleGroup]:
     a = profile.monitoring.alerts
     hold = f"{a.for_minutes}m"
@@ -42,14 +80,7 @@ def rules(profile: Profile, router: RouterPlan | None) -> list[RuleGroup]:
         ),
     ]
     alerting = [
-        Rule(
-            alert="VllmEngineDown",
-            expr=f'up{{job="{ENGINE_JOB}"}} == 0',
-            for_=f"{a.engine_down_seconds}s",
-            severity="critical",
-            summary="A vLLM engine stopped answering /metrics",
-            description="{{ $labels.instance }} has not been scraped for a while: the process is down or hung.",
-        ),
+        *engine_down_rules(profile),
         Rule(
             alert="VllmRequestsQueued",
             expr=f"vllm:num_requests_waiting > {a.queue_waiting_requests}",

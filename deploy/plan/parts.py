@@ -10,6 +10,7 @@ from deploy.plan.constants import HEALTH_PATH, HOST_MODEL_DIR, HUB_CACHE_DIR
 from deploy.plan.engine import API_KEY_VARIABLE, egress_plan
 from deploy.plan.model import (
     ClusterSettings,
+    CudaTag,
     EngineSettings,
     HealthPlan,
     SecretEnv,
@@ -88,7 +89,8 @@ def smoke_plan(profile: Profile, vision: VisionPlan | None) -> SmokePlan:
     )
 
 
-def cluster_settings(profile: Profile) -> ClusterSettings:
+def cluster_settings(profile: Profile, cuda: CudaTag | None) -> ClusterSettings:
+    """`cuda`: the official image's CUDA build (plan.image.cuda, doctor's too), None for cpu or another base."""
     k = profile.kubernetes
     return ClusterSettings(
         namespace=k.namespace,
@@ -99,6 +101,8 @@ def cluster_settings(profile: Profile) -> ClusterSettings:
         storage_access_mode=k.storage_access_mode,
         node_selector=dict(k.node_selector),
         node_affinity={label: list(values) for label, values in k.node_affinity.items()},
+        # NB: the major, as nodes are labelled with it; doctor checks the full version on a compose host.
+        min_driver_major=int(cuda.min_driver.split(".")[0]) if cuda and k.driver_affinity else None,
         tolerations=[t.model_dump(exclude_none=True) for t in k.tolerations],
         runtime_class_name=k.runtime_class_name,
         clients=dict(k.network_policy_from) if k.network_policy_from is not None else None,

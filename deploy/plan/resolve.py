@@ -74,7 +74,7 @@ def resolve(profile: Profile) -> Plan:
         instances=copies,
         router=router_plan,
         drain_seconds=profile.engine.shutdown_timeout_seconds,
-        cluster=cluster_settings(profile),
+        cluster=cluster_settings(profile, image.cuda),
         smoke=smoke_plan(profile, vision),
         warnings=plan_warnings(profile, storage.kind),
         generation=generation,

@@ -265,6 +265,14 @@ class Kubernetes(Section):
         description="RuntimeClass of the pod, e.g. nvidia where the GPU operator installs one and the "
         "container runtime's default is not NVIDIA's.",
     )
+    driver_affinity: bool = Field(
+        True,
+        description="CUDA with an official vLLM image: schedule only on nodes whose NVIDIA driver runs its CUDA "
+        "build (required node affinity on the driver's major version, the nvidia.com/cuda.driver-version.major or "
+        "older nvidia.com/cuda.driver.major label that NVIDIA GPU feature discovery, part of the GPU operator and "
+        "the device plugin's chart, puts on GPU nodes). Set false where no node carries those labels. Nothing is "
+        "rendered for cpu or for an image.base that is not an official tag.",
+    )
     load_budget_seconds: int = Field(
         900,
         ge=30,

@@ -91,7 +91,13 @@ class Alerts(Section):
     kv_cache_usage: float = Field(0.9, gt=0, le=1, description="Share of an engine's KV cache in use.")
     ttft_p95_seconds: float = Field(5.0, gt=0, le=3600, description="95th percentile time to first token.")
     error_ratio: float = Field(0.05, gt=0, le=1, description="Share of chat requests that end in a server error.")
-    engine_down_seconds: int = Field(60, ge=5, le=3600, description="An engine's /metrics unanswered this long.")
+    engine_down_seconds: int = Field(
+        60,
+        ge=5,
+        le=3600,
+        description="An engine that answered /metrics unanswered this long (VllmEngineDown). A starting engine "
+        "has kubernetes.load-budget-seconds before it alerts (VllmEngineNotReady): vLLM answers once loaded.",
+    )
     for_minutes: int = Field(5, ge=1, le=1440, description="How long the other thresholds hold before firing.")
 
 

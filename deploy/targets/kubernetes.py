@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -33,6 +33,9 @@ from deploy.plan.router import PRESTOP_SECONDS
 CPUS_PER_GPU = 4  # the CPU request per GPU when the profile names none: tokenizing, images, the API server
 CPUS_WITHOUT_GPU = 2
 GRACE_MARGIN_SECONDS = 10  # after preStop and vLLM's drain, before SIGKILL
+# The driver's major version as NVIDIA GPU feature discovery labels GPU nodes (k8s-device-plugin,
+# internal/lm/nvml.go): since v0.15 both, the second marked deprecated; before, only the second.
+DRIVER_MAJOR_LABELS = ("nvidia.com/cuda.driver-version.major", "nvidia.com/cuda.driver.major")
 
 
 class _Frozen(BaseModel):
@@ -43,6 +46,14 @@ class IngressRule(_Frozen):
     from_labels: dict[str, str] | None  # pods (same namespace) allowed in; None: any pod
     from_namespace: str | None = None  # instead: every pod of that namespace (Prometheus')
     ports: list[str]  # named container ports
+
+
+class NodeRequirement(_Frozen):
+    """One matchExpression of a required node affinity."""
+
+    key: str
+    operator: Literal["In", "Gt"]
+    values: list[str]
 
 
 class NetworkPolicyPlan(_Frozen):
@@ -94,7 +105,9 @@ class KubernetesPlan(_Frozen):
     storage_size: str
     storage_access_mode: str
     node_selector: dict[str, str]
-    node_affinity: dict[str, list[str]]  # label -> values, any of which a node must have
+    # Required node affinity: a node matches a term when it meets all of its requirements, and any one term will do.
+    node_selector_terms: list[list[NodeRequirement]]
+    min_driver_major: int | None  # spelled in node_selector_terms, a term per GFD driver label; None: no driver need
     tolerations: list[dict[str, Any]]
     runtime_class_name: str | None
     service_type: str
@@ -267,6 +280,19 @@ def service_monitors(
     return found
 
 
+def node_selector_terms(affinity: dict[str, list[str]], min_driver_major: int | None) -> list[list[NodeRequirement]]:
+    """The profile's node-affinity (label In values), and with a driver minimum one term per driver label name:
+    terms are ORed, so a node labelled by an older or a newer GFD qualifies, and each keeps the profile's."""
+    wanted = [NodeRequirement(key=label, operator="In", values=values) for label, values in affinity.items()]
+    if min_driver_major is None:
+        return [wanted] if wanted else []
+    # NB: Gt compares the label as an integer; the driver's major is what GFD labels separately.
+    return [
+        [*wanted, NodeRequirement(key=label, operator="Gt", values=[str(min_driver_major - 1)])]
+        for label in DRIVER_MAJOR_LABELS
+    ]
+
+
 def most_replicas(plan: Plan) -> int:
     """The most engine pods there can be: the replicas, or an autoscaler's maximum above them."""
     if plan.monitoring is not None and plan.monitoring.autoscaler != "none":
@@ -302,7 +328,8 @@ def kubernetes_plan(plan: Plan) -> KubernetesPlan:
         storage_size=f"{c.storage_size_gib}Gi",
         storage_access_mode=c.storage_access_mode,
         node_selector=c.node_selector,
-        node_affinity=c.node_affinity,
+        node_selector_terms=node_selector_terms(c.node_affinity, c.min_driver_major),
+        min_driver_major=c.min_driver_major,
         tolerations=c.tolerations,
         runtime_class_name=c.runtime_class_name,
         service_type=c.service_type,
