@@ -91,6 +91,8 @@ def twin_document(original: dict[str, Any], storage: str, served_name: str, mode
     budget = min(kubernetes.get("load-budget-seconds", TWIN_LOAD_BUDGET_SECONDS), TWIN_LOAD_BUDGET_SECONDS)
     _set(kubernetes, "kubernetes", "load-budget-seconds", budget, changes, "the tiny model loads in seconds")
     _drop(kubernetes, "kubernetes", "runtime-class-name", changes, "NVIDIA's runtime")
+    if not image.get("registry"):
+        _set(kubernetes, "kubernetes", "local-images", True, changes, "its image is built here and loaded by hand")
 
     # NB: random weights rarely emit an end token: without a cap every request runs to the context's end.
     generation = doc.setdefault("generation", {})

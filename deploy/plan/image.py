@@ -11,7 +11,7 @@ from deploy.paths import BUILD_ASSETS, TEMPLATE_DIR
 from deploy.plan.constants import TWIN_TINY_MODEL_DIR
 from deploy.plan.engine import ENTRYPOINT
 from deploy.plan.model import CudaTag, ImagePlan
-from deploy.spec import Profile, model_storage
+from deploy.spec import Profile, engine_image_built, model_storage
 
 
 @cache
@@ -52,11 +52,7 @@ def image_plan(profile: Profile) -> ImagePlan:
         CudaTag(image=t["image"], cuda=t["cuda"], min_driver=t["min-driver"]) for t in facts.get("cuda-tags", [])
     ]
     # NB: the official image needs no build when the profile adds nothing to it: clusters pull it as it is.
-    build = (
-        profile.image.device == "cpu"
-        or bool(profile.image.extra_pip)
-        or inputs["base"] not in {t.image for t in cuda_tags}
-    )
+    build = engine_image_built(profile) is not None
     if build:
         payload = json.dumps(
             {**inputs, "entrypoint": ENTRYPOINT, "recipe": build_recipe_digest()}, sort_keys=True
@@ -70,6 +66,7 @@ def image_plan(profile: Profile) -> ImagePlan:
         build=build,
         ca_bundle=profile.image.ca_bundle,
         registry=profile.image.registry,
+        local=profile.kubernetes.local_images,
         cuda=next((t for t in cuda_tags if t.image == inputs["base"]), None),
         cuda_tags=cuda_tags,
         **inputs,

@@ -32,6 +32,7 @@ class ImagePlan(_Frozen):
     extra_pip: list[str]
     ca_bundle: str | None  # host file handed to the build as a BuildKit secret
     registry: str | None  # where `push` sends a built image
+    local: bool  # built images (engine, router) reach the nodes by hand, never from a registry (local-images)
     cuda: CudaTag | None  # the CUDA build of the base image, when it is an official tag
     cuda_tags: list[CudaTag]  # every official tag of this release, for doctor's driver advice
 

@@ -18,7 +18,7 @@ load         the entry points: read -> parse -> validate -> cross-field checks -
 variant      a copy of a built-in profile with some keys changed (tests, `make bench`)
 """
 
-from deploy.spec.checks import default_storage, gpu_count, model_storage, router_on
+from deploy.spec.checks import default_storage, engine_image_built, gpu_count, model_storage, router_on
 from deploy.spec.load import builtin_names, json_schema, load_profile, locate, parse_profile
 from deploy.spec.schema import Profile
 
@@ -26,6 +26,7 @@ __all__ = [
     "Profile",
     "builtin_names",
     "default_storage",
+    "engine_image_built",
     "gpu_count",
     "json_schema",
     "load_profile",

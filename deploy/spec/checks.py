@@ -36,6 +36,25 @@ def most_pods(p: Profile) -> tuple[int, tuple[str, ...]]:
     return p.replicas, ("replicas",)
 
 
+def engine_image_built(p: Profile) -> str | None:
+    """The engine image vllm-deploy builds, in words (the CPU build, extra layers, or a base that is no official
+    tag), or None where the engine runs an official vLLM image unchanged, which clusters pull as it is."""
+    facts = device_facts()[p.image.device]
+    if p.image.device == "cpu":
+        return "the CPU engine image"
+    if p.image.extra_pip:
+        return "the engine image with extra-pip layers"
+    if (p.image.base or facts["base-image"]) not in {t["image"] for t in facts.get("cuda-tags", [])}:
+        return "the engine image built on a base that is no official vLLM tag"
+    return None
+
+
+def built_images(p: Profile) -> list[str]:
+    """The images vllm-deploy builds that the profile's Kubernetes pods run, in words."""
+    engine = engine_image_built(p)
+    return ([engine] if engine else []) + (["the router image"] if router_on(p) else [])
+
+
 def gpu_count(p: Profile) -> int:
     if p.resources.gpus is not None:
         return p.resources.gpus
@@ -137,6 +156,28 @@ def cross_checks(p: Profile) -> list[tuple[tuple[str, ...], str]]:
                 "ReadWriteOnce claim, which attaches to one node only: pods on another node wait forever "
                 "(multi-attach error); set kubernetes.storage-access-mode: ReadWriteMany with a storage-class "
                 "that supports it (e.g. NFS, CephFS), or run one pod",
+            )
+        )
+    built = built_images(p)
+    if built and not p.image.registry and not p.kubernetes.local_images:
+        # NB: localhost/… never resolves to a registry a node can reach: every such pod waits in ErrImagePull.
+        local = device_facts()["local-registry"]
+        found.append(
+            (
+                ("image", "registry"),
+                f"required where Kubernetes pods run images vllm-deploy builds ({' and '.join(built)}): without it "
+                f"they are named {local}/<name>:<hash>, which no cluster node can pull; set image.registry to "
+                "where `vllm-deploy push` sends them, e.g. registry.example.com/ml, or set "
+                "kubernetes.local-images: true if you load them onto the nodes yourself (kind load docker-image, "
+                "minikube image load, podman kube play)",
+            )
+        )
+    if p.kubernetes.local_images and p.image.registry:
+        found.append(
+            (
+                ("kubernetes", "local-images"),
+                "cannot be true with image.registry set: local images are never pulled, and image.registry "
+                "names where the nodes pull them from; keep one of the two",
             )
         )
     if p.monitoring.min_replicas > p.monitoring.max_replicas:

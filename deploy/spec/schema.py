@@ -290,6 +290,14 @@ class Kubernetes(Section):
         description="Also restrict the pod's outgoing traffic: DNS, and the internet except link-local "
         "(169.254.0.0/16, the cloud metadata endpoint) and media.blocked-networks.",
     )
+    local_images: bool = Field(
+        False,
+        description="true: the images vllm-deploy builds (the CPU engine, an engine with extra layers, the "
+        "router) are loaded onto the nodes by hand, never pulled: kind (kind load docker-image), minikube "
+        "(minikube image load), podman kube play. They keep their localhost/vllm-deploy/<name>:<hash> names and "
+        "run with imagePullPolicy: Never, so a node without them fails at once (ErrImageNeverPull). Without it, "
+        "a profile whose pods run a built image needs image.registry (where `vllm-deploy push` sends them).",
+    )
 
 
 class Smoke(Section):

@@ -78,6 +78,7 @@ class RouterObjects(_Frozen):
     labels: dict[str, str]
     selector: dict[str, str]
     argv: list[str]  # service discovery of the engine pods by label, then the router's own flags
+    pull_policy: str  # the router image is always built here: see pull_policy()
 
 
 class Manifest(_Frozen):
@@ -91,6 +92,7 @@ class KubernetesPlan(_Frozen):
     namespace: str
     namespace_labels: dict[str, str]
     replicas: int
+    engine_pull_policy: str  # see pull_policy()
     engine_service_name: str  # the engines' Service: the public one without a router, internal behind it
     engine_service_type: str  # ClusterIP behind a router
     engine_service_port: int  # the router reaches the engines on the container port
@@ -201,6 +203,13 @@ def selector(found: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in found.items() if k in (NAME_LABEL, INSTANCE_LABEL)}
 
 
+def pull_policy(plan: Plan, built: bool) -> str:
+    """Never for an image built here and loaded onto the nodes by hand (kubernetes.local-images): a node without
+    it fails at once with ErrImageNeverPull instead of trying to pull localhost/…. Else IfNotPresent: tags never
+    move (a content hash, a release tag), so a node that has the image need not ask the registry again."""
+    return "Never" if built and plan.image.local else "IfNotPresent"
+
+
 def _router(plan: Plan, object_name: str, engine_selector: dict[str, str]) -> RouterObjects | None:
     if plan.router is None:
         return None
@@ -219,6 +228,7 @@ def _router(plan: Plan, object_name: str, engine_selector: dict[str, str]) -> Ro
         labels=found,
         selector=selector(found),
         argv=[*discovery, *plan.router.argv],
+        pull_policy=pull_policy(plan, built=True),
     )
 
 
@@ -312,6 +322,7 @@ def kubernetes_plan(plan: Plan) -> KubernetesPlan:
         namespace=c.namespace,
         namespace_labels={PART_OF_LABEL: PART_OF},
         replicas=plan.replicas,
+        engine_pull_policy=pull_policy(plan, built=plan.image.build),
         engine_service_name=f"{object_name}-engine" if router else object_name,
         engine_service_type="ClusterIP" if router else c.service_type,
         engine_service_port=CONTAINER_PORT if router else plan.port,

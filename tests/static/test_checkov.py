@@ -44,8 +44,9 @@ SKIPPED = {
     "liveness probes check /health (Kubernetes ignores an image HEALTHCHECK); one definition, the plan's",
     "CKV_K8S_43": "images are pinned by tag, not digest: a built image's tag is the hash of its build inputs and "
     "it has no registry digest when `render` (pure, offline) runs; the official image by its release tag",
-    "CKV_K8S_15": "imagePullPolicy IfNotPresent on purpose: tags never move (content hash, release), and locally "
-    "built images (localhost/…) exist in no registry, so Always could never start them",
+    "CKV_K8S_15": "imagePullPolicy IfNotPresent on purpose: tags never move (content hash, release); images loaded "
+    "onto the nodes by hand (kubernetes.local-images, localhost/…) exist in no registry and run with Never, so "
+    "Always could never start them",
     "CKV_K8S_11": "no CPU limit unless the profile caps resources.cpus: vLLM's engine loop busy-polls, and a CFS "
     "quota throttles it into latency spikes; the CPU request (4 per GPU, 2 on CPU) reserves the cores",
     "CKV_K8S_35": "the API key is an environment variable because vLLM reads it from VLLM_API_KEY only (argv, "

@@ -55,6 +55,8 @@ def args(*items: str) -> str:
     return profile(**{"engine.extra-args": list(items)})
 
 
+# Built images on a cluster need a registry (or kubernetes.local-images).
+REGISTRY = {"image.registry": "registry.example.com/ml"}
 CPU_TINY = {"image.device": "cpu", "engine.kv-cache-space-gib": 1, "model.storage": "tiny", "kubernetes": None}
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8)
@@ -472,18 +474,22 @@ SAFE: list[tuple[str, str, Check]] = [
     ("value-json-with-dollar-paren", args("--override-generation-config", '{"a": "$(", "b": ")$"}'), expansion_safe),
     (
         "pip-url-requirement",
-        profile(**{"image.extra-pip": ["pkg @ https://example.com/pkg-1.0-py3-none-any.whl"]}),
+        profile(**{"image.extra-pip": ["pkg @ https://example.com/pkg-1.0-py3-none-any.whl"], **REGISTRY}),
         pip_line_safe,
     ),
     (
         "pip-markers-and-extras",
-        profile(**{"image.extra-pip": ["timm[extra]>=1,<2; python_version > '3.8'"]}),
+        profile(**{"image.extra-pip": ["timm[extra]>=1,<2; python_version > '3.8'"], **REGISTRY}),
         pip_line_safe,
     ),
-    ("pip-several", profile(**{"image.extra-pip": ["a==1", "b>=2", "c[x]"]}), pip_line_safe),
+    ("pip-several", profile(**{"image.extra-pip": ["a==1", "b>=2", "c[x]"], **REGISTRY}), pip_line_safe),
     ("allowlist-turns-redirects-off", profile(**{"media.allowed-domains": ["images.example"]}), redirects_off),
     ("ipv6-loopback", profile(**{"server.bind-address": "::1"}), ipv6_published),
-    ("base-by-digest", profile(**{"image.base": "registry.example.com/vllm@sha256:" + "a" * 64}), digest_base),
+    (
+        "base-by-digest",
+        profile(**{"image.base": "registry.example.com/vllm@sha256:" + "a" * 64, **REGISTRY}),
+        digest_base,
+    ),
     (
         "egress-policy",
         profile(**{"kubernetes.egress-policy": True, "media.blocked-networks": ["10.0.0.0/8"]}),

@@ -107,7 +107,12 @@ def test_the_tiny_model_gets_its_end_of_utterance_and_max_tokens():
     assert (engine["max-model-len"], engine["kv-cache-space-gib"], engine["enforce-eager"]) == (8192, 1, True)
     assert engine["mm-processor-kwargs"] == {"do_image_splitting": True}
     assert data["image"] == {"device": "cpu"} and "tolerations" not in data["kubernetes"]
+    # A CPU draft is a laptop rehearsal: its built image is loaded onto the nodes by hand, never pulled.
+    assert data["kubernetes"]["local-images"] is True
+    assert "replace this with image.registry and `vllm-deploy push`" in text
     files = renders(text)
+    deployment = yaml.safe_load(files["k8s/tiny-vlm/deployment.yaml"])
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "Never"
     compose = yaml.safe_load(files["compose/tiny-vlm/compose.yaml"])
     assert "--generation-config" in compose["services"]["vllm"]["command"]
 
@@ -127,7 +132,7 @@ def test_a_hub_id_reads_the_local_cache_and_pins_its_snapshot(tmp_path):
     assert data["name"] == "minicpm-v-2_6"
     # trust-remote-code runs the repository's code: the revision is the snapshot's commit, never "main".
     assert data["model"] == {"source": "openbmb/MiniCPM-V-2_6", "revision": "0123abcd" * 5, "architecture": "MiniCPMV"}
-    assert "node-selector" not in data["kubernetes"]
+    assert "node-selector" not in data["kubernetes"] and "local-images" not in data["kubernetes"]
     plan = resolve(parse_profile(text, "m.yaml"))
     assert plan.storage.kind == "hub" and plan.warnings == []
 

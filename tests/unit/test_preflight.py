@@ -90,7 +90,11 @@ def test_the_cu129_tag_runs_on_a_575_driver(tmp_path):
 
 
 def test_an_unknown_base_image_is_a_warning_not_a_guess(tmp_path):
-    profile = write_variant("minicpm-v-2_6", tmp_path / "p.yaml", {"image": {"base": "example.com/my/vllm:1.0"}})
+    profile = write_variant(
+        "minicpm-v-2_6",
+        tmp_path / "p.yaml",
+        {"image": {"base": "example.com/my/vllm:1.0", "registry": "registry.example.com/ml"}},
+    )
     plan = resolve(load_profile(str(profile)))
     assert plan.image.build is True  # someone else's base: built on top, named ours
     assert driver_check(plan, read_gpus(smi(H200_IDLE))).verdict == "warn"

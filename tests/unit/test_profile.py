@@ -34,7 +34,9 @@ def add(section_line: str, extra: str) -> str:
     return edit(section_line, section_line + extra)
 
 
-CPU = add("  trust-remote-code: false\n", "  kv-cache-space-gib: 1\n") + "image:\n  device: cpu\n"
+# A CPU image is built here: the profile says it is loaded onto the nodes by hand.
+LOCAL = ("{vllm-deploy/model: demo}}", "{vllm-deploy/model: demo}, local-images: true}")
+CPU = add("  trust-remote-code: false\n", "  kv-cache-space-gib: 1\n").replace(*LOCAL) + "image:\n  device: cpu\n"
 
 # (id, profile text, expected problem lines after the "p.yaml is invalid (N problems):" header)
 MALFORMED = [
@@ -256,7 +258,7 @@ MALFORMED = [
     ),
     (
         "cpu-without-kv-cache",
-        VALID + "image:\n  device: cpu\n",
+        VALID.replace(*LOCAL) + "image:\n  device: cpu\n",
         ["p.yaml:4: engine.kv-cache-space-gib: required for device cpu, e.g. 1 (GiB)"],
     ),
     ("cpu-with-gpus", CPU + "resources:\n  gpus: 1\n", ["p.yaml:16: resources.gpus: device cpu takes no GPUs, got 1"]),
@@ -519,7 +521,7 @@ def _line_of(path, key: str) -> int:
 @pytest.mark.parametrize(
     "changes, key, said",
     [
-        ({"replicas": 2}, "replicas", "2 engine pods"),
+        ({"replicas": 2, "image": {"registry": "registry.example.com/ml"}}, "replicas", "2 engine pods"),
         (
             {"monitoring": {"enabled": True, "autoscaler": "keda", "max-replicas": 3}},
             "monitoring.max-replicas",
@@ -554,7 +556,12 @@ def test_hub_storage_on_a_read_write_many_claim_serves_many_pods(cli, tmp_path):
     def claim(profile: Profile) -> dict:
         return yaml.safe_load(render(resolve(profile))[f"k8s/{profile.name}/pvc.yaml"])["spec"]
 
-    changes = {"name": "v", "replicas": 2, "kubernetes": {"storage-access-mode": "ReadWriteMany"}}
+    changes = {
+        "name": "v",
+        "replicas": 2,
+        "image": {"registry": "registry.example.com/ml"},  # the router's image is built
+        "kubernetes": {"storage-access-mode": "ReadWriteMany"},
+    }
     path = write_variant("qwen2_5-vl-7b", tmp_path / "v.yaml", changes)
     assert cli("validate", "v.yaml", cwd=tmp_path).code == 0
     assert claim(load_profile(str(path)))["accessModes"] == ["ReadWriteMany"]
@@ -574,3 +581,118 @@ def test_the_readmes_example_profile_validates(tmp_path, cli):
     profile.write_text(example.replace("$schema=../schema/", f"$schema={REPO}/schema/"), encoding="utf-8")
     result = cli("validate", str(profile))
     assert result.code == 0, result.out + result.err
+
+
+# Kubernetes pods that run an image vllm-deploy builds: named localhost/vllm-deploy/… without image.registry,
+# which no cluster node can pull. (id, profile text, the images the error names)
+BUILT_IMAGES = [
+    ("cpu-engine", CPU.replace(LOCAL[1], LOCAL[0]), "the CPU engine image"),
+    ("extra-pip-engine", VALID + "image:\n  extra-pip: [timm==1.0.15]\n", "the engine image with extra-pip layers"),
+    (
+        "unofficial-base-engine",
+        VALID + "image:\n  base: registry.example.com/vllm-openai:custom\n",
+        "the engine image built on a base that is no official vLLM tag",
+    ),
+    ("router", VALID + "replicas: 2\n", "the router image"),
+]
+
+
+def _pull_policies(profile: Profile) -> dict[str, str]:
+    """Each Deployment's container image -> its imagePullPolicy, as rendered."""
+    import yaml
+
+    from deploy.plan import resolve
+    from deploy.render import render
+
+    found = {}
+    for path, text in render(resolve(profile)).items():
+        if path.startswith("k8s/") and path.endswith("deployment.yaml"):
+            container = yaml.safe_load(text)["spec"]["template"]["spec"]["containers"][0]
+            found[container["image"]] = container["imagePullPolicy"]
+    return found
+
+
+@pytest.mark.parametrize("case_id, text, images", BUILT_IMAGES, ids=[c[0] for c in BUILT_IMAGES])
+def test_built_images_on_kubernetes_need_a_registry_or_local_images(cli, tmp_path, case_id, text, images):
+    """Refused with where, which images, and both fixes."""
+    (tmp_path / "p.yaml").write_text(text, encoding="utf-8")
+    result = cli("validate", "p.yaml", cwd=tmp_path)
+    line = text.splitlines().index("image:") + 1 if "\nimage:\n" in text else 1
+    assert (result.code, result.out) == (2, "")
+    assert result.err == (
+        "error: p.yaml is invalid (1 problem):\n"
+        f"  - p.yaml:{line}: image.registry: required where Kubernetes pods run images vllm-deploy builds ({images}): "
+        "without it they are named localhost/vllm-deploy/<name>:<hash>, which no cluster node can pull; set "
+        "image.registry to where `vllm-deploy push` sends them, e.g. registry.example.com/ml, or set "
+        "kubernetes.local-images: true if you load them onto the nodes yourself (kind load docker-image, minikube "
+        "image load, podman kube play)\n"
+    )
+
+
+@pytest.mark.parametrize("case_id, text, images", BUILT_IMAGES, ids=[c[0] for c in BUILT_IMAGES])
+def test_built_images_with_a_registry_are_pulled_from_it(cli, tmp_path, case_id, text, images):
+    registry = "registry.example.com/ml"
+    if "\nimage:\n" in text:
+        text = text.replace("\nimage:\n", f"\nimage:\n  registry: {registry}\n")
+    else:
+        text += f"image:\n  registry: {registry}\n"
+    (tmp_path / "p.yaml").write_text(text, encoding="utf-8")
+    assert cli("validate", "p.yaml", cwd=tmp_path).code == 0
+    policies = _pull_policies(load_profile(str(tmp_path / "p.yaml")))
+    built = [image for image in policies if image.startswith(f"{registry}/")]
+    assert built and all(policies[image] == "IfNotPresent" for image in policies)
+    assert not [image for image in policies if image.startswith("localhost/")]
+
+
+@pytest.mark.parametrize("case_id, text, images", BUILT_IMAGES, ids=[c[0] for c in BUILT_IMAGES])
+def test_local_images_are_never_pulled(cli, tmp_path, case_id, text, images):
+    """kubernetes.local-images: the built images keep their local names and run with imagePullPolicy Never, so a
+    node without them fails at once (ErrImageNeverPull); an official image is still pulled as usual."""
+    (tmp_path / "p.yaml").write_text(text.replace(*LOCAL), encoding="utf-8")
+    assert cli("validate", "p.yaml", cwd=tmp_path).code == 0
+    policies = _pull_policies(load_profile(str(tmp_path / "p.yaml")))
+    assert policies == {
+        image: "Never" if image.startswith("localhost/vllm-deploy/") else "IfNotPresent" for image in policies
+    }
+    assert list(policies.values()).count("Never") == 1  # the one built image of each case
+    if case_id == "router":
+        assert policies["vllm/vllm-openai:v0.32.0"] == "IfNotPresent"
+
+
+def test_the_official_image_needs_neither_a_registry_nor_local_images(cli, tmp_path):
+    (tmp_path / "p.yaml").write_text(VALID, encoding="utf-8")
+    assert cli("validate", "p.yaml", cwd=tmp_path).code == 0
+    assert _pull_policies(load_profile(str(tmp_path / "p.yaml"))) == {"vllm/vllm-openai:v0.32.0": "IfNotPresent"}
+    for name in ("minicpm-v-2_6", "qwen2_5-vl-7b"):
+        assert _pull_policies(load_profile(name)) == {"vllm/vllm-openai:v0.32.0": "IfNotPresent"}
+
+
+def test_the_cpu_engine_and_router_images_are_named_together(cli, tmp_path):
+    from deploy.spec.variant import write_variant
+
+    write_variant("tiny-cpu-x2", tmp_path / "v.yaml", {"name": "v", "kubernetes": {"local-images": False}})
+    result = cli("validate", "v.yaml", cwd=tmp_path)
+    assert result.code == 2
+    line = (tmp_path / "v.yaml").read_text().splitlines().index("image:") + 1
+    said = "images vllm-deploy builds (the CPU engine image and the router image)"
+    assert f"v.yaml:{line}: image.registry: required where Kubernetes pods run {said}" in result.err
+
+
+def test_local_images_and_a_registry_are_one_or_the_other(cli, tmp_path):
+    text = CPU.replace("image:\n", "image:\n  registry: registry.example.com/ml\n")
+    (tmp_path / "p.yaml").write_text(text, encoding="utf-8")
+    result = cli("validate", "p.yaml", cwd=tmp_path)
+    assert (result.code, result.err) == (
+        2,
+        "error: p.yaml is invalid (1 problem):\n"
+        "  - p.yaml:12: kubernetes.local-images: cannot be true with image.registry set: local images are never "
+        "pulled, and image.registry names where the nodes pull them from; keep one of the two\n",
+    )
+
+
+@pytest.mark.parametrize("name", ["tiny-cpu", "tiny-cpu-x2"])
+def test_the_builtin_cpu_profiles_load_their_images_by_hand(name):
+    """podman kube play runs them from its local store: Never is honoured for a local image."""
+    policies = _pull_policies(load_profile(name))
+    assert policies and set(policies.values()) == {"Never"}
+    assert all(image.startswith("localhost/vllm-deploy/") for image in policies)
