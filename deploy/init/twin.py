@@ -52,11 +52,6 @@ def _shown(value: Any) -> str:
 
 def twin_document(original: dict[str, Any], storage: str, served_name: str, model_dir: Path) -> tuple[dict, list[str]]:
     """The twin's profile document and its changes, one line each, from the GPU profile's own document."""
-    if storage != "host":
-        raise UserError(
-            f"twin: {original['name']}'s model comes from the hub ({storage} storage); a twin needs a model "
-            "directory (model.storage host) for now: download it, point model.source at the directory, then twin that"
-        )
     doc = {k: (dict(v) if isinstance(v, dict) else v) for k, v in original.items()}
     changes: list[str] = []
     name = doc["name"]
@@ -64,10 +59,16 @@ def twin_document(original: dict[str, Any], storage: str, served_name: str, mode
     doc["description"] = f"CPU twin of {name}: {doc.get('description', '')}".strip()
 
     model = doc.setdefault("model", {})
-    _set(model, "model", "source", str(model_dir), changes, "the tiny test VLM, put there by `up`")
+    if storage == "host":
+        _set(model, "model", "source", str(model_dir), changes, "the tiny test VLM, put there by `up`")
+        _drop(model, "model", "revision", changes, "a directory has no revision")
+    else:
+        changes.append(
+            "model.source: the same hub id, its cache volume filled with the tiny test VLM by `up` "
+            "and the engine offline (HF_HUB_OFFLINE=1): nothing is downloaded"
+        )
     _set(model, "model", "served-name", served_name, changes, "clients keep the GPU profile's model name")
     _set(model, "model", "architecture", TINY_MODEL_ARCHITECTURE, changes, "the tiny model's")
-    _drop(model, "model", "revision", changes, "a directory has no revision")
 
     engine = doc.setdefault("engine", {})
     if engine.get("max-model-len", 0) > TINY_MODEL_MAX_LEN:

@@ -140,8 +140,9 @@ def container_environment(profile: Profile, storage: StoragePlan) -> dict[str, s
     }
     if storage.kind == "hub":
         env["HF_HOME"] = HUB_CACHE_DIR
-    else:
-        # Weights are local: never reach for the hub, fail fast instead of hanging on a network call.
+    if storage.kind != "hub" or profile.twin_of:
+        # Weights are local (a twin's hub cache is filled by `up`): never reach for the hub, fail fast instead
+        # of hanging on a network call.
         env["HF_HUB_OFFLINE"] = "1"
         env["TRANSFORMERS_OFFLINE"] = "1"
     return env

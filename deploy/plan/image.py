@@ -8,7 +8,7 @@ from functools import cache
 
 from deploy.facts import device_facts
 from deploy.paths import BUILD_ASSETS, TEMPLATE_DIR
-from deploy.plan.constants import TWIN_TINY_MODEL_DIR
+from deploy.plan.constants import HUB_CACHE_DIR, TWIN_TINY_MODEL_DIR, WRITABLE_CACHE_DIR
 from deploy.plan.engine import ENTRYPOINT
 from deploy.plan.model import CudaTag, ImagePlan
 from deploy.spec import Profile, engine_image_built, model_storage
@@ -47,6 +47,9 @@ def image_plan(profile: Profile) -> ImagePlan:
         "engine_env": {k: str(v) for k, v in facts.get("engine-env", {}).items()},
         "extra_pip": list(profile.image.extra_pip),
         "tiny_model_dir": tiny_model_dir(profile),
+        # Owned by the uid in the image, so that a fresh volume mounted there takes its owner from it. NB: the hub
+        # cache's too when the profile has none: one layer for every CPU image (a twin's are tiny-cpu's).
+        "owned_dirs": ["/models", WRITABLE_CACHE_DIR, HUB_CACHE_DIR],
     }
     cuda_tags = [
         CudaTag(image=t["image"], cuda=t["cuda"], min_driver=t["min-driver"]) for t in facts.get("cuda-tags", [])

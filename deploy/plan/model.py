@@ -28,6 +28,7 @@ class ImagePlan(_Frozen):
     python: str
     run_as_user: int | None
     tiny_model_dir: str | None  # where the image holds the tiny test VLM (tiny storage, twins); None: not built in
+    owned_dirs: list[str]  # CPU images: directories the uid owns (volumes mounted there take their owner)
     engine_env: dict[str, str]  # settings for the engine-venv script (CPU images)
     extra_pip: list[str]
     ca_bundle: str | None  # host file handed to the build as a BuildKit secret
@@ -41,6 +42,7 @@ class StoragePlan(_Frozen):
     kind: Literal["host", "hub", "tiny"]
     host_path: str | None  # host: the directory on the host (and on the Kubernetes node)
     container_path: str | None  # where the weights (host) or the hub cache (hub) appear in the container
+    revision: str | None = None  # hub: the pinned commit, tag or branch
 
 
 class SecretEnv(_Frozen):

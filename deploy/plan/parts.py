@@ -28,7 +28,7 @@ def storage_plan(profile: Profile) -> StoragePlan:
     if kind == "host":
         return StoragePlan(kind=kind, host_path=profile.model.source, container_path=HOST_MODEL_DIR)
     if kind == "hub":
-        return StoragePlan(kind=kind, host_path=None, container_path=HUB_CACHE_DIR)
+        return StoragePlan(kind=kind, host_path=None, container_path=HUB_CACHE_DIR, revision=profile.model.revision)
     return StoragePlan(kind=kind, host_path=None, container_path=None)
 
 

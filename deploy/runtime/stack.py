@@ -21,6 +21,7 @@ from deploy.runtime import envfile, images, preflight
 from deploy.runtime.docker import Compose, DockerDaemon
 from deploy.runtime.process import Runner, run, wait_until
 from deploy.runtime.router import RouterClient
+from deploy.runtime.twin import hub_cache_script
 
 LOG_TAIL = 40
 
@@ -120,11 +121,18 @@ def prepare(stack: Stack, echo: bool = True) -> int:
 
 
 def fill_twin_model(stack: Stack) -> bool:
-    """A twin's empty host model directory gets the tiny test VLM, copied out of the twin's own image (built in
-    at plan.image.tiny_model_dir) as this host's user; the files stay readable by the container's uid. Returns
-    whether it was filled."""
+    """A twin's weights where the GPU profile's would be (deploy/runtime/twin.py): its empty host directory, as
+    this host's user (the files stay readable by the container's uid), or its hub cache volume. Returns whether
+    anything was copied."""
     plan = stack.plan
-    if not plan.twin_of or plan.storage.kind != "host" or not plan.storage.host_path or not plan.image.tiny_model_dir:
+    if not plan.twin_of or not plan.image.tiny_model_dir:
+        return False
+    if plan.storage.kind == "hub":
+        service = plan.instances[0].service
+        run = ["run", "--rm", "--no-deps", "--entrypoint", "sh", service, "-c"]
+        stack.compose(*run, hub_cache_script(plan)).checked("copying the tiny test VLM into the hub cache")
+        return True
+    if plan.storage.kind != "host" or not plan.storage.host_path:
         return False
     target = Path(plan.storage.host_path)
     if (target / "config.json").is_file():

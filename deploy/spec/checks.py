@@ -66,14 +66,6 @@ def cross_checks(p: Profile) -> list[tuple[tuple[str, ...], str]]:
     storage = model_storage(p)
     if p.twin_of and p.image.device != "cpu":
         found.append((("twin-of",), "a twin runs on the CPU: expected image.device cpu (`vllm-deploy twin` writes it)"))
-    if p.twin_of and storage != "host":
-        found.append(
-            (
-                ("twin-of",),
-                f"expected a twin of a profile whose model is a host directory (model.storage host); this one's "
-                f"is {storage}: a hub model's twin needs the fetch step (issue 21)",
-            )
-        )
     if storage in ("host", "tiny") and not re.fullmatch(ABSOLUTE_PATH[1:-1], p.model.source):
         found.append(
             (

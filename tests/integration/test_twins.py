@@ -1,12 +1,16 @@
-"""The CPU twin of the guide's GPU profile (minicpm-v-2_6), brought up as its users would deploy it: under
-compose (`vllm-deploy up` of the file `vllm-deploy twin` writes) and as its rendered Kubernetes Deployment under
-`podman kube play`, each passing the smoke suite as the uid of the GPU Deployment, with the model at the GPU
-profile's path in the container and served under the guide's name.
+"""The CPU twins of the built-in GPU profiles (minicpm-v-2_6: the guide's model from a host directory;
+qwen2_5-vl-7b: a hub model in a cache volume), brought up as their users deploy them: under compose (what `make up
+PROFILE=<twin file>` runs) and as their rendered Kubernetes Deployments under `podman kube play`. Each passes the
+smoke suite as the uid of the GPU Deployment, with the model where the GPU profile has it in the container and
+served under the GPU profile's name.
 
-The twin keeps the GPU profile's shape: what fails on first contact with a cluster because of that shape fails
-here too. The guide's own model did (issue 19): mounted at /root/ld/… for a non-root uid, in an image whose
-/root is 0700; `test_the_guides_path_fails_for_the_gpu_uid_as_on_a_cluster` keeps that failure reproduced, so
-the twin is known to see it.
+The twin keeps the GPU profile's shape, so what fails on first contact with a cluster because of that shape fails
+here too. The guide's model did (issue 19): mounted at /root/ld/… for a non-root uid, in an image whose /root is
+0700; `test_the_guides_path_fails_for_the_gpu_uid_as_on_a_cluster` keeps that failure reproduced, so the twin is
+known to see it.
+
+NB: the four servers (two twins, two targets) start together and are waited for together: one cold-start phase
+for the module, not four.
 """
 
 from __future__ import annotations
@@ -26,13 +30,16 @@ from deploy.plan import Plan, resolve
 from deploy.runtime.docker import docker_cli
 from deploy.runtime.net import free_port, wait_for_http
 from deploy.runtime.smoke import plan_options, run_suite
-from deploy.runtime.stack import down, stack_for, up
+from deploy.runtime.stack import Stack, down, prepare, stack_for, wait_services
+from deploy.runtime.twin import hub_cache_script
 from deploy.spec import load_profile
+from deploy.targets import kubernetes_plan
 from tests.conftest import REPO, print_logs_if_failed
 from tests.tools.podman import (
     configmap_options,
     containers,
     create_podman_secret,
+    fill_claim,
     for_podman,
     kustomize_objects,
     load_into_podman,
@@ -45,97 +52,161 @@ from tests.tools.podman import (
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.podman, pytest.mark.slow]
-GPU_PROFILE = "minicpm-v-2_6"
+GPU_PROFILES = ["minicpm-v-2_6", "qwen2_5-vl-7b"]
 GUIDE_MODEL_PATH = "/root/ld/ld_model_pretrained/Minicpmv2_6"  # the seed guide's `vllm serve` path
 
 
-@dataclass(frozen=True)
+@dataclass
 class Twin:
     root: Path
     plan: Plan  # the twin's (on a free port)
     gpu: Plan  # the GPU profile's
-    gpu_deployment: dict  # the committed k8s/minicpm-v-2_6/deployment.yaml
+    gpu_deployment: dict  # the committed k8s/<name>/deployment.yaml
+    stack: Stack
+    pod_url: str = ""
+    pod_key: str = ""
+    pod_container: str = ""
+    pod_secret: str = ""
+
+    @property
+    def gpu_uid(self) -> int:
+        return self.gpu_deployment["spec"]["template"]["spec"]["securityContext"]["runAsUser"]
 
 
-def gpu_pod_user(twin: Twin) -> int:
-    return twin.gpu_deployment["spec"]["template"]["spec"]["securityContext"]["runAsUser"]
-
-
-@pytest.fixture(scope="module")
-def twin(tmp_path_factory) -> Twin:
-    root = tmp_path_factory.mktemp("twin")
-    document = yaml.safe_load(twin_profile(GPU_PROFILE, root / "model", REPO))
+def make_twin(root: Path, gpu_profile: str) -> Twin:
+    document = yaml.safe_load(twin_profile(gpu_profile, root / "model", REPO))
     document["server"]["port"] = free_port()  # NB: the shape's port (8000) may be a running tiny-cpu's here
     path = root / "twin.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
-    deployment = yaml.safe_load((REPO / "k8s" / GPU_PROFILE / "deployment.yaml").read_text())
-    return Twin(root, resolve(load_profile(str(path))), resolve(load_profile(GPU_PROFILE)), deployment)
+    plan = resolve(load_profile(str(path)))
+    deployment = yaml.safe_load((REPO / "k8s" / gpu_profile / "deployment.yaml").read_text())
+    return Twin(root, plan, resolve(load_profile(gpu_profile)), deployment, stack_for(plan, root))
+
+
+def play_pod(twin: Twin, manifests: list[Path]) -> None:
+    """The twin's Deployment as kustomize builds it from its rendered k8s/ (hostPath: the twin's model directory,
+    which `up` filled; or the hub claim, filled here the way `up` fills the compose volume), played by podman."""
+    plan = twin.plan
+    twin.pod_key = "sk-" + secrets.token_hex(16)
+    objects = kustomize_objects(plan, twin.root / "kube", twin.pod_key)
+    secret = next(o for o in objects if o["kind"] == "Secret")
+    create_podman_secret(secret)
+    twin.pod_secret = secret["metadata"]["name"]
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    if plan.storage.kind == "hub":
+        claim = kubernetes_plan(plan).pvc_name
+        assert claim and plan.storage.container_path and plan.image.run_as_user is not None
+        fill_claim(
+            claim, plan.image.reference, plan.image.run_as_user, plan.storage.container_path, hub_cache_script(plan)
+        )
+    pod = for_podman(copy.deepcopy(deployment), "twin", publish=True)
+    configmaps = configmap_options(deployment, [o for o in objects if o["kind"] == "ConfigMap"], twin.root)
+    manifests.append(play(pod, twin.root / "twin-pod.yaml", configmaps))
+    twin.pod_url = f"http://127.0.0.1:{published_port(pod)}"
 
 
 @pytest.fixture(scope="module")
-def composed(twin):
-    stack = stack_for(twin.plan, twin.root)
-    subprocess.run([docker_cli(), "volume", "rm", "-f", f"{twin.plan.name}_cache"], capture_output=True)
+def twins(tmp_path_factory, measured):
+    require_podman()
+    found = {name: make_twin(tmp_path_factory.mktemp(name), name) for name in GPU_PROFILES}
+    manifests: list[Path] = []
     try:
-        yield stack, up(stack)
+        started = time.monotonic()
+        for twin in found.values():  # the images (cache hits after tiny-cpu's) and the twins' weights
+            subprocess.run([docker_cli(), "volume", "rm", "-f", *(f"{twin.plan.name}_{v}" for v in ("cache", "model-cache"))], capture_output=True)  # fmt: skip
+            prepare(twin.stack, echo=False)
+        for twin in found.values():
+            twin.stack.compose("up", "-d", "--no-build", *twin.stack.services).checked("docker compose up")
+        load_into_podman(*(twin.plan.image.reference for twin in found.values()))  # NB: while the servers start
+        for twin in found.values():
+            play_pod(twin, manifests)
+        for twin in found.values():
+            wait_services(twin.stack, twin.stack.services)
+            try:
+                wait_for_http(f"{twin.pod_url}/health", twin.plan.health.start_period_seconds, interval=0.5)
+            except TimeoutError:
+                pytest.fail(
+                    f"{twin.plan.name}'s pod is not healthy:\n{logs(containers(kubernetes_plan(twin.plan).object_name, every=True))}"
+                )
+            twin.pod_container = containers(f"{kubernetes_plan(twin.plan).object_name}-pod-", "-vllm")[0]
+        measured["twins: 2 compose stacks and 2 podman pods, all healthy (s)"] = round(time.monotonic() - started, 1)
+        yield found
     finally:
-        down(stack, remove_volumes=True)
+        for path in manifests:
+            podman("kube", "down", str(path), check=False)
+        for twin in found.values():
+            if twin.pod_secret:
+                podman("secret", "rm", twin.pod_secret, check=False)
+            down(twin.stack, remove_volumes=True)
 
 
 @pytest.fixture(autouse=True)
 def container_logs_on_failure(request):
     yield
-    print_logs_if_failed(request, "composed", 150, stack_of=lambda found: found[0])
+    for name in GPU_PROFILES:
+        print_logs_if_failed(request, "twins", 80, stack_of=lambda found, name=name: found[name].stack)
 
 
-def exec_in(container: str, *args: str, tool: str = "docker") -> subprocess.CompletedProcess:
-    binary = docker_cli() if tool == "docker" else "podman"
+def exec_in(target: str, container: str, *args: str) -> subprocess.CompletedProcess:
+    binary = docker_cli() if target == "compose" else "podman"
     return subprocess.run([binary, "exec", container, *args], capture_output=True, text=True)
 
 
-def assert_the_gpu_shape(twin: Twin, container: str, tool: str) -> None:
+@pytest.mark.parametrize("name", GPU_PROFILES)
+def test_the_twin_keeps_the_gpu_profiles_names_paths_and_user(twins, name):
+    twin = twins[name]
+    assert twin.plan.name == twin.gpu.name and twin.plan.twin_of == name
+    assert twin.plan.served_model_name == twin.gpu.served_model_name
+    assert twin.plan.model == twin.gpu.model
+    assert twin.plan.storage.container_path == twin.gpu.storage.container_path
+    assert twin.plan.image.run_as_user == twin.gpu_uid
+    if name == "minicpm-v-2_6":
+        assert twin.plan.served_model_name == GUIDE_MODEL_PATH and twin.plan.model == "/models/weights"
+
+
+@pytest.mark.parametrize("target", ["compose", "podman"])
+@pytest.mark.parametrize("name", GPU_PROFILES)
+def test_the_twin_serves_the_smoke_suite_as_the_gpu_uid(twins, name, target, measured):
     """The container runs as the GPU Deployment's uid, which has no passwd entry (as in the official image), with
-    HOME writable and the root read-only."""
-    assert exec_in(container, "id", "-u", tool=tool).stdout.strip() == str(gpu_pod_user(twin))
-    if tool == "docker":  # NB: podman writes a passwd entry for the uid into the container (containerd does not)
-        lookup = exec_in(container, "python3", "-c", "import os, pwd; pwd.getpwuid(os.getuid())", tool=tool)
+    HOME writable and the root read-only; the smoke suite passes against it."""
+    twin = twins[name]
+    if target == "compose":
+        container, url, key = twin.stack.container() or "", twin.stack.endpoint, twin.stack.key()
+        gateway = twin.stack.gateway()
+        mount = next(m for m in twin.stack.docker.inspect(container)["Mounts"] if m["Destination"] == twin.gpu.storage.container_path)  # fmt: skip
+        assert mount["RW"] is (twin.plan.storage.kind == "hub")  # weights read-only; a hub cache is the engine's
+        # NB: podman writes a passwd entry for the uid into its containers (containerd does not): compose only.
+        lookup = exec_in(target, container, "python3", "-c", "import os, pwd; pwd.getpwuid(os.getuid())")
         assert "KeyError" in lookup.stderr, lookup.stdout + lookup.stderr
-    who = exec_in(container, "python3", "-c", "import getpass; print(getpass.getuser())", tool=tool)
+    else:
+        container, url, key = twin.pod_container, twin.pod_url, twin.pod_key
+        gateway = network_of(container)["Gateway"]
+    assert exec_in(target, container, "id", "-u").stdout.strip() == str(twin.gpu_uid)
+    who = exec_in(target, container, "python3", "-c", "import getpass; print(getpass.getuser())")
     assert who.stdout.strip() == twin.plan.environment["USER"], who.stderr
-    write = exec_in(container, "sh", "-c", 'touch /opt/x; echo "root $?"; touch "$HOME/x" && echo "home 0"', tool=tool)
+    write = exec_in(target, container, "sh", "-c", 'touch /opt/x; echo "root $?"; touch "$HOME/x" && echo "home 0"')
     assert "root 1" in write.stdout and "home 0" in write.stdout, write.stdout + write.stderr
-
-
-def test_the_twin_keeps_the_gpu_profiles_names_paths_and_user(twin):
-    assert twin.plan.name == twin.gpu.name and twin.plan.twin_of == GPU_PROFILE
-    assert twin.plan.served_model_name == twin.gpu.served_model_name == GUIDE_MODEL_PATH
-    assert twin.plan.model == twin.gpu.model == twin.gpu.storage.container_path
-    assert twin.plan.image.run_as_user == gpu_pod_user(twin)
-
-
-def test_the_twin_serves_the_smoke_suite_under_compose_as_the_gpu_uid(twin, composed, measured):
-    stack, result = composed
-    measured["twin of minicpm-v-2_6 under compose: build (s), steps run, start to healthy (s)"] = (
-        f"{result.build_seconds}, {result.build_steps_run}, {result.healthy_seconds}"
-    )
-    container = stack.container()
-    assert container
-    mounts = {m["Destination"]: m for m in stack.docker.inspect(container)["Mounts"]}
-    assert mounts[twin.gpu.storage.container_path]["Source"] == str(twin.root / "model")
-    assert mounts[twin.gpu.storage.container_path]["RW"] is False
-    assert_the_gpu_shape(twin, container, "docker")
-    code, cases, output = run_suite(plan_options(twin.plan, stack.endpoint, stack.gateway()), key=stack.key(), ready=60)
-    assert code == 0, output[-6000:]
+    code, cases, output = run_suite(plan_options(twin.plan, url, gateway), key=key, ready=60)
+    assert code == 0, output[-6000:] + (logs([container]) if target == "podman" else "")
     assert {c.status for c in cases} == {"passed"}
     assert "test_seed_snippets::test_seed_snippet_runs[image-url]" in {c.name for c in cases}
-    measured["smoke suite against the twin (compose), sum of cases (s)"] = round(sum(c.seconds for c in cases), 2)
+    measured[f"smoke suite against the twin of {name} ({target}), sum of cases (s)"] = round(
+        sum(c.seconds for c in cases), 2
+    )
 
 
-def test_the_guides_path_fails_for_the_gpu_uid_as_on_a_cluster(twin, composed):
+def test_the_hub_twin_serves_its_model_from_the_cache_without_the_hub(twins):
+    twin = twins["qwen2_5-vl-7b"]
+    assert twin.plan.environment["HF_HUB_OFFLINE"] == "1" and twin.plan.environment["HF_HOME"] == "/models/hf-cache"
+    listing = exec_in("compose", twin.stack.container() or "", "ls", "/models/hf-cache/hub")
+    assert listing.stdout.split() == ["models--Qwen--Qwen2.5-VL-7B-Instruct"], listing.stdout + listing.stderr
+
+
+def test_the_guides_path_fails_for_the_gpu_uid_as_on_a_cluster(twins):
     """Before issue 19's fix the container path was the guide's: the GPU Deployment's uid cannot traverse /root
     (0700 in the official image, and in the twin's), so vLLM takes the path for a hub id and stops."""
-    stack, _ = composed
-    uid = gpu_pod_user(twin)
+    twin = twins["minicpm-v-2_6"]
+    uid = twin.gpu_uid
     failed = subprocess.run(
         [
             docker_cli(), "run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/tmp",
@@ -152,49 +223,5 @@ def test_the_guides_path_fails_for_the_gpu_uid_as_on_a_cluster(twin, composed):
         capture_output=True, text=True,
     )  # fmt: skip
     assert root.stdout.split() == ["700", "root"], root.stdout + root.stderr
-    # The same directory at the plan's container path is what the compose stack serves from (the smoke test).
-    assert stack.docker.inspect(stack.container() or "")["State"]["Health"]["Status"] == "healthy"
-
-
-def test_the_twins_kubernetes_deployment_serves_under_podman_as_the_gpu_uid(twin, composed, measured):
-    """The Deployment kustomize builds from the twin's rendered k8s/ (hostPath: the twin's model directory,
-    which `up` filled), played by podman; the smoke suite against its pod."""
-    require_podman()
-    stack, _ = composed
-    load_into_podman(twin.plan.image.reference)
-    key = "sk-" + secrets.token_hex(16)
-    objects = kustomize_objects(twin.plan, twin.root / "kube", key)
-    secret = next(o for o in objects if o["kind"] == "Secret")
-    deployment = next(o for o in objects if o["kind"] == "Deployment")
-    spec = deployment["spec"]["template"]["spec"]
-    assert spec["securityContext"]["runAsUser"] == gpu_pod_user(twin)
-    models = next(v for v in spec["volumes"] if v["name"] == "models")
-    assert models["hostPath"]["path"] == str(twin.root / "model")
-    create_podman_secret(secret)
-    pod = for_podman(copy.deepcopy(deployment), "twin", publish=True)
-    path = play(
-        pod,
-        twin.root / "twin-pod.yaml",
-        configmap_options(deployment, [o for o in objects if o["kind"] == "ConfigMap"], twin.root),
-    )
-    try:
-        started = time.monotonic()
-        url = f"http://127.0.0.1:{published_port(pod)}"
-        try:
-            wait_for_http(f"{url}/health", twin.plan.health.start_period_seconds, interval=0.5)
-        except TimeoutError:
-            pytest.fail(
-                f"the twin's pod is not healthy:\n{logs(containers(deployment['metadata']['name'], every=True))}"
-            )
-        measured["twin of minicpm-v-2_6 under podman kube play: time-to-ready (s)"] = round(
-            time.monotonic() - started, 1
-        )
-        container = containers(f"{deployment['metadata']['name']}-pod-", "-vllm")[0]
-        assert_the_gpu_shape(twin, container, "podman")
-        gateway = network_of(container)["Gateway"]
-        code, cases, output = run_suite(plan_options(twin.plan, url, gateway), key=key, ready=60)
-        assert code == 0, output[-6000:] + logs([container])
-        assert {c.status for c in cases} == {"passed"}
-    finally:
-        podman("kube", "down", str(path), check=False)
-        podman("secret", "rm", secret["metadata"]["name"], check=False)
+    # The same directory at the plan's container path is what the twin serves from (the smoke suite above).
+    assert twin.stack.docker.inspect(twin.stack.container() or "")["State"]["Health"]["Status"] == "healthy"

@@ -100,10 +100,12 @@ def configmap_options(deployment: dict, configmaps: list[dict], directory: Path)
     return options
 
 
-def load_into_podman(reference: str) -> None:
-    """Docker's image into podman's store (podman cannot pull it: it is local), unless already there."""
-    if podman("image", "exists", reference, check=False).returncode != 0:
-        save = subprocess.Popen([docker_cli(), "save", reference], stdout=subprocess.PIPE)
+def load_into_podman(*references: str) -> None:
+    """Docker's images into podman's store (podman cannot pull them: they are local), unless already there; one
+    `docker save` stream for all of them, so the layers they share are read once."""
+    missing = [r for r in references if podman("image", "exists", r, check=False).returncode != 0]
+    if missing:
+        save = subprocess.Popen([docker_cli(), "save", *missing], stdout=subprocess.PIPE)
         podman("load", stdin=save.stdout, timeout=900)
         assert save.wait() == 0
 
@@ -153,3 +155,12 @@ def play(deployment: dict, path: Path, configmaps: Sequence[str] = ()) -> Path:
     path.write_text(yaml.safe_dump(deployment))
     podman("kube", "play", "--replace", *configmaps, str(path))
     return path
+
+
+def fill_claim(claim: str, image: str, uid: int, mount: str, script: str) -> None:
+    """A fresh podman volume named for the claim (kube play mounts it for the PersistentVolumeClaim), filled by
+    `script` run as `uid` in `image` with the volume at `mount` (podman gives a fresh volume the owner of the
+    image's directory there)."""
+    podman("volume", "rm", "-f", claim, check=False)
+    podman("volume", "create", claim)
+    podman("run", "--rm", "--user", f"{uid}:{uid}", "--entrypoint", "sh", "-v", f"{claim}:{mount}", image, "-c", script)

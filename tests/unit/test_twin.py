@@ -82,11 +82,35 @@ def test_the_twin_renders_apart_from_its_gpu_profile(tmp_path):
     assert "compose/minicpm-v-2_6/Dockerfile" not in files  # the GPU profile runs the official image unchanged
 
 
-def test_a_hub_profile_or_a_cpu_profile_has_no_twin_yet():
-    with pytest.raises(UserError, match="needs a model directory"):
-        twin_of("qwen2_5-vl-7b")
+def test_a_hub_twin_keeps_the_hub_id_and_runs_offline_from_its_filled_cache():
+    text, data = twin_of("qwen2_5-vl-7b")
+    assert data["model"]["source"] == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert data["model"]["served-name"] == "qwen2.5-vl-7b-instruct"
+    assert "#   engine.max-model-len: 16384 -> 8192 (the tiny model's context)" in text
+    twin, gpu = resolve(parse_profile(text, "twin.yaml")), resolve(load_profile("qwen2_5-vl-7b"))
+    assert twin.storage == gpu.storage and twin.model == gpu.model
+    assert twin.environment["HF_HUB_OFFLINE"] == "1" and "HF_HUB_OFFLINE" not in gpu.environment
+    assert twin.image.tiny_model_dir == "/models/tiny-vlm"
+
+
+def test_a_cpu_profile_has_no_twin():
     with pytest.raises(UserError, match="already runs on the CPU"):
         twin_of("tiny-cpu")
+
+
+def test_the_twin_of_replicas_behind_the_router_keeps_them(tmp_path):
+    """A GPU profile with two replicas: its twin has two engines and the router in front, as the GPU one."""
+    original = yaml.safe_load(Path("deploy/profiles/minicpm-v-2_6.yaml").read_text())
+    original["replicas"] = 2
+    original["image"]["registry"] = "registry.example.com/ml"  # the router image is built: clusters pull it there
+    path = tmp_path / "minicpm-x2.yaml"
+    path.write_text(yaml.safe_dump(original))
+    text = twin_profile(str(path), MODEL_DIR, REPO)
+    twin, gpu = resolve(parse_profile(text, "twin.yaml")), resolve(load_profile(str(path)))
+    assert twin.replicas == gpu.replicas == 2 and twin.router is not None and gpu.router is not None
+    assert [i.service for i in twin.instances] == [i.service for i in gpu.instances] == ["vllm-0", "vllm-1"]
+    assert twin.router.argv == gpu.router.argv
+    assert twin.image.registry == gpu.image.registry and "local-images" not in text  # pushed where the GPU one is
 
 
 def test_twin_of_needs_the_cpu(tmp_path):
