@@ -87,6 +87,8 @@ def twin_document(original: dict[str, Any], storage: str, served_name: str, mode
 
     resources = doc.setdefault("resources", {})
     _drop(resources, "resources", "gpus", changes, "no GPU")
+    if doc.get("replicas", 1) > 1 and "cpus" not in resources:
+        _set(resources, "resources", "cpus", 1, changes, "CPU replicas each get their own core")
 
     kubernetes = doc.setdefault("kubernetes", {})
     budget = min(kubernetes.get("load-budget-seconds", TWIN_LOAD_BUDGET_SECONDS), TWIN_LOAD_BUDGET_SECONDS)
