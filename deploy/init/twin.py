@@ -87,7 +87,7 @@ def twin_document(original: dict[str, Any], storage: str, served_name: str, mode
 
     resources = doc.setdefault("resources", {})
     _drop(resources, "resources", "gpus", changes, "no GPU")
-    if doc.get("replicas", 1) > 1 and "cpus" not in resources:
+    if isinstance(replicas := doc.get("replicas", 1), int) and replicas > 1 and "cpus" not in resources:
         _set(resources, "resources", "cpus", 1, changes, "CPU replicas each get their own core")
 
     kubernetes = doc.setdefault("kubernetes", {})
