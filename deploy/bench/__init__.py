@@ -6,6 +6,7 @@ load        the one load generator: multimodal requests against any OpenAI-compa
 vllm_bench  `vllm bench serve` (vLLM's own serving benchmark) from the engine venv, and its result
 baseline    the baseline of every ratio: `vllm serve` as a host process with the plan's flags
 report      BENCHMARKS.md from the figures of one run (BENCHMARKS.json)
-replicas    tiny-cpu-x2's router: its overhead, a rollout under load, a replica killed under load
+hang        a stuck engine core made for real (SIGSTOP), and how long until it is noticed and replaced
+replicas    tiny-cpu-x2's router: its overhead, a rollout under load, a replica killed or hung under load
 suite       `make bench`: every figure of BENCHMARKS.md, on the tiny-cpu profile
 """

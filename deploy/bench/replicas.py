@@ -1,5 +1,5 @@
 """tiny-cpu-x2's router measured: its overhead against the same replica reached straight, a rollout under
-load, and a replica killed under load.
+load, a replica killed under load, and one hung under load.
 
 Copies of tiny-cpu-x2 under their own compose project names and free ports, so neither a developer's
 stack nor the lead's test stacks are touched. Replicas publish no port in the profile; for the bench a
@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from deploy.bench.cgroup import Cgroup
+from deploy.bench.hang import hang_and_recover
 from deploy.bench.load import LoadResult, image_server, image_urls_for, load
 from deploy.bench.vllm_bench import ServeResult, ServeSettings, median_result, result_json, serve_bench
 from deploy.errors import UserError
 from deploy.plan import resolve
+from deploy.plan.engine import HANG_VARIABLES
 from deploy.plan.router import CONTAINER_PORT
 from deploy.runtime.docker import docker_cli
 from deploy.runtime.http import MIB, HttpError, fetch
@@ -183,6 +185,60 @@ def kill_under_load(stack: Stack, replica_urls: dict[str, str], image_urls: list
     }
 
 
+def hang_under_load(stack: Stack, replica_urls: dict[str, str], image_urls: list[str]) -> dict:
+    """The engine core of the last replica frozen (SIGSTOP) under load at concurrency 8, its API still up: the
+    requests that failed, how long until its /health answers 503 and the router stops counting it healthy, and
+    how long until it is restarted by itself (EngineWatch exits it, compose's policy restarts it) and back in the
+    router. No command is given after the freeze."""
+    plan, key = stack.plan, stack.key() or ""
+    if plan.router is None:
+        raise ValueError(f"{plan.name}: a replica hung under load needs the router (tiny-cpu-x2 has it)")
+    router = stack.router()
+    if router is None:
+        raise UserError(f"{plan.name} has no router running")
+    victim = plan.instances[-1].service
+    container = stack.container(victim) or ""
+    before = stack.docker.state(container)
+    restarts = before.restarts if before else 0
+    stop, results = threading.Event(), {}
+
+    def traffic() -> None:
+        results["load"] = load(
+            stack.endpoint, key, plan.served_model_name, CONCURRENCY, STEADY_REQUESTS, image_urls, until=stop.is_set
+        )
+
+    def restarted() -> bool:
+        state = stack.docker.state(container)
+        return bool(state and state.restarts > restarts and healthy_workers(router) == len(plan.instances))
+
+    loader = threading.Thread(target=traffic)
+    loader.start()
+    try:
+        time.sleep(3)  # the load is running on both replicas
+        held = in_flight(replica_urls[victim])
+        frozen = time.monotonic()
+        timings = hang_and_recover(replica_urls[victim], container, restarted, timeout=600)
+        time.sleep(3)  # the load meets both replicas again
+    finally:
+        stop.set()
+        loader.join()
+    result: LoadResult = results["load"]
+    return {
+        "victim": victim,
+        "concurrency": CONCURRENCY,
+        "requests": result.requests,
+        "failed": result.errors,
+        "failures": result.failures,
+        "in_flight": held,
+        "detected_after_s": timings["detected_after_s"],
+        "back_in_router_after_s": round(time.monotonic() - frozen, 1),
+        "serving_again_after_s": timings["serving_again_after_s"],
+        "window_s": int(plan.environment[HANG_VARIABLES["window"]]),
+        "probe_timeout_s": int(plan.environment[HANG_VARIABLES["probe_timeout"]]),
+        "exit_s": int(plan.environment[HANG_VARIABLES["exit"]]),
+    }
+
+
 def rollout_under_load(stack: Stack, image_urls: list[str], on_step: Callable[[str], None]) -> dict:
     """Steady-state load, then load of at least 500 image requests at concurrency 8 that lasts while
     `rollout` replaces every replica, one at a time."""
@@ -272,6 +328,8 @@ def measure(
             # the router's default health checks, not the profile's, and the kill is judged against those.
             log("a replica killed under load")
             figures["kill"] = section("killed replica", kill_under_load, x2, replica_urls, urls)
+            log("a replica hung under load")
+            figures["hang"] = section("hung replica", hang_under_load, x2, replica_urls, urls)
             log("rollout under load")
             figures["rollout"] = section("rollout under load", rollout_under_load, x2, urls, log)
     finally:

@@ -72,7 +72,29 @@ def targets(f: dict) -> list[dict[str, Any]]:
             "met": kill["failed"] <= kill["in_flight"],
         }
     )
+    hang = f.get("hang")
+    if hang:
+        bound = hang["window_s"] + hang["probe_timeout_s"]
+        rows.append(
+            {
+                "label": "seconds until a hung engine's /health answers 503",
+                "value": hang["detected_after_s"],
+                "goal": f"≤ {bound + HEALTH_CHECK_SLACK_S} (window {hang['window_s']} + probe {hang['probe_timeout_s']} + checks)",
+                "met": hang["detected_after_s"] <= bound + HEALTH_CHECK_SLACK_S,
+            }
+        )
+        rows.append(
+            {
+                "label": "failed requests when an engine hangs under load",
+                "value": hang["failed"],
+                "goal": f"≤ {2 * hang['concurrency']} (in flight on it, and sent before the router saw it)",
+                "met": hang["failed"] <= 2 * hang["concurrency"],
+            }
+        )
     return rows
+
+
+HEALTH_CHECK_SLACK_S = 5  # /health is judged when asked: the checks' own interval, and the exit's time
 
 
 def report(f: dict) -> str:

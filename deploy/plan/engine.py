@@ -19,7 +19,18 @@ SERVE = ("vllm", "serve")  # the official image's entrypoint
 # but /health and /metrics (deploy/assets/edge). The entrypoint appends it after the args (vLLM's parser
 # wants the model first), so args changed by hand keep it.
 EDGE_FILE = "vllm_deploy_edge.py"
-EDGE_MIDDLEWARE = ("--middleware", "vllm_deploy_edge.KeyOnEveryRoute")
+EDGE_MIDDLEWARE = (
+    "--middleware",
+    "vllm_deploy_edge.KeyOnEveryRoute",
+    "--middleware",
+    "vllm_deploy_edge.EngineWatch",  # NB: added last, runs first: /health answers for the engine
+)
+# EngineWatch's settings (the edge module reads these names; tests/unit/test_edge.py holds them equal).
+HANG_VARIABLES = {
+    "window": "VLLM_DEPLOY_HANG_WINDOW_SECONDS",
+    "probe_timeout": "VLLM_DEPLOY_HANG_PROBE_TIMEOUT_SECONDS",
+    "exit": "VLLM_DEPLOY_HANG_EXIT_SECONDS",
+}
 # vLLM serves every /v1 route without authentication when its key variable is empty (it filters out
 # empty keys). The entrypoint refuses to start instead, with one clear log line, then runs `vllm serve`
 # with the key check on every route.
@@ -138,6 +149,11 @@ def container_environment(profile: Profile, storage: StoragePlan) -> dict[str, s
         "CUDA_CACHE_PATH": f"{cache}/nv/ComputeCache",
         "TORCHINDUCTOR_CACHE_DIR": f"{cache}/torchinductor",
     }
+    server = profile.server
+    if server.hang_window_seconds:
+        env[HANG_VARIABLES["window"]] = str(server.hang_window_seconds)
+        env[HANG_VARIABLES["probe_timeout"]] = str(server.hang_probe_timeout_seconds)
+        env[HANG_VARIABLES["exit"]] = str(server.hang_exit_seconds)
     if storage.kind == "hub":
         env["HF_HOME"] = HUB_CACHE_DIR
     if storage.kind != "hub" or profile.twin_of:

@@ -64,6 +64,26 @@ def engine_down_rules(profile: Profile) -> list[Rule]:
     ]
 
 
+def engine_hung_rules(profile: Profile) -> list[Rule]:
+    """An engine whose API answered while its core was stuck (EngineWatch in the edge module). NB: the hung
+    server exits server.hang-exit-seconds later and comes back as the same target, so the alert looks back
+    over the hold (for-minutes) and fires at once: a hang that ended in a restart is still seen."""
+    if not profile.server.hang_window_seconds:
+        return []
+    hold = f"{profile.monitoring.alerts.for_minutes}m"
+    return [
+        Rule(
+            alert="VllmEngineHung",
+            expr=f'max_over_time(vllm_deploy_engine_hung{{job="{ENGINE_JOB}"}}[{hold}]) == 1',
+            for_="0s",
+            severity="critical",
+            summary="A vLLM engine made no progress and answered no probe",
+            description="{{ $labels.instance }}'s engine was hung: its /health answered 503, and the server exits "
+            "to be restarted (server.hang-exit-seconds).",
+        )
+    ]
+
+
 def rules(profile: Profile, router: RouterPlan | None) -> list[RuleGroup]:
     a = profile.monitoring.alerts
     hold = f"{a.for_minutes}m"
@@ -81,6 +101,7 @@ def rules(profile: Profile, router: RouterPlan | None) -> list[RuleGroup]:
     ]
     alerting = [
         *engine_down_rules(profile),
+        *engine_hung_rules(profile),
         Rule(
             alert="VllmRequestsQueued",
             expr=f"vllm:num_requests_waiting > {a.queue_waiting_requests}",
@@ -251,6 +272,7 @@ def status_queries(router: RouterPlan | None) -> dict[str, str]:
     found = {
         "engines_up": f'sum(up{{job="{ENGINE_JOB}"}})',
         "engines": f'count(up{{job="{ENGINE_JOB}"}})',
+        "engines_hung": f'sum(vllm_deploy_engine_hung{{job="{ENGINE_JOB}"}})',
         "running": "sum(vllm:num_requests_running)",
         "waiting": "sum(vllm:num_requests_waiting)",
         "kv_cache_usage": "max(vllm:kv_cache_usage_perc)",

@@ -175,6 +175,10 @@ def screen(name: str, endpoint: str, shot: Snapshot, now: datetime | None = None
         f"{name} · Prometheus {shown(endpoint)} · {now.strftime('%Y-%m-%d %H:%M:%S UTC')}",
         f"  replicas healthy    {count('engines_up')}/{count('engines')}",
     ]
+    hung = v.get("engines_hung")
+    if isinstance(hung, str) or (hung or 0) > 0:
+        # NB: up, /health 503: its engine core makes no progress (EngineWatch); it exits to be restarted.
+        lines.append(f"  replicas hung       {count('engines_hung')}")
     if "router_workers" in v:
         lines.append(f"  router workers      {count('router_workers')}")
     lines += [

@@ -209,6 +209,25 @@ class Server(Section):
         description="Host address compose publishes the port on: 127.0.0.1, or 0.0.0.0 for every interface.",
     )
     health_interval_seconds: int = Field(10, ge=1, le=300, description="How often compose probes /health.")
+    hang_window_seconds: int = Field(
+        30,
+        ge=0,
+        le=3600,
+        description="A hung engine (its API still up) is noticed: when vLLM's token counters have not moved this "
+        "long, /health asks the engine for one token on loopback (an idle engine answers at once; a busy one has "
+        "moved its counters, so no probe is sent). 0: off, /health is vLLM's own.",
+    )
+    hang_probe_timeout_seconds: int = Field(
+        20, ge=1, le=600, description="No token within this: the engine is hung and /health answers 503."
+    )
+    hang_exit_seconds: int = Field(
+        30,
+        ge=0,
+        le=3600,
+        description="Hung this long: the server exits, and compose's restart policy (or the kubelet) starts a "
+        "fresh one. Meanwhile /health is 503 (the router and readiness stop sending) and vllm_deploy_engine_hung "
+        "is 1 on /metrics.",
+    )
 
 
 class Toleration(BaseModel):

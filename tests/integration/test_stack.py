@@ -3,10 +3,10 @@ passes against the container; runtime-only changes and down/up rebuild nothing.
 
 The stack is a copy of tiny-cpu under its own name and a free port, rendered into a temporary root,
 so a developer's own `make up` stack is never touched. Container logs print on failure. The tests
-that only look come first; the lifecycle tests at the end change the stack (a killed server, then one
+that only look come first; the lifecycle tests at the end change the stack (a hung engine, then one
 down/up cycle with a new key and settings) and run last, in file order, each reading the state it needs
 afresh. Each engine cold start costs about half a minute on 2 cores: the module makes three (up, the
-restart after the kill, the up after down).
+restart after the hang, the up after down).
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from pathlib import Path
 import pytest
 import requests
 
+from deploy.bench.hang import hang_and_recover
 from deploy.bench.load import image_urls_for, load
 from deploy.errors import UserError
 from deploy.plan import resolve
+from deploy.plan.engine import HANG_VARIABLES
 from deploy.runtime import images
 from deploy.runtime.docker import docker_cli
 from deploy.runtime.net import free_port
-from deploy.runtime.process import wait_until
 from deploy.runtime.smoke import plan_options, run_suite
 from deploy.runtime.stack import Stack, down, up
 from deploy.spec import load_profile
@@ -300,37 +301,43 @@ def test_load_of_500_image_requests_at_concurrency_8(running, measured):
 # Lifecycle: these change the stack, so they come last
 
 
-def test_killed_vllm_is_restarted_healthy(running, measured):
+def test_a_hung_engine_is_noticed_and_replaced_with_no_command(running, measured):
+    """SIGSTOP to vLLM's engine core and its workers: its API process stays up (vLLM's own /health would stay
+    200), EngineWatch turns /health to 503 and the hung gauge to 1, then the server exits and compose's restart
+    policy starts a fresh one, which serves: no command given. (The exit is what a crash is to compose: this is
+    also the proof that a server that dies comes back by itself.)"""
     stack, _, _ = running
-    container = stack.container()
+    container = stack.container() or ""
     restarts = stack.docker.state(container).restarts
-    # vLLM's API server is the init process's child: kill it as an OOM killer would.
-    subprocess.run(
-        [
-            docker_cli(),
-            "exec",
-            container,
-            "python3",
-            "-c",
-            "import os, signal\n"
-            "for pid in os.listdir('/proc'):\n"
-            "    if pid.isdigit() and b'serve' in open(f'/proc/{pid}/cmdline', 'rb').read() and int(pid) > 1:\n"
-            "        os.kill(int(pid), signal.SIGKILL); break",
-        ],
-        check=True,
-    )
+    server = stack.plan.environment
+    hung_metrics: list[str] = []
 
-    def restarted_healthy():
+    def restarted() -> bool:
         state = stack.docker.state(container)
-        return True if state.restarts > restarts and state.health == "healthy" else None
+        return bool(state and state.restarts > restarts and state.health == "healthy")
 
-    deadline = stack.plan.health.start_period_seconds  # the profile's load budget, as compose's start period
-    try:
-        _, seconds = wait_until(restarted_healthy, timeout=deadline, interval=1)
-    except TimeoutError:
-        pytest.fail(f"not restarted healthy within {deadline} s:\n{stack.docker.logs(container)}")
-    measured["kill -9 of vLLM to healthy again via restart: unless-stopped (s)"] = round(seconds, 1)
+    def watch_gauge() -> None:  # NB: /metrics answers while hung: the API process is up
+        try:
+            text = requests.get(f"{stack.endpoint}/metrics", timeout=2).text
+            hung_metrics.extend(line for line in text.splitlines() if line.startswith("vllm_deploy_engine_hung "))
+        except requests.RequestException:
+            pass
+
+    # Bound: the window and the probe's timeout, between two health checks; then the exit delay and a cold start.
+    bound = sum(int(server[v]) for v in HANG_VARIABLES.values()) + stack.plan.health.start_period_seconds
+    figures = hang_and_recover(stack.endpoint, container, restarted, timeout=bound, during=watch_gauge)
+    measured["hung engine core: /health 503 after (s), serving again after (s)"] = (
+        f"{figures['detected_after_s']}, {figures['serving_again_after_s']}"
+    )
+    assert "vllm_deploy_engine_hung 1.0" in hung_metrics, hung_metrics
     assert models(stack)["id"] == stack.plan.served_model_name
+    reply = requests.post(
+        f"{stack.endpoint}/v1/completions",
+        headers={"Authorization": f"Bearer {stack.key()}"},
+        json={"prompt": "ok", "max_tokens": 2},
+        timeout=60,
+    )
+    assert reply.status_code == 200, reply.text
 
 
 def test_down_keeps_volumes_and_up_with_runtime_only_changes_rebuilds_nothing(running):

@@ -12,7 +12,7 @@ import pytest
 
 from deploy.paths import BUILD_ASSETS
 from deploy.plan.constants import HEALTH_PATH
-from deploy.plan.engine import API_KEY_VARIABLE, EDGE_MIDDLEWARE
+from deploy.plan.engine import API_KEY_VARIABLE, EDGE_MIDDLEWARE, HANG_VARIABLES
 from tests.conftest import module_from_file
 
 edge = module_from_file("vllm_deploy_edge", BUILD_ASSETS["vllm_deploy_edge.py"])
@@ -53,7 +53,9 @@ def key(monkeypatch):
 
 def test_it_reads_the_variable_vllm_reads_and_is_what_the_entrypoint_loads():
     assert edge.KEY_VARIABLE == API_KEY_VARIABLE
-    assert EDGE_MIDDLEWARE == ("--middleware", "vllm_deploy_edge.KeyOnEveryRoute")
+    assert EDGE_MIDDLEWARE[:2] == ("--middleware", "vllm_deploy_edge.KeyOnEveryRoute")
+    assert EDGE_MIDDLEWARE[2:] == ("--middleware", "vllm_deploy_edge.EngineWatch")
+    assert set(HANG_VARIABLES.values()) == {edge.WINDOW_VARIABLE, edge.PROBE_TIMEOUT_VARIABLE, edge.EXIT_VARIABLE}
     assert HEALTH_PATH in edge.PUBLIC and {"/health", "/metrics"} == edge.PUBLIC
 
 

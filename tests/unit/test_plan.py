@@ -19,7 +19,9 @@ def test_minicpm_argv_is_the_seeds_command_line():
     plan = resolve(load_profile("minicpm-v-2_6"))
     # `vllm serve` the seed's command line, then (appended by the entrypoint) the key check on every route.
     assert plan.entrypoint[-2:] == ["vllm", "serve"]
-    assert plan.entrypoint[2].endswith('exec "$@" --middleware vllm_deploy_edge.KeyOnEveryRoute')
+    assert plan.entrypoint[2].endswith(
+        'exec "$@" --middleware vllm_deploy_edge.KeyOnEveryRoute --middleware vllm_deploy_edge.EngineWatch'
+    )
     assert plan.argv == [
         "/models/weights",  # the seed's directory, mounted where any uid can read it (not under /root)
         "--served-model-name",
@@ -66,7 +68,10 @@ def test_the_entrypoint_refuses_an_empty_key_before_running_vllm(tmp_path):
         env={"PATH": "/usr/bin:/bin", API_KEY_VARIABLE: "sk-1"},
     )
     # Arguments pass through untouched, and the key check on every route comes last.
-    assert (done.returncode, done.stdout) == (0, "served $HOME --middleware vllm_deploy_edge.KeyOnEveryRoute\n")
+    assert (done.returncode, done.stdout) == (
+        0,
+        "served $HOME --middleware vllm_deploy_edge.KeyOnEveryRoute --middleware vllm_deploy_edge.EngineWatch\n",
+    )
 
 
 def test_the_key_never_goes_on_the_command_line():
@@ -117,11 +122,13 @@ def test_serve_args_place_model_host_and_port_once():
         *argv[7:],
         "--middleware",
         "vllm_deploy_edge.KeyOnEveryRoute",
+        "--middleware",
+        "vllm_deploy_edge.EngineWatch",
     ]
     assert plan.generation is not None and plan.argv[7:9] == ["--generation-config", plan.generation.directory]
     plain = resolve(load_profile(str(FIXTURE_PROFILES / "minimal-cpu.yaml")))  # no generation section
     assert plain.generation is None and "--generation-config" not in plain.argv
-    assert host_command(plain, "/v/bin/vllm", "/tmp/m", "127.0.0.1", 1234, "/tmp/g")[2:-2] == serve_args(
+    assert host_command(plain, "/v/bin/vllm", "/tmp/m", "127.0.0.1", 1234, "/tmp/g")[2:-4] == serve_args(
         "/tmp/m", plain.served_model_name, "127.0.0.1", 1234, plain.engine_flags
     )
 

@@ -71,6 +71,7 @@ def busy(plan) -> dict[str, str | None]:
     values = {
         "engines_up": "1",
         "engines": "2",
+        "engines_hung": "1",
         "running": "3",
         "waiting": "5",
         "kv_cache_usage": "0.4213",
@@ -94,6 +95,7 @@ def test_the_screen_shows_every_figure_from_the_live_metrics(plan):
     assert text.splitlines() == [
         f"tiny-cpu-x2 · Prometheus {endpoint} · 2026-11-27 12:00:00 UTC",
         "  replicas healthy    1/2",
+        "  replicas hung       1",
         "  router workers      1",
         "  requests            3 running · 5 waiting",
         "  KV cache usage      42.1 % (the fullest replica)",
@@ -109,6 +111,7 @@ def test_missing_series_show_a_dash_not_zero(plan):
     with stub_prometheus(dict.fromkeys(plan.monitoring.status_queries.values())) as (endpoint, _):
         text = screen(plan.name, endpoint, snapshot(Prometheus(endpoint), plan.monitoring.status_queries), now=NOW)
     assert "replicas healthy    —/—" in text and "— running · — waiting" in text and " 0" not in text
+    assert "hung" not in text  # no engine reports one: no line
     assert text.endswith("alerts              none")
 
 
