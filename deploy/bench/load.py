@@ -150,6 +150,26 @@ def load(
     )
 
 
+@contextmanager
+def load_in_background(
+    base_url: str, api_key: str | None, model: str, concurrency: int, count: int, image_urls: list[str]
+) -> Iterator[dict[str, LoadResult]]:
+    """`load` in a thread while the block runs (at least `count` requests, more until the block ends); its result
+    under "load" once the block has ended (an operation under load: a rollout, a kill, a hang)."""
+    stop, results = threading.Event(), {}
+
+    def traffic() -> None:
+        results["load"] = load(base_url, api_key, model, concurrency, count, image_urls, until=stop.is_set)
+
+    loader = threading.Thread(target=traffic)
+    loader.start()
+    try:
+        yield results
+    finally:
+        stop.set()
+        loader.join()
+
+
 def first_model(base_url: str, api_key: str | None, deadline: float = MODELS_DEADLINE_SECONDS) -> str:
     """The first model GET /v1/models lists; an HttpError (a UserError) naming what came instead."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}

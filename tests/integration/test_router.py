@@ -16,7 +16,6 @@ import functools
 import json
 import os
 import subprocess
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import pytest
 import requests
 
 from deploy.bench.hang import signal_engine_core
-from deploy.bench.load import image_urls_for, load
+from deploy.bench.load import image_urls_for, load, load_in_background
 from deploy.bench.replicas import rollout_under_load
 from deploy.plan import resolve
 from deploy.runtime.docker import docker_cli
@@ -385,17 +384,9 @@ def test_a_hung_engine_under_load_leaves_the_router_and_comes_back_by_itself(x2,
     victim = x2.plan.instances[1].service
     container = x2.container(victim) or ""
     restarts = x2.docker.state(container).restarts
-    stop = threading.Event()
-    results: dict = {}
-
-    def traffic() -> None:
-        results["load"] = load(
-            x2.endpoint, x2.key(), x2.plan.served_model_name, CONCURRENCY, 200, image_urls_for(None), until=stop.is_set
-        )
-
-    loader = threading.Thread(target=traffic)
-    loader.start()
-    try:
+    with load_in_background(
+        x2.endpoint, x2.key(), x2.plan.served_model_name, CONCURRENCY, 200, image_urls_for(None)
+    ) as results:
         time.sleep(3)
         assert signal_engine_core(container), "no engine core process found"
         frozen_at = time.monotonic()
@@ -411,9 +402,6 @@ def test_a_hung_engine_under_load_leaves_the_router_and_comes_back_by_itself(x2,
         wait_until(restarted_and_back, timeout=x2.plan.health.start_period_seconds, interval=1)
         back_after = time.monotonic() - frozen_at
         time.sleep(3)  # the load meets both replicas again
-    finally:
-        stop.set()
-        loader.join()
     result = results["load"]
     instance = next(t for t in x2.plan.monitoring.targets["vllm-engine"] if t.startswith(victim))
     wait_until(
@@ -441,27 +429,16 @@ def test_a_killed_engine_costs_at_most_its_requests_in_flight(x2, measured):
     """Last: the killed replica stays down (the hung engine's test, before, shows one coming back by itself)."""
     victim = x2.plan.instances[1].service
     container = x2.container(victim)
-    stop = threading.Event()
-    results: dict = {}
-
-    def traffic() -> None:
-        results["load"] = load(
-            x2.endpoint, x2.key(), x2.plan.served_model_name, CONCURRENCY, 200, image_urls_for(None), until=stop.is_set
-        )
-
-    loader = threading.Thread(target=traffic)
-    loader.start()
-    time.sleep(3)
-    subprocess.run([docker_cli(), "kill", container], check=True, capture_output=True)
-    killed_at = time.monotonic()
-    try:
+    with load_in_background(
+        x2.endpoint, x2.key(), x2.plan.served_model_name, CONCURRENCY, 200, image_urls_for(None)
+    ) as results:
+        time.sleep(3)
+        subprocess.run([docker_cli(), "kill", container], check=True, capture_output=True)
+        killed_at = time.monotonic()
         _, dropped_after = wait_until(
             lambda: True if readiness(x2)["healthy_workers"] == 1 else None, timeout=60, interval=0.5
         )
-    finally:
         time.sleep(5)  # keep the load on the survivor for a while
-        stop.set()
-        loader.join()
     result = results["load"]
     # Its "down" alert: pending once Prometheus misses a scrape, firing after the rule's `for`.
     instance = next(t for t in x2.plan.monitoring.targets["vllm-engine"] if t.startswith(victim))
