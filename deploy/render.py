@@ -220,6 +220,12 @@ def write_generation_config(plan: Plan, directory: Path) -> str:
     return str(directory)
 
 
+def output_prefix(plan: Plan) -> str:
+    """Where a plan's compose/ and k8s/ go under the output root: a twin's under TWINS_DIR, never over those of the
+    GPU profile whose name it shares."""
+    return f"{TWINS_DIR}/" if plan.twin_of else ""
+
+
 def render_profiles(refs: list[str]) -> tuple[dict[str, str], list[str]]:
     """Every file of several profiles and their warnings; one UserError listing every profile's problems
     (and any two profiles sharing a name, whose files would overwrite each other)."""
@@ -236,7 +242,8 @@ def render_profiles(refs: list[str]) -> tuple[dict[str, str], list[str]]:
         except UserError as exc:
             problems.append(str(exc))
             continue
-        place = f"{TWINS_DIR}/{plan.name}" if plan.twin_of else plan.name
+        prefix = output_prefix(plan)
+        place = prefix + plan.name
         if place in names:
             problems.append(
                 f"{ref} and {names[place]} are both named {plan.name!r}: their files would overwrite "
@@ -245,7 +252,7 @@ def render_profiles(refs: list[str]) -> tuple[dict[str, str], list[str]]:
             continue
         names[place] = ref
         warnings += plan.warnings
-        files.update({f"{TWINS_DIR}/{path}" if plan.twin_of else path: text for path, text in render(plan).items()})
+        files.update({prefix + path: text for path, text in render(plan).items()})
     if problems:
         raise UserError("nothing was written:\n" + "\n".join(problems))
     return files, warnings

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.errors import UserError
-from deploy.paths import TWINS_DIR
 from deploy.plan import Plan
-from deploy.render import render, write_files
+from deploy.render import output_prefix, render, write_files
 from deploy.runtime import envfile, images, preflight
 from deploy.runtime.docker import Compose, DockerDaemon
 from deploy.runtime.process import Runner, run, wait_until
@@ -91,8 +90,8 @@ class Stack:
 
 
 def stack_for(plan: Plan, root: Path) -> Stack:
-    """The stack of a plan rendered under `root`; a twin's under root/.work/twins, apart from its GPU profile's."""
-    return Stack(plan, root / TWINS_DIR if plan.twin_of else root)
+    """The stack of a plan rendered under `root`, where `render` puts its files (a twin's apart)."""
+    return Stack(plan, root / output_prefix(plan))
 
 
 @dataclass(frozen=True)
