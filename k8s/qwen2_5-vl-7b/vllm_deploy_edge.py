@@ -85,18 +85,7 @@ class KeyOnEveryRoute:
         if kind == "websocket":
             await send({"type": "websocket.close", "code": 1008})  # policy violation: the server answers 403
             return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(UNAUTHORIZED)).encode()),
-                    (b"www-authenticate", b"Bearer"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": UNAUTHORIZED})
+        await _respond(send, 401, UNAUTHORIZED, [(b"www-authenticate", b"Bearer")])
 
 
 # EngineWatch's settings, from the environment the profile renders (0 for the window: off).
@@ -116,9 +105,9 @@ def token_count() -> float | None:
         from prometheus_client import REGISTRY
     except ImportError:
         return None
-    found = [
-        sample.value for metric in REGISTRY.collect() for sample in metric.samples if sample.name in PROGRESS_COUNTERS
-    ]
+    # NB: /health is asked every few seconds by several callers: collect the two counters, not every histogram.
+    counters = REGISTRY.restricted_registry(PROGRESS_COUNTERS)
+    found = [sample.value for metric in counters.collect() for sample in metric.samples]
     return sum(found) if found else None
 
 
@@ -225,12 +214,17 @@ async def one_token(port: int, key: str) -> bool:
         writer.close()
 
 
-async def _respond(send, status: int, body: bytes) -> None:
+async def _respond(send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """A whole JSON answer from the middleware itself (the request goes no further)."""
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
