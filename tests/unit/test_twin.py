@@ -130,3 +130,10 @@ def test_the_cli_writes_the_twin_once(cli, tmp_path):
     assert again.code == 2 and "exists; nothing was written" in again.err
     relative = cli("twin", "minicpm-v-2_6", "--model-dir", "model")
     assert relative.code == 2 and "expected an absolute path" in relative.err
+
+
+def test_a_hostile_model_dir_is_refused_unshown_and_nothing_is_written(cli, tmp_path):
+    out = tmp_path / "twin.yaml"
+    found = cli("twin", "minicpm-v-2_6", "-o", str(out), "--model-dir", "/tmp/a b\n\x1b[31mx")
+    assert found.code == 2 and "model.source: storage 'host' needs an absolute path of plain characters" in found.err
+    assert "\x1b" not in found.err and "Traceback" not in found.err and not out.exists()
