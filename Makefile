@@ -16,18 +16,25 @@ COMPOSE_BINARY = $(shell $(PY) -c 'import compose, pathlib; print(pathlib.Path(c
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q -e '.[smoke,compose]' && touch $@
+# uv (PyPI, pinned) installs into the venvs: the tool venv in ~10 s where pip took ~90 s (BENCHMARKS.md).
+UV_VERSION := 0.13.9
+UV := $(VENV)/bin/uv
+
+$(UV):
+	$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q 'uv==$(UV_VERSION)'
+
+$(VENV)/.installed: pyproject.toml | $(UV)
+	$(UV) pip install -q --python $(PY) -e '.[smoke,compose]' && touch $@
 
 $(VENV)/.test-installed: $(VENV)/.installed
-	$(VENV)/bin/pip install -q -e '.[test,bench]' && touch $@
+	$(UV) pip install -q --python $(PY) -e '.[test,bench]' && touch $@
 
 venv: $(VENV)/.installed ## the tool's venv (.venv): vllm-deploy, the smoke suite and Compose v2; no torch
 
 test-venv: $(VENV)/.test-installed ## the tool's venv plus the test tools and validators
 
 $(ENGINE_VENV)/.installed: deploy/assets/engine-venv.sh
-	deploy/assets/engine-venv.sh $(ENGINE_VENV) && touch $@
+	UV_VERSION=$(UV_VERSION) deploy/assets/engine-venv.sh $(ENGINE_VENV) && touch $@
 
 engine: $(ENGINE_VENV)/.installed ## the vLLM CPU engine venv (.venv-engine) for host-process tests
 
@@ -95,7 +102,7 @@ test-times: ## where the last `make test`'s time went: each stage and the slowes
 	@$(PY) scripts/test_times.py .work/test-times
 
 test-fast: test-venv prometheus ## unit tests and the quick validators: no Docker, no vLLM engine
-	$(PY) -m pytest -m "not engine and not docker and not podman and not slow" -q
+	$(PY) -m pytest -m "not engine and not docker and not podman and not slow" -q -n auto
 
 vllm-options: engine ## regenerate vLLM's option table (deploy/data/vllm-serve-options.json) from the engine venv
 	$(ENGINE_VENV)/bin/python scripts/vllm_serve_options.py > deploy/data/vllm-serve-options.json.tmp && mv deploy/data/vllm-serve-options.json.tmp deploy/data/vllm-serve-options.json

@@ -3,13 +3,13 @@
 #
 #   scripts/make-test.sh [PYTEST ARGS...]
 #
-# On 2 cores pip and pytest each keep one core busy, so the long installs run beside work that needs
-# none of them:
-#   1. the engine venv (vLLM, ~3 min cold) starts in the background at once;
+# The long installs run beside work that needs none of them:
+#   1. the engine venv (vLLM, 3 GB; uv installs it in well under a minute) starts in the background;
 #   2. the tool venv, then ruff, the format check and mypy: a lint or type error fails here, before
 #      anything slow (the background job is stopped);
 #   3. Docker, podman and the registry install in the background while the tests that need none of
-#      them run (unit tests and the real validators: `not docker and not engine and not podman`);
+#      them run (unit tests and the real validators: `not docker and not engine and not podman`), on
+#      every core (pytest-xdist);
 #   4. once the background jobs are done: the tests with Docker, podman and the vLLM engine.
 # Every stage's wall time goes to .work/test-times/ (with each test module's time, from tests/conftest.py);
 # the summary prints at the end and again with `make test-times`.
@@ -89,7 +89,7 @@ in_background "Docker, podman, registry" "$MAKE" --no-print-directory docker pod
 
 failed=0
 stage "tests without Docker or the engine" \
-    run_pytest -m "not docker and not engine and not podman" -q --durations=15 "$@" || failed=1
+    run_pytest -m "not docker and not engine and not podman" -q -n auto --durations=15 "$@" || failed=1
 stage "background setup" wait_background
 stage "tests with Docker, podman or the engine" \
     run_pytest -m "docker or engine or podman" --durations=40 "$@" || failed=1

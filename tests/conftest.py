@@ -165,13 +165,24 @@ def pytest_runtest_logreport(report):
 
 def pytest_sessionfinish(session):
     """`make test` (scripts/make-test.sh) names a file in VLLM_DEPLOY_TEST_TIMES: the module times go there,
-    for `make test-times`."""
+    for `make test-times`. Under pytest-xdist (-n) the controller writes them (the workers' reports reach it)
+    and a worker hands its figures to the controller instead."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker
+        workeroutput["measured"] = dict(MEASURED)
+        return
     target = os.environ.get("VLLM_DEPLOY_TEST_TIMES")
     if target and MODULE_TIMES:
         with open(target, "a", encoding="utf-8") as out:
             out.writelines(
                 f"{module}\t{seconds:.1f}\t{count:.0f}\n" for module, (seconds, count) in MODULE_TIMES.items()
             )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """An xdist worker ended: its figures join the controller's summary."""
+    MEASURED.update(getattr(node, "workeroutput", {}).get("measured", {}))
 
 
 def pytest_terminal_summary(terminalreporter):
