@@ -64,7 +64,7 @@ def twin_document(original: dict[str, Any], storage: str, served_name: str, mode
         _drop(model, "model", "revision", changes, "a directory has no revision")
     else:
         changes.append(
-            "model.source: the same hub id, its cache volume filled with the tiny test VLM by `up` "
+            "model.source: the same hub id, its cache volume filled with the tiny test VLM by its fetch step "
             "and the engine offline (HF_HUB_OFFLINE=1): nothing is downloaded"
         )
     _set(model, "model", "served-name", served_name, changes, "clients keep the GPU profile's model name")

@@ -11,6 +11,7 @@ memory      GPU memory arithmetic (weights, KV cache, what fits)
 engine      vLLM's flags, its argument list (built once) and its environment
 generation  the server's generation config, the vision estimate
 image       what runs, what is built, the build recipe's digest
+fetch       hub storage's fetch step: Hugging Face's client into the cache volume once, before the engines
 parts       small planners: storage, secrets, health, engine settings, smoke, cluster settings
 router      the engine copies (instances) and vLLM's router in front of them
 monitoring  scrape targets, recording and alerting rules, the dashboard, autoscaling

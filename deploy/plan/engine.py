@@ -156,11 +156,10 @@ def container_environment(profile: Profile, storage: StoragePlan) -> dict[str, s
         env[HANG_VARIABLES["exit"]] = str(server.hang_exit_seconds)
     if storage.kind == "hub":
         env["HF_HOME"] = HUB_CACHE_DIR
-    if storage.kind != "hub" or profile.twin_of:
-        # Weights are local (a twin's hub cache is filled by `up`): never reach for the hub, fail fast instead
-        # of hanging on a network call.
-        env["HF_HUB_OFFLINE"] = "1"
-        env["TRANSFORMERS_OFFLINE"] = "1"
+    # The weights are local (hub storage: the fetch step put them into the cache before the engine started):
+    # never reach for the hub, never download by surprise, fail fast instead of hanging on a network call.
+    env["HF_HUB_OFFLINE"] = "1"
+    env["TRANSFORMERS_OFFLINE"] = "1"
     return env
 
 

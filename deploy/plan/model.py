@@ -51,6 +51,17 @@ class SecretEnv(_Frozen):
     required: bool
 
 
+class FetchPlan(_Frozen):
+    """The step that puts a hub model into its cache volume before any engine starts, once: a one-shot compose
+    service the engines depend on, an init container on Kubernetes. The engines run with the hub offline."""
+
+    name: str  # the compose service and the init container
+    what: str  # for people: the repository and revision, or the twin's tiny model
+    command: list[str]  # run in the engine's image, as the engine's user, with the cache volume mounted
+    environment: dict[str, str]  # non-secret
+    secrets: list[SecretEnv]  # the hub token: the fetch step's alone, the offline engines never see it
+
+
 class HealthPlan(_Frozen):
     path: str
     interval_seconds: int
@@ -274,6 +285,7 @@ class Plan(_Frozen):
     memory_gib: int  # per copy: its limit
     cpus: int | None  # per copy: its cores (a cap), when the profile sets them
     storage: StoragePlan
+    fetch: FetchPlan | None  # hub storage: the model is fetched before the engines start; None: nothing to fetch
     health: HealthPlan
     health_command: list[str]  # a health check as a command in the container; the image's Python (no curl)
     replicas: int  # how many copies of the engine serve
@@ -287,6 +299,11 @@ class Plan(_Frozen):
     edge: EdgePlan
     vision: VisionPlan | None  # None: no estimate (no architecture, or one deploy/data/models.yaml lacks)
     monitoring: MonitoringPlan | None  # None: monitoring off
+
+    @property
+    def all_secrets(self) -> list[SecretEnv]:
+        """Every secret the deployment reads: the engines' and the fetch step's (the .env and Secret examples)."""
+        return [*self.secrets, *(self.fetch.secrets if self.fetch else [])]
 
     @property
     def api_key_source(self) -> str:

@@ -32,11 +32,9 @@ def storage_plan(profile: Profile) -> StoragePlan:
     return StoragePlan(kind=kind, host_path=None, container_path=None)
 
 
-def secrets(profile: Profile, storage: StoragePlan) -> list[SecretEnv]:
-    found = [SecretEnv(name=API_KEY_VARIABLE, source=profile.api_key.env, required=True)]
-    if storage.kind == "hub":
-        found.append(SecretEnv(name="HF_TOKEN", source="HF_TOKEN", required=False))
-    return found
+def secrets(profile: Profile) -> list[SecretEnv]:
+    """The engines' secrets: the API key. (The hub token is the fetch step's: deploy/plan/fetch.py.)"""
+    return [SecretEnv(name=API_KEY_VARIABLE, source=profile.api_key.env, required=True)]
 
 
 def health_plan(profile: Profile) -> HealthPlan:

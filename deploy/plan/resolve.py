@@ -13,6 +13,7 @@ from deploy.plan.engine import (
     plan_warnings,
     serve_args,
 )
+from deploy.plan.fetch import fetch_plan
 from deploy.plan.generation import generation_plan, vision_plan
 from deploy.plan.image import image_plan
 from deploy.plan.model import Plan
@@ -57,7 +58,7 @@ def resolve(profile: Profile) -> Plan:
         argv=serve_args(model, served, "0.0.0.0", CONTAINER_PORT, flags, generation.directory if generation else None),
         api_key_variable=API_KEY_VARIABLE,
         environment={**container_environment(profile, storage), **engine_environment(profile)},
-        secrets=secrets(profile, storage),
+        secrets=secrets(profile),
         writable_dirs={"tmp": TMP_DIR, "cache": WRITABLE_CACHE_DIR},
         bind_address=server.bind_address,
         local_endpoint=local_endpoint(server.bind_address, server.port),
@@ -68,6 +69,7 @@ def resolve(profile: Profile) -> Plan:
         memory_gib=resources.memory_gib,
         cpus=resources.cpus,
         storage=storage,
+        fetch=fetch_plan(profile, storage, image),
         health=health,
         health_command=health_command(image.python, CONTAINER_PORT, health),
         replicas=profile.replicas,

@@ -9,7 +9,6 @@ envfile     the stack's .env, and the API key as compose will see it
 images      the registry-free base image, the CPU torch wheel, the build, push
 preflight   checks that only read: gather the host's facts, judge each (a verdict and a fix)
 router      the running router's admin API: its replicas, taking one out and back
-twin        a twin's weights: the tiny test VLM where the GPU profile's would be (host directory, hub cache)
 stack       a profile's compose stack: preflight -> render -> build -> start -> wait; rollout; down
 status      `vllm-deploy status`: one screen from the profile's Prometheus
 smoke       the smoke suite (smoke_tests/) run as a child pytest against an endpoint, as a table

@@ -85,6 +85,24 @@ def run(
     return Completed(list(args), process.returncode, "".join(lines))
 
 
+def follow(args: Sequence[str], *, env: Mapping[str, str] | None = None, on_line: Callable[[str], None]) -> int:
+    """Run a command to completion, handing each line of its output (stdout and stderr merged) to `on_line` as it
+    comes; a progress bar's carriage-return updates count as lines. Returns the exit code."""
+    with subprocess.Popen(
+        list(args),
+        env=dict(env) if env is not None else None,
+        text=True,  # NB: universal newlines: "\r" ends a line too
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    ) as process:
+        assert process.stdout is not None  # NB: stdout=PIPE
+        for line in process.stdout:
+            if line.strip():
+                on_line(line.rstrip())
+    return process.returncode
+
+
 def wait_until(
     probe: Callable[[], T | None],
     *,

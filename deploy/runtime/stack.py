@@ -6,6 +6,7 @@ changes reuse the image.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shlex
@@ -18,9 +19,8 @@ from deploy.plan import Plan
 from deploy.render import output_prefix, render, write_files
 from deploy.runtime import envfile, images, preflight
 from deploy.runtime.docker import Compose, DockerDaemon
-from deploy.runtime.process import Runner, run, wait_until
+from deploy.runtime.process import Runner, follow, run, wait_until
 from deploy.runtime.router import RouterClient
-from deploy.runtime.twin import hub_cache_script
 
 LOG_TAIL = 40
 
@@ -120,17 +120,12 @@ def prepare(stack: Stack, echo: bool = True) -> int:
 
 
 def fill_twin_model(stack: Stack) -> bool:
-    """A twin's weights where the GPU profile's would be (deploy/runtime/twin.py): its empty host directory, as
-    this host's user (the files stay readable by the container's uid), or its hub cache volume. Returns whether
-    anything was copied."""
+    """A twin's weights where the GPU profile's would be: its empty host directory, as this host's user (the
+    files stay readable by the container's uid). (A hub twin's cache is filled by its fetch step.) Returns
+    whether anything was copied."""
     plan = stack.plan
     if not plan.twin_of or not plan.image.tiny_model_dir:
         return False
-    if plan.storage.kind == "hub":
-        service = plan.instances[0].service
-        run = ["run", "--rm", "--no-deps", "--entrypoint", "sh", service, "-c"]
-        stack.compose(*run, hub_cache_script(plan)).checked("copying the tiny test VLM into the hub cache")
-        return True
     if plan.storage.kind != "host" or not plan.storage.host_path:
         return False
     target = Path(plan.storage.host_path)
@@ -159,6 +154,37 @@ def fill_twin_model(stack: Stack) -> bool:
         timeout=300,
     ).checked("copying the tiny test VLM out of the image")
     return True
+
+
+def fetch_model(stack: Stack) -> float | None:
+    """Hub storage: run the fetch step alone, in the foreground, its progress on one live line (the download's
+    bytes, rate and ETA as Hugging Face's client prints them), before `up` starts the engines; the seconds it took.
+    A failure stops here with the step's last lines. Later, compose runs the step again before each engine: it
+    finds the model there and exits at once."""
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    fetch = stack.plan.fetch
+    if fetch is None:
+        return None
+    command = stack.compose.command("run", "--rm", "--no-deps", "-T", fetch.name)
+    started, tail = time.monotonic(), collections.deque[str](maxlen=LOG_TAIL)
+    with Live(console=Console(stderr=True), transient=True, refresh_per_second=4) as live:
+
+        def show(text: str) -> None:
+            tail.append(text)
+            live.update(Text(f"⏳ {time.monotonic() - started:5.1f} s  fetching {fetch.what}  │ {text[-110:]}"))
+
+        code = follow(command, env=stack.compose.environment, on_line=show)
+    if code != 0:
+        shown = "\n".join(tail)
+        raise UserError(
+            f"{stack.plan.name}: fetching {fetch.what} failed (exit {code}).\n--- its last lines ---\n{shown}"
+        )
+    seconds = time.monotonic() - started
+    print(f"{fetch.what}: in the model volume after {seconds:.1f} s ({(tail or ['fetched'])[-1][:120]})")
+    return seconds
 
 
 def wait_healthy(stack: Stack, container: str, timeout: float) -> float:
@@ -218,6 +244,7 @@ def up(stack: Stack) -> UpResult:
     started = time.monotonic()
     steps = prepare(stack)
     build_seconds = time.monotonic() - started
+    fetch_model(stack)
     stack.compose("up", "-d", "--no-build", *stack.services, echo=True).checked("docker compose up")
     healthy = wait_services(stack, stack.services)
     image = stack.docker.inspect(stack.container(stack.plan.instances[0].service) or "").get("Image", "")

@@ -85,6 +85,10 @@ def cross_checks(p: Profile) -> list[tuple[tuple[str, ...], str]]:
         )
     if p.model.revision and storage != "hub":
         found.append((("model", "revision"), "a revision pins hub downloads; it needs storage 'hub'"))
+    if p.model.hub_endpoint and storage != "hub":
+        found.append(
+            (("model", "hub-endpoint"), "the hub endpoint is where hub downloads come from; it needs storage 'hub'")
+        )
     if storage == "host" and not (p.kubernetes.node_selector or p.kubernetes.node_affinity):
         found.append(
             (

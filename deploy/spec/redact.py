@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-# Shapes of credentials (OpenAI/Anthropic-style keys, Hugging Face, GitHub, AWS, Slack, JWTs, PEM),
-# and long runs of key-like characters.
+# Shapes of credentials (OpenAI/Anthropic-style keys, Hugging Face, GitHub, AWS, Slack, JWTs, PEM, a URL's
+# user:password@), and long runs of key-like characters.
 SECRET_SHAPES = re.compile(
     r"(sk-|sk_|hf_|gh[pousr]_|github_pat_|AKIA|ASIA|xox[abprs]-|eyJ|-----BEGIN|secret|passw|bearer)"
+    r"|://[^/@\s]*@"
     r"|[A-Za-z0-9+/_=-]{24,}",
     re.IGNORECASE,
 )

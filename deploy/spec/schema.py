@@ -95,6 +95,9 @@ def _pinned(reference: str) -> str:
 Requirement508 = Annotated[str, Field(max_length=500), AfterValidator(_requirement)]
 
 
+HUB_ENDPOINT = r"^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[^\s\x00-\x1f\x7f@]*)?$"
+
+
 class ModelSource(Section):
     """Which weights to serve and where they live."""
 
@@ -112,6 +115,11 @@ class ModelSource(Section):
     )
     revision: Annotated[str, Field(pattern=r"^[A-Za-z0-9._/-]+$", max_length=256)] | None = Field(
         None, description="Hub commit or tag to pin (recommended with trust-remote-code)."
+    )
+    hub_endpoint: Annotated[str, Field(pattern=HUB_ENDPOINT, max_length=500)] | None = Field(
+        None,
+        description="Hub storage: where the fetch step downloads from (HF_ENDPOINT), e.g. a mirror such as "
+        "https://hf-mirror.com. No credentials in the URL (the token is HF_TOKEN). Default: huggingface.co.",
     )
     architecture: Architecture = None
 

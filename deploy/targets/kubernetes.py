@@ -32,6 +32,7 @@ from deploy.plan.router import PRESTOP_SECONDS
 
 CPUS_PER_GPU = 4  # the CPU request per GPU when the profile names none: tokenizing, images, the API server
 CPUS_WITHOUT_GPU = 2
+FETCH_MEMORY, FETCH_CPU = "2Gi", "1"  # the fetch step: a streamed download, hashing as it goes
 GRACE_MARGIN_SECONDS = 10  # after preStop and vLLM's drain, before SIGKILL
 # The driver's major version as NVIDIA GPU feature discovery labels GPU nodes (k8s-device-plugin,
 # internal/lm/nvml.go): since v0.15 both, the second marked deprecated; before, only the second.
@@ -120,6 +121,8 @@ class KubernetesPlan(_Frozen):
     shm_size: str
     cpu_request: str
     cpu_limit: str | None  # NB: none unless the profile caps cpus: a CFS quota throttles vLLM's busy loop
+    fetch_memory: str  # the fetch step's init container: a download streams, it holds no model in memory
+    fetch_cpu: str
     edge_configmap: str  # kustomize appends its own content hash to ConfigMap names
     generation_configmap: str | None
     dashboard_configmap: str | None
@@ -352,6 +355,8 @@ def kubernetes_plan(plan: Plan) -> KubernetesPlan:
         shm_size=f"{plan.shm_size_gib}Gi",
         cpu_request=str(plan.cpus or (CPUS_PER_GPU * plan.gpus or CPUS_WITHOUT_GPU)),
         cpu_limit=str(plan.cpus) if plan.cpus else None,
+        fetch_memory=FETCH_MEMORY,
+        fetch_cpu=FETCH_CPU,
         edge_configmap=f"{object_name}-edge",
         generation_configmap=f"{object_name}-generation" if plan.generation else None,
         dashboard_configmap=f"{object_name}-dashboard" if monitoring else None,

@@ -31,7 +31,6 @@ from deploy.runtime.docker import docker_cli
 from deploy.runtime.net import free_port, wait_for_http
 from deploy.runtime.smoke import plan_options, run_suite
 from deploy.runtime.stack import Stack, down, prepare, stack_for, wait_services
-from deploy.runtime.twin import hub_cache_script
 from deploy.spec import load_profile
 from deploy.targets import kubernetes_plan
 from tests.conftest import REPO, print_logs_if_failed
@@ -39,8 +38,8 @@ from tests.tools.podman import (
     configmap_options,
     containers,
     create_podman_secret,
-    fill_claim,
     for_podman,
+    fresh_claim,
     kustomize_objects,
     load_into_podman,
     logs,
@@ -85,7 +84,7 @@ def make_twin(root: Path, gpu_profile: str) -> Twin:
 
 def play_pod(twin: Twin, manifests: list[Path]) -> None:
     """The twin's Deployment as kustomize builds it from its rendered k8s/ (hostPath: the twin's model directory,
-    which `up` filled; or the hub claim, filled here the way `up` fills the compose volume), played by podman."""
+    which `up` filled; or an empty hub claim, which the pod's fetch step fills), played by podman."""
     plan = twin.plan
     twin.pod_key = "sk-" + secrets.token_hex(16)
     objects = kustomize_objects(plan, twin.root / "kube", twin.pod_key)
@@ -95,10 +94,8 @@ def play_pod(twin: Twin, manifests: list[Path]) -> None:
     deployment = next(o for o in objects if o["kind"] == "Deployment")
     if plan.storage.kind == "hub":
         claim = kubernetes_plan(plan).pvc_name
-        assert claim and plan.storage.container_path and plan.image.run_as_user is not None
-        fill_claim(
-            claim, plan.image.reference, plan.image.run_as_user, plan.storage.container_path, hub_cache_script(plan)
-        )
+        assert claim
+        fresh_claim(claim)  # NB: empty: the pod's init container (the fetch step) fills it
     pod = for_podman(copy.deepcopy(deployment), "twin", publish=True)
     configmaps = configmap_options(deployment, [o for o in objects if o["kind"] == "ConfigMap"], twin.root)
     manifests.append(play(pod, twin.root / "twin-pod.yaml", configmaps))

@@ -22,7 +22,7 @@ from deploy.plan import Plan, resolve
 from deploy.render import render, write_files
 from deploy.spec import builtin_names, load_profile
 from deploy.targets import kubernetes_plan
-from tests.conftest import FIXTURE_PROFILES, kubectl, venv_tool
+from tests.conftest import FIXTURE_PROFILES, kubectl, kubernetes_expand, venv_tool
 from tests.tools import crds
 
 pytestmark = pytest.mark.static
@@ -62,7 +62,7 @@ def test_kustomize_builds_the_rendered_directory(ref, tmp_path, measured):
     plan = render_into(tmp_path, ref)
     directory = tmp_path / "k8s" / plan.name
     keys = example_keys(directory)
-    assert keys == [s.name for s in plan.secrets]  # the example lists exactly what the Deployment reads
+    assert keys == [s.name for s in plan.all_secrets]  # the example lists exactly what the Deployment reads
     # A throwaway secrets.env as a user would fill it: the key set, the optional HF token left empty.
     (directory / "secrets.env").write_text(
         "".join(f"{k}={TEST_KEY if k == plan.api_key_variable else ''}\n" for k in keys), encoding="utf-8"
@@ -105,14 +105,26 @@ def test_kustomize_builds_the_rendered_directory(ref, tmp_path, measured):
     assert base64.b64decode(secret["data"][plan.api_key_variable]).decode() == TEST_KEY
 
     # Every secretKeyRef of the Deployments names exactly that hashed Secret, and a key it holds.
-    containers = [c for d in by_kind["Deployment"] for c in d["spec"]["template"]["spec"]["containers"]]
-    refs = [
-        e["valueFrom"]["secretKeyRef"]
-        for c in containers
-        for e in c.get("env", [])
-        if "secretKeyRef" in e.get("valueFrom", {})
-    ]
-    assert sorted({r["key"] for r in refs}) == sorted(s.name for s in plan.secrets)
+    pods = [d["spec"]["template"]["spec"] for d in by_kind["Deployment"]]
+    containers = [c for pod in pods for c in [*pod.get("initContainers", []), *pod["containers"]]]
+
+    def secret_refs(containers: list[dict]) -> list[dict]:
+        return [e["valueFrom"]["secretKeyRef"] for c in containers for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})]  # fmt: skip
+
+    refs = secret_refs(containers)
+    assert sorted({r["key"] for r in refs}) == sorted(s.name for s in plan.all_secrets)
+    # The hub token is the fetch step's alone: the engine, offline, never sees it.
+    engine = next(c for pod in pods for c in pod["containers"] if c["name"] == "vllm")
+    assert {r["key"] for r in secret_refs([engine])} == {s.name for s in plan.secrets} == {plan.api_key_variable}
+    assert {"name": "HF_HUB_OFFLINE", "value": "1"} in engine["env"]
+    engine_pod = next(pod for pod in pods if engine in pod["containers"])
+    init = engine_pod.get("initContainers", [])
+    assert [c["name"] for c in init] == ([plan.fetch.name] if plan.fetch else [])
+    if plan.fetch:  # it writes where the engine reads, from the same image, as the same user
+        assert init[0]["image"] == engine["image"]
+        assert [kubernetes_expand(a, {}) for a in init[0]["command"]] == plan.fetch.command  # as the kubelet runs it
+        mounts = {m["name"]: m["mountPath"] for m in init[0]["volumeMounts"]}
+        assert mounts["models"] == plan.storage.container_path and "readOnly" not in str(init[0]["volumeMounts"])
     for ref_ in refs:
         assert ref_["name"] == secret["metadata"]["name"], ref_
         assert ref_["key"] in secret["data"]

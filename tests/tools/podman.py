@@ -129,9 +129,10 @@ def for_podman(deployment: dict, suffix: str, publish: bool) -> dict:
             volume.pop("emptyDir")
             volume["hostPath"] = {"path": "/dev/shm", "type": "Directory"}
         elif "emptyDir" in volume:
-            for mount in spec["containers"][0]["volumeMounts"]:
-                if mount["name"] == volume["name"]:
-                    mount["name"] = f"{volume['name']}-{suffix}"
+            for each in [*spec.get("initContainers", []), *spec["containers"]]:
+                for mount in each.get("volumeMounts", []):
+                    if mount["name"] == volume["name"]:
+                        mount["name"] = f"{volume['name']}-{suffix}"
             volume["name"] = f"{volume['name']}-{suffix}"
     container = spec["containers"][0]
     if publish:
@@ -157,10 +158,8 @@ def play(deployment: dict, path: Path, configmaps: Sequence[str] = ()) -> Path:
     return path
 
 
-def fill_claim(claim: str, image: str, uid: int, mount: str, script: str) -> None:
-    """A fresh podman volume named for the claim (kube play mounts it for the PersistentVolumeClaim), filled by
-    `script` run as `uid` in `image` with the volume at `mount` (podman gives a fresh volume the owner of the
-    image's directory there)."""
+def fresh_claim(claim: str) -> None:
+    """An empty podman volume named for the claim (kube play mounts it for the PersistentVolumeClaim): the pod's
+    fetch step (its init container) fills it; podman gives a fresh volume the owner of the image's directory."""
     podman("volume", "rm", "-f", claim, check=False)
     podman("volume", "create", claim)
-    podman("run", "--rm", "--user", f"{uid}:{uid}", "--entrypoint", "sh", "-v", f"{claim}:{mount}", image, "-c", script)

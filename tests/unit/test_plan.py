@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from deploy.errors import UserError
 from deploy.plan import API_KEY_VARIABLE, ENTRYPOINT, engine_flags, host_command, host_environment, resolve, serve_args
 from deploy.spec import load_profile
 from deploy.targets import kubernetes_plan
@@ -157,12 +158,40 @@ def test_home_and_every_cache_point_into_the_writable_cache():
         assert plan.writable_dirs["tmp"] == "/tmp"
 
 
-def test_hub_storage_gets_a_cache_volume_and_optional_token():
+def test_hub_storage_gets_a_cache_volume_a_fetch_step_and_an_offline_engine():
     plan = resolve(load_profile("qwen2_5-vl-7b"))
     assert plan.storage.kind == "hub"
     assert plan.environment["HF_HOME"] == plan.storage.container_path
-    assert {s.name: s.required for s in plan.secrets} == {"VLLM_API_KEY": True, "HF_TOKEN": False}
+    assert plan.environment["HF_HUB_OFFLINE"] == "1"  # the engine never downloads by surprise
+    # The optional hub token is the fetch step's alone.
+    assert {s.name: s.required for s in plan.secrets} == {"VLLM_API_KEY": True}
+    assert plan.fetch and {s.name: s.required for s in plan.fetch.secrets} == {"HF_TOKEN": False}
+    assert [s.name for s in plan.all_secrets] == ["VLLM_API_KEY", "HF_TOKEN"]
+    # Hugging Face's own client, into the same cache the engine reads, at the revision it loads.
+    assert plan.fetch.environment["HF_HOME"] == plan.storage.container_path
+    assert "HF_HUB_OFFLINE" not in plan.fetch.environment and "HF_ENDPOINT" not in plan.fetch.environment
+    assert plan.fetch.command[-3:] == ["fetch-model", "Qwen/Qwen2.5-VL-7B-Instruct", "main"]
+    assert 'hf download "$1" --revision "$2"' in plan.fetch.command[2]
     assert kubernetes_plan(plan).pvc_name == "qwen2-5-vl-7b-models"
+
+
+def test_a_pinned_revision_and_a_mirror_reach_the_fetch_step(tmp_path):
+    from deploy.spec.variant import write_variant
+
+    commit = "a" * 40
+    path = write_variant(
+        "qwen2_5-vl-7b",
+        tmp_path / "p.yaml",
+        {"model": {"revision": commit, "hub-endpoint": "https://hf-mirror.example"}},
+    )
+    plan = resolve(load_profile(str(path)))
+    assert plan.fetch and plan.fetch.command[-1] == commit and plan.fetch.what.endswith(f"@{commit}")
+    assert plan.fetch.environment["HF_ENDPOINT"] == "https://hf-mirror.example"
+
+
+def test_only_hub_storage_has_a_fetch_step():
+    for name in ("minicpm-v-2_6", "tiny-cpu", "tiny-cpu-x2"):
+        assert resolve(load_profile(name)).fetch is None, name
 
 
 def test_local_storage_is_offline_and_read_only():
@@ -244,3 +273,28 @@ def test_memory_estimate_from_a_config():
     weights, kv = estimate_gib(config, "bfloat16", 2048, 1)
     assert 13.5 < weights < 15.5  # ~7.6 B parameters at 2 bytes
     assert kv == 2 * 28 * 4 * 128 * 2 * 2048 / 2**30  # K and V, per layer, per KV head, per token
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ({"model": {"hub-endpoint": "https://user:hunter2@mirror.example"}}, "model.hub-endpoint"),
+        ({"model": {"hub-endpoint": "ftp://mirror.example"}}, "model.hub-endpoint"),
+        ({"model": {"hub-endpoint": "https://mirror.example/a b"}}, "model.hub-endpoint"),
+    ],
+)
+def test_a_hub_endpoint_with_credentials_or_not_http_is_refused_unshown(tmp_path, changes, expected):
+    from deploy.spec.variant import write_variant
+
+    path = write_variant("qwen2_5-vl-7b", tmp_path / "p.yaml", changes)
+    with pytest.raises(UserError) as caught:
+        load_profile(str(path))
+    assert expected in str(caught.value) and "hunter2" not in str(caught.value)
+
+
+def test_a_hub_endpoint_needs_hub_storage(tmp_path):
+    from deploy.spec.variant import write_variant
+
+    path = write_variant("tiny-cpu", tmp_path / "p.yaml", {"model": {"hub-endpoint": "https://mirror.example"}})
+    with pytest.raises(UserError, match="needs storage 'hub'"):
+        load_profile(str(path))

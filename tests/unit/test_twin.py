@@ -89,8 +89,15 @@ def test_a_hub_twin_keeps_the_hub_id_and_runs_offline_from_its_filled_cache():
     assert "#   engine.max-model-len: 16384 -> 8192 (the tiny model's context)" in text
     twin, gpu = resolve(parse_profile(text, "twin.yaml")), resolve(load_profile("qwen2_5-vl-7b"))
     assert twin.storage == gpu.storage and twin.model == gpu.model
-    assert twin.environment["HF_HUB_OFFLINE"] == "1" and "HF_HUB_OFFLINE" not in gpu.environment
+    assert twin.environment["HF_HUB_OFFLINE"] == gpu.environment["HF_HUB_OFFLINE"] == "1"
     assert twin.image.tiny_model_dir == "/models/tiny-vlm"
+    # Its fetch step lays the tiny model out as the GPU model's cached snapshot; the GPU profile's downloads it.
+    assert twin.fetch and gpu.fetch and twin.fetch.name == gpu.fetch.name
+    assert (
+        "cp -R /models/tiny-vlm/. /models/hf-cache/hub/models--Qwen--Qwen2.5-VL-7B-Instruct/snapshots/"
+        in (twin.fetch.command[2])
+    )
+    assert twin.fetch.secrets == [] and "hf download" in gpu.fetch.command[2]
 
 
 def test_a_cpu_profile_has_no_twin():
