@@ -65,9 +65,10 @@ def fill_wheelhouse(plan: Plan, context: Path, runner: Runner = run) -> None:
         )
 
 
-def build(plan: Plan, compose: Compose, echo: bool = True) -> tuple[int, int]:
-    """Build the profile's images (engine and router; cached where possible); (RUN/COPY steps run, in all)."""
-    done = compose("--progress", "plain", "build", echo=echo)
+def build(plan: Plan, compose: Compose, echo: bool = True, no_cache: bool = False) -> tuple[int, int]:
+    """Build the profile's images (engine and router; cached where possible, unless `no_cache`: every step runs
+    and the build cache is left as it was); (RUN/COPY steps run, in all)."""
+    done = compose("--progress", "plain", "build", *(["--no-cache"] if no_cache else []), echo=echo)
     if not done.ok:
         tail = "\n".join(done.stdout.splitlines()[-30:])
         raise UserError(f"building {plan.image.reference} failed (exit {done.returncode}):\n{tail}")

@@ -102,8 +102,9 @@ class UpResult:
     image: str  # the image id the container runs
 
 
-def prepare(stack: Stack, echo: bool = True) -> int:
-    """Render the profile, make sure a key exists, build its image (a cache hit when unchanged).
+def prepare(stack: Stack, echo: bool = True, no_cache: bool = False) -> int:
+    """Render the profile, make sure a key exists, build its image (a cache hit when unchanged; every step with
+    `no_cache`, as on a fresh machine, the build cache kept for the next build).
 
     Returns how many RUN/COPY steps actually ran (0: nothing rebuilt, or nothing to build).
     """
@@ -114,7 +115,7 @@ def prepare(stack: Stack, echo: bool = True) -> int:
         return 0  # the official image as it is: compose pulls it
     images.ensure_base_images(stack.plan, stack.docker, stack.runner)
     images.fill_wheelhouse(stack.plan, stack.directory, stack.runner)
-    steps = images.build(stack.plan, stack.compose, echo=echo)[0]
+    steps = images.build(stack.plan, stack.compose, echo=echo, no_cache=no_cache)[0]
     fill_twin_model(stack)
     return steps
 
