@@ -124,10 +124,15 @@ class _Target:
         """The file is complete here for this commit (as the client itself decides it, without asking the hub)."""
         if self.local_dir is None:
             return (self.storage / "snapshots" / commit / name).exists()
-        from huggingface_hub._local_folder import read_download_metadata  # NB: pinned 2.4.0: its local_dir records
-
-        found = read_download_metadata(self.local_dir, name)
-        return (self.local_dir / name).is_file() and found is not None and found.commit_hash == commit
+        # NB: the client's record (.cache/huggingface/download/NAME.metadata: commit, etag, time), read here
+        # without its reader, which creates .cache/huggingface in a directory it only looks at.
+        record = self.local_dir / ".cache" / "huggingface" / "download" / f"{name}.metadata"
+        try:
+            with record.open(encoding="utf-8") as handle:
+                recorded = handle.readline().strip()
+        except (OSError, UnicodeDecodeError):
+            return False
+        return recorded == commit and (self.local_dir / name).is_file()
 
     def partials(self, name: str, sha256: str) -> tuple[list[Path], Path, Path]:
         """Partial downloads the client left for this file, where the complete file goes, and the client's lock."""
@@ -179,32 +184,34 @@ def _resume(
             return None
         partial = max(partials, key=lambda p: p.stat().st_size)
         start = partial.stat().st_size
-        if start > size:
-            start = 0
-            partial.unlink()
-        else:
-            with partial.open("ab") as handle:
-                http_get(
-                    hf_hub_url(repo_id, name, revision=commit, endpoint=endpoint),
-                    handle,
-                    resume_size=start,
-                    headers=build_hf_headers(token=token),
-                    expected_size=size,
-                    displayed_filename=name,
-                )
-            if _sha256(partial) != sha256:
-                partial.unlink()  # the client downloads it afresh
-                return None
-            os.chmod(partial, 0o644)
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(partial, destination)
-            if target.local_dir is not None:
-                from huggingface_hub._local_folder import write_download_metadata
-
-                write_download_metadata(target.local_dir, name, commit, sha256)
+        # NB: the client writes in 10 MB pieces (DOWNLOAD_CHUNK_SIZE): a killed small file left nothing worth a Range.
+        if start == 0 or start > size:
+            for other in partials:
+                other.unlink(missing_ok=True)
+            return None
+        with partial.open("ab") as handle:
+            http_get(
+                hf_hub_url(repo_id, name, revision=commit, endpoint=endpoint),
+                handle,
+                resume_size=start,
+                headers=build_hf_headers(token=token),
+                expected_size=size,
+                displayed_filename=name,
+            )
+        if _sha256(partial) != sha256:
+            partial.unlink()  # the client downloads it afresh
+            return None
+        os.chmod(partial, 0o644)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(partial, destination)
         for other in partials:
             other.unlink(missing_ok=True)
-    return start or None
+    if target.local_dir is not None and destination.exists():
+        # NB: after the lock is released: the client's metadata writer takes the same lock (not reentrant).
+        from huggingface_hub._local_folder import write_download_metadata
+
+        write_download_metadata(target.local_dir, name, commit, sha256)
+    return start
 
 
 @contextlib.contextmanager
