@@ -267,3 +267,54 @@ class HubServer:
         request.end_headers()
         if not head:
             request.wfile.write(body)
+
+
+def fetch_throughput(work: Path, size_mb: int = 256, repeats: int = 3) -> dict:
+    """`vllm-deploy fetch --to` (a real process, as a user runs it) of a model of one `size_mb` MB shard and the
+    tiny VLM's config files from this loopback hub: MB/s per run and the median. No Docker; ~1 s a run here."""
+    import os
+    import random
+    import shutil
+    import statistics
+    import subprocess
+    import sys
+
+    from deploy.spec.variant import write_variant
+
+    repo = work / "fetch-bench-repo"
+    shutil.rmtree(repo, ignore_errors=True)
+    shutil.copytree(Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "models" / "tiny-vlm", repo)
+    rng = random.Random(0)
+    with (repo / "model.safetensors").open("wb") as shard:
+        for _ in range(size_mb):
+            shard.write(rng.randbytes(1_000_000))
+    commit = hashlib.sha1(b"fetch-bench", usedforsecurity=False).hexdigest()
+    profile = write_variant(
+        "qwen2_5-vl-7b",
+        work / "fetch-bench.yaml",
+        {"name": "fetch-bench", "model": {"source": "bench/tiny-vlm", "revision": commit}},
+    )
+    runs = []
+    with HubServer(repo, "bench/tiny-vlm", commit) as hub:
+        total = sum(f.size for f in hub.files.values())
+        for number in range(repeats):
+            out = work / f"fetch-bench-out-{number}"
+            shutil.rmtree(out, ignore_errors=True)
+            env = os.environ | {"HF_ENDPOINT": hub.root, "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(work / "hf-home")}
+            started = time.monotonic()
+            subprocess.run(
+                [sys.executable, "-m", "deploy", "fetch", str(profile), "--to", str(out)],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+            runs.append(time.monotonic() - started)
+            shutil.rmtree(out)
+    shutil.rmtree(repo)
+    speeds = [round(total / 1e6 / seconds, 1) for seconds in runs]
+    return {
+        "model_mb": round(total / 1e6, 1),
+        "runs_s": [round(s, 2) for s in runs],
+        "mb_per_s": speeds,
+        "median_mb_per_s": statistics.median(speeds),
+    }
