@@ -21,13 +21,12 @@ complete: `to` never holds half a model, and a killed run resumes from the hidde
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,14 +34,8 @@ from typing import Literal
 
 from deploy.errors import UserError, shown
 from deploy.plan import Plan
-from deploy.runtime.preflight import (
-    ModelDisk,
-    disk_check,
-    free_bytes,
-    hub_cache_dir,
-    hub_endpoint,
-    hub_model_files,
-)
+from deploy.runtime.hub import free_bytes, hub_cache_dir, hub_endpoint, hub_errors, hub_model_files
+from deploy.runtime.preflight import ModelDisk, disk_check
 
 COMMIT = re.compile(r"[0-9a-f]{40}")
 WORKERS = 8  # snapshot_download's default
@@ -212,56 +205,6 @@ def _resume(
 
         write_download_metadata(target.local_dir, name, commit, sha256)
     return start
-
-
-@contextlib.contextmanager
-def hub_errors(repo_id: str, revision: str, endpoint: str, token: str | None) -> Iterator[None]:
-    """huggingface_hub's errors (and the network's, and the disk's) as one UserError each: no traceback."""
-    import httpx2
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RemoteEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    def said(exc: BaseException) -> str:
-        text = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return shown(text.replace(token, "(token)") if token else text)
-
-    credentials = "the token from --token-file" if token and token != os.environ.get("HF_TOKEN") else "HF_TOKEN"
-    try:
-        yield
-    except RevisionNotFoundError:
-        raise UserError(
-            f"{repo_id}: revision {shown(revision)} does not exist on {shown(endpoint)}; "
-            "set model.revision to a branch, tag or commit of the repository"
-        ) from None
-    except (RepositoryNotFoundError, GatedRepoError) as exc:
-        raise UserError(
-            f"{repo_id}: not found on {shown(endpoint)} (HTTP {exc.response.status_code}), or private or gated and "
-            f"{credentials if token else 'no token'} does not grant access; check model.source, or put a token in "
-            "HF_TOKEN or a --token-file"
-        ) from None
-    except RemoteEntryNotFoundError as exc:
-        raise UserError(f"{repo_id}: a file listed by the hub is missing on {shown(endpoint)}: {said(exc)}") from None
-    except HfHubHTTPError as exc:
-        raise UserError(f"{shown(endpoint)} answered HTTP {exc.response.status_code}: {said(exc)}") from None
-    except (httpx2.HTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
-        raise UserError(
-            f"cannot download {repo_id} from {shown(endpoint)} ({type(exc).__name__}: {said(exc)}); "
-            "check the network or HF_ENDPOINT, then run fetch again: finished files are kept"
-        ) from None
-    except OSError as exc:
-        if isinstance(exc, FileNotFoundError) and not exc.filename:
-            raise
-        raise UserError(
-            f"cannot write the model: {exc.strerror or said(exc)}"
-            + (f" ({shown(str(exc.filename))})" if exc.filename else "")
-        ) from None
 
 
 def fetch(
