@@ -15,6 +15,7 @@ from deploy.commands import (
     cmd_bench,
     cmd_doctor,
     cmd_down,
+    cmd_fetch,
     cmd_init,
     cmd_load,
     cmd_logs,
@@ -130,6 +131,28 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(run=run)
         if name == "logs":
             p.add_argument("-f", "--follow", action="store_true")
+
+    p = sub.add_parser(
+        "fetch", help="download a hub profile's model with Hugging Face's client: resumable, verified, no Docker"
+    )
+    p.add_argument("profile", help=profile_help)
+    p.add_argument(
+        "--to",
+        metavar="DIR",
+        help="a plain model directory (for a host-storage profile to mount; air-gapped hosts); made whole or not at "
+        "all (default: the Hugging Face cache)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="the hub cache to fill (default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub)",
+    )
+    p.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="read the hub token from FILE (default: $HF_TOKEN); never pass a token on the command line",
+    )
+    p.set_defaults(run=cmd_fetch)
 
     p = sub.add_parser("status", help="one screen from the live metrics: replicas, queue, KV cache, tokens/s, p95")
     p.add_argument("profile", help=profile_help)

@@ -167,6 +167,38 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if failures(found) else 0
 
 
+def cmd_fetch(args: argparse.Namespace) -> int:
+    import os
+
+    from deploy.runtime.fetch import fetch, read_token
+
+    for option, value in (("--to", args.to), ("--cache-dir", args.cache_dir), ("--token-file", args.token_file)):
+        if value is not None and not value.strip():
+            raise UserError(f"fetch: {option} needs a path (it was empty)")
+    if args.to is not None and args.cache_dir is not None:
+        raise UserError("fetch: --to writes a plain directory, --cache-dir the hub cache: pass one of them")
+    plan = _plan(args.profile, warn=False)
+    token = read_token(Path(args.token_file) if args.token_file else None, os.environ)
+    # NB: tqdm draws its bars on stderr: bars when a person watches it, else one line per finished file.
+    result = fetch(
+        plan,
+        to=Path(args.to) if args.to else None,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        token=token,
+        progress="bars" if sys.stderr.isatty() else "lines",
+        say=lambda line: print(line, flush=True),
+    )
+    what = f"{plan.model} at {result.commit}"
+    if result.up_to_date:
+        print(f"{escape(what)}: up to date in {escape(result.path)} ({result.files} files)")
+    else:
+        print(
+            f"{escape(what)}: {result.downloaded_files} of {result.files} files "
+            f"({result.downloaded_bytes / 1e6:.1f} MB) in {result.seconds} s into {escape(result.path)}"
+        )
+    return 0
+
+
 def cmd_rollout(args: argparse.Namespace) -> int:
     from deploy.runtime.stack import rollout
 

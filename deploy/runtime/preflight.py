@@ -7,12 +7,11 @@ nothing; `judge` turns those facts into checks. `vllm-deploy doctor` prints them
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
+import os
 import shutil
-import threading
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -22,6 +21,7 @@ from deploy.plan import Plan
 from deploy.plan.memory import encoder_cache_gib, encoder_cache_tokens, estimate_gib, vision_weights_gib
 from deploy.runtime.docker import Compose, DockerDaemon, docker_cli
 from deploy.runtime.http import MIB
+from deploy.runtime.hub import ModelDisk, model_disk, within
 from deploy.runtime.net import port_in_use
 from deploy.runtime.process import Runner, run
 
@@ -29,6 +29,7 @@ T = TypeVar("T")
 Verdict = Literal["ok", "warn", "fail"]
 DOCKER_INFO_DEADLINE_SECONDS = 30.0  # the daemon's /info, all told (the SDK's own timeout bounds each read)
 MODEL_CONFIG_CAP = 4 * MIB  # a model's config.json is a few KiB
+GB = 1000**3  # disk sizes as `df -H` and the hub's model pages show them
 NVIDIA_SMI_QUERY = [
     "nvidia-smi",
     "--query-gpu=index,memory.total,memory.free,driver_version",
@@ -172,6 +173,25 @@ def _memory_check(plan: Plan, gpus: list[Gpu], config: dict) -> Check:
     )
 
 
+def disk_check(disk: ModelDisk, what: str = "") -> Check:
+    """Room for the model where it goes: fail before anything is downloaded."""
+    if disk.model_bytes is None:
+        return Check("model disk", "warn", f"{what or shown(disk.target)}: {disk.problem}: size not checked")
+    size, free = disk.model_bytes / GB, (disk.free_bytes or 0) / GB
+    if disk.kind == "host":
+        return Check(
+            "model disk", "ok", f"{shown(disk.target)} holds {size:.2f} GB; mounted read-only, it needs no more room"
+        )
+    if disk.free_bytes is not None and disk.model_bytes > disk.free_bytes:
+        return Check(
+            "model disk",
+            "fail",
+            f"the model needs {size:.2f} GB, {shown(disk.target)} has {free:.2f} GB free",
+            "free space there, or point the download elsewhere (HF_HOME, or `vllm-deploy fetch --to DIR`)",
+        )
+    return Check("model disk", "ok", f"the model needs {size:.2f} GB, {shown(disk.target)} has {free:.2f} GB free")
+
+
 @dataclass(frozen=True)
 class HostFacts:
     """What `gather` read off the host; `judge` needs nothing else."""
@@ -185,22 +205,7 @@ class HostFacts:
     model_config: dict | None = None
     model_config_problem: str = ""  # why a config.json on disk could not be read ("" when it could, or is absent)
     gpus: list[Gpu] = field(default_factory=list)
-
-
-def within(seconds: float, read: Callable[[], T]) -> T | None:
-    """`read()`, or None when it raised or has not returned within `seconds` (it is left to finish on its own).
-
-    NB: the Docker SDK bounds each socket read, not a whole answer; a daemon that trickles holds only its thread."""
-    found: list[T] = []
-
-    def run() -> None:
-        with contextlib.suppress(Exception):  # any failure of the call reads as "no answer"
-            found.append(read())
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(seconds)
-    return found[0] if found else None
+    disk: ModelDisk | None = None  # None: the model needs no room on this host (tiny storage)
 
 
 def read_model_config(path: Path) -> tuple[dict | None, str]:
@@ -220,16 +225,23 @@ def gather(
     docker: DockerDaemon | None = None,
     runner: Runner = run,
     info_deadline: float = DOCKER_INFO_DEADLINE_SECONDS,
+    env: Mapping[str, str] | None = None,
 ) -> HostFacts:
     """Read the host. Nothing here starts, builds or writes anything."""
     docker = docker or DockerDaemon()
+    env = os.environ if env is None else env
     try:
         docker_cli()
     except Exception:
-        return HostFacts(docker_client=False, port_busy=port_in_use(plan.bind_address, plan.port))
+        return HostFacts(
+            docker_client=False,
+            port_busy=port_in_use(plan.bind_address, plan.port),
+            disk=model_disk(plan, None, env),
+        )
     info = within(info_deadline, docker.info)
     if info is not None and not isinstance(info, dict):
         info = {"ServerErrors": ["the daemon's info is not a JSON object"]}
+    root = info.get("DockerRootDir") if info is not None else None
     compose_version = None
     ours = False
     if info is not None:
@@ -252,6 +264,7 @@ def gather(
         model_config=config,
         model_config_problem=problem,
         gpus=gpus,
+        disk=model_disk(plan, root if isinstance(root, str) else None, env),
     )
 
 
@@ -325,6 +338,8 @@ def judge(plan: Plan, facts: HostFacts) -> list[Check]:
                 "copy the model there, or point model.source at it",
             )
         )
+    if facts.disk is not None:
+        found.append(disk_check(facts.disk))
     if plan.gpus:
         if facts.gpus:
             found += [driver_check(plan, facts.gpus), free_memory_check(plan, facts.gpus)]

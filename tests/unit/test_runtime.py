@@ -332,3 +332,11 @@ def test_a_missed_target_says_no():
     figures["image"]["image_gb"] = 3.5
     rows = {row["label"]: row for row in targets(figures)}
     assert rows["CPU image size"]["met"] is False and rows["CLI start-up"]["met"] is True
+
+
+def test_the_fetch_figure_is_reported_when_measured():
+    from deploy.bench.report import report
+
+    figures = json.loads((REPO / "BENCHMARKS.json").read_text(encoding="utf-8"))
+    figures["fetch"] = {"model_mb": 256.0, "runs_s": [5.2, 6.3], "mb_per_s": [49.4, 40.6], "median_mb_per_s": 45.0}
+    assert "against the loopback hub" in report(figures) and "**45.0 MB/s** median" in report(figures)
