@@ -220,7 +220,7 @@ def fetch(
     """Download the plan's hub model (see the module's docstring). `say` gets one line per finished file."""
     env = os.environ if env is None else env
     revision = check_fetchable(plan)
-    endpoint = hub_endpoint(env)
+    endpoint = hub_endpoint(env, plan)
     repo_id = plan.model
     started = time.monotonic()
     if to is not None:

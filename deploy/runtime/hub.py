@@ -60,9 +60,11 @@ def hub_model_files(
     return str(info.sha), sizes, sha256
 
 
-def hub_endpoint(env: Mapping[str, str]) -> str:
-    """Where the hub is: `HF_ENDPOINT`, as huggingface_hub reads it, else huggingface.co."""
-    return (env.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+def hub_endpoint(env: Mapping[str, str], plan: Plan | None = None) -> str:
+    """Where the hub is: the profile's model.hub-endpoint (what its fetch step uses), else `HF_ENDPOINT`, as
+    huggingface_hub reads it, else huggingface.co."""
+    profile = plan.fetch.environment.get("HF_ENDPOINT") if plan and plan.fetch else None
+    return (profile or env.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
 
 
 def hub_cache_dir(env: Mapping[str, str]) -> Path:
@@ -167,9 +169,11 @@ def model_disk(plan: Plan, docker_root: str | None, env: Mapping[str, str]) -> M
     target = Path(docker_root) if docker_root and Path(docker_root).is_dir() else hub_cache_dir(env)
     read = within(
         HUB_DEADLINE_SECONDS,
-        lambda: hub_model_files(plan.model, storage.revision, env.get("HF_TOKEN") or None, hub_endpoint(env)),
+        lambda: hub_model_files(plan.model, storage.revision, env.get("HF_TOKEN") or None, hub_endpoint(env, plan)),
     )
     if read is None:
-        problem = f"{hub_endpoint(env)} did not answer with the model's file sizes within {HUB_DEADLINE_SECONDS:.0f} s"
+        problem = (
+            f"{hub_endpoint(env, plan)} did not answer with the model's file sizes within {HUB_DEADLINE_SECONDS:.0f} s"
+        )
         return ModelDisk("hub", str(target), None, free_bytes(target), problem)
     return ModelDisk("hub", str(target), sum(read[1].values()), free_bytes(target))

