@@ -273,7 +273,8 @@ def seed_runs(
     smoke: SmokeConfig, model: str, image: SmokeImage, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SeedRuns]:
     """The seed snippets' scripts, with the server under test, its key and the suite's image in their environment."""
-    picture = tmp_path_factory.mktemp("seed") / "pic.jpg"
+    directory = tmp_path_factory.mktemp("seed")
+    picture = directory / "pic.jpg"
     picture.write_bytes(image.payload)
     env = {
         **os.environ,
@@ -287,7 +288,7 @@ def seed_runs(
     env.pop("VLLM_API_KEY", None)
     if smoke.api_key:
         env["SMOKE_API_KEY"] = smoke.api_key
-    runs = SeedRuns(env)
+    runs = SeedRuns(env, directory)
     try:
         yield runs
     finally:
@@ -297,16 +298,14 @@ def seed_runs(
 @pytest.fixture(scope="session", autouse=True)
 def _started_early(request: pytest.FixtureRequest, server_ready: float) -> None:
     """Work the selected cases will need, begun now so that it overlaps the cases before them: the large JPEG
-    (in a thread) and the seed snippets' scripts (each waits for its case: seed_runs.py)."""
+    (in a thread) and the seed snippets' script (it waits for their cases: seed_runs.py)."""
     items = [item for item in request.session.items if isinstance(item, pytest.Function)]
     if any(item.path.stem == "test_large_images" for item in items):
         threading.Thread(target=large_jpeg, name="smoke-large-jpeg", daemon=True).start()
-    snippets = [item.callspec.params["snippet"] for item in items if item.originalname == SEED_CASE]
-    if not snippets:
+    if not any(item.originalname == SEED_CASE for item in items):
         return
     try:
         runs = request.getfixturevalue("seed_runs")
     except (Exception, pytest.fail.Exception, pytest.skip.Exception):
         return  # NB: pytest keeps a session fixture's error: the seed cases meet it themselves, nothing else does
-    for snippet in snippets:
-        runs.start(snippet)
+    runs.start()
