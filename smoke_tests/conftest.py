@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Generator, Iterator
@@ -21,6 +22,7 @@ from smoke_tests.settings import SmokeConfig, add_options, smoke_config
 from smoke_tests.support import Raw, data_url
 
 LOG_TAIL_LINES = 80
+AIOHTTP_TRANSPORT = "openai._vendor.httpx_aiohttp"  # openai's optional async transport, never used here
 HEALTH_PROBE_SECONDS = 10.0  # one GET /health of the wait (never past the wait's own deadline)
 
 
@@ -245,6 +247,9 @@ def image(smoke: SmokeConfig, image_server: ImageServer | None) -> SmokeImage:
 @pytest.fixture
 def client(smoke: SmokeConfig):
     """An official openai client per test (fresh connections); no retries so failures are visible."""
+    # NB: openai imports its aiohttp transport (async clients only) whenever aiohttp is installed (it is wherever
+    # checkov is: the project's test extra); ~0.15 s of CPU on the first case's path. The suite is synchronous.
+    sys.modules.setdefault(AIOHTTP_TRANSPORT, None)  # type: ignore[arg-type]
     from openai import OpenAI
 
     # NB: the openai client insists on a key; "EMPTY" is vLLM's own convention for open servers

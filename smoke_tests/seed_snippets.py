@@ -118,6 +118,8 @@ def _serve(snippets):
 
     # NB: what the snippets load (openai, its chat resources and HTTP transport: ~1 s of CPU per process) is
     # loaded before the first request, with a client that sends nothing; the snippets, unchanged, run on request.
+    # openai's aiohttp transport (its async clients' only, imported whenever aiohttp is installed) is left out.
+    sys.modules.setdefault("openai._vendor.httpx_aiohttp", None)  # type: ignore[arg-type]
     import openai
 
     openai.OpenAI(api_key="unused", base_url=SEED_API_BASE).chat.completions  # noqa: B018
