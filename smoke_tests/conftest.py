@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Generator, Iterator
@@ -21,6 +22,7 @@ from smoke_tests.settings import SmokeConfig, add_options, smoke_config
 from smoke_tests.support import Raw, data_url
 
 LOG_TAIL_LINES = 80
+AIOHTTP_TRANSPORT = "openai._vendor.httpx_aiohttp"  # openai's optional async transport, never used here
 HEALTH_PROBE_SECONDS = 10.0  # one GET /health of the wait (never past the wait's own deadline)
 
 
@@ -245,6 +247,9 @@ def image(smoke: SmokeConfig, image_server: ImageServer | None) -> SmokeImage:
 @pytest.fixture
 def client(smoke: SmokeConfig):
     """An official openai client per test (fresh connections); no retries so failures are visible."""
+    # NB: openai imports its aiohttp transport (async clients only) whenever aiohttp is installed (it is wherever
+    # checkov is: the project's test extra); ~0.15 s of CPU on the first case's path. The suite is synchronous.
+    sys.modules.setdefault(AIOHTTP_TRANSPORT, None)  # type: ignore[arg-type]
     from openai import OpenAI
 
     # NB: the openai client insists on a key; "EMPTY" is vLLM's own convention for open servers
@@ -273,7 +278,8 @@ def seed_runs(
     smoke: SmokeConfig, model: str, image: SmokeImage, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SeedRuns]:
     """The seed snippets' scripts, with the server under test, its key and the suite's image in their environment."""
-    picture = tmp_path_factory.mktemp("seed") / "pic.jpg"
+    directory = tmp_path_factory.mktemp("seed")
+    picture = directory / "pic.jpg"
     picture.write_bytes(image.payload)
     env = {
         **os.environ,
@@ -287,7 +293,7 @@ def seed_runs(
     env.pop("VLLM_API_KEY", None)
     if smoke.api_key:
         env["SMOKE_API_KEY"] = smoke.api_key
-    runs = SeedRuns(env)
+    runs = SeedRuns(env, directory)
     try:
         yield runs
     finally:
@@ -297,16 +303,14 @@ def seed_runs(
 @pytest.fixture(scope="session", autouse=True)
 def _started_early(request: pytest.FixtureRequest, server_ready: float) -> None:
     """Work the selected cases will need, begun now so that it overlaps the cases before them: the large JPEG
-    (in a thread) and the seed snippets' scripts (each waits for its case: seed_runs.py)."""
+    (in a thread) and the seed snippets' script (it waits for their cases: seed_runs.py)."""
     items = [item for item in request.session.items if isinstance(item, pytest.Function)]
     if any(item.path.stem == "test_large_images" for item in items):
         threading.Thread(target=large_jpeg, name="smoke-large-jpeg", daemon=True).start()
-    snippets = [item.callspec.params["snippet"] for item in items if item.originalname == SEED_CASE]
-    if not snippets:
+    if not any(item.originalname == SEED_CASE for item in items):
         return
     try:
         runs = request.getfixturevalue("seed_runs")
     except (Exception, pytest.fail.Exception, pytest.skip.Exception):
         return  # NB: pytest keeps a session fixture's error: the seed cases meet it themselves, nothing else does
-    for snippet in snippets:
-        runs.start(snippet)
+    runs.start()

@@ -108,16 +108,62 @@ def snippet_2():
     print("Chat response content:", chat_response.choices[0].message.content)
 
 
+def _serve(snippets):
+    """The suite's seed server (smoke_tests/seed_runs.py): what the snippets load is loaded once, then each request
+    line on stdin ({"snippet", "stdout", "stderr"}) runs one snippet in a process of its own, forked from this
+    one, its output in the two files named; one answer line ({"snippet", "exit"}) each. Ends at end of input."""
+    import json
+    import subprocess
+    import traceback
+
+    # NB: what the snippets load (openai, its chat resources and HTTP transport: ~1 s of CPU per process) is
+    # loaded before the first request, with a client that sends nothing; the snippets, unchanged, run on request.
+    # openai's aiohttp transport (its async clients' only, imported whenever aiohttp is installed) is left out.
+    sys.modules.setdefault("openai._vendor.httpx_aiohttp", None)  # type: ignore[arg-type]
+    import openai
+
+    openai.OpenAI(api_key="unused", base_url=SEED_API_BASE).chat.completions  # noqa: B018
+    for line in sys.stdin:
+        request = json.loads(line)
+        name, out, err = request["snippet"], request["stdout"], request["stderr"]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if not hasattr(os, "fork"):  # NB: no fork (Windows): the snippet runs in a fresh interpreter instead
+            env = {k: v for k, v in os.environ.items() if k != "SMOKE_SEED_WAIT_FOR_GO"}
+            with open(out, "wb") as stdout, open(err, "wb") as stderr:
+                code = subprocess.run(
+                    [sys.executable, __file__, name], stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=env
+                ).returncode
+        elif (pid := os.fork()) == 0:
+            code = 1
+            try:
+                for fd, path, flags in ((0, os.devnull, os.O_RDONLY), (1, out, os.O_WRONLY), (2, err, os.O_WRONLY)):
+                    opened = os.open(path, flags | (os.O_CREAT | os.O_TRUNC if fd else 0), 0o600)
+                    os.dup2(opened, fd)
+                    os.close(opened)
+                try:
+                    snippets[name]()
+                    code = 0
+                except SystemExit as exc:  # as the interpreter would end a script
+                    code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+                    if not isinstance(exc.code, (int, type(None))):
+                        print(exc.code, file=sys.stderr)
+                except BaseException:
+                    traceback.print_exc()
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)  # NB: the child never returns into the loop, whatever happened
+        else:
+            code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        print(json.dumps({"snippet": name, "exit": code}), flush=True)
+
+
 if __name__ == "__main__":
     chosen = sys.argv[1:] or ["1", "2"]
     if os.environ.get("SMOKE_SEED_WAIT_FOR_GO") == "1":
-        # NB: the suite starts this script ahead of its case (smoke_tests/seed_runs.py): what the snippets load
-        # (openai, its chat resources and HTTP transport: ~1.2 s) is loaded first, with a client that sends
-        # nothing; the snippets, unchanged, run on the case's go.
-        import openai
-
-        openai.OpenAI(api_key="unused", base_url=SEED_API_BASE).chat.completions  # noqa: B018
-        sys.stdin.readline()
+        _serve({"1": snippet_1, "2": snippet_2})
+        chosen = []
     for name in chosen:
         {"1": snippet_1, "2": snippet_2}[name]()
     # NB: the interpreter's final garbage collection over what openai loaded took 0.3 s of every run; objects
