@@ -142,8 +142,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     stack = _stack(args.profile)
     result = up(stack)
+    fetched = f"model in its volume after {result.fetch_seconds} s, " if result.fetch_seconds is not None else ""
     print(
-        f"image ready in {result.build_seconds} s ({result.build_steps_run} build steps run), "
+        f"image ready in {result.build_seconds} s ({result.build_steps_run} build steps run), {fetched}"
         f"healthy {result.healthy_seconds} s after start"
     )
     print(how_to_call(stack, args.profile))

@@ -318,3 +318,39 @@ def fetch_throughput(work: Path, size_mb: int = 256, repeats: int = 3) -> dict:
         "mb_per_s": speeds,
         "median_mb_per_s": statistics.median(speeds),
     }
+
+
+def hub_from_an_empty_volume(work: Path) -> dict:
+    """A hub-storage copy of tiny-cpu brought up by `up` from an empty model volume: its fetch step downloads the
+    tiny model (the bench's host copy, work/tiny-vlm) from this loopback hub, bound where containers reach the
+    host, then the engine loads it offline. `up`'s own figures."""
+    import subprocess
+
+    from deploy.plan import resolve
+    from deploy.runtime.docker import DockerDaemon, docker_cli
+    from deploy.runtime.net import free_port
+    from deploy.runtime.stack import Stack, down, up
+    from deploy.spec import load_profile
+    from deploy.spec.variant import write_variant
+
+    root, repository = work / "hub", "vllm-deploy/tiny-vlm"
+    commit = hashlib.sha1(b"hub-bench", usedforsecurity=False).hexdigest()
+    daemon = DockerDaemon()
+    with HubServer(work / "tiny-vlm", repository, commit, bind=daemon.bridge_gateway()) as hub:
+        model = {"source": repository, "storage": "hub", "served-name": "tiny-vlm", "hub-endpoint": hub.root}
+        changes = {"name": "tiny-cpu-bench-hub", "server": {"port": free_port()}, "model": model}
+        plan = resolve(load_profile(str(write_variant("tiny-cpu", work / "hub-profile.yaml", changes))))
+        stack = Stack(plan, root)
+        subprocess.run([docker_cli(), "volume", "rm", "-f", f"{plan.name}_model-cache"], capture_output=True)
+        try:
+            result = up(stack)
+        finally:
+            down(stack, remove_volumes=True)
+        served = sum(hub.body_bytes.values())
+    fetched = result.fetch_seconds or 0.0
+    return {
+        "model_mb": round(served / 1e6, 1),
+        "fetch_s": fetched,
+        "healthy_s": result.healthy_seconds,
+        "total_s": round(fetched + result.healthy_seconds, 1),
+    }

@@ -23,12 +23,13 @@ class Target:
 
 
 TARGETS = (
-    Target("cold make up to first answer", "cold", "total_s", "≤ 480 s", lambda v: v <= 480),
+    # NB: issue 22's 180 s includes installing Docker (~11 s where missing, measured): not repeatable here.
+    Target("cold make up to first answer, Docker installed", "cold", "total_s", "≤ 169 s", lambda v: v <= 169),
     Target("warm time-to-healthy container ÷ bare", "warm_start", "ratio", "≤ 1.05", lambda v: v <= 1.05),
-    Target("smoke suite wall, warm server", "smoke", "wall_s", "≤ 10 s", lambda v: v <= 10),
+    Target("smoke suite wall, warm server", "smoke", "wall_s", "≤ 5 s", lambda v: v <= 5),
     Target("CLI start-up", "cli", "startup_s", "≤ 0.5 s", lambda v: v <= 0.5),
-    Target("render --all", "cli", "render_all_s", "≤ 0.5 s", lambda v: v <= 0.5),
-    Target("CPU image size", "image", "image_gb", "≤ 3.0 GB", lambda v: v <= 3.0),
+    Target("render --all", "cli", "render_all_s", "≤ 0.3 s", lambda v: v <= 0.3),
+    Target("CPU image size", "image", "image_gb", "≤ 2.2 GB", lambda v: v <= 2.2),
     Target(
         "req/s through tiny-cpu-x2's router ÷ straight to its engine",
         "router",

@@ -24,7 +24,7 @@ from typing import Any
 from deploy.bench import load, replicas
 from deploy.bench.baseline import HEALTH_DEADLINE_SECONDS, BareServer
 from deploy.bench.cgroup import Cgroup, client_cgroup
-from deploy.bench.hub_server import fetch_throughput
+from deploy.bench.hub_server import fetch_throughput, hub_from_an_empty_volume
 from deploy.bench.report import REQUESTS_PER_LEVEL, report
 from deploy.paths import ASSETS_DIR, BUILD_ASSETS
 from deploy.plan import resolve
@@ -370,6 +370,8 @@ def run(engine_python: Path, repo: Path) -> dict:
         cgroup.remove()
     log("fetch throughput against the loopback hub")
     figures["fetch"] = section("fetch", fetch_throughput, work)
+    log("hub storage from an empty volume: fetch step, then healthy")
+    figures["hub_up"] = section("hub storage from an empty volume", hub_from_an_empty_volume, work)
     log("CLI timings")
     with tempfile.TemporaryDirectory() as scratch:
         figures["cli"] = section(

@@ -91,6 +91,11 @@ class DockerDaemon:
         networks = (found.attrs["NetworkSettings"].get("Networks") or {}) if found is not None else {}
         return next((n["Gateway"] for n in networks.values() if n.get("Gateway")), None)
 
+    def bridge_gateway(self) -> str:
+        """The host's address on Docker's default bridge: containers of any network (and podman's pods) reach a
+        server of ours there before their own network exists (a hub endpoint written into a profile)."""
+        return self.client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+
     def inspect(self, container: str) -> dict[str, Any]:
         found = self._container(container)
         return found.attrs if found is not None else {}

@@ -98,6 +98,7 @@ def stack_for(plan: Plan, root: Path) -> Stack:
 class UpResult:
     build_seconds: float
     build_steps_run: int
+    fetch_seconds: float | None  # hub storage: the fetch step, before the engines; None: nothing to fetch
     healthy_seconds: float
     image: str  # the image id the container runs
 
@@ -245,11 +246,12 @@ def up(stack: Stack) -> UpResult:
     started = time.monotonic()
     steps = prepare(stack)
     build_seconds = time.monotonic() - started
-    fetch_model(stack)
+    fetched = fetch_model(stack)
     stack.compose("up", "-d", "--no-build", *stack.services, echo=True).checked("docker compose up")
     healthy = wait_services(stack, stack.services)
     image = stack.docker.inspect(stack.container(stack.plan.instances[0].service) or "").get("Image", "")
-    return UpResult(round(build_seconds, 1), steps, round(healthy, 1), image)
+    fetch_seconds = round(fetched, 1) if fetched is not None else None
+    return UpResult(round(build_seconds, 1), steps, fetch_seconds, round(healthy, 1), image)
 
 
 def rollout(stack: Stack, on_step=print) -> list[tuple[str, float]]:

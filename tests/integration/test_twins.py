@@ -91,16 +91,6 @@ def make_twin(root: Path, gpu_profile: str, hub: HubServer | None = None) -> Twi
     return Twin(root, plan, resolve(load_profile(gpu_profile)), deployment, stack_for(plan, root), hub)
 
 
-def docker_bridge_gateway() -> str:
-    """The host's address on Docker's default bridge: a container of any compose network, and podman's pods, reach
-    a server of ours there."""
-    found = subprocess.run(
-        [docker_cli(), "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return found.stdout.strip()
-
-
 def play_pod(twin: Twin, manifests: list[Path]) -> None:
     """The twin's Deployment as kustomize builds it from its rendered k8s/ (hostPath: the twin's model directory,
     which `up` filled; or an empty hub claim, which the pod's fetch step fills), played by podman."""
@@ -139,7 +129,9 @@ def twins(tmp_path_factory, measured):
         started = time.monotonic()
         clean_volumes(minicpm)
         prepare(minicpm.stack, echo=False)  # the image (a cache hit after tiny-cpu's) and the twin's weights
-        hub = HubServer(minicpm.root / "model", QWEN_REPOSITORY, HUB_COMMIT, bind=docker_bridge_gateway()).__enter__()
+        hub = HubServer(
+            minicpm.root / "model", QWEN_REPOSITORY, HUB_COMMIT, bind=minicpm.stack.docker.bridge_gateway()
+        ).__enter__()
         qwen = found[GPU_PROFILES[1]] = make_twin(tmp_path_factory.mktemp(GPU_PROFILES[1]), GPU_PROFILES[1], hub)
         clean_volumes(qwen)
         prepare(qwen.stack, echo=False)
@@ -246,7 +238,9 @@ def test_the_hub_twin_fetched_from_the_hub_once_per_volume_before_its_engines(tw
     assert hub and twin.plan.fetch and twin.plan.fetch.environment["HF_ENDPOINT"] == hub.root
     sizes = hub.sizes()
     assert dict(hub.body_bytes) == {name: 2 * size for name, size in sizes.items()}, (hub.body_bytes, sizes)
-    assert "downloading Qwen/Qwen2.5-VL-7B-Instruct@main from" in twin.fetch_output, twin.fetch_output
+    assert "in the model volume after" in twin.fetch_output and f"snapshots/{HUB_COMMIT}" in twin.fetch_output, (
+        twin.fetch_output
+    )
     asked = sum(hub.requests.values())
     again = twin.stack.compose("run", "--rm", "--no-deps", "-T", twin.plan.fetch.name)
     assert again.ok and "is in the cache already" in again.stdout, again.stdout + again.stderr
