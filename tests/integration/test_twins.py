@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import re
 import secrets
 import subprocess
 import time
@@ -245,6 +246,35 @@ def test_the_hub_twin_fetched_from_the_hub_once_per_volume_before_its_engines(tw
     again = twin.stack.compose("run", "--rm", "--no-deps", "-T", twin.plan.fetch.name)
     assert again.ok and "is in the cache already" in again.stdout, again.stdout + again.stderr
     assert sum(hub.requests.values()) == asked  # not even a HEAD
+
+
+def test_a_hub_twin_without_an_endpoint_lays_the_tiny_model_out_as_the_repositorys_snapshot(tmp_path):
+    """What `vllm-deploy twin qwen2_5-vl-7b` gives a user (no hub to fetch from): the fetch step copies the image's
+    tiny model into the volume as the repository's cached snapshot, as the GPU uid, once; the engine, offline, finds
+    it by the hub id (run here alone, in the twin's image, on a fresh volume)."""
+    twin = make_twin(tmp_path, "qwen2_5-vl-7b")
+    prepare(twin.stack, echo=False)  # NB: the image the twins' fixture built: a cache hit
+    served, fetch = twin.plan, twin.plan.fetch
+    assert fetch and "cp -R /models/tiny-vlm/." in fetch.command[2] and fetch.secrets == []
+    volume = f"twin-fetch-{secrets.token_hex(4)}"
+    uid = served.image.run_as_user
+    run = [docker_cli(), "run", "--rm", "--network", "none", "--read-only", "--user", f"{uid}:{uid}",
+           "-v", f"{volume}:{served.storage.container_path}", "--entrypoint", fetch.command[0], served.image.reference,
+           *fetch.command[1:]]  # fmt: skip
+    try:
+        first, second = (subprocess.run(run, capture_output=True, text=True, timeout=120) for _ in range(2))
+        assert first.returncode == 0 and "laid out as Qwen/Qwen2.5-VL-7B-Instruct@main" in first.stdout, first
+        assert second.returncode == 0 and "in the cache already" in second.stdout, second
+        folder = f"{served.storage.container_path}/hub/models--Qwen--Qwen2.5-VL-7B-Instruct"
+        listed = subprocess.run(
+            [docker_cli(), "run", "--rm", "--network", "none", "-v", f"{volume}:{served.storage.container_path}",
+             "--entrypoint", "sh", served.image.reference, "-c", f'cat {folder}/refs/main; echo; ls {folder}/snapshots/*/'],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        commit, _, files = listed.stdout.partition("\n")
+        assert re.fullmatch(r"[0-9a-f]{40}", commit) and "config.json" in files.split(), listed.stdout + listed.stderr
+    finally:
+        subprocess.run([docker_cli(), "volume", "rm", "-f", volume], capture_output=True)
 
 
 def test_the_guides_path_fails_for_the_gpu_uid_as_on_a_cluster(twins):
