@@ -120,9 +120,9 @@ def create_podman_secret(secret: dict) -> None:
 
 
 def for_podman(deployment: dict, suffix: str, publish: bool) -> dict:
-    """/dev/shm from the host; init containers kept (see below); emptyDirs named per pod (podman makes a named volume of each, which two pods
-    would share); container ports published only where the test needs them (podman publishes a bare
-    containerPort on the host's same port, and two engine pods would collide)."""
+    """/dev/shm from the host; init containers kept (see below); emptyDirs named per pod (podman makes a named
+    volume of each, which two pods would share); container ports published only where the test needs them (podman
+    publishes a bare containerPort on the host's same port, and two engine pods would collide)."""
     spec = deployment["spec"]["template"]["spec"]
     if spec.get("initContainers"):
         # NB: podman 4.3 removes a "once" init container (kube play's default) racing its exit ("cannot remove
