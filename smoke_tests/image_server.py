@@ -7,6 +7,7 @@ import threading
 import urllib.parse
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TypeVar
 
 IMAGE_PATH = "/stop_sign.jpg"
 TEXT_PATH = "/not-an-image.txt"
@@ -76,7 +77,37 @@ def _large_jpeg(width: int, height: int) -> bytes:
     return buf.getvalue()
 
 
-class ImageServer:
+ServerT = TypeVar("ServerT", bound="BackgroundServer")
+
+
+class BackgroundServer:
+    """An HTTP server on a daemon thread of its own, as a context manager; `root` is the base URL a client uses
+    (`advertised_host`, default the bound address). The image server here and the bench's loopback hub share it."""
+
+    def __init__(
+        self, handler: type[BaseHTTPRequestHandler], bind: str, port: int, name: str, advertised_host: str | None = None
+    ) -> None:
+        self._httpd = ThreadingHTTPServer((bind, port), handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        host = advertised_host or bind
+        self.root = f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+        # NB: a short poll interval makes shutdown() take ~50 ms instead of ~0.5 s
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True
+        )
+
+    def __enter__(self: ServerT) -> ServerT:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+
+class ImageServer(BackgroundServer):
     """Serves IMAGE_PATH (JPEG), TEXT_PATH (text/plain) and 404 for anything else; records request paths."""
 
     def __init__(self, bind: str, advertised_host: str, port: int = 0) -> None:
@@ -109,24 +140,7 @@ class ImageServer:
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass  # NB: keep pytest's output clean; `requests` keeps the record
 
-        self._httpd = ThreadingHTTPServer((bind, port), Handler)
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        host = f"[{advertised_host}]" if ":" in advertised_host else advertised_host
-        self.root = f"http://{host}:{self.port}"
-        # NB: a short poll interval makes shutdown() at session end take ~50 ms instead of ~0.5 s
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="smoke-image-server", daemon=True
-        )
+        super().__init__(Handler, bind, port, "smoke-image-server", advertised_host)
 
     def url(self, path: str) -> str:
         return self.root + path
-
-    def __enter__(self) -> ImageServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)

@@ -28,8 +28,10 @@ import time
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+
+from smoke_tests.image_server import BackgroundServer
 
 # Files the hub keeps in LFS (its default .gitattributes): their ETag is the content's sha256.
 LFS_SUFFIXES = frozenset({".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx", ".msgpack", ".h5", ".ckpt"})
@@ -63,7 +65,7 @@ def _scan(directory: Path) -> dict[str, RepoFile]:
     return files
 
 
-class HubServer:
+class HubServer(BackgroundServer):
     """Serves `directory` as model repo `repo_id` at `commit`; a context manager like smoke_tests' ImageServer."""
 
     def __init__(
@@ -105,24 +107,7 @@ class HubServer:
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass  # NB: the counters keep the record
 
-        self._httpd = ThreadingHTTPServer((bind, port), Handler)
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        host = f"[{bind}]" if ":" in bind else bind
-        self.root = f"http://{host}:{self.port}"
-        # NB: a short poll interval makes shutdown() take ~50 ms instead of ~0.5 s
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="hub-server", daemon=True
-        )
-
-    def __enter__(self) -> HubServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(Handler, bind, port, "hub-server")
 
     # --- what the hub answers ---
 
