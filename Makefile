@@ -9,6 +9,11 @@ ENGINE_VENV := .venv-engine
 PY := $(VENV)/bin/python
 TEST_ARGS ?=
 
+# Python writes its bytecode caches in every venv here (some environments, CI's among them, set
+# PYTHONDONTWRITEBYTECODE=1: then every vllm-deploy process and every host vLLM process compiled its imports anew,
+# ~0.8 s per CLI call, tens of seconds per engine start).
+unexport PYTHONDONTWRITEBYTECODE
+
 COMPOSE_BINARY = $(shell $(PY) -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')
 
 .PHONY: help venv test-venv engine docker podman registry prometheus status up down rollout push logs smoke bench load render golden validate-rendered ruff format-check mypy check test test-times test-fast vllm-options vllm-envs vllm-architectures vllm-router-routes

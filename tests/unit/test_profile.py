@@ -696,3 +696,18 @@ def test_the_builtin_cpu_profiles_load_their_images_by_hand(name):
     policies = _pull_policies(load_profile(name))
     assert policies and set(policies.values()) == {"Never"}
     assert all(image.startswith("localhost/vllm-deploy/") for image in policies)
+
+
+@pytest.mark.parametrize("name", builtin_names())
+def test_libyaml_reads_every_builtin_profile_as_the_python_parser_does(name, monkeypatch):
+    """The fast parser (libyaml) gives the same values and the same line of every key as PyYAML's own."""
+    import yaml
+
+    from deploy.spec import yaml_lines
+
+    assert yaml_lines.FAST_PARSER is yaml.CSafeLoader  # NB: PyYAML's wheels carry libyaml
+    text = (REPO / "deploy" / "profiles" / f"{name}.yaml").read_text()
+    fast, fast_problems = yaml_lines.parse(text)
+    monkeypatch.setattr(yaml_lines, "FAST_PARSER", yaml.SafeLoader)
+    assert (fast, fast_problems) == yaml_lines.parse(text)
+    assert len(fast.lines) > 10
