@@ -1,24 +1,25 @@
-"""The rendered Kubernetes objects, as `kubectl kustomize` builds them, run for real under `podman kube play`.
+"""The rendered Kubernetes objects, as `kubectl kustomize` builds them, run for real under `podman kube play`, in
+the users' shape: the CPU twin of a user's copy of minicpm-v-2_6 with two replicas behind vLLM's router
+(tests/tools/twins.py), as the GPU Deployment's uid, with the guide's model name and the model on the GPU profile's
+container path (a hostPath: the twin's model directory on this host).
 
-What is played, once for the module (one vLLM cold start phase: the two engine pods start together):
-tiny-cpu-x2's engine Deployment twice (podman plays a Deployment as one pod whatever its replicas, so two
-copies under two names), engine pod 0 also published on 127.0.0.1; then its router Deployment in front of
-them. Against engine pod 0 itself: the smoke suite, non-root with a read-only root and the key from the
-Secret, every route of vLLM's own table needs the key. Through the router pod: the smoke suite, and its
-front answers only the client allowlist and checks the key; its admin routes answer inside the pod only.
+What is played, once for the module (one vLLM cold start phase: the two engine pods start together): the twin's
+engine Deployment twice (podman plays a Deployment as one pod whatever its replicas, so two copies under two names),
+engine pod 0 also published on 127.0.0.1; then its router Deployment in front of them. Against engine pod 0 itself:
+the smoke suite, as the GPU uid with a read-only root and the key from the Secret, every route of vLLM's own table
+needs the key. Through the router pod: the smoke suite, and its front answers only the client allowlist and checks
+the key; its admin routes answer inside the pod only.
 
-Why this covers tiny-cpu's Deployment: both come from one template and one image recipe (the images differ
-in a title label only), with the same model, engine settings, generation config, key check module, user,
-mounts and probes. What tiny-cpu's engine Deployment has differently (`diff k8s/tiny-cpu*/deployment.yaml`),
-and why podman could not judge it anyway: names and labels, and the Secret's and ConfigMaps' names (each
-run's own, hashed by kustomize the same way); replicas 1 with strategy Recreate, no
-topologySpreadConstraints (podman plays one pod, has no rollout and one node); terminationGracePeriodSeconds
-45 and --shutdown-timeout 30 (seen only when a pod stops under load, which no check here judges: the compose
-tests judge drain); CPU limit 2 without a request (podman applies it, which changes only speed); no
-VLLM_HTTP_TIMEOUT_KEEP_ALIVE (for the router's pooled connections). The smoke suite against engine pod 0
-gets tiny-cpu's own options, asserted equal to those of an x2 engine without its router. tiny-cpu's own
-Deployment is still played, for the empty-key pod (cheap: it exits at once), and its rendered objects are
-validated statically in tests/static (kubernetes-validate --strict, kustomize, checkov).
+Why this covers the one-replica twin's Deployment (`vllm-deploy twin minicpm-v-2_6`), and tiny-cpu-x2's: the same
+template and image recipe, the same user, mounts, probes, key check and generation config. What differs, and why
+podman could not judge it anyway: replicas 1 with strategy Recreate, no topologySpreadConstraints and no
+PodDisruptionBudget (podman plays one pod, has no rollout and one node); the CPU limit (podman applies it, which
+changes only speed); VLLM_HTTP_TIMEOUT_KEEP_ALIVE (for the router's pooled connections); names, labels and the
+Secret's and ConfigMaps' names. tiny-cpu-x2 keeps its model in its image instead of a hostPath. The smoke suite
+against engine pod 0 gets the one-replica twin's own options, asserted equal to those of an x2 engine without its
+router. tiny-cpu's own Deployment is still played, for the empty-key pod (cheap: it exits at once), and every
+profile's rendered objects are validated statically in tests/static (kubernetes-validate --strict, kustomize,
+checkov).
 
 Where podman differs from a cluster, see tests/tools/podman.py. Besides: it has no API server, so the
 router cannot discover the engine pods by label; it gets their addresses as static worker URLs (the
@@ -62,6 +63,7 @@ from tests.tools.podman import (
     require_podman,
 )
 from tests.tools.router_routes import every_route, other_spellings
+from tests.tools.twins import MINICPM, MINICPM_X2, Twin, make_twin
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 READY_DEADLINE_SECONDS = 420
@@ -75,13 +77,18 @@ def engine_prefix(plan: Plan, index: int) -> str:
 
 @dataclass(frozen=True)
 class Pods:
-    plan: Plan  # tiny-cpu-x2's
+    twin: Twin  # of the user's copy of minicpm-v-2_6 with two replicas
+    one_replica: Plan  # the twin of minicpm-v-2_6 itself (not brought up)
     key: str
     engine_url: str  # engine pod 0, published on 127.0.0.1
     router_url: str  # the router pod, published on 127.0.0.1
     gateway: str  # the host's address on the pods' network, where they reach the smoke suite's image server
     engines_ready_seconds: float  # from playing the engine pods to both answering /health
     tiny_cpu: Plan  # its image is in podman's store: for the empty-key pod
+
+    @property
+    def plan(self) -> Plan:
+        return self.twin.plan
 
     def engine_prefix(self, index: int) -> str:
         return engine_prefix(self.plan, index)
@@ -105,10 +112,11 @@ def engine_container(pods: Pods) -> str:
 def pods(tmp_path_factory):
     require_podman()
     root = tmp_path_factory.mktemp("pods")
-    plan = resolve(load_profile("tiny-cpu-x2"))
+    twin = make_twin(root / "twin", MINICPM_X2)
+    plan = twin.plan
     kube = kubernetes_plan(plan)
     assert plan.router is not None and kube.router is not None
-    prepare(Stack(plan, root), echo=False)  # both images the manifests name; cache hits after `up`
+    prepare(twin.stack, echo=False)  # the images the manifests name (cache hits) and the twin's model directory
     load_into_podman(plan.image.reference)
     key = "sk-" + secrets.token_hex(16)
     objects = kustomize_objects(plan, root / "rendered", key)
@@ -165,7 +173,8 @@ def pods(tmp_path_factory):
                 return False
 
         wait_until(lambda: True if ready() else None, timeout=120, interval=1)
-        yield Pods(plan, key, engine_url, router_url, networks[0]["Gateway"], engines_ready, tiny_cpu)
+        one_replica = make_twin(root / "one-replica", MINICPM).plan
+        yield Pods(twin, one_replica, key, engine_url, router_url, networks[0]["Gateway"], engines_ready, tiny_cpu)
     finally:
         for path in reversed(manifests):
             podman("kube", "down", str(path), check=False)
@@ -173,11 +182,11 @@ def pods(tmp_path_factory):
 
 
 def test_an_engine_pod_serves_the_smoke_suite(pods, measured):
-    # NB: tiny-cpu's own options (the plan's, so the server-side stop ids prove the ConfigMap reached vLLM);
-    # an x2 engine without the router in front takes the same ones.
-    options = plan_options(pods.tiny_cpu, pods.engine_url, pods.gateway)
+    # NB: the one-replica twin's own options (the plan's, so the server-side stop ids prove the ConfigMap reached
+    # vLLM); an x2 engine without the router in front takes the same ones.
+    options = plan_options(pods.one_replica, pods.engine_url, pods.gateway)
     assert options == plan_options(pods.plan.model_copy(update={"router": None}), pods.engine_url, pods.gateway)
-    code, cases, output = run_suite(options, key=pods.key, ready=pods.tiny_cpu.health.start_period_seconds)
+    code, cases, output = run_suite(options, key=pods.key, ready=pods.plan.health.start_period_seconds)
     assert code == 0, output[-6000:] + pods.engine_logs()
     assert {c.status for c in cases} == {"passed"}
     assert {
@@ -189,9 +198,14 @@ def test_an_engine_pod_serves_the_smoke_suite(pods, measured):
     measured["smoke suite against an engine pod, sum of cases (s)"] = round(sum(c.seconds for c in cases), 2)
 
 
-def test_an_engine_pod_runs_as_non_root_with_a_read_only_root_and_the_key_from_the_secret(pods):
+def test_an_engine_pod_runs_as_the_gpu_uid_with_a_read_only_root_and_the_key_from_the_secret(pods):
     container = engine_container(pods)
-    assert podman("exec", container, "id", "-u").stdout.strip() == str(pods.plan.image.run_as_user)
+    assert podman("exec", container, "id", "-u").stdout.strip() == str(pods.twin.gpu_uid)
+    who = podman("exec", container, "python3", "-c", "import getpass; print(getpass.getuser())", check=False)
+    assert who.stdout.strip() == pods.plan.environment["USER"], who.stderr
+    mounts = json.loads(podman("inspect", container).stdout)[0]["Mounts"]
+    weights = next(m for m in mounts if m["Destination"] == pods.twin.gpu.storage.container_path)
+    assert weights["RW"] is False and weights["Source"] == str(pods.twin.root / "model")
     write = podman(
         "exec", container, "sh", "-c", 'touch /opt/x; echo "root $?"; touch "$HOME/x" && echo "home 0"', check=False
     )

@@ -1,16 +1,20 @@
 """The CPU twins of the built-in GPU profiles (minicpm-v-2_6: the guide's model from a host directory;
-qwen2_5-vl-7b: a hub model in a cache volume), brought up as their users deploy them: under compose (what `make up
-PROFILE=<twin file>` runs) and as their rendered Kubernetes Deployments under `podman kube play`. Each passes the
-smoke suite as the uid of the GPU Deployment, with the model where the GPU profile has it in the container and
-served under the GPU profile's name.
+qwen2_5-vl-7b: a hub model in a cache volume), and of a user's copy of minicpm-v-2_6 with two replicas behind vLLM's
+router, brought up as their users deploy them: under compose (what `make up PROFILE=<twin file>` runs), and the hub
+twin also as its rendered Kubernetes Deployment under `podman kube play` (its init container fetches the model).
+Each passes the smoke suite as the uid of the GPU Deployment, with the model where the GPU profile has it in the
+container and served under the GPU profile's name. The MiniCPM twins' Kubernetes objects run under podman in
+tests/integration/test_pods.py: the two-replica copy's engine Deployment (twice, as podman plays one pod a
+Deployment) and its router Deployment; its engine Deployment differs from the one-replica twin's only in what podman
+cannot judge (replicas, strategy, spread, the disruption budget; the same argument as there).
 
 The twin keeps the GPU profile's shape, so what fails on first contact with a cluster because of that shape fails
 here too. The guide's model did (issue 19): mounted at /root/ld/… for a non-root uid, in an image whose /root is
 0700; `test_the_guides_path_fails_for_the_gpu_uid_as_on_a_cluster` keeps that failure reproduced, so the twin is
 known to see it.
 
-NB: the four servers (two twins, two targets) start together and are waited for together: one cold-start phase
-for the module, not four.
+NB: the five engines (three twins; the two-replica one has two) and the hub twin's pod start together and are waited
+for together: one cold-start phase for the module.
 """
 
 from __future__ import annotations
@@ -22,22 +26,17 @@ import re
 import secrets
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
 from deploy.bench.hub_server import HubServer
-from deploy.init.twin import twin_profile
-from deploy.plan import Plan, resolve
 from deploy.runtime.docker import docker_cli
-from deploy.runtime.net import free_port, wait_for_http
+from deploy.runtime.net import wait_for_http
 from deploy.runtime.smoke import plan_options, run_suite
-from deploy.runtime.stack import Stack, down, fetch_model, prepare, stack_for, wait_services
-from deploy.spec import load_profile
+from deploy.runtime.stack import down, fetch_model, prepare, wait_services
 from deploy.targets import kubernetes_plan
-from tests.conftest import REPO, print_logs_if_failed
+from tests.conftest import print_logs_if_failed
 from tests.tools.podman import (
     configmap_options,
     containers,
@@ -53,43 +52,13 @@ from tests.tools.podman import (
     published_port,
     require_podman,
 )
+from tests.tools.twins import GUIDE_MODEL_PATH, MINICPM, MINICPM_X2, Twin, make_twin
 
 pytestmark = [pytest.mark.docker, pytest.mark.podman, pytest.mark.slow]
-GPU_PROFILES = ["minicpm-v-2_6", "qwen2_5-vl-7b"]
-GUIDE_MODEL_PATH = "/root/ld/ld_model_pretrained/Minicpmv2_6"  # the seed guide's `vllm serve` path
+QWEN = "qwen2_5-vl-7b"
+TWINS = [MINICPM, MINICPM_X2, QWEN]
 QWEN_REPOSITORY = "Qwen/Qwen2.5-VL-7B-Instruct"
 HUB_COMMIT = "0123456789abcdef0123456789abcdef01234567"  # what our hub answers for the profile's "main"
-
-
-@dataclass
-class Twin:
-    root: Path
-    plan: Plan  # the twin's (on a free port)
-    gpu: Plan  # the GPU profile's
-    gpu_deployment: dict  # the committed k8s/<name>/deployment.yaml
-    stack: Stack
-    hub: HubServer | None = None  # where a hub twin's fetch step downloads from
-    fetch_output: str = ""  # what `up`'s run of the fetch step printed
-    pod_url: str = ""
-    pod_key: str = ""
-    pod_container: str = ""
-    pod_secret: str = ""
-
-    @property
-    def gpu_uid(self) -> int:
-        return self.gpu_deployment["spec"]["template"]["spec"]["securityContext"]["runAsUser"]
-
-
-def make_twin(root: Path, gpu_profile: str, hub: HubServer | None = None) -> Twin:
-    document = yaml.safe_load(twin_profile(gpu_profile, root / "model", REPO))
-    document["server"]["port"] = free_port()  # NB: the shape's port (8000) may be a running tiny-cpu's here
-    if hub:  # NB: the fetch step downloads for real, from our hub, instead of laying the tiny model out itself
-        document["model"]["hub-endpoint"] = hub.root
-    path = root / "twin.yaml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    plan = resolve(load_profile(str(path)))
-    deployment = yaml.safe_load((REPO / "k8s" / gpu_profile / "deployment.yaml").read_text())
-    return Twin(root, plan, resolve(load_profile(gpu_profile)), deployment, stack_for(plan, root), hub)
 
 
 def play_pod(twin: Twin, manifests: list[Path]) -> None:
@@ -122,18 +91,22 @@ def twins(tmp_path_factory, measured):
     as Qwen's repository: the Qwen twin's fetch step (compose's service, the pod's init container) downloads it
     with Hugging Face's client, and its engines load it offline."""
     require_podman()
-    minicpm = make_twin(tmp_path_factory.mktemp(GPU_PROFILES[0]), GPU_PROFILES[0])
-    found = {minicpm.plan.twin_of or "": minicpm}
+    found: dict[str, Twin] = {}
     manifests: list[Path] = []
     hub: HubServer | None = None
     try:
         started = time.monotonic()
-        clean_volumes(minicpm)
-        prepare(minicpm.stack, echo=False)  # the image (a cache hit after tiny-cpu's) and the twin's weights
+        for name in (MINICPM, MINICPM_X2):
+            twin = found[name] = make_twin(tmp_path_factory.mktemp(name), name)
+            clean_volumes(twin)
+            prepare(twin.stack, echo=False)  # the images (cache hits after tiny-cpu-x2's) and the twin's weights
         hub = HubServer(
-            minicpm.root / "model", QWEN_REPOSITORY, HUB_COMMIT, bind=minicpm.stack.docker.bridge_gateway()
+            found[MINICPM].root / "model",
+            QWEN_REPOSITORY,
+            HUB_COMMIT,
+            bind=found[MINICPM].stack.docker.bridge_gateway(),
         ).__enter__()
-        qwen = found[GPU_PROFILES[1]] = make_twin(tmp_path_factory.mktemp(GPU_PROFILES[1]), GPU_PROFILES[1], hub)
+        qwen = found[QWEN] = make_twin(tmp_path_factory.mktemp(QWEN), QWEN, hub)
         clean_volumes(qwen)
         prepare(qwen.stack, echo=False)
         with contextlib.redirect_stdout(io.StringIO()) as printed:
@@ -141,19 +114,20 @@ def twins(tmp_path_factory, measured):
         qwen.fetch_output = printed.getvalue()
         for twin in found.values():
             twin.stack.compose("up", "-d", "--no-build", *twin.stack.services).checked("docker compose up")
-        load_into_podman(*(twin.plan.image.reference for twin in found.values()))  # NB: while the servers start
-        for twin in found.values():
-            play_pod(twin, manifests)
+        load_into_podman(qwen.plan.image.reference)  # NB: while the servers start
+        play_pod(qwen, manifests)
         for twin in found.values():
             wait_services(twin.stack, twin.stack.services)
-            try:
-                wait_for_http(f"{twin.pod_url}/health", twin.plan.health.start_period_seconds, interval=0.5)
-            except TimeoutError:
-                pytest.fail(
-                    f"{twin.plan.name}'s pod is not healthy:\n{logs(containers(kubernetes_plan(twin.plan).object_name, every=True))}"
-                )
-            twin.pod_container = containers(f"{kubernetes_plan(twin.plan).object_name}-pod-", "-vllm")[0]
-        measured["twins: 2 compose stacks and 2 podman pods, all healthy (s)"] = round(time.monotonic() - started, 1)
+        try:
+            wait_for_http(f"{qwen.pod_url}/health", qwen.plan.health.start_period_seconds, interval=0.5)
+        except TimeoutError:
+            pytest.fail(
+                f"{QWEN}'s pod is not healthy:\n{logs(containers(kubernetes_plan(qwen.plan).object_name, every=True))}"
+            )
+        qwen.pod_container = containers(f"{kubernetes_plan(qwen.plan).object_name}-pod-", "-vllm")[0]
+        measured["twins: 3 compose stacks (5 engines) and 1 podman pod, all healthy (s)"] = round(
+            time.monotonic() - started, 1
+        )
         yield found
     finally:
         for path in manifests:
@@ -169,7 +143,7 @@ def twins(tmp_path_factory, measured):
 @pytest.fixture(autouse=True)
 def container_logs_on_failure(request):
     yield
-    for name in GPU_PROFILES:
+    for name in TWINS:
         print_logs_if_failed(request, "twins", 80, stack_of=lambda found, name=name: found[name].stack)
 
 
@@ -178,7 +152,7 @@ def exec_in(target: str, container: str, *args: str) -> subprocess.CompletedProc
     return subprocess.run([binary, "exec", container, *args], capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("name", GPU_PROFILES)
+@pytest.mark.parametrize("name", TWINS)
 def test_the_twin_keeps_the_gpu_profiles_names_paths_and_user(twins, name):
     twin = twins[name]
     assert twin.plan.name == twin.gpu.name and twin.plan.twin_of == name
@@ -186,18 +160,22 @@ def test_the_twin_keeps_the_gpu_profiles_names_paths_and_user(twins, name):
     assert twin.plan.model == twin.gpu.model
     assert twin.plan.storage.container_path == twin.gpu.storage.container_path
     assert twin.plan.image.run_as_user == twin.gpu_uid
-    if name == "minicpm-v-2_6":
+    assert twin.plan.replicas == twin.gpu.replicas == (2 if name == MINICPM_X2 else 1)
+    assert (twin.plan.router is None) is (twin.gpu.router is None)
+    if name != QWEN:
         assert twin.plan.served_model_name == GUIDE_MODEL_PATH and twin.plan.model == "/models/weights"
 
 
-@pytest.mark.parametrize("target", ["compose", "podman"])
-@pytest.mark.parametrize("name", GPU_PROFILES)
+@pytest.mark.parametrize(
+    ("name", "target"), [(MINICPM, "compose"), (MINICPM_X2, "compose"), (QWEN, "compose"), (QWEN, "podman")]
+)
 def test_the_twin_serves_the_smoke_suite_as_the_gpu_uid(twins, name, target, measured):
     """The container runs as the GPU Deployment's uid, which has no passwd entry (as in the official image), with
-    HOME writable and the root read-only; the smoke suite passes against it."""
+    HOME writable and the root read-only; the smoke suite passes against it (through the router, where there is
+    one: it spreads the suite over both replicas)."""
     twin = twins[name]
     if target == "compose":
-        container, url, key = twin.stack.container() or "", twin.stack.endpoint, twin.stack.key()
+        container, url, key = twin.engine_container, twin.stack.endpoint, twin.stack.key()
         gateway = twin.stack.gateway()
         mount = next(m for m in twin.stack.docker.inspect(container)["Mounts"] if m["Destination"] == twin.gpu.storage.container_path)  # fmt: skip
         assert mount["RW"] is (twin.plan.storage.kind == "hub")  # weights read-only; a hub cache is the engine's
@@ -216,17 +194,25 @@ def test_the_twin_serves_the_smoke_suite_as_the_gpu_uid(twins, name, target, mea
     assert code == 0, output[-6000:] + (logs([container]) if target == "podman" else "")
     assert {c.status for c in cases} == {"passed"}
     assert "test_seed_snippets::test_seed_snippet_runs[image-url]" in {c.name for c in cases}
+    if twin.plan.router:  # every replica answered some of the suite's chats, through the router's round robin
+        served = {
+            r.service: twin.stack.docker.logs(twin.stack.container(r.service), 100_000).count(
+                "POST /v1/chat/completions"
+            )
+            for r in twin.plan.instances
+        }
+        assert len(served) == 2 and min(served.values()) > 0, served
     measured[f"smoke suite against the twin of {name} ({target}), sum of cases (s)"] = round(
         sum(c.seconds for c in cases), 2
     )
 
 
 def test_the_hub_twin_serves_its_model_from_the_cache_without_the_hub(twins):
-    twin = twins["qwen2_5-vl-7b"]
+    twin = twins[QWEN]
     assert twin.plan.environment["HF_HUB_OFFLINE"] == "1" and twin.plan.environment["HF_HOME"] == "/models/hf-cache"
-    listing = exec_in("compose", twin.stack.container() or "", "ls", "/models/hf-cache/hub")
+    listing = exec_in("compose", twin.engine_container, "ls", "/models/hf-cache/hub")
     assert "models--Qwen--Qwen2.5-VL-7B-Instruct" in listing.stdout.split(), listing.stdout + listing.stderr
-    refs = exec_in("compose", twin.stack.container() or "", "cat", "/models/hf-cache/hub/models--Qwen--Qwen2.5-VL-7B-Instruct/refs/main")  # fmt: skip
+    refs = exec_in("compose", twin.engine_container, "cat", "/models/hf-cache/hub/models--Qwen--Qwen2.5-VL-7B-Instruct/refs/main")  # fmt: skip
     assert refs.stdout == HUB_COMMIT, refs.stdout + refs.stderr  # the hub's commit, as Hugging Face's client wrote it
 
 
@@ -234,7 +220,7 @@ def test_the_hub_twin_fetched_from_the_hub_once_per_volume_before_its_engines(tw
     """Compose's fetch step (run by `up` in the foreground, then by compose before the engine) and the pod's init
     container each downloaded every file of the repository once, with Hugging Face's client; a later run of the
     step downloads nothing and touches no network."""
-    twin = twins["qwen2_5-vl-7b"]
+    twin = twins[QWEN]
     hub = twin.hub
     assert hub and twin.plan.fetch and twin.plan.fetch.environment["HF_ENDPOINT"] == hub.root
     sizes = hub.sizes()
@@ -252,7 +238,7 @@ def test_a_hub_twin_without_an_endpoint_lays_the_tiny_model_out_as_the_repositor
     """What `vllm-deploy twin qwen2_5-vl-7b` gives a user (no hub to fetch from): the fetch step copies the image's
     tiny model into the volume as the repository's cached snapshot, as the GPU uid, once; the engine, offline, finds
     it by the hub id (run here alone, in the twin's image, on a fresh volume)."""
-    twin = make_twin(tmp_path, "qwen2_5-vl-7b")
+    twin = make_twin(tmp_path, QWEN)
     prepare(twin.stack, echo=False)  # NB: the image the twins' fixture built: a cache hit
     served, fetch = twin.plan, twin.plan.fetch
     assert fetch and "cp -R /models/tiny-vlm/." in fetch.command[2] and fetch.secrets == []
@@ -280,7 +266,7 @@ def test_a_hub_twin_without_an_endpoint_lays_the_tiny_model_out_as_the_repositor
 def test_the_guides_path_fails_for_the_gpu_uid_as_on_a_cluster(twins):
     """Before issue 19's fix the container path was the guide's: the GPU Deployment's uid cannot traverse /root
     (0700 in the official image, and in the twin's), so vLLM takes the path for a hub id and stops."""
-    twin = twins["minicpm-v-2_6"]
+    twin = twins[MINICPM]
     uid = twin.gpu_uid
     failed = subprocess.run(
         [
@@ -299,4 +285,4 @@ def test_the_guides_path_fails_for_the_gpu_uid_as_on_a_cluster(twins):
     )  # fmt: skip
     assert root.stdout.split() == ["700", "root"], root.stdout + root.stderr
     # The same directory at the plan's container path is what the twin serves from (the smoke suite above).
-    assert twin.stack.docker.inspect(twin.stack.container() or "")["State"]["Health"]["Status"] == "healthy"
+    assert twin.stack.docker.inspect(twin.engine_container)["State"]["Health"]["Status"] == "healthy"
