@@ -16,7 +16,7 @@ unexport PYTHONDONTWRITEBYTECODE
 
 COMPOSE_BINARY = $(shell $(PY) -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')
 
-.PHONY: help venv test-venv engine docker podman registry prometheus status up down rollout push logs smoke bench load render golden validate-rendered ruff format-check mypy check test test-times test-fast vllm-options vllm-envs vllm-architectures vllm-router-routes
+.PHONY: help venv test-venv engine docker podman registry prometheus status up down rollout push logs smoke bench load render golden validate-rendered ruff format-check mypy check test test-times test-fast vllm-options vllm-envs vllm-architectures vllm-router-routes vllm-official-image
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
@@ -120,3 +120,6 @@ vllm-architectures: engine ## regenerate vLLM's architecture table (deploy/data/
 
 vllm-router-routes: venv ## regenerate vLLM's router's route table (deploy/data/vllm-router-routes.json) from its pinned sdist
 	$(PY) scripts/vllm_router_routes.py > deploy/data/vllm-router-routes.json.tmp && mv deploy/data/vllm-router-routes.json.tmp deploy/data/vllm-router-routes.json
+
+vllm-official-image: venv ## regenerate what vLLM's official image is (deploy/data/vllm-official-image.json) from the pinned sdist's Dockerfile
+	$(PY) scripts/vllm_official_image.py > deploy/data/vllm-official-image.json.tmp && mv deploy/data/vllm-official-image.json.tmp deploy/data/vllm-official-image.json

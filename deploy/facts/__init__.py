@@ -5,7 +5,8 @@ models.yaml (image-token facts per architecture, end tokens, init's settings) ·
 (vLLM's architecture registry, `make vllm-architectures`) · vllm-serve-options.json (vLLM's option table,
 `make vllm-options`) · vllm-serve-classes.yaml (every option's destination classified by hand: allowed,
 modelled, refused) · vllm-envs.json (the variables vLLM reads, `make vllm-envs`) · vllm-router-routes.json
-(vLLM's router's route table, `make vllm-router-routes`).
+(vLLM's router's route table, `make vllm-router-routes`) · vllm-official-image.json (what the official image
+is, read from the pinned release's docker/Dockerfile, `make vllm-official-image`).
 
 The generated files are written by scripts/ from the component itself; tests check they are current.
 NB: the files are the toolkit's own: a malformed one is a bug here, raised as such, never a user error.
@@ -30,6 +31,7 @@ OPTIONS_FILE = DATA_DIR / "vllm-serve-options.json"
 CLASSES_FILE = DATA_DIR / "vllm-serve-classes.yaml"
 ENVS_FILE = DATA_DIR / "vllm-envs.json"
 ROUTES_FILE = DATA_DIR / "vllm-router-routes.json"
+OFFICIAL_IMAGE_FILE = DATA_DIR / "vllm-official-image.json"
 
 
 def _json(path: Path) -> Any:
@@ -86,6 +88,13 @@ def vllm_variables() -> frozenset[str]:
 def route_table() -> dict[str, Any]:
     """vLLM's router's own route table, by group (scripts/vllm_router_routes.py wrote it from the pinned sdist)."""
     return _json(ROUTES_FILE)
+
+
+@cache
+def official_image() -> dict[str, Any]:
+    """What vLLM's official image is, per Dockerfile target (scripts/vllm_official_image.py wrote it from the
+    pinned release's docker/Dockerfile): base, entrypoint, user, workdir, python, users, ownership, env."""
+    return _json(OFFICIAL_IMAGE_FILE)
 
 
 @dataclass(frozen=True)
