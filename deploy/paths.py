@@ -15,6 +15,7 @@ TEMPLATE_DIR = next(
 ASSETS_DIR = PACKAGE_DIR / "assets"
 BUILD_ASSETS = {
     "engine-venv.sh": ASSETS_DIR / "engine-venv.sh",
+    "engine-bytecode-dirs.txt": ASSETS_DIR / "engine-bytecode-dirs.txt",
     "tiny_model.py": ASSETS_DIR / "tiny_model.py",
     "router_launch.py": ASSETS_DIR / "router_launch.py",
     "vllm_deploy_edge.py": ASSETS_DIR / "edge" / "vllm_deploy_edge.py",

@@ -2,6 +2,7 @@
 
     PYTHONPATH=$PWD .venv/bin/python scripts/import_trace.py ENGINE_VENV [--model DIR] [--json OUT]
     PYTHONPATH=$PWD .venv/bin/python scripts/import_trace.py ENGINE_VENV --ready-only --runs 3
+    PYTHONPATH=$PWD .venv/bin/python scripts/import_trace.py ENGINE_VENV --bytecode-dirs deploy/assets/engine-bytecode-dirs.txt
 
 Evidence for deploy/assets/engine-venv.sh's diet step (issue #22): a distribution that neither vLLM's API server
 nor its engine core (a separate, spawned process) loads while serving can leave the image.
@@ -20,6 +21,9 @@ nor its engine core (a separate, spawned process) loads while serving can leave 
 4. SIGINT to the server (vLLM shuts its engine core down), then a table: each distribution of the venv, its
    size (its RECORD's files), and which process loaded any file of it. Data files opened with open() (not
    modules, not shared libraries) are not seen: check a removal's data use by reading the code.
+
+--bytecode-dirs FILE: the folders (under site-packages) of every module any process loaded, the list the image
+build compiles the bytecode of (deploy/assets/engine-venv.sh); regenerate it with each vLLM or torch release.
 
 --ready-only: no tracer and no requests; time from start to /health 200, --runs times (median printed), to compare
 venvs (e.g. with and without compiled bytecode).
@@ -272,11 +276,28 @@ def table(python: Path, traces: dict[int, dict]) -> list[dict]:
     return sorted(rows, key=lambda r: -float(r["mb"]))
 
 
+BYTECODE_DIRS_HEADER = """\
+# The folders under site-packages that a served vLLM (CPU) loads modules from: the image build compiles the
+# bytecode of these only (deploy/assets/engine-venv.sh). Written by scripts/import_trace.py --bytecode-dirs from a
+# traced smoke run (the smoke suite, the seed's snippets, text, streaming, every route); regenerate it with each
+# vLLM or torch release. "." is site-packages itself.
+"""
+
+
+def bytecode_dirs(modules: list[str]) -> str:
+    """The list's text: the folder of every loaded Python module (not extension modules: nothing to compile) under a
+    site-packages, relative to it, sorted."""
+    loaded = [m.split("/site-packages/", 1)[1] for m in modules if "/site-packages/" in m and m.endswith(".py")]
+    folders = {os.path.dirname(m) or "." for m in loaded}
+    return BYTECODE_DIRS_HEADER + "".join(f"{folder}\n" for folder in sorted(folders))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("venv", type=Path, help="the engine venv (deploy/assets/engine-venv.sh VENV)")
     parser.add_argument("--model", type=Path, help="the tiny model's folder (built into a scratch folder if absent)")
     parser.add_argument("--json", type=Path, help="write the table, traces' summary and figures here")
+    parser.add_argument("--bytecode-dirs", type=Path, help="write the folders of the loaded modules here")
     parser.add_argument("--ready-only", action="store_true", help="only time start to /health 200, no tracer")
     parser.add_argument("--runs", type=int, default=1, help="with --ready-only: how many starts")
     parser.add_argument(
@@ -331,6 +352,9 @@ def main() -> int:
         print(f"{'distribution':32} {'MB':>7}  loaded by")
         for row in rows:
             print(f"{row['name']:32} {row['mb']:7.1f}  {','.join(row['loaded_by']) or '-'}")
+        modules = sorted({f for t in traces.values() for f in t["modules"].values() if f})
+        if args.bytecode_dirs:
+            args.bytecode_dirs.write_text(bytecode_dirs(modules))
         if args.json:
             summary = {
                 "ready_seconds": round(server.ready_seconds, 2),
@@ -340,7 +364,7 @@ def main() -> int:
                     str(pid): {"role": roles[pid], "title": t["title"], "modules": len(t["modules"])}
                     for pid, t in traces.items()
                 },
-                "modules": sorted({f for t in traces.values() for f in t["modules"].values() if f}),
+                "modules": modules,
                 "mapped": sorted({f for t in traces.values() for f in t["mapped"]}),
                 "distributions": rows,
             }

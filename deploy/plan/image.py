@@ -21,6 +21,7 @@ def build_recipe_digest() -> str:
     engine_files = [TEMPLATE_DIR / "docker" / f"Dockerfile.{kind}.j2" for kind in ("base", "cpu", "cuda")]
     for path in engine_files + [
         BUILD_ASSETS["engine-venv.sh"],
+        BUILD_ASSETS["engine-bytecode-dirs.txt"],
         BUILD_ASSETS["tiny_model.py"],
         BUILD_ASSETS["vllm_deploy_edge.py"],
     ]:

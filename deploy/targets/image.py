@@ -45,6 +45,7 @@ def build_files(plan: Plan) -> list[BuildFile]:
         # The scripts the CPU image build runs, and a wheel folder.
         found += [
             BuildFile(path="engine-venv.sh", asset="engine-venv.sh"),
+            BuildFile(path="engine-bytecode-dirs.txt", asset="engine-bytecode-dirs.txt"),
             BuildFile(path="wheels/README", text=WHEELS_README),
         ]
     if plan.image.tiny_model_dir:

@@ -123,6 +123,16 @@ def test_the_container_runs_with_a_read_only_root(running):
     )
     assert "root 1" in write.stdout and "home and tmp 0" in write.stdout, write.stdout + write.stderr
     assert "Read-only file system" in write.stderr
+    # Nothing can write bytecode at run time: the build compiled the serving path's folders (vLLM's, its OpenAI
+    # server's) and only those (pip's is not on it).
+    site = "/opt/venv/lib/python3.11/site-packages"
+    count = 'for d in "$@"; do ls "$d"/__pycache__/*.pyc 2>/dev/null | wc -l; done'
+    compiled = subprocess.run(
+        [docker_cli(), "exec", stack.container(), "sh", "-c", count, "-",
+         f"{site}/vllm", f"{site}/vllm/entrypoints/openai", f"{site}/pip"],
+        capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip
+    assert len(compiled) == 3 and int(compiled[0]) > 20 and int(compiled[1]) > 5 and compiled[2] == "0", compiled
 
 
 def test_an_empty_key_stops_the_compose_service_within_seconds(running, measured):

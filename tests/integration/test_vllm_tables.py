@@ -73,3 +73,21 @@ def test_the_architecture_table_knows_the_built_in_models():
     assert {"MiniCPMV", "Qwen2_5_VLForConditionalGeneration", "Idefics3ForConditionalGeneration"} <= set(
         table["multimodal"]
     )
+
+
+def test_every_folder_the_image_compiles_is_in_the_engine_venv():
+    """deploy/assets/engine-bytecode-dirs.txt (the folders a served vLLM loads modules from, compiled at the image's
+    build) names folders of modules this vLLM release has: a release that moves them shows up here."""
+    import subprocess
+    from pathlib import Path
+
+    from tests.integration.conftest import engine_python
+
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = Path(subprocess.run([str(engine_python()), "-c", purelib], capture_output=True, text=True).stdout.strip())
+    listed = [
+        line for line in (REPO / "deploy/assets/engine-bytecode-dirs.txt").read_text().splitlines() if line[:1] != "#"
+    ]
+    assert len(listed) > 500 and {"vllm", "vllm/entrypoints/openai", "torch", "transformers"} <= set(listed)
+    missing = [folder for folder in listed if not any((site / folder).glob("*.py"))]
+    assert not missing, f"no modules in these folders: {missing[:20]} (scripts/import_trace.py --bytecode-dirs)"
