@@ -545,3 +545,15 @@ def test_an_out_name_too_long_for_the_filesystem_is_a_user_error(cli, tmp_path, 
     out = tmp_path / ("a" * 300)
     result = cli("render", "tiny-cpu", "--out", str(out), *check)
     assert (result.code, result.err) == (2, f"error: {out}: cannot be used as the output root (File name too long)\n")
+
+
+@pytest.mark.parametrize("ref", [*builtin_names(), *map(str, FIXTURES)])
+def test_the_rules_come_out_the_same_from_libyaml_and_from_pyyaml(ref, monkeypatch):
+    from deploy import render as rendering
+
+    plan = resolve(load_profile(ref))
+    if plan.monitoring is None:
+        pytest.skip("monitoring off")
+    fast = rendering._rule_groups(plan.monitoring.rule_groups, 4)
+    monkeypatch.setattr(rendering, "_SAFE_DUMPER", yaml.SafeDumper)
+    assert fast == rendering._rule_groups(plan.monitoring.rule_groups, 4)
