@@ -435,7 +435,8 @@ def failing_on(monkeypatch, name: str, call: int, error: int):
 def test_a_failure_midway_puts_every_file_back(monkeypatch, tmp_path, name, call, error, reason):
     files = render_files()
     write_files(files, tmp_path)
-    (tmp_path / "compose" / "tiny-cpu" / "compose.yaml").write_text("hand edit\n")
+    for path in files:  # NB: every file differs, so every one is staged and moved in (an equal one is left alone)
+        (tmp_path / path).write_text("hand edit\n")
     (tmp_path / "k8s" / "tiny-cpu" / "service.yaml").unlink()
     if name == "mkdir":
         (tmp_path / "compose" / "tiny-cpu" / "wheels" / "README").unlink()
@@ -446,6 +447,22 @@ def test_a_failure_midway_puts_every_file_back(monkeypatch, tmp_path, name, call
         write_files(files, tmp_path)
     assert str(caught.value).endswith(f": cannot be written ({reason}); nothing was changed")
     assert snapshot(tmp_path) == before  # replaced files back, created ones gone, nothing staged left
+
+
+def test_a_file_that_already_holds_its_bytes_is_left_as_it_is(tmp_path):
+    files = render_files()
+    write_files(files, tmp_path)
+    same, edited = tmp_path / "compose" / "tiny-cpu" / "compose.yaml", tmp_path / "k8s" / "tiny-cpu" / "service.yaml"
+    edited.write_text("hand edit\n")
+    loose = tmp_path / "k8s" / "tiny-cpu" / "deployment.yaml"
+    loose.chmod(0o600)  # the same bytes, another mode: rewritten, 0644 again
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (same, edited, loose)}
+    write_files(files, tmp_path)
+    assert (same.stat().st_ino, same.stat().st_mtime_ns) == before[same]
+    assert edited.stat().st_ino != before[edited][0] and edited.read_text() == files["k8s/tiny-cpu/service.yaml"]
+    assert loose.stat().st_ino != before[loose][0] and loose.stat().st_mode & 0o777 == 0o644
+    assert all((tmp_path / path).read_text(encoding="utf-8") == text for path, text in files.items())
+    assert not list(tmp_path.rglob(".vllm-deploy-render-*"))
 
 
 def test_a_failed_first_render_leaves_no_directory(monkeypatch, tmp_path):
