@@ -164,6 +164,26 @@ def _unwritable(out_dir: Path, relative: str) -> str | None:
     return None
 
 
+def _holds(directory: int, name: str, data: bytes) -> bool:
+    """Whether `name` in `directory` is a regular file, mode 0644, of exactly `data` (never through a link)."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=directory)
+    except OSError:
+        return False
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or stat.S_IMODE(info.st_mode) != 0o644 or info.st_size != len(data):
+            return False
+        found = b""
+        while len(found) <= len(data) and (chunk := os.read(fd, len(data) + 1 - len(found))):
+            found += chunk
+        return found == data
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 class _Write:
     """One all-or-nothing write of many files: every file is staged in its own destination directory
     (so a rename moves it in atomically: same filesystem, no copy), then all are moved in; on any failure
@@ -208,11 +228,14 @@ class _Write:
         self.current = relative
         path = PurePosixPath(relative)
         directory = self.directory(path.parent)
+        data = content.encode("utf-8")
+        if _holds(directory, path.name, data):
+            return  # NB: already these bytes: left as it is (its inode and time stamps; build tools see no change)
         name = f"{STAGED_PREFIX}{secrets.token_hex(6)}"
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=directory)
         self.staged.append((directory, name, relative))
         with os.fdopen(fd, "wb") as out:
-            out.write(content.encode("utf-8"))
+            out.write(data)
             os.fchmod(out.fileno(), 0o644)
 
     def move_in(self) -> None:
@@ -246,6 +269,7 @@ class _Write:
                 raise
             if old is None:
                 self.done.append((directory, name, None, False))
+        self.staged = []  # every one moved in: nothing left to remove
 
     def roll_back(self) -> None:
         """Put every replaced file back and remove every created file and directory (best effort)."""
@@ -286,8 +310,8 @@ class _Write:
 
 def write_files(files: dict[str, str], out_dir: Path) -> list[Path]:
     """Write all files or none: check every target can take a file and no symbolic link is on its way,
-    stage each file beside its target, then move them in. On any failure (permission, a full disk, a link
-    that appeared meanwhile) the output is as it was and nothing is left behind."""
+    stage each file beside its target (unless it already holds those bytes), then move them in. On any failure
+    (permission, a full disk, a link that appeared meanwhile) the output is as it was and nothing is left behind."""
     out_dir = Path(out_dir)
     try:
         if out_dir.exists() and not out_dir.is_dir():

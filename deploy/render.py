@@ -38,6 +38,10 @@ __all__ = [
 ]
 
 
+# NB: json.dumps(value, ensure_ascii=False) builds a new encoder on every call (a scalar each: ~1500 a render --all)
+_json_encode = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def _json(value: Any, separators: tuple[str, str]) -> str:
     """JSON text that YAML 1.1 reads back as the same value. NB: JSON writes 1e-07, which a YAML 1.1 reader
     (PyYAML) takes for a string: its floats need a dot, so it is written 1.0e-07."""
@@ -46,14 +50,13 @@ def _json(value: Any, separators: tuple[str, str]) -> str:
         return f"{mantissa}.0e{exponent}"
     if isinstance(value, dict):
         items = (
-            f"{json.dumps(k if isinstance(k, str) else json.dumps(k), ensure_ascii=False)}{separators[1]}"
-            f"{_json(v, separators)}"
+            f"{_json_encode(k if isinstance(k, str) else json.dumps(k))}{separators[1]}{_json(v, separators)}"
             for k, v in value.items()
         )
         return "{" + separators[0].join(items) + "}"
     if isinstance(value, (list, tuple)):
         return "[" + separators[0].join(_json(v, separators) for v in value) + "]"
-    text = json.dumps(value, ensure_ascii=False)
+    text = _json_encode(value)
     if isinstance(value, str) and not value.isprintable():
         # NB: bidi controls, U+2028/9, C1 and DEL as \u escapes, which JSON and YAML both read back as the same
         # character: a rendered file never holds them raw (a YAML 1.1 reader folds a raw U+2028 into a space).
@@ -105,6 +108,11 @@ def _kubernetes_flow(value: Any) -> str:
     return _yaml_flow(kubernetes_literal(value))
 
 
+# NB: libyaml's emitter where PyYAML has it: the pure-Python one was a tenth of `render --all`. The rules are our own
+# text and numbers (deploy/plan/monitoring.py), and tests/unit/test_render.py pins both emitters to the same bytes.
+_SAFE_DUMPER: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def _rule_groups(groups: list, indent: int) -> str:
     """Prometheus rule groups as a YAML block (quoted by PyYAML where needed), indented for the template."""
     plain = [
@@ -119,7 +127,7 @@ def _rule_groups(groups: list, indent: int) -> str:
         }
         for g in groups
     ]
-    text = yaml.safe_dump(plain, sort_keys=False, allow_unicode=True, width=10_000, default_style=None)
+    text = yaml.dump(plain, Dumper=_SAFE_DUMPER, sort_keys=False, allow_unicode=True, width=10_000, default_style=None)
     pad = " " * indent
     return "".join(f"\n{pad}{line}" for line in text.splitlines())
 

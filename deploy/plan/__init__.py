@@ -6,6 +6,7 @@ of it), so nothing downstream maps a setting to a flag, picks a default or parse
 Each module imports only those listed before it.
 
 constants   ports, container paths, names and label keys: each written once
+frozen      the base of the Plan's types: frozen records, keyword fields, no validation (derived, not input)
 model       the frozen types of the Plan (sizes in GiB, health checks as commands, no target's spelling)
 memory      GPU memory arithmetic (weights, KV cache, what fits)
 engine      vLLM's flags, its argument list (built once) and its environment

@@ -6,20 +6,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from deploy.plan.frozen import Frozen
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class CudaTag(_Frozen):
+class CudaTag(Frozen):
     image: str
     cuda: str
     min_driver: str
 
 
-class ImagePlan(_Frozen):
+class ImagePlan(Frozen):
     reference: str  # what compose and Kubernetes run: a built image's name, or the official image unchanged
     build: bool  # False: the profile adds nothing to the pinned official image, so nothing is built
     base: str
@@ -38,20 +34,20 @@ class ImagePlan(_Frozen):
     cuda_tags: list[CudaTag]  # every official tag of this release, for doctor's driver advice
 
 
-class StoragePlan(_Frozen):
+class StoragePlan(Frozen):
     kind: Literal["host", "hub", "tiny"]
     host_path: str | None  # host: the directory on the host (and on the Kubernetes node)
     container_path: str | None  # where the weights (host) or the hub cache (hub) appear in the container
     revision: str | None = None  # hub: the pinned commit, tag or branch
 
 
-class SecretEnv(_Frozen):
+class SecretEnv(Frozen):
     name: str  # variable inside the container
     source: str  # variable in the user's environment / .env / Kubernetes env file
     required: bool
 
 
-class FetchPlan(_Frozen):
+class FetchPlan(Frozen):
     """The step that puts a hub model into its cache volume before any engine starts, once: a one-shot compose
     service the engines depend on, an init container on Kubernetes. The engines run with the hub offline."""
 
@@ -62,7 +58,7 @@ class FetchPlan(_Frozen):
     secrets: list[SecretEnv]  # the hub token: the fetch step's alone, the offline engines never see it
 
 
-class HealthPlan(_Frozen):
+class HealthPlan(Frozen):
     path: str
     interval_seconds: int
     timeout_seconds: int
@@ -75,7 +71,7 @@ class HealthPlan(_Frozen):
     failure_threshold: int  # readiness and liveness: consecutive failures before acting
 
 
-class EngineSettings(_Frozen):
+class EngineSettings(Frozen):
     """The engine settings downstream code reasons about (doctor's memory estimate), typed."""
 
     dtype: str
@@ -86,14 +82,14 @@ class EngineSettings(_Frozen):
     trust_remote_code: bool
 
 
-class EgressPlan(_Frozen):
+class EgressPlan(Frozen):
     """Where the pod may connect: DNS, and everything but the blocked networks."""
 
     blocked_ipv4: list[str]
     blocked_ipv6: list[str]
 
 
-class InstancePlan(_Frozen):
+class InstancePlan(Frozen):
     """One copy of the engine on one host (compose, the bench): its own GPUs, or its own CPU cores.
     On Kubernetes the Deployment makes the copies (Plan.replicas of them) and the scheduler places them."""
 
@@ -107,7 +103,7 @@ class InstancePlan(_Frozen):
     starts_after: str | None = None
 
 
-class FrontRoute(_Frozen):
+class FrontRoute(Frozen):
     """A route the router's front lets clients reach (one entry of vLLM's router's own route table)."""
 
     method: str
@@ -115,7 +111,7 @@ class FrontRoute(_Frozen):
     public: bool  # answered without the key
 
 
-class RouterPlan(_Frozen):
+class RouterPlan(Frozen):
     """vLLM's router (PyPI vllm-router) in front of the replicas, behind its front (haproxy) in one container;
     their argv built once, here. How it finds the engines is each target's (targets/): static URLs on compose,
     discovery by label on Kubernetes."""
@@ -145,7 +141,7 @@ class RouterPlan(_Frozen):
     health_failure_threshold: int  # failed checks before a replica gets no traffic
 
 
-class ClusterSettings(_Frozen):
+class ClusterSettings(Frozen):
     """What the profile asks of a cluster, as typed values (sizes in GiB); targets/kubernetes.py spells them."""
 
     namespace: str
@@ -164,7 +160,7 @@ class ClusterSettings(_Frozen):
     prometheus_namespace: str  # where Prometheus scrapes from
 
 
-class SmokePlan(_Frozen):
+class SmokePlan(Frozen):
     stop_token_ids: list[int]
     prompt: str
     image_url: str
@@ -173,7 +169,7 @@ class SmokePlan(_Frozen):
     image_tokens: int | None  # the plan's worst-case prompt tokens of one image, when it has an estimate
 
 
-class GenerationPlan(_Frozen):
+class GenerationPlan(Frozen):
     """The generation_config.json vLLM is pointed at (--generation-config DIR), mounted, never built in."""
 
     config: dict[str, Any]  # the file's content: eos_token_id (stop ids), max_new_tokens, sampling defaults
@@ -182,7 +178,7 @@ class GenerationPlan(_Frozen):
     digest: str  # of the file's bytes: a new config, a new mount name where the target needs one
 
 
-class EdgePlan(_Frozen):
+class EdgePlan(Frozen):
     """The key check on every route of vLLM's server (deploy/assets/edge/vllm_deploy_edge.py, loaded with
     vLLM's --middleware): mounted from a compose config or a ConfigMap, and built into the images we build."""
 
@@ -191,7 +187,7 @@ class EdgePlan(_Frozen):
     digest: str  # of the file's bytes
 
 
-class VisionPlan(_Frozen):
+class VisionPlan(Frozen):
     """The worst case of one request's images, from the model's facts (deploy/data/models.yaml)."""
 
     architecture: str
@@ -202,7 +198,7 @@ class VisionPlan(_Frozen):
     worst_case_tokens: int  # images × image_prompt_tokens; always below max-model-len (the profile check)
 
 
-class Rule(_Frozen):
+class Rule(Frozen):
     """A Prometheus recording rule (record) or alerting rule (alert)."""
 
     record: str | None = None
@@ -214,23 +210,23 @@ class Rule(_Frozen):
     description: str | None = None
 
 
-class RuleGroup(_Frozen):
+class RuleGroup(Frozen):
     name: str
     rules: list[Rule]
 
 
-class PanelQuery(_Frozen):
+class PanelQuery(Frozen):
     legend: str
     expr: str
 
 
-class Panel(_Frozen):
+class Panel(Frozen):
     title: str
     unit: str
     queries: list[PanelQuery]
 
 
-class MonitoringPlan(_Frozen):
+class MonitoringPlan(Frozen):
     """Prometheus for compose (built from Debian's package), rules, a dashboard, autoscaling settings."""
 
     image: str
@@ -258,7 +254,7 @@ class MonitoringPlan(_Frozen):
     prometheus_url: str
 
 
-class Plan(_Frozen):
+class Plan(Frozen):
     name: str
     description: str
     twin_of: str | None  # the GPU profile this CPU profile is the twin of (`vllm-deploy twin`)

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, WithJsonSchema
 
-from deploy.spec.base import Section
+from deploy.spec.base import Section, empty_list
 
 TokenId = Annotated[int, Field(ge=0, le=10_000_000)]
 
@@ -63,7 +63,7 @@ class Generation(Section):
     """Defaults the server applies to every request that does not set them itself."""
 
     stop_token_ids: Annotated[list[TokenId], Field(max_length=32)] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description="Token ids that end every answer, e.g. [151645, 151643] (<|im_end|>, <|endoftext|>): written as "
         "eos_token_id, which vLLM adds to each request's stop ids, so clients need not send stop_token_ids.",
     )

@@ -29,6 +29,8 @@ from deploy.spec.base import (
     ProfileName,
     RegistryPath,
     Section,
+    empty_dict,
+    empty_list,
     model_class,
 )
 from deploy.spec.flags import extra_args_problems
@@ -137,7 +139,7 @@ class Engine(Section):
     max_num_seqs: int | None = Field(None, ge=1, le=100_000)
     enforce_eager: bool = False
     limit_mm_per_prompt: dict[Modality, Annotated[int, Field(ge=0, le=1000)]] = Field(
-        default_factory=dict, description="Most items per modality in one prompt, e.g. {image: 2}."
+        default_factory=empty_dict, description="Most items per modality in one prompt, e.g. {image: 2}."
     )
     kv_cache_space_gib: int | None = Field(
         None, ge=1, le=4096, description="CPU only: KV-cache size (VLLM_CPU_KVCACHE_SPACE). Required on CPU."
@@ -150,14 +152,14 @@ class Engine(Section):
         "stop grace period and the pod's termination grace period are longer.",
     )
     extra_args: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=200)] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description="More vLLM flags, e.g. [--enable-prefix-caching]. Deny by default: each is resolved in vLLM's "
         "own option table, under any spelling, and passes only if deploy/data/vllm-serve-classes.yaml allows it; "
         "flags the profile models, and anything that loads code, reads files, opens routes or carries secrets, "
         "are refused with what to use instead.",
     )
 
-    mm_processor_kwargs: MmProcessorKwargs = Field(default_factory=dict)
+    mm_processor_kwargs: MmProcessorKwargs = Field(default_factory=empty_dict)
 
     @field_validator("extra_args")
     @classmethod
@@ -182,7 +184,7 @@ class Image(Section):
         None, description="Base image, pinned. Default per device from deploy/data/devices.yaml."
     )
     extra_pip: Annotated[list[Requirement508], Field(max_length=100)] = Field(
-        default_factory=list, description="Extra PEP 508 requirements baked into the image, e.g. timm==1.0.15."
+        default_factory=empty_list, description="Extra PEP 508 requirements baked into the image, e.g. timm==1.0.15."
     )
     ca_bundle: AbsolutePath | None = Field(
         None,
@@ -274,19 +276,19 @@ class Kubernetes(Section):
         "engine pod can run (replicas, or an autoscaler's max-replicas, above 1).",
     )
     node_selector: Labels = Field(
-        default_factory=dict,
+        default_factory=empty_dict,
         description="Node labels the pod needs. Required with host storage (the model is only on some nodes), "
         "e.g. {vllm-deploy/model: minicpm-v-2_6} after `kubectl label node NODE vllm-deploy/model=minicpm-v-2_6`.",
     )
     node_affinity: Annotated[
         dict[LabelKey, Annotated[list[LabelValue], Field(min_length=1, max_length=64)]], Field(max_length=16)
     ] = Field(
-        default_factory=dict,
+        default_factory=empty_dict,
         description="Node labels and the values any of which a node must have (required node affinity, operator "
         "In), an alternative to node-selector, e.g. {nvidia.com/gpu.product: [NVIDIA-A100-SXM4-80GB, NVIDIA-H100-80GB-HBM3]}.",
     )
     tolerations: Annotated[list[Toleration], Field(max_length=64)] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description="e.g. [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}] for tainted GPU nodes.",
     )
     runtime_class_name: DnsSubdomain | None = Field(

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
-from deploy.spec.base import HostName, Labels, Section
+from deploy.spec.base import HostName, Labels, Section, empty_dict, empty_list
 
 
 class Router(Section):
@@ -43,7 +43,7 @@ class Media(Section):
     """Image URLs are fetched by the server: bound where it may fetch from and for how long."""
 
     allowed_domains: Annotated[list[HostName], Field(max_length=100)] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description="Hosts image URLs may point at (vLLM --allowed-media-domains). Empty: any host. Setting it "
         "turns redirects off, since vLLM checks only the first URL's host.",
     )
@@ -53,7 +53,7 @@ class Media(Section):
         "off with allowed-domains (an allowed host could bounce the server anywhere), on without.",
     )
     blocked_networks: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], Field(max_length=100)] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description="Networks the pod must never reach (with kubernetes.egress-policy), e.g. [10.0.0.0/8, "
         "172.16.0.0/12, 192.168.0.0/16]; link-local is always blocked there.",
     )
@@ -144,7 +144,7 @@ class Monitoring(Section):
         description="Kubernetes: the Prometheus KEDA queries (prometheus-operator's default Service).",
     )
     operator_labels: Annotated[Labels, AfterValidator(_not_own_labels)] = Field(
-        default_factory=dict,
+        default_factory=empty_dict,
         description="Kubernetes: labels on the ServiceMonitors and the PrometheusRule, for kube-prometheus-stack "
         "e.g. {release: kube-prometheus-stack} (the Helm release's name): Prometheus only picks up monitors and "
         "rules whose labels match its selectors.",

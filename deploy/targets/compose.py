@@ -4,20 +4,15 @@ static worker URLs and Prometheus' scrape targets on the compose network."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
 from deploy.plan.constants import PROMETHEUS_CONFIG_DIR
 from deploy.plan.engine import host_literal
+from deploy.plan.frozen import Frozen
 from deploy.plan.model import Plan
 
 STOP_MARGIN_SECONDS = 10  # beyond vLLM's drain before compose kills the container
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ComposeConfig(_Frozen):
+class ComposeConfig(Frozen):
     """A file compose mounts as a config: its name carries a hash of its content, so a change recreates the
     container."""
 
@@ -26,14 +21,14 @@ class ComposeConfig(_Frozen):
     target: str  # in the container
 
 
-class PrometheusService(_Frozen):
+class PrometheusService(Frozen):
     published_port: str
     healthcheck: list[str]
     targets: dict[str, list[str]]  # job -> host:port on the compose network
     configs: list[ComposeConfig]  # its configuration and its rules
 
 
-class ComposePlan(_Frozen):
+class ComposePlan(Frozen):
     published_port: str  # HOST_IP:PORT:CONTAINER_PORT (IPv6 in brackets)
     shm_size: str  # e.g. "8g"
     memory_limit: str

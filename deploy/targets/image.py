@@ -7,8 +7,7 @@ that name, so it is part of the neutral Plan (which cannot import from here).
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
+from deploy.plan.frozen import Frozen
 from deploy.plan.model import Plan
 
 WHEELS_README = """\
@@ -18,10 +17,8 @@ Wheel files are git-ignored.
 """
 
 
-class BuildFile(BaseModel):
+class BuildFile(Frozen):
     """One file of a build context: exactly one of template, asset, text."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     path: str  # in the build context
     template: str | None = None  # rendered from the Plan

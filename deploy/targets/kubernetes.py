@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from deploy.plan.constants import (
     COMPONENT_LABEL,
     CONTAINER_PORT,
@@ -26,6 +24,7 @@ from deploy.plan.constants import (
     ROUTER_NAME,
     VERSION_LABEL,
 )
+from deploy.plan.frozen import Frozen
 from deploy.plan.model import EgressPlan, Plan
 from deploy.plan.monitoring import ENGINE_JOB, ROUTER_JOB
 from deploy.plan.router import PRESTOP_SECONDS
@@ -39,17 +38,13 @@ GRACE_MARGIN_SECONDS = 10  # after preStop and vLLM's drain, before SIGKILL
 DRIVER_MAJOR_LABELS = ("nvidia.com/cuda.driver-version.major", "nvidia.com/cuda.driver.major")
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class IngressRule(_Frozen):
+class IngressRule(Frozen):
     from_labels: dict[str, str] | None  # pods (same namespace) allowed in; None: any pod
     from_namespace: str | None = None  # instead: every pod of that namespace (Prometheus')
     ports: list[str]  # named container ports
 
 
-class NodeRequirement(_Frozen):
+class NodeRequirement(Frozen):
     """One matchExpression of a required node affinity."""
 
     key: str
@@ -57,7 +52,7 @@ class NodeRequirement(_Frozen):
     values: list[str]
 
 
-class NetworkPolicyPlan(_Frozen):
+class NetworkPolicyPlan(Frozen):
     name: str
     comment: str
     selector: dict[str, str]  # the pods this policy covers
@@ -65,14 +60,14 @@ class NetworkPolicyPlan(_Frozen):
     egress: EgressPlan | None  # engine pods only: they fetch image URLs
 
 
-class ServiceMonitorPlan(_Frozen):
+class ServiceMonitorPlan(Frozen):
     name: str
     job: str  # the job label its targets get, the same as compose's scrape jobs
     selector: dict[str, str]  # the Service it scrapes
     port: str  # that Service's named port
 
 
-class RouterObjects(_Frozen):
+class RouterObjects(Frozen):
     """The router's Deployment, Service, ServiceAccount and Role."""
 
     object_name: str
@@ -82,13 +77,13 @@ class RouterObjects(_Frozen):
     pull_policy: str  # the router image is always built here: see pull_policy()
 
 
-class Manifest(_Frozen):
+class Manifest(Frozen):
     file: str  # beside the kustomization, listed in its resources
     template: str
     note: str | None = None  # a comment above its line in the kustomization
 
 
-class KubernetesPlan(_Frozen):
+class KubernetesPlan(Frozen):
     object_name: str  # DNS-1123: the profile's name without "_"
     namespace: str
     namespace_labels: dict[str, str]

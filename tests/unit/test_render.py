@@ -435,7 +435,8 @@ def failing_on(monkeypatch, name: str, call: int, error: int):
 def test_a_failure_midway_puts_every_file_back(monkeypatch, tmp_path, name, call, error, reason):
     files = render_files()
     write_files(files, tmp_path)
-    (tmp_path / "compose" / "tiny-cpu" / "compose.yaml").write_text("hand edit\n")
+    for path in files:  # NB: every file differs, so every one is staged and moved in (an equal one is left alone)
+        (tmp_path / path).write_text("hand edit\n")
     (tmp_path / "k8s" / "tiny-cpu" / "service.yaml").unlink()
     if name == "mkdir":
         (tmp_path / "compose" / "tiny-cpu" / "wheels" / "README").unlink()
@@ -446,6 +447,22 @@ def test_a_failure_midway_puts_every_file_back(monkeypatch, tmp_path, name, call
         write_files(files, tmp_path)
     assert str(caught.value).endswith(f": cannot be written ({reason}); nothing was changed")
     assert snapshot(tmp_path) == before  # replaced files back, created ones gone, nothing staged left
+
+
+def test_a_file_that_already_holds_its_bytes_is_left_as_it_is(tmp_path):
+    files = render_files()
+    write_files(files, tmp_path)
+    same, edited = tmp_path / "compose" / "tiny-cpu" / "compose.yaml", tmp_path / "k8s" / "tiny-cpu" / "service.yaml"
+    edited.write_text("hand edit\n")
+    loose = tmp_path / "k8s" / "tiny-cpu" / "deployment.yaml"
+    loose.chmod(0o600)  # the same bytes, another mode: rewritten, 0644 again
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (same, edited, loose)}
+    write_files(files, tmp_path)
+    assert (same.stat().st_ino, same.stat().st_mtime_ns) == before[same]
+    assert edited.stat().st_ino != before[edited][0] and edited.read_text() == files["k8s/tiny-cpu/service.yaml"]
+    assert loose.stat().st_ino != before[loose][0] and loose.stat().st_mode & 0o777 == 0o644
+    assert all((tmp_path / path).read_text(encoding="utf-8") == text for path, text in files.items())
+    assert not list(tmp_path.rglob(".vllm-deploy-render-*"))
 
 
 def test_a_failed_first_render_leaves_no_directory(monkeypatch, tmp_path):
@@ -545,3 +562,15 @@ def test_an_out_name_too_long_for_the_filesystem_is_a_user_error(cli, tmp_path, 
     out = tmp_path / ("a" * 300)
     result = cli("render", "tiny-cpu", "--out", str(out), *check)
     assert (result.code, result.err) == (2, f"error: {out}: cannot be used as the output root (File name too long)\n")
+
+
+@pytest.mark.parametrize("ref", [*builtin_names(), *map(str, FIXTURES)])
+def test_the_rules_come_out_the_same_from_libyaml_and_from_pyyaml(ref, monkeypatch):
+    from deploy import render as rendering
+
+    plan = resolve(load_profile(ref))
+    if plan.monitoring is None:
+        pytest.skip("monitoring off")
+    fast = rendering._rule_groups(plan.monitoring.rule_groups, 4)
+    monkeypatch.setattr(rendering, "_SAFE_DUMPER", yaml.SafeDumper)
+    assert fast == rendering._rule_groups(plan.monitoring.rule_groups, 4)
