@@ -1,6 +1,8 @@
-"""Session fixtures for the engine-venv tests: one vLLM process (`vllm`) for every table and argv check, and one
-tiny model (`tiny_model`) for every test that needs a built one. Each import of vLLM costs 8-17 s and each
-build of the tiny model 5-10 s on a 2-core machine, so each happens once per run, not once per test."""
+"""Session fixtures for the engine-venv tests: one vLLM process (`vllm`) for every table and argv check, one
+tiny model (`tiny_model`) for every test that needs a built one, and the host vLLM server test_engine.py checks
+(`host_vllm`). Each import of vLLM costs 8-17 s and each build of the tiny model 5-10 s on a 2-core machine, so
+each happens once per run, not once per test. The host server starts with the session and test_engine.py runs
+last: it loads (~50 s of CPU) while the first modules run and then idles, instead of being waited for alone."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import pytest
 
 from tests.conftest import REPO, digests
 
+ENGINE_MODULE = "test_engine.py"
 SESSION_SCRIPT = REPO / "tests" / "tools" / "vllm_session.py"
 TINY_MODEL_SCRIPT = REPO / "deploy" / "assets" / "tiny_model.py"
 ANSWER_DEADLINE_SECONDS = 600  # importing vLLM alone takes 10-30 s on a busy 2-core machine
@@ -120,6 +123,8 @@ LAST_VLLM_USER = pytest.StashKey[str]()
 
 
 def pytest_collection_modifyitems(config, items):
+    # NB: test_engine.py's tests last (a stable sort): see the module's docstring.
+    items.sort(key=lambda item: item.path.name == ENGINE_MODULE)
     users = [item.nodeid for item in items if "vllm" in getattr(item, "fixturenames", ())]
     if users:
         config.stash[LAST_VLLM_USER] = users[-1]
@@ -166,3 +171,68 @@ def tiny_model_build(tmp_path_factory, measured) -> TinyModel:
 def tiny_model(tiny_model_build) -> Path:
     """The folder of the session's tiny model."""
     return tiny_model_build.path
+
+
+@dataclass
+class HostVllm:
+    """The host vLLM server (engine venv) with the argv of a tiny-cpu variant, as test_engine.py checks it."""
+
+    process: subprocess.Popen
+    plan: Any
+    base_url: str
+    key: str
+    log: Path
+    started: float  # time.monotonic() at its launch
+    ready_seconds: float | None = None  # launch to /health 200 (the session's other tests run meanwhile)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_vllm(request, tmp_path_factory) -> Iterator[HostVllm | None]:
+    """Launched when the session has test_engine.py's tests, at the session's first integration test; not waited
+    for here (a thread records when it answers)."""
+    if not any(item.path.name == ENGINE_MODULE for item in request.session.items):
+        yield None
+        return
+    import secrets
+
+    from deploy.plan import host_command, host_environment, resolve
+    from deploy.render import write_generation_config
+    from deploy.runtime.net import free_port, wait_for_http
+    from deploy.spec import load_profile
+    from deploy.spec.variant import write_variant
+
+    tiny_model = request.getfixturevalue("tiny_model")
+    scratch = tmp_path_factory.mktemp("vllm")
+    # tiny-cpu with a media allowlist (the local image server's address): redirects are then off.
+    variant = write_variant("tiny-cpu", scratch / "profile.yaml", {"media": {"allowed-domains": ["127.0.0.1"]}})
+    plan = resolve(load_profile(str(variant)))
+    port = free_port()
+    key = "sk-" + secrets.token_hex(16)
+    # NB: the plan's engine flags with the host's model path, host and port; nothing else changes.
+    generation = write_generation_config(plan, scratch / "generation")
+    python = engine_python()
+    command = host_command(plan, str(python.parent / "vllm"), str(tiny_model), "127.0.0.1", port, generation)
+    env = {"PATH": f"{python.parent}:/usr/bin:/bin", **host_environment(plan, str(scratch)), "VLLM_API_KEY": key}
+    log = scratch / "vllm.log"
+    started = time.monotonic()
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    server = HostVllm(process, plan, f"http://127.0.0.1:{port}", key, log, started)
+
+    def record_ready() -> None:
+        try:
+            wait_for_http(f"{server.base_url}/health", 900, alive=lambda: process.poll() is None)
+            server.ready_seconds = time.monotonic() - started
+        except (RuntimeError, TimeoutError):
+            pass  # NB: test_engine.py's own wait reports it, with the log
+
+    threading.Thread(target=record_ready, daemon=True).start()
+    try:
+        yield server
+    finally:
+        process.terminate()  # only the process we started, by its handle
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

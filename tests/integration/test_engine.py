@@ -1,6 +1,7 @@
 """A real vLLM (CPU build) started with the argv of `resolve(tiny-cpu)` answers the whole smoke suite.
 
-The server is a host process from the engine venv (ENGINE_PYTHON, set by `make test`), serving the
+The server is a host process from the engine venv (ENGINE_PYTHON, set by `make test`; launched with the session
+by tests/integration/conftest.py's `host_vllm`, so this module runs last and finds it loaded), serving the
 tiny fabricated VLM (the session's `tiny_model`, tests/integration/conftest.py: built once, as the CPU image's
 build step builds it) on a free 127.0.0.1 port with a random key, and the plan's generation config from
 a scratch directory (the container mounts the same file). Its log is printed when a test fails.
@@ -10,21 +11,18 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from deploy.plan import Plan, host_command, host_environment, resolve
-from deploy.render import write_generation_config
-from deploy.runtime.net import free_port, wait_for_http
+from deploy.plan import Plan, resolve
+from deploy.runtime.net import wait_for_http
 from deploy.runtime.smoke import plan_options, run_suite
 from deploy.spec import load_profile
-from deploy.spec.variant import write_variant
 from tests.conftest import REPO
+from tests.integration.conftest import HostVllm
 from tests.tools import routes
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -73,40 +71,26 @@ def process_tree_peak_rss_mib(pid: int) -> float:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model, tmp_path_factory):
-    scratch = tmp_path_factory.mktemp("vllm")
-    # tiny-cpu with a media allowlist (the local image server's address): redirects are then off.
-    variant = write_variant("tiny-cpu", scratch / "profile.yaml", {"media": {"allowed-domains": ["127.0.0.1"]}})
-    plan = resolve(load_profile(str(variant)))
-    assert plan.environment["VLLM_MEDIA_URL_ALLOW_REDIRECTS"] == "0"
-    port = free_port()
-    log = scratch / "vllm.log"
-    key = "sk-" + secrets.token_hex(16)
-    # NB: the plan's engine flags with the host's model path, host and port; nothing else changes.
-    generation = write_generation_config(plan, scratch / "generation")
-    command = host_command(plan, str(engine_python().parent / "vllm"), str(tiny_model), "127.0.0.1", port, generation)
-    env = {
-        "PATH": f"{engine_python().parent}:/usr/bin:/bin",
-        **host_environment(plan, str(scratch)),
-        "VLLM_API_KEY": key,
-    }
-    started = time.monotonic()
-    with log.open("wb") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    base_url = f"http://127.0.0.1:{port}"
+def server(host_vllm: HostVllm | None):
+    """The session's host vLLM (tests/integration/conftest.py: launched with the session), once it answers."""
+    assert host_vllm is not None
+    assert host_vllm.plan.environment["VLLM_MEDIA_URL_ALLOW_REDIRECTS"] == "0"
     try:
-        try:
-            wait_for_http(f"{base_url}/health", READY_DEADLINE_SECONDS, alive=lambda: process.poll() is None)
-        except (RuntimeError, TimeoutError) as exc:
-            pytest.fail(f"vLLM not ready ({exc}):\n{log.read_text()[-6000:]}")
-        yield Server(base_url, key, plan.served_model_name, log, process.pid, time.monotonic() - started, plan)
-    finally:
-        process.terminate()  # only the process we started, by its handle
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        wait_for_http(
+            f"{host_vllm.base_url}/health", READY_DEADLINE_SECONDS, alive=lambda: host_vllm.process.poll() is None
+        )
+    except (RuntimeError, TimeoutError) as exc:
+        pytest.fail(f"vLLM not ready ({exc}):\n{host_vllm.log.read_text()[-6000:]}")
+    ready = host_vllm.ready_seconds or time.monotonic() - host_vllm.started
+    return Server(
+        host_vllm.base_url,
+        host_vllm.key,
+        host_vllm.plan.served_model_name,
+        host_vllm.log,
+        host_vllm.process.pid,
+        ready,
+        host_vllm.plan,
+    )
 
 
 def test_server_argv_carries_no_key(server):
