@@ -185,7 +185,10 @@ def fetch_model(stack: Stack) -> float | None:
             f"{stack.plan.name}: fetching {fetch.what} failed (exit {code}).\n--- its last lines ---\n{shown}"
         )
     seconds = time.monotonic() - started
-    print(f"{fetch.what}: in the model volume after {seconds:.1f} s ({(tail or ['fetched'])[-1][:120]})")
+    # NB: the snapshot's path (`hf download` prints it last on stdout), not whichever of its progress bars (stderr)
+    # the merged stream happened to end with.
+    where = next((line for line in reversed(tail) if line.startswith("/")), (tail or ["fetched"])[-1])
+    print(f"{fetch.what}: in the model volume after {seconds:.1f} s ({where[:120]})")
     return seconds
 
 
